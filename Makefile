@@ -1,0 +1,56 @@
+# The README's two commands: `make demo` and `make test`. Both set up a fresh Debian 12 machine.
+SHELL := /bin/bash
+ARCH := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
+OUTPUT := .output
+BPF_SOURCES := $(wildcard bpf/*.bpf.c)
+SKELETONS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SOURCES))
+SETUP_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool python3.11 gdb
+ADDON := build/Release/usdtrace.node
+
+.PHONY: setup build test demo bench clean
+.DELETE_ON_ERROR:
+.SECONDARY:
+
+# apt-get only when a tool or library is missing, so a set-up machine pays nothing.
+setup:
+	@missing=$$(for p in $(SETUP_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@[ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --ignore-scripts --no-audit --no-fund
+
+build: $(ADDON) dist/index.js
+
+$(OUTPUT)/vmlinux.h:
+	@mkdir -p $(OUTPUT)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@
+
+$(OUTPUT)/%.bpf.o: bpf/%.bpf.c bpf/*.h $(OUTPUT)/vmlinux.h
+	clang -g -O2 -Wall -target bpf -D__TARGET_ARCH_$(ARCH) -I$(OUTPUT) -I/usr/include/$(MULTIARCH) -c $< -o $@
+
+$(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
+	bpftool gen skeleton $< name $* > $@
+
+# Debian's libelf.a keeps its error state in local-exec TLS (elf_error.o), which a shared object
+# cannot hold; native/static_link_fixes.c replaces that one member.
+$(OUTPUT)/libelf-shared.a: /usr/lib/$(MULTIARCH)/libelf.a
+	cp $< $@ && ar d $@ elf_error.o
+
+$(ADDON): $(SKELETONS) $(OUTPUT)/libelf-shared.a binding.gyp native/*.cc native/*.h native/*.c bpf/*.h
+	npx node-gyp rebuild
+
+dist/index.js: $(wildcard src/*.ts) tsconfig.json
+	npx tsc -p tsconfig.json
+
+test: setup
+	$(MAKE) build
+	npx tap
+
+demo: setup
+	$(MAKE) build
+	node examples/demo.js
+
+clean:
+	rm -rf $(OUTPUT) build dist

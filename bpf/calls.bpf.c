@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Python function entries and returns (CPython's function__entry / function__return USDT
+ * probes: file, function, line). Depth and entry times are kept here per thread, so a return
+ * carries its duration and user space needs no shadow stack.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h>
+#include "usdtrace.h"
+#include "ringbuf.bpf.h"
+
+/* Deeper frames are still reported, with their depth, but without a duration. */
+#define MAX_TIMED_DEPTH 256
+/* Room for one name read: USDTRACE_NAME_MAX bytes, one more to detect a longer name, the NUL. */
+#define NAME_READ (USDTRACE_NAME_MAX + 2)
+
+struct thread_calls {
+	__u32 depth;
+	__u64 entry_ns[MAX_TIMED_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct thread_calls);
+} threads SEC(".maps");
+
+struct call_record {
+	struct call_event event;
+	char names[USDTRACE_NAME_MAX + NAME_READ];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct call_record);
+} scratch SEC(".maps");
+
+/* Entries whose thread could not get a slot in `threads`: their depth and duration are unknown. */
+__u64 dropped_thread_slots = 0;
+
+static const struct thread_calls fresh_thread;
+
+static __always_inline struct thread_calls *thread_of(__u32 tid)
+{
+	struct thread_calls *thread = bpf_map_lookup_elem(&threads, &tid);
+
+	if (thread)
+		return thread;
+	if (bpf_map_update_elem(&threads, &tid, &fresh_thread, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&threads, &tid)) {
+		__sync_fetch_and_add(&dropped_thread_slots, 1);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&threads, &tid);
+}
+
+/* Copies a user string into dst and returns its length, cut to USDTRACE_NAME_MAX. */
+static __always_inline __u32 read_name(char *dst, __u64 src, __u8 *flags, __u8 truncated_flag)
+{
+	long copied = bpf_probe_read_user_str(dst, NAME_READ, (const void *)src);
+	__u32 len;
+
+	if (copied <= 1)
+		return 0;
+	len = copied - 1;
+	if (len > USDTRACE_NAME_MAX) {
+		*flags |= truncated_flag;
+		len = USDTRACE_NAME_MAX;
+	}
+	return len;
+}
+
+static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	__u32 zero = 0;
+	struct call_record *rec = bpf_map_lookup_elem(&scratch, &zero);
+	struct thread_calls *thread;
+	long file = 0, func = 0, line = 0;
+	__u32 depth = 0, file_len, func_len;
+
+	if (!rec)
+		return 0;
+	rec->event.flags = 0;
+	rec->event.duration_ns = 0;
+
+	/* Returns-only tracing never creates thread state: a missing entry has nothing to pair. */
+	thread = kind == CALL_ENTRY ? thread_of(tid) : bpf_map_lookup_elem(&threads, &tid);
+	if (thread) {
+		if (kind == CALL_ENTRY) {
+			depth = thread->depth;
+			if (depth < MAX_TIMED_DEPTH)
+				thread->entry_ns[depth] = now;
+			thread->depth = depth + 1;
+		} else if (thread->depth > 0) {
+			depth = thread->depth - 1;
+			thread->depth = depth;
+			if (depth < MAX_TIMED_DEPTH) {
+				rec->event.duration_ns = now - thread->entry_ns[depth];
+				rec->event.flags |= CALL_HAS_DURATION;
+			}
+		}
+	}
+
+	bpf_usdt_arg(ctx, 0, &file);
+	bpf_usdt_arg(ctx, 1, &func);
+	bpf_usdt_arg(ctx, 2, &line);
+
+	file_len = read_name(rec->names, file, &rec->event.flags, CALL_FILE_TRUNCATED);
+	func_len = read_name(rec->names + file_len, func, &rec->event.flags, CALL_FUNC_TRUNCATED);
+
+	rec->event.timestamp_ns = now;
+	rec->event.pid = pid_tgid >> 32;
+	rec->event.tid = tid;
+	rec->event.line = line;
+	rec->event.depth = depth > 0xffff ? 0xffff : depth;
+	rec->event.kind = kind;
+	rec->event.file_len = file_len;
+	rec->event.func_len = func_len;
+	submit_event(rec, sizeof(rec->event) + file_len + func_len);
+	return 0;
+}
+
+SEC("usdt")
+int on_call_entry(struct pt_regs *ctx)
+{
+	return record_call(ctx, CALL_ENTRY);
+}
+
+SEC("usdt")
+int on_call_return(struct pt_regs *ctx)
+{
+	return record_call(ctx, CALL_RETURN);
+}
+
+/*
+ * Attached where the target never runs (its DT_FINI function) with the `line` probe's
+ * semaphore as ref_ctr_offset: the kernel raises that semaphore while this link lives and
+ * lowers it when the link goes, even if the tracer is killed. CPython 3.11 only reaches
+ * function__entry while that semaphore is up.
+ */
+SEC("uprobe")
+int hold_semaphore(struct pt_regs *ctx)
+{
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

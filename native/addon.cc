@@ -1,0 +1,14 @@
+#include <napi.h>
+
+#include "layout.h"
+#include "libbpf_log.h"
+#include "session.h"
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  CaptureLibbpfLog();
+  exports.Set("Session", Session::Define(env));
+  exports.Set("layouts", EventLayouts(env));
+  return exports;
+}
+
+NODE_API_MODULE(usdtrace, Init)

@@ -1,0 +1,28 @@
+// Each BPF object reaches the addon through its bpftool skeleton, which embeds the ELF bytes; the
+// session opens them generically (bpf_object__open_mem), so one attach/drain path serves all.
+#include "objects.h"
+
+#include "calls.skel.h"
+
+namespace {
+
+struct Entry {
+  const char* name;
+  const void* (*bytes)(size_t* size);
+};
+
+const Entry kObjects[] = {
+    {"calls", calls__elf_bytes},
+};
+
+}  // namespace
+
+bool FindEmbeddedObject(const std::string& name, EmbeddedObject* out) {
+  for (const Entry& entry : kObjects) {
+    if (name == entry.name) {
+      out->bytes = entry.bytes(&out->size);
+      return true;
+    }
+  }
+  return false;
+}

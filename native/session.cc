@@ -1,0 +1,418 @@
+// The one generic path every probe takes: open an embedded BPF object, attach its programs to
+// USDT probes or uprobes, then drain its `events` ring buffer in batches on the event loop.
+//
+// Draining: BPF submits without waking the reader until a threshold fills, so the ring's epoll
+// fd only fires on bursts; a short repeating timer collects the rest. Each drain copies at most
+// one batch (the JS-owned buffer) and hands it to JS in one call; when the batch fills, the next
+// drain is scheduled for the next turn of the loop instead of starving it.
+#include "session.h"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+
+#include "libbpf_log.h"
+#include "objects.h"
+
+namespace {
+
+// [u32 record length][record bytes], repeated: the batch format the JS decoder walks.
+constexpr size_t kLengthPrefix = sizeof(uint32_t);
+
+Napi::Value ThrowErrno(Napi::Env env, int err, const std::string& what) {
+  std::string message = what + ": " + strerror(err);
+  std::string log = TakeLibbpfLog();
+  if (!log.empty()) message += "\n" + log;
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("errno", Napi::Number::New(env, err));
+  const char* name = strerrorname_np(err);
+  error.Set("code", Napi::String::New(env, name ? name : "EUNKNOWN"));
+  error.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowType(Napi::Env env, const std::string& message) {
+  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+uint64_t ToU64(Napi::Value value) {
+  if (value.IsBigInt()) {
+    bool lossless;
+    return value.As<Napi::BigInt>().Uint64Value(&lossless);
+  }
+  return static_cast<uint64_t>(value.As<Napi::Number>().Int64Value());
+}
+
+// Calls visit(name, offset, size) for every variable in a global data section (.rodata, .bss).
+bool ForEachGlobal(struct bpf_object* object, const char* section,
+                   const std::function<void(const char*, uint32_t, uint32_t)>& visit) {
+  const struct btf* btf = bpf_object__btf(object);
+  if (!btf) return false;
+  int id = btf__find_by_name_kind(btf, section, BTF_KIND_DATASEC);
+  if (id < 0) return false;
+  const struct btf_type* datasec = btf__type_by_id(btf, id);
+  const struct btf_var_secinfo* vars = btf_var_secinfos(datasec);
+  for (int i = 0; i < btf_vlen(datasec); i++) {
+    const struct btf_type* var = btf__type_by_id(btf, vars[i].type);
+    visit(btf__name_by_offset(btf, var->name_off), vars[i].offset, vars[i].size);
+  }
+  return true;
+}
+
+uint64_t ReadUnsigned(const uint8_t* data, uint32_t size) {
+  switch (size) {
+    case 1: return data[0];
+    case 2: { uint16_t v; memcpy(&v, data, 2); return v; }
+    case 4: { uint32_t v; memcpy(&v, data, 4); return v; }
+    default: { uint64_t v; memcpy(&v, data, 8); return v; }
+  }
+}
+
+void WriteUnsigned(uint8_t* data, uint32_t size, uint64_t value) {
+  switch (size) {
+    case 1: data[0] = static_cast<uint8_t>(value); break;
+    case 2: { uint16_t v = static_cast<uint16_t>(value); memcpy(data, &v, 2); break; }
+    case 4: { uint32_t v = static_cast<uint32_t>(value); memcpy(data, &v, 4); break; }
+    default: memcpy(data, &value, 8);
+  }
+}
+
+}  // namespace
+
+// The libuv handles outlive the Session by a loop turn (uv_close is asynchronous), so they live
+// apart and find their owner through a pointer that Release clears.
+struct Session::Watchers {
+  Session* owner;
+  uv_poll_t ring;
+  uv_poll_t exit;
+  uv_timer_t flush;
+  int pidfd = -1;
+  int openHandles = 0;
+
+  static Session* OwnerOf(void* handle) {
+    return static_cast<Watchers*>(static_cast<uv_handle_t*>(handle)->data)->owner;
+  }
+  static void OnRingReadable(uv_poll_t* handle, int, int) {
+    if (Session* session = OwnerOf(handle)) session->Drain();
+  }
+  static void OnFlushTick(uv_timer_t* handle) {
+    if (Session* session = OwnerOf(handle)) session->Drain();
+  }
+  static void OnTargetExit(uv_poll_t* handle, int, int) {
+    if (Session* session = OwnerOf(handle)) session->OnTargetExit();
+  }
+  static void OnClosed(uv_handle_t* handle) {
+    Watchers* watchers = static_cast<Watchers*>(handle->data);
+    if (--watchers->openHandles > 0) return;
+    if (watchers->pidfd >= 0) close(watchers->pidfd);
+    delete watchers;
+  }
+};
+
+Napi::Function Session::Define(Napi::Env env) {
+  return DefineClass(env, "Session",
+                     {
+                         InstanceMethod<&Session::AttachUsdt>("attachUsdt"),
+                         InstanceMethod<&Session::AttachUprobe>("attachUprobe"),
+                         InstanceMethod<&Session::Start>("start"),
+                         InstanceMethod<&Session::Pause>("pause"),
+                         InstanceMethod<&Session::Resume>("resume"),
+                         InstanceMethod<&Session::Counters>("counters"),
+                         InstanceMethod<&Session::Close>("close"),
+                     });
+}
+
+// new Session({ object, ringBufferBytes?, constants? }): opens and loads, attaches nothing.
+Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) {
+    ThrowType(env, "Session options must be an object");
+    return;
+  }
+  Napi::Object options = info[0].As<Napi::Object>();
+  std::string name = options.Get("object").ToString();
+  EmbeddedObject embedded;
+  if (!FindEmbeddedObject(name, &embedded)) {
+    ThrowType(env, "no embedded BPF object named " + name);
+    return;
+  }
+
+  LIBBPF_OPTS(bpf_object_open_opts, openOptions, .object_name = name.c_str());
+  object_ = bpf_object__open_mem(embedded.bytes, embedded.size, &openOptions);
+  if (!object_) {
+    ThrowErrno(env, errno, "opening BPF object " + name);
+    return;
+  }
+
+  Napi::Value ringBytes = options.Get("ringBufferBytes");
+  if (ringBytes.IsNumber()) {
+    struct bpf_map* events = bpf_object__find_map_by_name(object_, "events");
+    int err = events ? bpf_map__set_max_entries(events, ringBytes.As<Napi::Number>().Uint32Value())
+                     : -ENOENT;
+    if (err) {
+      ThrowErrno(env, -err, "sizing the ring buffer");
+      return;
+    }
+  }
+
+  Napi::Value constants = options.Get("constants");
+  if (constants.IsObject() && !SetConstants(env, name, constants.As<Napi::Object>())) return;
+
+  int err = bpf_object__load(object_);
+  if (err) ThrowErrno(env, -err, "loading BPF object " + name);
+}
+
+Session::~Session() { Release(); }
+
+// Writes { name: value } into the object's .rodata before load; false after throwing.
+bool Session::SetConstants(Napi::Env env, const std::string& objectName, Napi::Object values) {
+  struct bpf_map* rodata = bpf_object__find_map_by_name(object_, ".rodata");
+  size_t size = 0;
+  const void* initial = rodata ? bpf_map__initial_value(rodata, &size) : nullptr;
+  std::vector<uint8_t> data(static_cast<const uint8_t*>(initial),
+                            static_cast<const uint8_t*>(initial) + (initial ? size : 0));
+  Napi::Array names = values.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    std::string constant = names.Get(i).ToString();
+    bool found = false;
+    ForEachGlobal(object_, ".rodata", [&](const char* var, uint32_t offset, uint32_t width) {
+      if (constant != var || offset + width > data.size()) return;
+      WriteUnsigned(data.data() + offset, width, ToU64(values.Get(constant)));
+      found = true;
+    });
+    if (!found) {
+      ThrowType(env, "BPF object " + objectName + " has no constant " + constant);
+      return false;
+    }
+  }
+  int err = rodata ? bpf_map__set_initial_value(rodata, data.data(), data.size()) : 0;
+  if (err) ThrowErrno(env, -err, "setting the constants of " + objectName);
+  return err == 0;
+}
+
+struct bpf_program* Session::ProgramNamed(Napi::Env env, const std::string& name) {
+  struct bpf_program* program =
+      object_ ? bpf_object__find_program_by_name(object_, name.c_str()) : nullptr;
+  if (!program) ThrowType(env, "no BPF program named " + name);
+  return program;
+}
+
+// attachUsdt(program, pid, path, provider, name)
+Napi::Value Session::AttachUsdt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_program* program = ProgramNamed(env, info[0].ToString());
+  if (!program) return env.Undefined();
+  int pid = info[1].As<Napi::Number>().Int32Value();
+  std::string path = info[2].ToString();
+  std::string provider = info[3].ToString();
+  std::string probe = info[4].ToString();
+  struct bpf_link* link =
+      bpf_program__attach_usdt(program, pid, path.c_str(), provider.c_str(), probe.c_str(), nullptr);
+  if (!link) return ThrowErrno(env, errno, "attaching to USDT probe " + provider + ":" + probe);
+  links_.push_back(link);
+  return env.Undefined();
+}
+
+// attachUprobe(program, pid, path, fileOffset, refCtrOffset)
+Napi::Value Session::AttachUprobe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_program* program = ProgramNamed(env, info[0].ToString());
+  if (!program) return env.Undefined();
+  int pid = info[1].As<Napi::Number>().Int32Value();
+  std::string path = info[2].ToString();
+  uint64_t offset = ToU64(info[3]);
+  LIBBPF_OPTS(bpf_uprobe_opts, options, .ref_ctr_offset = static_cast<size_t>(ToU64(info[4])));
+  struct bpf_link* link =
+      bpf_program__attach_uprobe_opts(program, pid, path.c_str(), offset, &options);
+  if (!link) return ThrowErrno(env, errno, "attaching a uprobe to " + path);
+  links_.push_back(link);
+  return env.Undefined();
+}
+
+// start({ batch: Uint8Array, onBatch(bytes, count), onEnd(), exitPid, flushIntervalMs })
+Napi::Value Session::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (started_ || closed_) return ThrowType(env, "session already started or closed");
+  Napi::Object options = info[0].As<Napi::Object>();
+  Napi::Uint8Array batch = options.Get("batch").As<Napi::Uint8Array>();
+  batchRef_ = Napi::Persistent(batch.As<Napi::Object>());
+  batch_ = batch.Data();
+  batchCapacity_ = batch.ByteLength();
+  onBatch_ = Napi::Persistent(options.Get("onBatch").As<Napi::Function>());
+  onEnd_ = Napi::Persistent(options.Get("onEnd").As<Napi::Function>());
+  if (options.Get("flushIntervalMs").IsNumber())
+    flushIntervalMs_ = options.Get("flushIntervalMs").As<Napi::Number>().Uint32Value();
+  asyncContext_ = new Napi::AsyncContext(env, "usdtrace:drain");
+
+  ring_ = ring_buffer__new(bpf_map__fd(bpf_object__find_map_by_name(object_, "events")),
+                           OnRecord, this, nullptr);
+  if (!ring_) return ThrowErrno(env, errno, "opening the ring buffer");
+
+  uv_loop_t* loop;
+  napi_get_uv_event_loop(env, &loop);
+  watchers_ = new Watchers();
+  watchers_->owner = this;
+  uv_poll_init(loop, &watchers_->ring, ring_buffer__epoll_fd(ring_));
+  uv_timer_init(loop, &watchers_->flush);
+  watchers_->ring.data = watchers_->flush.data = watchers_;
+  watchers_->openHandles = 2;
+
+  // The pidfd turns readable when the whole process has exited: no record can follow it.
+  int exitPid = options.Get("exitPid").As<Napi::Number>().Int32Value();
+  watchers_->pidfd = exitPid > 0 ? static_cast<int>(syscall(SYS_pidfd_open, exitPid, 0)) : -1;
+  if (watchers_->pidfd >= 0) {
+    uv_poll_init(loop, &watchers_->exit, watchers_->pidfd);
+    watchers_->exit.data = watchers_;
+    watchers_->openHandles++;
+  } else if (exitPid > 0) {
+    targetExited_ = true;
+  }
+
+  started_ = true;
+  Watch();
+  return env.Undefined();
+}
+
+Napi::Value Session::Pause(const Napi::CallbackInfo& info) {
+  if (started_ && !closed_ && !paused_) {
+    paused_ = true;
+    Unwatch();
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Session::Resume(const Napi::CallbackInfo& info) {
+  if (started_ && !closed_ && paused_) {
+    paused_ = false;
+    Watch();
+  }
+  return info.Env().Undefined();
+}
+
+// Every global of the object's .bss (the BPF side's counters), by name, as BigInts.
+Napi::Value Session::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object counters = Napi::Object::New(env);
+  struct bpf_map* bss = object_ ? bpf_object__find_map_by_name(object_, ".bss") : nullptr;
+  if (!bss) return counters;
+  std::vector<uint8_t> value(bpf_map__value_size(bss));
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(bss), &zero, value.data()))
+    return ThrowErrno(env, errno, "reading BPF counters");
+  ForEachGlobal(object_, ".bss", [&](const char* name, uint32_t offset, uint32_t size) {
+    if (offset + size <= value.size())
+      counters.Set(name, Napi::BigInt::New(env, ReadUnsigned(value.data() + offset, size)));
+  });
+  return counters;
+}
+
+Napi::Value Session::Close(const Napi::CallbackInfo& info) {
+  Release();
+  return info.Env().Undefined();
+}
+
+void Session::Watch() {
+  uv_poll_start(&watchers_->ring, UV_READABLE, Watchers::OnRingReadable);
+  if (watchers_->pidfd >= 0 && !targetExited_)
+    uv_poll_start(&watchers_->exit, UV_READABLE, Watchers::OnTargetExit);
+  // The first tick comes at once, so records that piled up while paused arrive promptly.
+  uv_timer_start(&watchers_->flush, Watchers::OnFlushTick, 0, flushIntervalMs_);
+}
+
+void Session::Unwatch() {
+  uv_poll_stop(&watchers_->ring);
+  if (watchers_->pidfd >= 0) uv_poll_stop(&watchers_->exit);
+  uv_timer_stop(&watchers_->flush);
+}
+
+void Session::OnTargetExit() {
+  targetExited_ = true;
+  uv_poll_stop(&watchers_->exit);
+  Drain();
+}
+
+int Session::OnRecord(void* ctx, void* data, size_t size) {
+  return static_cast<Session*>(ctx)->CopyRecord(data, size);
+}
+
+int Session::CopyRecord(const void* data, size_t size) {
+  if (batchUsed_ + kLengthPrefix + size > batchCapacity_) {
+    // The ring has already let go of this record: keep it for the next batch, stop this one.
+    const uint8_t* bytes = static_cast<const uint8_t*>(data);
+    carry_.assign(bytes, bytes + size);
+    return -ENOSPC;
+  }
+  uint32_t length = static_cast<uint32_t>(size);
+  memcpy(batch_ + batchUsed_, &length, kLengthPrefix);
+  memcpy(batch_ + batchUsed_ + kLengthPrefix, data, size);
+  batchUsed_ += kLengthPrefix + size;
+  batchCount_++;
+  return 0;
+}
+
+void Session::Drain() {
+  if (!started_ || closed_ || paused_ || ended_) return;
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+
+  batchUsed_ = 0;
+  batchCount_ = 0;
+  if (!carry_.empty()) {
+    std::vector<uint8_t> record;
+    record.swap(carry_);
+    CopyRecord(record.data(), record.size());
+  }
+  bool full = !carry_.empty() || ring_buffer__consume(ring_) == -ENOSPC;
+
+  if (batchCount_ > 0) {
+    onBatch_.MakeCallback(Value(), {Napi::Number::New(env, static_cast<double>(batchUsed_)),
+                                    Napi::Number::New(env, batchCount_)},
+                          *asyncContext_);
+    if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+    if (closed_ || paused_) return;
+  }
+  if (full) {
+    uv_timer_start(&watchers_->flush, Watchers::OnFlushTick, 0, flushIntervalMs_);
+    return;
+  }
+  if (targetExited_) {
+    ended_ = true;
+    Unwatch();
+    onEnd_.MakeCallback(Value(), {}, *asyncContext_);
+    if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+  }
+}
+
+void Session::Release() {
+  if (closed_) return;
+  closed_ = true;
+  for (struct bpf_link* link : links_) bpf_link__destroy(link);
+  links_.clear();
+  if (watchers_) {
+    Watchers* watchers = watchers_;
+    watchers_ = nullptr;
+    watchers->owner = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&watchers->ring), Watchers::OnClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&watchers->flush), Watchers::OnClosed);
+    if (watchers->pidfd >= 0)
+      uv_close(reinterpret_cast<uv_handle_t*>(&watchers->exit), Watchers::OnClosed);
+  }
+  // uv_close has taken the ring's epoll fd out of libuv's epoll, so it may close now.
+  if (ring_) ring_buffer__free(ring_);
+  ring_ = nullptr;
+  if (object_) bpf_object__close(object_);
+  object_ = nullptr;
+  delete asyncContext_;
+  asyncContext_ = nullptr;
+  if (!batchRef_.IsEmpty()) batchRef_.Reset();
+  if (!onBatch_.IsEmpty()) onBatch_.Reset();
+  if (!onEnd_.IsEmpty()) onEnd_.Reset();
+}

@@ -1,0 +1,65 @@
+// A loaded BPF object, its probe links and its ring buffer, drained on the Node event loop.
+#pragma once
+#include <napi.h>
+#include <uv.h>
+
+#include <string>
+#include <vector>
+
+struct bpf_object;
+struct bpf_link;
+struct ring_buffer;
+
+class Session : public Napi::ObjectWrap<Session> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+
+  explicit Session(const Napi::CallbackInfo& info);
+  ~Session() override;
+
+ private:
+  struct Watchers;
+
+  Napi::Value AttachUsdt(const Napi::CallbackInfo& info);
+  Napi::Value AttachUprobe(const Napi::CallbackInfo& info);
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Pause(const Napi::CallbackInfo& info);
+  Napi::Value Resume(const Napi::CallbackInfo& info);
+  Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  bool SetConstants(Napi::Env env, const std::string& objectName, Napi::Object values);
+  struct bpf_program* ProgramNamed(Napi::Env env, const std::string& name);
+  void Watch();
+  void Unwatch();
+  void Drain();
+  void OnTargetExit();
+  int CopyRecord(const void* data, size_t size);
+  void Release();
+
+  static int OnRecord(void* ctx, void* data, size_t size);
+
+  struct bpf_object* object_ = nullptr;
+  std::vector<struct bpf_link*> links_;
+  struct ring_buffer* ring_ = nullptr;
+  Watchers* watchers_ = nullptr;
+
+  Napi::ObjectReference batchRef_;
+  uint8_t* batch_ = nullptr;
+  size_t batchCapacity_ = 0;
+  size_t batchUsed_ = 0;
+  uint32_t batchCount_ = 0;
+  // A record consumed from the ring that did not fit the batch; it opens the next one.
+  std::vector<uint8_t> carry_;
+
+  Napi::FunctionReference onBatch_;
+  Napi::FunctionReference onEnd_;
+  Napi::AsyncContext* asyncContext_ = nullptr;
+  unsigned flushIntervalMs_ = 5;
+
+  bool started_ = false;
+  bool paused_ = false;
+  bool targetExited_ = false;
+  bool ended_ = false;
+  bool closed_ = false;
+};

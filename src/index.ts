@@ -1,0 +1,6 @@
+export { traceCalls, type CallEvent, type CallTrace, type TraceCallsOptions } from './calls.js'
+export { inspect, type Capability, type CapabilityName, type Inspection } from './inspect.js'
+export { listProbes } from './probes.js'
+export { type UsdtProbe } from './elf.js'
+export { TraceError, type TraceErrorCode } from './errors.js'
+export { Trace, type StreamOptions } from './trace.js'

@@ -1,0 +1,189 @@
+import type { NativeSession } from './binding.js'
+
+/** Decodes one ring-buffer record that starts at `offset` of the batch. */
+export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, length: number) => T
+
+export interface StreamOptions {
+  /** Aborting detaches every probe; a pending or later `next()` rejects with an AbortError. */
+  signal?: AbortSignal
+}
+
+/** An attached session, ready to stream, and the process whose exit ends it. */
+export interface OpenedSession {
+  session: NativeSession
+  exitPid: number
+}
+
+// One JS call per batch; a record is at most a few KiB, so a batch holds thousands.
+const BATCH_BYTES = 1 << 20
+// Decoded events the consumer has not taken yet, past which the kernel side waits (and drops
+// when its ring fills, counting every drop in `lost`).
+const HIGH_WATER_EVENTS = 1 << 16
+const FLUSH_INTERVAL_MS = 5
+
+function abortError(signal: AbortSignal): Error {
+  return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), {
+    name: 'AbortError',
+    code: 'ABORT_ERR',
+  })
+}
+
+/**
+ * A live trace: an async iterator over decoded events. It ends when the traced process exits,
+ * and `break`, `close()` or the abort signal detach every probe and free every kernel object.
+ */
+export class Trace<T> implements AsyncIterableIterator<T> {
+  /** Resolves once every probe is attached; rejects with the TraceError that prevented it. */
+  readonly ready: Promise<void>
+
+  #session: NativeSession | undefined
+  #decode: RecordDecoder<T>
+  #signal: AbortSignal | undefined
+  #onAbort = () => {
+    this.#discardQueued()
+    this.#finish(abortError(this.#signal!))
+  }
+
+  #batch = new Uint8Array(BATCH_BYTES)
+  #view = new DataView(this.#batch.buffer)
+  #bytes = Buffer.from(this.#batch.buffer)
+
+  #queue: T[][] = []
+  #head: T[] = []
+  #headIndex = 0
+  #queued = 0
+  #paused = false
+
+  #waiter: { resolve(result: IteratorResult<T>): void; reject(error: unknown): void } | undefined
+  #done = false
+  #error: unknown
+  #lost = 0n
+
+  constructor(open: () => Promise<OpenedSession>, decode: RecordDecoder<T>, options: StreamOptions = {}) {
+    this.#decode = decode
+    this.#signal = options.signal
+    this.ready = this.#start(open)
+    // The same failure reaches the iterator; an unobserved `ready` must not crash the process.
+    this.ready.catch(() => {})
+  }
+
+  /** Events the kernel side could not deliver so far: full ring buffer, exhausted maps. */
+  get lost(): number {
+    if (this.#session) this.#lost = sumDropped(this.#session.counters())
+    return Number(this.#lost)
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.#queued > 0) return Promise.resolve({ done: false, value: this.#take() })
+    if (this.#error !== undefined) return Promise.reject(this.#error)
+    if (this.#done) return Promise.resolve({ done: true, value: undefined })
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject }
+    })
+  }
+
+  async return(): Promise<IteratorResult<T>> {
+    await this.close()
+    return { done: true, value: undefined }
+  }
+
+  /** Detaches every probe and frees the session; events not yet taken are discarded. */
+  async close(): Promise<void> {
+    this.#discardQueued()
+    this.#finish()
+    await this.ready.catch(() => {})
+  }
+
+  async #start(open: () => Promise<OpenedSession>): Promise<void> {
+    if (this.#signal?.aborted) throw this.#finish(abortError(this.#signal))
+    this.#signal?.addEventListener('abort', this.#onAbort, { once: true })
+    let opened: OpenedSession
+    try {
+      opened = await open()
+    } catch (error) {
+      throw this.#finish(error)
+    }
+    if (this.#done) {
+      opened.session.close()
+      return
+    }
+    this.#session = opened.session
+    this.#session.start({
+      batch: this.#batch,
+      exitPid: opened.exitPid,
+      flushIntervalMs: FLUSH_INTERVAL_MS,
+      onBatch: (bytes, count) => this.#onBatch(bytes, count),
+      onEnd: () => this.#finish(),
+    })
+  }
+
+  #onBatch(bytes: number, count: number): void {
+    const events = new Array<T>(count)
+    let offset = 0
+    for (let i = 0; i < count; i++) {
+      const length = this.#view.getUint32(offset, true)
+      events[i] = this.#decode(this.#view, this.#bytes, offset + 4, length)
+      offset += 4 + length
+    }
+    if (offset !== bytes) throw new Error(`usdtrace: batch of ${bytes} bytes decoded as ${offset}`)
+    this.#queue.push(events)
+    this.#queued += count
+    if (this.#waiter) {
+      const waiter = this.#waiter
+      this.#waiter = undefined
+      waiter.resolve({ done: false, value: this.#take() })
+    }
+    if (this.#queued > HIGH_WATER_EVENTS && !this.#paused) {
+      this.#paused = true
+      this.#session?.pause()
+    }
+  }
+
+  #take(): T {
+    while (this.#headIndex >= this.#head.length) {
+      this.#head = this.#queue.shift()!
+      this.#headIndex = 0
+    }
+    this.#queued--
+    if (this.#paused && this.#queued < HIGH_WATER_EVENTS / 2) {
+      this.#paused = false
+      this.#session?.resume()
+    }
+    return this.#head[this.#headIndex++]
+  }
+
+  #discardQueued(): void {
+    this.#queue = []
+    this.#head = []
+    this.#headIndex = 0
+    this.#queued = 0
+  }
+
+  /** Ends the stream once: releases the session and settles a waiting `next()`. */
+  #finish(error?: unknown): unknown {
+    if (this.#done) return error
+    this.#done = true
+    this.#error = error
+    this.#signal?.removeEventListener('abort', this.#onAbort)
+    if (this.#session) {
+      this.#lost = sumDropped(this.#session.counters())
+      this.#session.close()
+      this.#session = undefined
+    }
+    const waiter = this.#waiter
+    this.#waiter = undefined
+    if (waiter && error !== undefined) waiter.reject(error)
+    else if (waiter) waiter.resolve({ done: true, value: undefined })
+    return error
+  }
+}
+
+function sumDropped(counters: Record<string, bigint>): bigint {
+  let dropped = 0n
+  for (const [name, value] of Object.entries(counters)) if (name.startsWith('dropped_')) dropped += value
+  return dropped
+}
