@@ -15,11 +15,36 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <functional>
+#include <thread>
 
 #include "libbpf_log.h"
 #include "objects.h"
+
+// What a session holds in the kernel. Detaching a uprobe waits for an RCU grace period (some
+// 100 ms on 6.x kernels), so links are destroyed off the event loop, several at once.
+struct KernelObjects {
+  std::vector<struct bpf_link*> links;
+  struct ring_buffer* ring = nullptr;
+  struct bpf_object* object = nullptr;
+
+  static void Destroy(KernelObjects* kernel) {
+    constexpr size_t kMaxThreads = 16;
+    std::atomic<size_t> next{0};
+    auto destroyLinks = [&] {
+      for (size_t i = next++; i < kernel->links.size(); i = next++) bpf_link__destroy(kernel->links[i]);
+    };
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < std::min(kernel->links.size(), kMaxThreads); i++) threads.emplace_back(destroyLinks);
+    destroyLinks();
+    for (std::thread& thread : threads) thread.join();
+    if (kernel->ring) ring_buffer__free(kernel->ring);
+    if (kernel->object) bpf_object__close(kernel->object);
+    delete kernel;
+  }
+};
 
 namespace {
 
@@ -84,6 +109,19 @@ void WriteUnsigned(uint8_t* data, uint32_t size, uint64_t value) {
     default: memcpy(data, &value, 8);
   }
 }
+
+class DetachWorker : public Napi::AsyncWorker {
+ public:
+  DetachWorker(Napi::Env env, KernelObjects* kernel)
+      : Napi::AsyncWorker(env, "usdtrace:detach"), kernel_(kernel), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { KernelObjects::Destroy(kernel_); }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+
+ private:
+  KernelObjects* kernel_;
+  Napi::Promise::Deferred deferred_;
+};
 
 }  // namespace
 
@@ -170,7 +208,10 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
   if (err) ThrowErrno(env, -err, "loading BPF object " + name);
 }
 
-Session::~Session() { Release(); }
+Session::~Session() {
+  // Collected without close(): nobody waits, so the detach runs on a thread of its own.
+  if (KernelObjects* kernel = Release()) std::thread(KernelObjects::Destroy, kernel).detach();
+}
 
 // Writes { name: value } into the object's .rodata before load; false after throwing.
 bool Session::SetConstants(Napi::Env env, const std::string& objectName, Napi::Object values) {
@@ -314,9 +355,18 @@ Napi::Value Session::Counters(const Napi::CallbackInfo& info) {
   return counters;
 }
 
+// close(): stops draining at once; resolves when every probe is detached.
 Napi::Value Session::Close(const Napi::CallbackInfo& info) {
-  Release();
-  return info.Env().Undefined();
+  KernelObjects* kernel = Release();
+  if (!kernel) {
+    Napi::Promise::Deferred done = Napi::Promise::Deferred::New(info.Env());
+    done.Resolve(info.Env().Undefined());
+    return done.Promise();
+  }
+  DetachWorker* worker = new DetachWorker(info.Env(), kernel);
+  Napi::Promise detached = worker->Promise();
+  worker->Queue();
+  return detached;
 }
 
 void Session::Watch() {
@@ -391,11 +441,10 @@ void Session::Drain() {
   }
 }
 
-void Session::Release() {
-  if (closed_) return;
+// Stops every watcher and callback now; hands over what must still be freed in the kernel.
+KernelObjects* Session::Release() {
+  if (closed_) return nullptr;
   closed_ = true;
-  for (struct bpf_link* link : links_) bpf_link__destroy(link);
-  links_.clear();
   if (watchers_) {
     Watchers* watchers = watchers_;
     watchers_ = nullptr;
@@ -405,14 +454,17 @@ void Session::Release() {
     if (watchers->pidfd >= 0)
       uv_close(reinterpret_cast<uv_handle_t*>(&watchers->exit), Watchers::OnClosed);
   }
-  // uv_close has taken the ring's epoll fd out of libuv's epoll, so it may close now.
-  if (ring_) ring_buffer__free(ring_);
-  ring_ = nullptr;
-  if (object_) bpf_object__close(object_);
-  object_ = nullptr;
   delete asyncContext_;
   asyncContext_ = nullptr;
   if (!batchRef_.IsEmpty()) batchRef_.Reset();
   if (!onBatch_.IsEmpty()) onBatch_.Reset();
   if (!onEnd_.IsEmpty()) onEnd_.Reset();
+  // uv_close has taken the ring's epoll fd out of libuv's epoll, so another thread may close it.
+  KernelObjects* kernel = new KernelObjects();
+  kernel->links.swap(links_);
+  kernel->ring = ring_;
+  kernel->object = object_;
+  ring_ = nullptr;
+  object_ = nullptr;
+  return kernel;
 }

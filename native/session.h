@@ -9,6 +9,7 @@
 struct bpf_object;
 struct bpf_link;
 struct ring_buffer;
+struct KernelObjects;
 
 class Session : public Napi::ObjectWrap<Session> {
  public:
@@ -35,7 +36,7 @@ class Session : public Napi::ObjectWrap<Session> {
   void Drain();
   void OnTargetExit();
   int CopyRecord(const void* data, size_t size);
-  void Release();
+  KernelObjects* Release();
 
   static int OnRecord(void* ctx, void* data, size_t size);
 

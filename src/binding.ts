@@ -15,7 +15,7 @@ export interface NativeSession {
   pause(): void
   resume(): void
   counters(): Record<string, bigint>
-  close(): void
+  close(): Promise<void>
 }
 
 export interface StructLayout {

@@ -84,7 +84,7 @@ async function openCallSession(options: TraceCallsOptions): Promise<OpenedSessio
       if (target.capabilities.calls.mode === 'line-semaphore') raiseLineSemaphore(session, target)
     }
   } catch (error) {
-    session.close()
+    await session.close()
     throw error
   }
   return { session, exitPid: pid! }

@@ -20,6 +20,9 @@ const BATCH_BYTES = 1 << 20
 // when its ring fills, counting every drop in `lost`).
 const HIGH_WATER_EVENTS = 1 << 16
 const FLUSH_INTERVAL_MS = 5
+// Events handed out without a turn of the event loop: a consumer that keeps up with a flood
+// would otherwise run on microtasks alone and starve timers and I/O.
+const EVENTS_PER_TURN = 4096
 
 function abortError(signal: AbortSignal): Error {
   return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), {
@@ -53,11 +56,14 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   #headIndex = 0
   #queued = 0
   #paused = false
+  #servedThisTurn = 0
 
   #waiter: { resolve(result: IteratorResult<T>): void; reject(error: unknown): void } | undefined
   #done = false
   #error: unknown
   #lost = 0n
+  #detached: Promise<void> = Promise.resolve()
+  #batches = 0
 
   constructor(open: () => Promise<OpenedSession>, decode: RecordDecoder<T>, options: StreamOptions = {}) {
     this.#decode = decode
@@ -73,11 +79,24 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     return Number(this.#lost)
   }
 
+  /** Batches delivered so far: each is one call from the addon, carrying many events. */
+  get batches(): number {
+    return this.#batches
+  }
+
   [Symbol.asyncIterator](): this {
     return this
   }
 
   next(): Promise<IteratorResult<T>> {
+    if (this.#queued > 0 && ++this.#servedThisTurn > EVENTS_PER_TURN) {
+      return new Promise((resolve) =>
+        setImmediate(() => {
+          this.#servedThisTurn = 0
+          resolve(this.next())
+        }),
+      )
+    }
     if (this.#queued > 0) return Promise.resolve({ done: false, value: this.#take() })
     if (this.#error !== undefined) return Promise.reject(this.#error)
     if (this.#done) return Promise.resolve({ done: true, value: undefined })
@@ -91,11 +110,15 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     return { done: true, value: undefined }
   }
 
-  /** Detaches every probe and frees the session; events not yet taken are discarded. */
+  /**
+   * Stops the stream at once (events not yet taken are discarded) and resolves when every probe
+   * is detached: the kernel waits a grace period per uprobe, so that happens off the event loop.
+   */
   async close(): Promise<void> {
     this.#discardQueued()
     this.#finish()
     await this.ready.catch(() => {})
+    await this.#detached
   }
 
   async #start(open: () => Promise<OpenedSession>): Promise<void> {
@@ -108,7 +131,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
       throw this.#finish(error)
     }
     if (this.#done) {
-      opened.session.close()
+      this.#detached = opened.session.close()
       return
     }
     this.#session = opened.session
@@ -122,6 +145,8 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   }
 
   #onBatch(bytes: number, count: number): void {
+    this.#batches++
+    this.#servedThisTurn = 0
     const events = new Array<T>(count)
     let offset = 0
     for (let i = 0; i < count; i++) {
@@ -171,7 +196,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     this.#signal?.removeEventListener('abort', this.#onAbort)
     if (this.#session) {
       this.#lost = sumDropped(this.#session.counters())
-      this.#session.close()
+      this.#detached = this.#session.close()
       this.#session = undefined
     }
     const waiter = this.#waiter

@@ -1,0 +1,34 @@
+// The TypeScript decoders read the records where the C compiler put their fields, and the addon
+// carries its libraries inside: nothing but glibc is needed at run time.
+import { execFileSync } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { binding } from '../src/binding.js'
+import * as layout from '../src/layout.js'
+
+t.test('call_event: sizes, offsets and constants match bpf/usdtrace.h as compiled', async (t) => {
+  const c = binding.layouts.call_event
+  t.equal(layout.CALL_EVENT.size, c.size, 'size')
+  t.same(layout.CALL_EVENT.fields, c.fields, 'field offsets')
+  const constants = binding.layouts.constants
+  t.equal(layout.NAME_MAX, constants.USDTRACE_NAME_MAX)
+  t.equal(layout.CALL_ENTRY, constants.CALL_ENTRY)
+  t.equal(layout.CALL_RETURN, constants.CALL_RETURN)
+  t.equal(layout.CALL_HAS_DURATION, constants.CALL_HAS_DURATION)
+  t.equal(layout.CALL_FILE_TRUNCATED, constants.CALL_FILE_TRUNCATED)
+  t.equal(layout.CALL_FUNC_TRUNCATED, constants.CALL_FUNC_TRUNCATED)
+})
+
+t.test('the addon links libbpf, libelf and zlib statically: ldd shows only glibc', async (t) => {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const addon: string = createRequire(import.meta.url)('node-gyp-build').path(root)
+  const needed = execFileSync('ldd', [addon], { encoding: 'utf8' })
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/)[0])
+    .filter(Boolean)
+  const glibc = /^(linux-vdso\.so\.1|libc\.so\.6|\/lib64\/ld-linux-x86-64\.so\.2|ld-linux-x86-64\.so\.2|libm\.so\.6)$/
+  t.same(needed.filter((lib) => !glibc.test(lib)), [], `only glibc in: ${needed.join(', ')}`)
+  const dynamic = execFileSync('readelf', ['-d', addon], { encoding: 'utf8' })
+  t.notMatch(dynamic, /libbpf|libelf|libz|libstdc\+\+/, 'no NEEDED entry for libbpf, libelf, zlib or libstdc++')
+})

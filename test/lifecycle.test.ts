@@ -1,0 +1,143 @@
+// How a trace ends and what it leaves behind: break, abort, close and the target's exit detach
+// every probe (the target's semaphores drop to 0) and free every fd; traces can follow each
+// other and run side by side; draining never starves the event loop.
+import { readdirSync } from 'node:fs'
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import t from 'tap'
+import { traceCalls } from '../src/index.js'
+import { readSemaphores } from './semaphores.js'
+import { WORKLOADS, collect, fibonacci, startWorkload } from './targets.js'
+
+const openFds = () => readdirSync('/proc/self/fd').length
+const fibEntries = (events: { kind: string; func: string; file: string }[]) =>
+  events.filter((e) => e.kind === 'entry' && e.func === 'fib' && e.file === WORKLOADS).length
+
+t.test('break, abort and close detach every probe and free every fd', async (t) => {
+  const target = await startWorkload(t, ['lines'])
+  target.go()
+  t.same(readSemaphores(target.pid), { entry: 0, return: 0, line: 0 }, 'untraced: every semaphore is 0')
+
+  const probe = traceCalls(target.pid)
+  await probe.ready
+  t.same(readSemaphores(target.pid), { entry: 1, return: 1, line: 1 }, 'traced: entry, return and line raised')
+  await probe.close()
+
+  const before = openFds()
+  for (let cycle = 0; cycle < 12; cycle++) {
+    const closed = traceCalls(target.pid)
+    await closed.ready
+    await closed.close()
+
+    const broken = traceCalls(target.pid)
+    await broken.ready
+    const timer = setTimeout(() => target.stdin!.write('\n'), 0)
+    for await (const event of broken) {
+      void event
+      break
+    }
+    clearTimeout(timer)
+
+    const controller = new AbortController()
+    const aborted = traceCalls(target.pid, { signal: controller.signal })
+    await aborted.ready
+    const pending = aborted.next()
+    controller.abort()
+    await t.rejects(pending, { name: 'AbortError' }, 'a pending read rejects with AbortError')
+    // Detaching waits a grace period per uprobe off the event loop; close() says when it is done.
+    await aborted.close()
+  }
+  await nextTurn()
+  t.equal(openFds(), before, 'no fd left behind after 36 traces')
+  t.same(readSemaphores(target.pid), { entry: 0, return: 0, line: 0 }, 'every semaphore back to 0')
+})
+
+t.test('an aborted for-await loop throws AbortError and releases its probes', async (t) => {
+  const target = await startWorkload(t, ['flood', '30'])
+  const controller = new AbortController()
+  const trace = traceCalls(target.pid, { signal: controller.signal })
+  await trace.ready
+  target.go()
+  let seen = 0
+  await t.rejects(
+    (async () => {
+      for await (const event of trace) {
+        void event
+        if (++seen === 1000) controller.abort()
+      }
+    })(),
+    { name: 'AbortError' },
+  )
+  t.equal(seen, 1000, 'no event after the abort')
+  await trace.close()
+  t.same(readSemaphores(target.pid), { entry: 0, return: 0, line: 0 }, 'semaphores back to 0 while the target runs on')
+})
+
+t.test('an already aborted signal attaches nothing', async (t) => {
+  const target = await startWorkload(t, ['lines'])
+  const trace = traceCalls(target.pid, { signal: AbortSignal.abort() })
+  await t.rejects(trace.ready, { name: 'AbortError' })
+  t.same(readSemaphores(target.pid), { entry: 0, return: 0, line: 0 })
+})
+
+t.test('the target exiting ends the iterator after its last event', async (t) => {
+  const n = 8
+  const target = await startWorkload(t, ['fib', String(n)])
+  const trace = traceCalls(target.pid)
+  await trace.ready
+  target.go()
+  const events = await collect(trace)
+  t.equal(fibEntries(events), 2 * fibonacci(n + 1) - 1, 'every call arrived before the end')
+  t.ok(target.exitCode !== null || (await new Promise((r) => target.once('exit', r))) !== undefined, 'target exited')
+  t.same(await trace.next(), { done: true, value: undefined }, 'and stays ended')
+})
+
+t.test('a second trace after the first closed, and two at once, each see every call', async (t) => {
+  const n = 10
+  const expected = 2 * fibonacci(n + 1) - 1
+
+  const target = await startWorkload(t, ['fib', String(n)])
+  const first = traceCalls(target.pid)
+  await first.ready
+  await first.close()
+  const second = traceCalls(target.pid)
+  await second.ready
+  target.go()
+  t.equal(fibEntries(await collect(second)), expected, 'the trace after a closed one')
+
+  const shared = await startWorkload(t, ['fib', String(n)])
+  const left = traceCalls(shared.pid)
+  const right = traceCalls(shared.pid)
+  await Promise.all([left.ready, right.ready])
+  shared.go()
+  const [a, b] = await Promise.all([collect(left), collect(right)])
+  t.equal(fibEntries(a), expected, 'the first of two concurrent traces')
+  t.equal(fibEntries(b), expected, 'the second of two concurrent traces')
+})
+
+t.test('a flood is drained in batches without starving the event loop', async (t) => {
+  const target = await startWorkload(t, ['flood', '2'])
+  const trace = traceCalls(target.pid)
+  await trace.ready
+  let ticks = 0
+  let lastTick = process.hrtime.bigint()
+  let longestGapNs = 0n
+  const interval = setInterval(() => {
+    const now = process.hrtime.bigint()
+    if (now - lastTick > longestGapNs) longestGapNs = now - lastTick
+    lastTick = now
+    ticks++
+  }, 10)
+  let output = ''
+  target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
+  target.go()
+  let leaves = 0
+  for await (const event of trace) if (event.func === 'leaf' && event.kind === 'return') leaves++
+  clearInterval(interval)
+  const reported = Number(output.trim())
+  t.ok(leaves > 0, `${leaves} leaf returns delivered`)
+  t.equal(leaves + trace.lost >= reported, true, `delivered (${leaves}) + lost (${trace.lost}) account for the ${reported} calls made`)
+  t.ok(leaves <= reported, 'never more returns than calls')
+  t.ok(ticks >= 20, `the interval kept firing during the flood (${ticks} ticks)`)
+  t.ok(longestGapNs < 1_000_000_000n, `no tick waited a second (longest gap ${Number(longestGapNs) / 1e6} ms)`)
+  t.ok(leaves / trace.batches > 10, `events arrive in batches (${trace.batches} batches for ${leaves} events)`)
+})

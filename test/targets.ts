@@ -1,0 +1,29 @@
+// The Python programs the call tests trace: test/targets/workloads.py under Debian's python3.11.
+import { fileURLToPath } from 'node:url'
+import type { Test } from 'tap'
+import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
+import type { CallEvent, CallTrace } from '../src/index.js'
+
+export const WORKLOADS = fileURLToPath(new URL('targets/workloads.py', import.meta.url))
+
+export type Target = Awaited<ReturnType<typeof startReady>> & { go(): void }
+
+/** Starts a workload that waits for `go()` before running, so nothing races the attach. */
+export async function startWorkload(t: Test, args: string[], python = DEBIAN_PYTHON): Promise<Target> {
+  const child = await startReady(t, python, [WORKLOADS, ...args])
+  return Object.assign(child, { go: () => void child.stdin!.write('go\n') })
+}
+
+/** Every event until the trace ends (the target exits). */
+export async function collect(trace: CallTrace): Promise<CallEvent[]> {
+  const events: CallEvent[] = []
+  for await (const event of trace) events.push(event)
+  return events
+}
+
+/** F(n) by iteration: the test's own arithmetic, independent of the traced program. */
+export function fibonacci(n: number): number {
+  let [a, b] = [0, 1]
+  for (let i = 0; i < n; i++) [a, b] = [b, a + b]
+  return a
+}
