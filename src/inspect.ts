@@ -1,0 +1,221 @@
+/**
+ * What a CPython process offers for tracing: where its probes live, which version it is, and
+ * which kinds of events (capabilities) its build can deliver, each with a reason when it can't.
+ */
+import { basename } from 'node:path'
+import { TraceError } from './errors.js'
+import { type PythonVersion, type UsdtProbe, coldCodeOffsets, readPythonVersion, readUsdtProbes } from './elf.js'
+import { executablePath, mappedObjects } from './probes.js'
+
+export type CapabilityName = 'calls' | 'gc' | 'imports' | 'audit' | 'line'
+
+export type Capability =
+  | { available: true; mode: 'native' }
+  | { available: true; mode: 'line-semaphore'; cost: string }
+  | { available: false; mode: 'unavailable'; reason: string }
+
+export interface Inspection {
+  pid: number
+  runtime: 'python'
+  version: PythonVersion | null
+  /** /proc/PID/exe's target as we can open it (under /proc/PID/root for another mount namespace) */
+  executable: string
+  /** the object holding the python provider's probes: libpython for shared builds, else the executable */
+  probeObject: string | null
+  /** the python provider's probes in probeObject */
+  probes: UsdtProbe[]
+  /** where the interpreter lives (libpython for shared builds and embedders, else the executable), probes or not */
+  interpreterObject: string
+  capabilities: Record<CapabilityName, Capability>
+}
+
+export const LINE_SEMAPHORE_COST =
+  "function__entry fires only while the line probe's semaphore is raised: call-heavy code runs several times " +
+  'slower while entries are traced; use { entries: false } for returns only at native speed'
+
+const PROVIDER = 'python'
+
+const CAPABILITY_PROBES: Record<CapabilityName, readonly string[]> = {
+  calls: ['function__entry', 'function__return'],
+  gc: ['gc__start', 'gc__done'],
+  imports: ['import__find__load__start', 'import__find__load__done'],
+  audit: ['audit'],
+  line: ['line'],
+}
+
+/** The CPython 3.x minor version that introduced each capability's probes (3.6 brought the first). */
+const ADDED_IN_MINOR: Record<CapabilityName, number> = { calls: 6, gc: 6, imports: 7, audit: 8, line: 6 }
+const FIRST_PROBES_MINOR = 6
+
+/** Minor versions of 3.x without function__entry/return and line (gh-104280). */
+const CALL_PROBES_REMOVED = { from: 12, until: 14 }
+
+const PROBE_ENABLED_PYTHON =
+  'use a probe-enabled CPython: Debian/Ubuntu python3.X packages, Fedora python3, or a build with ./configure --with-dtrace'
+
+export async function inspect(pid: number): Promise<Inspection> {
+  const executable = await executablePath(pid)
+  const libpythons = (await mappedObjects(pid)).filter(isLibpython)
+  const looksPython = libpythons.length > 0 || /^python\d/.test(basename(executable))
+  const carrier = findProbeCarrier([...libpythons, executable], looksPython)
+  if (!carrier && !looksPython) throw notPython(pid, executable)
+  const interpreterObject = carrier?.object ?? libpythons[0] ?? executable
+  const version = readPythonVersion(interpreterObject)
+  const probes = carrier?.probes ?? []
+  return {
+    pid,
+    runtime: 'python',
+    version,
+    executable,
+    probeObject: carrier?.object ?? null,
+    probes,
+    interpreterObject,
+    capabilities: capabilities(probes, version, interpreterObject),
+  }
+}
+
+function isLibpython(path: string): boolean {
+  // libpython3.so is only the stable-ABI forwarding stub, hence major.minor.
+  return /^libpython\d+\.\d+[a-z]*\.so(\.|$)/.test(basename(path))
+}
+
+/**
+ * The first object carrying python probes. A statically linked embedder with an unusual name is
+ * CPython too if it has them; but when nothing else says python, an unreadable executable just
+ * means "not python" rather than an error.
+ */
+function findProbeCarrier(objects: string[], strict: boolean): { object: string; probes: UsdtProbe[] } | undefined {
+  for (const object of objects) {
+    const probes = strict ? pythonProbes(object) : pythonProbesIfReadable(object)
+    if (probes.length > 0) return { object, probes }
+  }
+  return undefined
+}
+
+function pythonProbes(object: string): UsdtProbe[] {
+  return readUsdtProbes(object).filter((p) => p.provider === PROVIDER)
+}
+
+function pythonProbesIfReadable(object: string): UsdtProbe[] {
+  try {
+    return pythonProbes(object)
+  } catch (err) {
+    if (err instanceof TraceError) return []
+    throw err
+  }
+}
+
+function notPython(pid: number, executable: string): TraceError {
+  return new TraceError(
+    'NOT_PYTHON',
+    `process ${pid} runs ${executable}, which is not CPython (neither a python executable nor a libpython user); ` +
+      `usdtrace traces CPython processes; listProbes(${pid}) shows the USDT probes of any other process`,
+  )
+}
+
+function capabilities(
+  probes: UsdtProbe[],
+  version: PythonVersion | null,
+  object: string,
+): Record<CapabilityName, Capability> {
+  const names = new Set(probes.map((p) => p.name))
+  const result = {} as Record<CapabilityName, Capability>
+  for (const cap of Object.keys(CAPABILITY_PROBES) as CapabilityName[]) {
+    const missing = CAPABILITY_PROBES[cap].find((probe) => !names.has(probe))
+    result[cap] =
+      missing === undefined
+        ? availableMode(cap, version)
+        : { available: false, mode: 'unavailable', reason: unavailableReason(cap, missing, probes, version, object) }
+  }
+  return result
+}
+
+function availableMode(cap: CapabilityName, version: PythonVersion | null): Capability {
+  // 3.11 only fires function__entry while tracing is on, which raising the line semaphore turns on.
+  if (cap === 'calls' && version?.major === 3 && version.minor === 11) {
+    return { available: true, mode: 'line-semaphore', cost: LINE_SEMAPHORE_COST }
+  }
+  return { available: true, mode: 'native' }
+}
+
+function unavailableReason(
+  cap: CapabilityName,
+  missing: string,
+  probes: UsdtProbe[],
+  version: PythonVersion | null,
+  object: string,
+): string {
+  if (version && predates(version, ADDED_IN_MINOR[cap])) {
+    return `CPython ${versionText(version)} predates the ${missing} probe (added in 3.${ADDED_IN_MINOR[cap]})`
+  }
+  if (probes.length === 0) return noProbesExplanation(object, version)
+  if (version && (cap === 'calls' || cap === 'line') && inCallProbeGap(version)) return callProbesRemoved(version)
+  return `probe ${PROVIDER}:${missing} not found in ${object}`
+}
+
+function predates(version: PythonVersion, minor: number): boolean {
+  return version.major < 3 || (version.major === 3 && version.minor < minor)
+}
+
+function versionText(version: PythonVersion): string {
+  return `${version.major}.${version.minor}`
+}
+
+function inCallProbeGap(version: PythonVersion): boolean {
+  return version.major === 3 && version.minor >= CALL_PROBES_REMOVED.from && version.minor <= CALL_PROBES_REMOVED.until
+}
+
+function callProbesRemoved(version: PythonVersion): string {
+  return (
+    `this is CPython ${versionText(version)}: 3.12 removed the function__entry, function__return and line probes (gh-104280) ` +
+    'and 3.15 restores them; gc, imports and audit still work: try `usdtrace gc` or `usdtrace stat`'
+  )
+}
+
+function noProbesExplanation(object: string, version: PythonVersion | null): string {
+  if (version && predates(version, FIRST_PROBES_MINOR)) {
+    return `${object} is CPython ${versionText(version)}, older than any CPython with USDT probes (3.${FIRST_PROBES_MINOR}); ${PROBE_ENABLED_PYTHON}`
+  }
+  return (
+    `${object} has no python USDT probes: it was built without --with-dtrace ` +
+    `(as pyenv builds and the docker \`python\` images are); ${PROBE_ENABLED_PYTHON}`
+  )
+}
+
+/** Throws the TraceError that explains why `cap` can't be traced in this process, if it can't. */
+export function requireProbes(insp: Inspection, cap: CapabilityName): void {
+  if (insp.probes.length === 0) {
+    throw new TraceError(
+      'NO_PROBES',
+      `cannot trace process ${insp.pid}: ${noProbesExplanation(insp.interpreterObject, insp.version)}`,
+    )
+  }
+  const capability = insp.capabilities[cap]
+  if (!capability.available) {
+    throw new TraceError('PROBE_UNAVAILABLE', `cannot trace ${cap} in process ${insp.pid}: ${capability.reason}`)
+  }
+}
+
+export interface LineSemaphore {
+  /** the object to attach to (probeObject) */
+  object: string
+  /** the line probe, whose semaphore turns on 3.11's call probes */
+  probe: UsdtProbe
+  /** the kernel's ref_ctr_offset for that semaphore */
+  semaphoreFileOffset: bigint
+  /** where to park a uprobe that only raises the semaphore, best first (see coldCodeOffsets) */
+  coldCodeOffsets: bigint[]
+}
+
+/** What raising the line probe's semaphore without tracing lines takes; throws if it is impossible. */
+export function findLineSemaphore(insp: Inspection): LineSemaphore {
+  requireProbes(insp, 'line')
+  const object = insp.probeObject!
+  const probe = insp.probes.find((p) => p.name === 'line')!
+  const unavailable = (why: string) =>
+    new TraceError('PROBE_UNAVAILABLE', `cannot raise the line semaphore in process ${insp.pid}: ${why}`)
+  if (probe.semaphoreFileOffset === 0n) throw unavailable(`the line probe in ${object} has no semaphore`)
+  const cold = coldCodeOffsets(object)
+  if (cold.length === 0) throw unavailable(`${object} has no _fini or _init code to park the uprobe on`)
+  return { object, probe, semaphoreFileOffset: probe.semaphoreFileOffset, coldCodeOffsets: cold }
+}
