@@ -29,9 +29,11 @@ export interface Inspection {
   capabilities: Record<CapabilityName, Capability>
 }
 
+/** Measured by bench/line-semaphore.js (bench/RESULTS.md). */
 export const LINE_SEMAPHORE_COST =
-  "function__entry fires only while the line probe's semaphore is raised: call-heavy code runs several times " +
-  'slower while entries are traced; use { entries: false } for returns only at native speed'
+  "function__entry fires only while the line probe's semaphore is raised, which puts every bytecode on " +
+  "the interpreter's tracing path: measured about 9x slower on a call-heavy loop before any probe fires; " +
+  'use { entries: false } to trace returns without it'
 
 const PROVIDER = 'python'
 
