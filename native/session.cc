@@ -128,11 +128,19 @@ class DetachWorker : public Napi::AsyncWorker {
 // The libuv handles outlive the Session by a loop turn (uv_close is asynchronous), so they live
 // apart and find their owner through a pointer that Release clears.
 struct Session::Watchers {
+  // A traced process: its pidfd turns readable once the whole process has exited, after which
+  // no record of it can follow.
+  struct Target {
+    uv_poll_t poll;
+    int pidfd;
+    bool exited;
+  };
+
   Session* owner;
   uv_poll_t ring;
-  uv_poll_t exit;
   uv_timer_t flush;
-  int pidfd = -1;
+  std::vector<Target*> targets;
+  size_t running = 0;
   int openHandles = 0;
 
   static Session* OwnerOf(void* handle) {
@@ -145,12 +153,22 @@ struct Session::Watchers {
     if (Session* session = OwnerOf(handle)) session->Drain();
   }
   static void OnTargetExit(uv_poll_t* handle, int, int) {
-    if (Session* session = OwnerOf(handle)) session->OnTargetExit();
+    Watchers* watchers = static_cast<Watchers*>(handle->data);
+    for (Target* target : watchers->targets) {
+      if (&target->poll != handle || target->exited) continue;
+      target->exited = true;
+      uv_poll_stop(handle);
+      watchers->running--;
+    }
+    if (watchers->running == 0 && watchers->owner) watchers->owner->OnTargetsExited();
   }
   static void OnClosed(uv_handle_t* handle) {
     Watchers* watchers = static_cast<Watchers*>(handle->data);
     if (--watchers->openHandles > 0) return;
-    if (watchers->pidfd >= 0) close(watchers->pidfd);
+    for (Target* target : watchers->targets) {
+      close(target->pidfd);
+      delete target;
+    }
     delete watchers;
   }
 };
@@ -160,6 +178,9 @@ Napi::Function Session::Define(Napi::Env env) {
                      {
                          InstanceMethod<&Session::AttachUsdt>("attachUsdt"),
                          InstanceMethod<&Session::AttachUprobe>("attachUprobe"),
+                         InstanceMethod<&Session::AttachRawTracepoint>("attachRawTracepoint"),
+                         InstanceMethod<&Session::DumpMap>("dumpMap"),
+                         InstanceMethod<&Session::UpdateMap>("updateMap"),
                          InstanceMethod<&Session::Start>("start"),
                          InstanceMethod<&Session::Pause>("pause"),
                          InstanceMethod<&Session::Resume>("resume"),
@@ -168,7 +189,8 @@ Napi::Function Session::Define(Napi::Env env) {
                      });
 }
 
-// new Session({ object, ringBufferBytes?, constants? }): opens and loads, attaches nothing.
+// new Session({ object, maxEntries?: { map: n }, constants?: { name: value } }): opens and
+// loads, attaches nothing.
 Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) {
@@ -190,14 +212,22 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
     return;
   }
 
-  Napi::Value ringBytes = options.Get("ringBufferBytes");
-  if (ringBytes.IsNumber()) {
-    struct bpf_map* events = bpf_object__find_map_by_name(object_, "events");
-    int err = events ? bpf_map__set_max_entries(events, ringBytes.As<Napi::Number>().Uint32Value())
-                     : -ENOENT;
-    if (err) {
-      ThrowErrno(env, -err, "sizing the ring buffer");
-      return;
+  Napi::Value maps = options.Get("maxEntries");
+  if (maps.IsObject()) {
+    Napi::Object sizes = maps.As<Napi::Object>();
+    Napi::Array names = sizes.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); i++) {
+      std::string mapName = names.Get(i).ToString();
+      struct bpf_map* map = bpf_object__find_map_by_name(object_, mapName.c_str());
+      if (!map) {
+        ThrowType(env, "BPF object " + name + " has no map " + mapName);
+        return;
+      }
+      int err = bpf_map__set_max_entries(map, sizes.Get(mapName).As<Napi::Number>().Uint32Value());
+      if (err) {
+        ThrowErrno(env, -err, "sizing map " + mapName);
+        return;
+      }
     }
   }
 
@@ -262,7 +292,7 @@ Napi::Value Session::AttachUsdt(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// attachUprobe(program, pid, path, fileOffset, refCtrOffset)
+// attachUprobe(program, pid, path, fileOffset, refCtrOffset, retprobe)
 Napi::Value Session::AttachUprobe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct bpf_program* program = ProgramNamed(env, info[0].ToString());
@@ -270,7 +300,8 @@ Napi::Value Session::AttachUprobe(const Napi::CallbackInfo& info) {
   int pid = info[1].As<Napi::Number>().Int32Value();
   std::string path = info[2].ToString();
   uint64_t offset = ToU64(info[3]);
-  LIBBPF_OPTS(bpf_uprobe_opts, options, .ref_ctr_offset = static_cast<size_t>(ToU64(info[4])));
+  LIBBPF_OPTS(bpf_uprobe_opts, options, .ref_ctr_offset = static_cast<size_t>(ToU64(info[4])),
+              .retprobe = info[5].ToBoolean().Value());
   struct bpf_link* link =
       bpf_program__attach_uprobe_opts(program, pid, path.c_str(), offset, &options);
   if (!link) return ThrowErrno(env, errno, "attaching a uprobe to " + path);
@@ -278,7 +309,91 @@ Napi::Value Session::AttachUprobe(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// start({ batch: Uint8Array, onBatch(bytes, count), onEnd(), exitPid, flushIntervalMs })
+// attachRawTracepoint(program, tracepoint): e.g. sys_enter, sys_exit; no tracefs involved.
+Napi::Value Session::AttachRawTracepoint(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_program* program = ProgramNamed(env, info[0].ToString());
+  if (!program) return env.Undefined();
+  std::string tracepoint = info[1].ToString();
+  struct bpf_link* link = bpf_program__attach_raw_tracepoint(program, tracepoint.c_str());
+  if (!link) return ThrowErrno(env, errno, "attaching to raw tracepoint " + tracepoint);
+  links_.push_back(link);
+  return env.Undefined();
+}
+
+struct bpf_map* Session::MapNamed(Napi::Env env, const std::string& name) {
+  struct bpf_map* map = object_ ? bpf_object__find_map_by_name(object_, name.c_str()) : nullptr;
+  if (!map) ThrowType(env, "no BPF map named " + name);
+  return map;
+}
+
+// dumpMap(name, remove): every entry as { count, keySize, valueSize, keys, values }, keys and
+// values packed back to back; a per-CPU map's value holds one 8-byte-aligned slot per CPU.
+// With `remove`, each entry is taken out as it is read, so counting restarts from zero.
+Napi::Value Session::DumpMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = MapNamed(env, info[0].ToString());
+  if (!map) return env.Undefined();
+  bool remove = info[1].ToBoolean().Value();
+  int fd = bpf_map__fd(map);
+  size_t keySize = bpf_map__key_size(map);
+  size_t valueSize = bpf_map__value_size(map);
+  switch (bpf_map__type(map)) {
+    case BPF_MAP_TYPE_PERCPU_HASH:
+    case BPF_MAP_TYPE_PERCPU_ARRAY:
+    case BPF_MAP_TYPE_LRU_PERCPU_HASH:
+      valueSize = ((valueSize + 7) & ~size_t{7}) * libbpf_num_possible_cpus();
+      break;
+    default:
+      break;
+  }
+  std::vector<uint8_t> keys;
+  std::vector<uint8_t> values;
+  std::vector<uint8_t> key(keySize);
+  std::vector<uint8_t> value(valueSize);
+  // Keys first: deleting while walking with get_next_key would restart the walk.
+  std::vector<uint8_t> walk;
+  for (void* previous = nullptr; bpf_map_get_next_key(fd, previous, key.data()) == 0;) {
+    walk.insert(walk.end(), key.begin(), key.end());
+    previous = walk.data() + walk.size() - keySize;
+  }
+  for (size_t offset = 0; offset < walk.size(); offset += keySize) {
+    const uint8_t* at = walk.data() + offset;
+    int err = remove ? bpf_map_lookup_and_delete_elem(fd, at, value.data())
+                     : bpf_map_lookup_elem(fd, at, value.data());
+    if (err && remove && (errno == EINVAL || errno == ENOTSUP)) {
+      err = bpf_map_lookup_elem(fd, at, value.data());
+      if (!err) bpf_map_delete_elem(fd, at);
+    }
+    if (err) continue;  // gone since the walk
+    keys.insert(keys.end(), at, at + keySize);
+    values.insert(values.end(), value.begin(), value.end());
+  }
+  Napi::Object dump = Napi::Object::New(env);
+  dump.Set("count", Napi::Number::New(env, static_cast<double>(keys.size() / (keySize ? keySize : 1))));
+  dump.Set("keySize", Napi::Number::New(env, static_cast<double>(keySize)));
+  dump.Set("valueSize", Napi::Number::New(env, static_cast<double>(valueSize)));
+  dump.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
+  dump.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));
+  return dump;
+}
+
+// updateMap(name, key: Uint8Array, value: Uint8Array): e.g. the filters BPF consults.
+Napi::Value Session::UpdateMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = MapNamed(env, info[0].ToString());
+  if (!map) return env.Undefined();
+  Napi::Uint8Array key = info[1].As<Napi::Uint8Array>();
+  Napi::Uint8Array value = info[2].As<Napi::Uint8Array>();
+  if (key.ByteLength() != bpf_map__key_size(map) || value.ByteLength() != bpf_map__value_size(map))
+    return ThrowType(env, "key or value size does not match map " + info[0].ToString().Utf8Value());
+  if (bpf_map_update_elem(bpf_map__fd(map), key.Data(), value.Data(), BPF_ANY))
+    return ThrowErrno(env, errno, "updating map " + info[0].ToString().Utf8Value());
+  return env.Undefined();
+}
+
+// start({ batch: Uint8Array, onBatch(bytes, count), onEnd(), exitPids, flushIntervalMs }): the
+// stream ends once every process in exitPids has exited (never, when there is none).
 Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (started_ || closed_) return ThrowType(env, "session already started or closed");
@@ -306,16 +421,19 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   watchers_->ring.data = watchers_->flush.data = watchers_;
   watchers_->openHandles = 2;
 
-  // The pidfd turns readable when the whole process has exited: no record can follow it.
-  int exitPid = options.Get("exitPid").As<Napi::Number>().Int32Value();
-  watchers_->pidfd = exitPid > 0 ? static_cast<int>(syscall(SYS_pidfd_open, exitPid, 0)) : -1;
-  if (watchers_->pidfd >= 0) {
-    uv_poll_init(loop, &watchers_->exit, watchers_->pidfd);
-    watchers_->exit.data = watchers_;
+  Napi::Array exitPids = options.Get("exitPids").As<Napi::Array>();
+  for (uint32_t i = 0; i < exitPids.Length(); i++) {
+    int pid = exitPids.Get(i).As<Napi::Number>().Int32Value();
+    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd < 0) continue;  // already gone
+    Watchers::Target* target = new Watchers::Target{{}, pidfd, false};
+    uv_poll_init(loop, &target->poll, pidfd);
+    target->poll.data = watchers_;
+    watchers_->targets.push_back(target);
     watchers_->openHandles++;
-  } else if (exitPid > 0) {
-    targetExited_ = true;
+    watchers_->running++;
   }
+  targetsExited_ = exitPids.Length() > 0 && watchers_->running == 0;
 
   started_ = true;
   Watch();
@@ -371,21 +489,20 @@ Napi::Value Session::Close(const Napi::CallbackInfo& info) {
 
 void Session::Watch() {
   uv_poll_start(&watchers_->ring, UV_READABLE, Watchers::OnRingReadable);
-  if (watchers_->pidfd >= 0 && !targetExited_)
-    uv_poll_start(&watchers_->exit, UV_READABLE, Watchers::OnTargetExit);
+  for (Watchers::Target* target : watchers_->targets)
+    if (!target->exited) uv_poll_start(&target->poll, UV_READABLE, Watchers::OnTargetExit);
   // The first tick comes at once, so records that piled up while paused arrive promptly.
   uv_timer_start(&watchers_->flush, Watchers::OnFlushTick, 0, flushIntervalMs_);
 }
 
 void Session::Unwatch() {
   uv_poll_stop(&watchers_->ring);
-  if (watchers_->pidfd >= 0) uv_poll_stop(&watchers_->exit);
+  for (Watchers::Target* target : watchers_->targets) uv_poll_stop(&target->poll);
   uv_timer_stop(&watchers_->flush);
 }
 
-void Session::OnTargetExit() {
-  targetExited_ = true;
-  uv_poll_stop(&watchers_->exit);
+void Session::OnTargetsExited() {
+  targetsExited_ = true;
   Drain();
 }
 
@@ -433,7 +550,7 @@ void Session::Drain() {
     uv_timer_start(&watchers_->flush, Watchers::OnFlushTick, 0, flushIntervalMs_);
     return;
   }
-  if (targetExited_) {
+  if (targetsExited_) {
     ended_ = true;
     Unwatch();
     onEnd_.MakeCallback(Value(), {}, *asyncContext_);
@@ -451,8 +568,8 @@ KernelObjects* Session::Release() {
     watchers->owner = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(&watchers->ring), Watchers::OnClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&watchers->flush), Watchers::OnClosed);
-    if (watchers->pidfd >= 0)
-      uv_close(reinterpret_cast<uv_handle_t*>(&watchers->exit), Watchers::OnClosed);
+    for (Watchers::Target* target : watchers->targets)
+      uv_close(reinterpret_cast<uv_handle_t*>(&target->poll), Watchers::OnClosed);
   }
   delete asyncContext_;
   asyncContext_ = nullptr;

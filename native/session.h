@@ -7,6 +7,8 @@
 #include <vector>
 
 struct bpf_object;
+struct bpf_program;
+struct bpf_map;
 struct bpf_link;
 struct ring_buffer;
 struct KernelObjects;
@@ -23,6 +25,9 @@ class Session : public Napi::ObjectWrap<Session> {
 
   Napi::Value AttachUsdt(const Napi::CallbackInfo& info);
   Napi::Value AttachUprobe(const Napi::CallbackInfo& info);
+  Napi::Value AttachRawTracepoint(const Napi::CallbackInfo& info);
+  Napi::Value DumpMap(const Napi::CallbackInfo& info);
+  Napi::Value UpdateMap(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Pause(const Napi::CallbackInfo& info);
   Napi::Value Resume(const Napi::CallbackInfo& info);
@@ -31,10 +36,11 @@ class Session : public Napi::ObjectWrap<Session> {
 
   bool SetConstants(Napi::Env env, const std::string& objectName, Napi::Object values);
   struct bpf_program* ProgramNamed(Napi::Env env, const std::string& name);
+  struct bpf_map* MapNamed(Napi::Env env, const std::string& name);
   void Watch();
   void Unwatch();
   void Drain();
-  void OnTargetExit();
+  void OnTargetsExited();
   int CopyRecord(const void* data, size_t size);
   KernelObjects* Release();
 
@@ -60,7 +66,7 @@ class Session : public Napi::ObjectWrap<Session> {
 
   bool started_ = false;
   bool paused_ = false;
-  bool targetExited_ = false;
+  bool targetsExited_ = false;
   bool ended_ = false;
   bool closed_ = false;
 };

@@ -4,12 +4,24 @@ import { fileURLToPath } from 'node:url'
 /** The raw addon (native/): a generic BPF session and the C layouts of the event structs. */
 export interface NativeSession {
   attachUsdt(program: string, pid: number, path: string, provider: string, name: string): void
-  attachUprobe(program: string, pid: number, path: string, fileOffset: bigint, refCtrOffset: bigint): void
+  attachUprobe(
+    program: string,
+    pid: number,
+    path: string,
+    fileOffset: bigint,
+    refCtrOffset: bigint,
+    retprobe: boolean,
+  ): void
+  attachRawTracepoint(program: string, tracepoint: string): void
+  /** Every entry of a map; with `remove`, each is taken out as it is read. */
+  dumpMap(name: string, remove: boolean): MapDump
+  updateMap(name: string, key: Uint8Array, value: Uint8Array): void
   start(options: {
     batch: Uint8Array
     onBatch(bytes: number, count: number): void
     onEnd(): void
-    exitPid: number
+    /** The stream ends once all of these have exited; never when empty. */
+    exitPids: number[]
     flushIntervalMs: number
   }): void
   pause(): void
@@ -18,17 +30,31 @@ export interface NativeSession {
   close(): Promise<void>
 }
 
+/** Keys and values packed back to back; a per-CPU value holds one 8-byte-aligned slot per CPU. */
+export interface MapDump {
+  count: number
+  keySize: number
+  valueSize: number
+  keys: Buffer
+  values: Buffer
+}
+
+export interface SessionOptions {
+  /** The embedded BPF object (one per bpf/*.bpf.c). */
+  object: string
+  /** max_entries per map, set before load (the `events` ring buffer's size in bytes). */
+  maxEntries?: Record<string, number>
+  /** Values for the object's `const volatile` globals, set before load. */
+  constants?: Record<string, number | bigint>
+}
+
 export interface StructLayout {
   size: number
   fields: Record<string, number>
 }
 
 interface Binding {
-  Session: new (options: {
-    object: string
-    ringBufferBytes?: number
-    constants?: Record<string, number | bigint>
-  }) => NativeSession
+  Session: new (options: SessionOptions) => NativeSession
   layouts: Record<string, StructLayout> & { constants: Record<string, number> }
 }
 

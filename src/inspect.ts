@@ -76,6 +76,36 @@ export async function inspect(pid: number): Promise<Inspection> {
   }
 }
 
+/**
+ * What every process running `path` (a python executable or libpython) offers: the same report
+ * as inspect(), from the file alone, with pid -1 standing for all of them, present and future.
+ */
+export function inspectBinary(path: string): Inspection {
+  const probes = pythonProbesIfReadable(path)
+  const version = readPythonVersion(path)
+  if (probes.length === 0 && !version) {
+    throw new TraceError(
+      'NOT_PYTHON',
+      `${path} is not CPython (no python probes, no version); listProbes('${path}') shows its USDT probes`,
+    )
+  }
+  return {
+    pid: -1,
+    runtime: 'python',
+    version,
+    executable: path,
+    probeObject: probes.length > 0 ? path : null,
+    probes,
+    interpreterObject: path,
+    capabilities: capabilities(probes, version, path),
+  }
+}
+
+/** How messages name what an inspection describes. */
+export function subjectOf(insp: Inspection): string {
+  return insp.pid > 0 ? `process ${insp.pid}` : `processes of ${insp.interpreterObject}`
+}
+
 function isLibpython(path: string): boolean {
   // libpython3.so is only the stable-ABI forwarding stub, hence major.minor.
   return /^libpython\d+\.\d+[a-z]*\.so(\.|$)/.test(basename(path))
@@ -189,12 +219,12 @@ export function requireProbes(insp: Inspection, cap: CapabilityName): void {
   if (insp.probes.length === 0) {
     throw new TraceError(
       'NO_PROBES',
-      `cannot trace process ${insp.pid}: ${noProbesExplanation(insp.interpreterObject, insp.version)}`,
+      `cannot trace ${subjectOf(insp)}: ${noProbesExplanation(insp.interpreterObject, insp.version)}`,
     )
   }
   const capability = insp.capabilities[cap]
   if (!capability.available) {
-    throw new TraceError('PROBE_UNAVAILABLE', `cannot trace ${cap} in process ${insp.pid}: ${capability.reason}`)
+    throw new TraceError('PROBE_UNAVAILABLE', `cannot trace ${cap} in ${subjectOf(insp)}: ${capability.reason}`)
   }
 }
 
@@ -215,7 +245,7 @@ export function findLineSemaphore(insp: Inspection): LineSemaphore {
   const object = insp.probeObject!
   const probe = insp.probes.find((p) => p.name === 'line')!
   const unavailable = (why: string) =>
-    new TraceError('PROBE_UNAVAILABLE', `cannot raise the line semaphore in process ${insp.pid}: ${why}`)
+    new TraceError('PROBE_UNAVAILABLE', `cannot raise the line semaphore in ${subjectOf(insp)}: ${why}`)
   if (probe.semaphoreFileOffset === 0n) throw unavailable(`the line probe in ${object} has no semaphore`)
   const cold = coldCodeOffsets(object)
   if (cold.length === 0) throw unavailable(`${object} has no _fini or _init code to park the uprobe on`)

@@ -1,4 +1,5 @@
 import type { NativeSession } from './binding.js'
+import { TraceError } from './errors.js'
 
 /** Decodes one ring-buffer record that starts at `offset` of the batch. */
 export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, length: number) => T
@@ -6,12 +7,29 @@ export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, l
 export interface StreamOptions {
   /** Aborting detaches every probe; a pending or later `next()` rejects with an AbortError. */
   signal?: AbortSignal
+  /** Size of the kernel ring buffer: a power of two, at least one page (default 8 MiB). */
+  ringBufferBytes?: number
 }
 
-/** An attached session, ready to stream, and the process whose exit ends it. */
+/** An attached session, ready to stream, and the processes whose exit ends it. */
 export interface OpenedSession {
   session: NativeSession
-  exitPid: number
+  exitPids: number[]
+}
+
+const DEFAULT_RING_BUFFER_BYTES = 8 << 20
+const PAGE_SIZE = 4096
+
+/** The ring buffer's size from the options, checked: the kernel takes a power-of-two page multiple. */
+export function ringBufferBytes(options: StreamOptions): number {
+  const bytes = options.ringBufferBytes ?? DEFAULT_RING_BUFFER_BYTES
+  if (!Number.isInteger(bytes) || bytes < PAGE_SIZE || (bytes & (bytes - 1)) !== 0) {
+    throw new TraceError(
+      'INVALID_ARGUMENT',
+      `ringBufferBytes must be a power of two of at least ${PAGE_SIZE}, got ${String(bytes)}`,
+    )
+  }
+  return bytes
 }
 
 // One JS call per batch; a record is at most a few KiB, so a batch holds thousands.
@@ -137,7 +155,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     this.#session = opened.session
     this.#session.start({
       batch: this.#batch,
-      exitPid: opened.exitPid,
+      exitPids: opened.exitPids,
       flushIntervalMs: FLUSH_INTERVAL_MS,
       onBatch: (bytes, count) => this.#onBatch(bytes, count),
       onEnd: () => this.#finish(),

@@ -1,6 +1,7 @@
 """Workloads for the call-tracing tests. Prints "ready", runs the named workload when a line
 arrives on stdin (so the tracer attaches first), then exits."""
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -75,6 +76,20 @@ def run_flood(seconds):
     print(calls, flush=True)
 
 
+def run_fork(count, n):
+    # The workers are forked only now, after the tracer attached: they are new processes.
+    workers = []
+    for _ in range(int(count)):
+        pid = os.fork()
+        if pid == 0:
+            fib(int(n))
+            os._exit(0)
+        workers.append(pid)
+    for pid in workers:
+        os.waitpid(pid, 0)
+        print(pid, flush=True)
+
+
 def run_calls(n):
     for _ in range(int(n)):
         leaf()
@@ -92,6 +107,7 @@ WORKLOADS = {
     "names": run_names,
     "flood": run_flood,
     "calls": run_calls,
+    "fork": run_fork,
     "lines": run_lines,
 }
 

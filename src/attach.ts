@@ -1,0 +1,68 @@
+import { binding, isNativeError, type NativeSession, type SessionOptions } from './binding.js'
+import { TraceError, noSuchProcess, permissionDenied } from './errors.js'
+import { findLineSemaphore, subjectOf, type Inspection } from './inspect.js'
+
+/**
+ * Opening BPF objects and attaching them to Python processes, with every kernel refusal turned
+ * into the TraceError that names its cause and fix.
+ */
+
+export function openSession(options: SessionOptions, targets: Inspection[]): NativeSession {
+  try {
+    return new binding.Session(options)
+  } catch (error) {
+    throw explainNativeError(error, targets[0]!, 'loading the BPF programs')
+  }
+}
+
+/** Attaches `program` to the python provider's `probe` in the target's probe object. */
+export function attachPythonProbe(session: NativeSession, target: Inspection, program: string, probe: string): void {
+  try {
+    session.attachUsdt(program, target.pid, target.probeObject!, 'python', probe)
+  } catch (error) {
+    if (isNativeError(error) && error.code === 'EINVAL') throw probeConflict(target, `python:${probe}`, error)
+    throw explainNativeError(error, target, `attaching to python:${probe}`)
+  }
+}
+
+/**
+ * Parks a uprobe on code the interpreter never runs again (DT_FINI, else DT_INIT) with the line
+ * probe's semaphore as its ref_ctr_offset: the kernel raises the semaphore for as long as the
+ * link lives and lowers it when the link goes, even when the tracer is killed. Nothing fires per
+ * line. Another tracer may already hold that address with another ref_ctr_offset (the kernel
+ * keeps one per location and answers EINVAL), so the next cold address is tried.
+ */
+export function raiseLineSemaphore(session: NativeSession, target: Inspection, program: string): void {
+  const line = findLineSemaphore(target)
+  let conflict: unknown
+  for (const offset of line.coldCodeOffsets) {
+    try {
+      session.attachUprobe(program, target.pid, line.object, offset, line.semaphoreFileOffset, false)
+      return
+    } catch (error) {
+      if (!isNativeError(error) || error.code !== 'EINVAL') {
+        throw explainNativeError(error, target, 'raising the line semaphore')
+      }
+      conflict = error
+    }
+  }
+  throw probeConflict(target, 'the line semaphore holder (its _fini and _init code)', conflict)
+}
+
+function probeConflict(target: Inspection, what: string, cause: unknown): TraceError {
+  return new TraceError(
+    'PROBE_CONFLICT',
+    `cannot attach to ${what} in ${target.probeObject} (${subjectOf(target)}): another tracer holds ` +
+      'that location with a different semaphore offset (the kernel keeps one per probe and logs ' +
+      "`ref_ctr_offset mismatch`; bcc's python tools register a wrong one). Stop the other tracer " +
+      '(e.g. pythoncalls, pythonflow, ucalls) and try again.',
+    { cause },
+  )
+}
+
+export function explainNativeError(error: unknown, target: Inspection, what: string): unknown {
+  if (!isNativeError(error)) return error
+  if (error.code === 'EPERM' || error.code === 'EACCES') return permissionDenied(what, error)
+  if (error.code === 'ESRCH' && target.pid > 0) return noSuchProcess(target.pid)
+  return new TraceError('ATTACH_FAILED', `${what} for ${subjectOf(target)} failed: ${error.message}`, { cause: error })
+}

@@ -1,0 +1,47 @@
+import { TraceError } from './errors.js'
+import { inspect, inspectBinary, requireProbes, type CapabilityName, type Inspection } from './inspect.js'
+
+/**
+ * Which processes a trace follows: one pid, several, or every process of a python executable or
+ * libpython, including those started after the trace (e.g. gunicorn workers).
+ */
+export interface TargetOptions {
+  pid?: number
+  pids?: number[]
+  /** A python executable or libpython path: every process running it, now and later. */
+  binary?: string
+}
+
+export interface ResolvedTargets {
+  /** One per process (pid -1 for a whole binary), each able to give `capability`. */
+  targets: Inspection[]
+  /** The stream ends once all of these have exited; none for a binary. */
+  exitPids: number[]
+}
+
+/** Inspects each target and checks it can give `capability`; throws the TraceError that says why not. */
+export async function resolveTargets(options: TargetOptions, capability: CapabilityName): Promise<ResolvedTargets> {
+  const given = [options.pid !== undefined, options.pids !== undefined, options.binary !== undefined].filter(Boolean)
+  if (given.length !== 1) {
+    throw new TraceError('INVALID_ARGUMENT', 'name exactly one target: { pid }, { pids: [...] } or { binary: path }')
+  }
+  if (options.binary !== undefined) {
+    if (typeof options.binary !== 'string' || options.binary === '') {
+      throw new TraceError('INVALID_ARGUMENT', `binary must be a path, got ${String(options.binary)}`)
+    }
+    const target = inspectBinary(options.binary)
+    requireProbes(target, capability)
+    return { targets: [target], exitPids: [] }
+  }
+  const pids = options.pids ?? [options.pid]
+  if (pids.length === 0) throw new TraceError('INVALID_ARGUMENT', 'pids must name at least one process')
+  for (const pid of pids) {
+    if (!Number.isInteger(pid) || pid! <= 0) {
+      throw new TraceError('INVALID_ARGUMENT', `a pid must be a positive integer, got ${String(pid)}`)
+    }
+  }
+  const unique = [...new Set(pids as number[])]
+  const targets = await Promise.all(unique.map((pid) => inspect(pid)))
+  for (const target of targets) requireProbes(target, capability)
+  return { targets, exitPids: unique }
+}
