@@ -41,8 +41,9 @@ $(OUTPUT)/libelf-shared.a: /usr/lib/$(MULTIARCH)/libelf.a
 $(ADDON): $(SKELETONS) $(OUTPUT)/libelf-shared.a binding.gyp native/*.cc native/*.h native/*.c bpf/*.h
 	npx node-gyp rebuild
 
-dist/index.js: $(wildcard src/*.ts) tsconfig.json
+dist/index.js: $(wildcard src/*.ts src/*/*.ts) tsconfig.json
 	npx tsc -p tsconfig.json
+	chmod +x dist/cli/main.js
 
 test: setup
 	$(MAKE) build

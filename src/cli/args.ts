@@ -1,0 +1,102 @@
+/**
+ * Command-line parsing on node:util's parseArgs, with the options every subcommand takes and the
+ * value checks that turn a bad value into a UsageError naming the option and what it wants.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { UsageError } from './errors.js'
+
+export type OptionSpecs = NonNullable<ParseArgsConfig['options']>
+
+/** Taken by every subcommand. */
+export const COMMON_OPTIONS = {
+  json: { type: 'boolean' },
+  debug: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies OptionSpecs
+
+export type OptionValues = Record<string, string | boolean | string[] | boolean[] | undefined>
+
+export interface ParsedArgs {
+  values: OptionValues
+  /** positionals before a `--` */
+  positionals: string[]
+  /** everything after a `--`, untouched (a command to spawn), or undefined without `--` */
+  command: string[] | undefined
+}
+
+export function parse(command: string, argv: string[], options: OptionSpecs): ParsedArgs {
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: true, strict: true, tokens: true })
+  } catch (error) {
+    throw new UsageError(parseArgsMessage(error), command)
+  }
+  const terminator = parsed.tokens.find((token) => token.kind === 'option-terminator')
+  const positionals = parsed.tokens
+    .filter((token) => token.kind === 'positional' && (terminator === undefined || token.index < terminator.index))
+    .map((token) => (token as { value: string }).value)
+  return {
+    values: parsed.values as OptionValues,
+    positionals,
+    command: terminator === undefined ? undefined : argv.slice(terminator.index + 1),
+  }
+}
+
+/** parseArgs' messages, shortened to what a person needs. */
+function parseArgsMessage(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error)
+  // "Unknown option '--x'. To specify a positional argument starting with a '-', place it at the end of the command after '--', as in '-- \"--x\"" → the first sentence
+  return message.split('. ')[0]!.replace(/\.$/, '')
+}
+
+export function flag(values: OptionValues, name: string): boolean {
+  return values[name] === true
+}
+
+export function text(values: OptionValues, name: string): string | undefined {
+  const value = values[name]
+  return typeof value === 'string' ? value : undefined
+}
+
+/** An option that must be a whole number ≥ `min`. */
+export function integer(command: string, values: OptionValues, name: string, fallback: number, min = 1): number {
+  const value = text(values, name)
+  if (value === undefined) return fallback
+  if (!/^\d+$/.test(value) || Number(value) < min) {
+    throw new UsageError(`--${name} takes a whole number of at least ${min}, got '${value}'`, command)
+  }
+  return Number(value)
+}
+
+const SECONDS = /^(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)?$/
+const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600 }
+
+/** A time span in seconds: `5`, `2.5`, `500ms`, `10s`, `2m`, `1h`. */
+export function seconds(command: string, values: OptionValues, name: string): number | undefined {
+  const value = text(values, name)
+  if (value === undefined) return undefined
+  const m = SECONDS.exec(value)
+  const result = m ? Number(m[1]) * UNIT_SECONDS[m[2] ?? 's']! : NaN
+  if (!(result > 0)) {
+    throw new UsageError(`--${name} takes a time in seconds (e.g. 5, 0.5, 500ms, 2m), got '${value}'`, command)
+  }
+  return result
+}
+
+/** A positional pid: a positive integer. */
+export function pid(command: string, value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) <= 0 || !Number.isSafeInteger(Number(value))) {
+    throw new UsageError(`'${value}' is not a process id: give the pid of a running process (see \`usdtrace ps\`)`, command)
+  }
+  return Number(value)
+}
+
+/** One of a fixed set of words. */
+export function choice<T extends string>(command: string, values: OptionValues, name: string, choices: readonly T[], fallback: T): T {
+  const value = text(values, name)
+  if (value === undefined) return fallback
+  if (!(choices as readonly string[]).includes(value)) {
+    throw new UsageError(`--${name} takes one of ${choices.join(', ')}, got '${value}'`, command)
+  }
+  return value as T
+}

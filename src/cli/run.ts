@@ -1,0 +1,178 @@
+/**
+ * One invocation's lifecycle: what ends it (the target's exit, a duration, Ctrl-C, SIGTERM,
+ * SIGHUP, a closed output pipe), the exit code that says which, and the status lines around a
+ * trace (progress while attaching, a final line with what was seen and lost).
+ */
+import { formatDuration } from '../index.js'
+import { Output, Status } from './output.js'
+
+export type EndReason = 'finished' | 'target-exited' | 'duration' | 'interrupted' | 'terminated' | 'hangup' | 'output-closed'
+
+/** Exit codes, as documented in the README. */
+export const EXIT = {
+  ok: 0,
+  error: 1,
+  usage: 2,
+  hangup: 129,
+  interrupted: 130,
+  outputClosed: 141,
+  terminated: 143,
+} as const
+
+const EXIT_BY_REASON: Record<EndReason, number> = {
+  finished: EXIT.ok,
+  'target-exited': EXIT.ok,
+  duration: EXIT.ok,
+  interrupted: EXIT.interrupted,
+  terminated: EXIT.terminated,
+  hangup: EXIT.hangup,
+  'output-closed': EXIT.outputClosed,
+}
+
+const REASON_TEXT: Record<EndReason, string> = {
+  finished: 'done',
+  'target-exited': 'the target exited',
+  duration: 'the duration elapsed',
+  interrupted: 'interrupted (SIGINT)',
+  terminated: 'terminated (SIGTERM)',
+  hangup: 'hung up (SIGHUP)',
+  'output-closed': 'the output was closed',
+}
+
+const SIGNAL_REASONS = { SIGINT: 'interrupted', SIGTERM: 'terminated', SIGHUP: 'hangup' } as const
+
+export interface RunOptions {
+  json: boolean
+  debug: boolean
+}
+
+export class Run {
+  readonly out = new Output()
+  readonly status = new Status(() => this.out.flush())
+  readonly json: boolean
+  readonly debug: boolean
+  readonly startedAt = process.hrtime.bigint()
+  /** Resolves with the first reason to stop. */
+  readonly stopped: Promise<EndReason>
+  /** Set by a command that spawned its target: the exit code then is the program's. */
+  programExitCode: number | undefined
+
+  #reason: EndReason | undefined
+  #resolveStopped!: (reason: EndReason) => void
+  #stoppers = new Set<() => void>()
+  #timers: NodeJS.Timeout[] = []
+  #signalHandlers: [NodeJS.Signals, () => void][] = []
+
+  constructor(options: RunOptions) {
+    this.json = options.json
+    this.debug = options.debug
+    this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve))
+    this.out.onClosed(() => this.stop('output-closed'))
+    for (const [signal, reason] of Object.entries(SIGNAL_REASONS) as [NodeJS.Signals, EndReason][]) {
+      const handler = () => {
+        // A second signal while detaching: leave now; the kernel drops our probes with our fds.
+        if (this.#reason !== undefined) process.exit(EXIT_BY_REASON[reason])
+        this.stop(reason)
+      }
+      process.on(signal, handler)
+      this.#signalHandlers.push([signal, handler])
+    }
+  }
+
+  get reason(): EndReason | undefined {
+    return this.#reason
+  }
+
+  /** Ends the run: the first reason wins, and every registered stopper runs once. */
+  stop(reason: EndReason): void {
+    if (this.#reason !== undefined) return
+    this.#reason = reason
+    this.#resolveStopped(reason)
+    for (const stopper of this.#stoppers) stopper()
+    this.#stoppers.clear()
+  }
+
+  /** Runs `stopper` when the run stops (at once if it already has); returns an unsubscribe. */
+  onStop(stopper: () => void): () => void {
+    if (this.#reason !== undefined) {
+      stopper()
+      return () => {}
+    }
+    this.#stoppers.add(stopper)
+    return () => this.#stoppers.delete(stopper)
+  }
+
+  /** Stops the run with 'duration' after `seconds`, if given. */
+  stopAfter(seconds: number | undefined): void {
+    if (seconds === undefined) return
+    this.#timers.push(setTimeout(() => this.stop('duration'), seconds * 1000))
+  }
+
+  /** Calls `tick` every `seconds` until the run stops. */
+  every(seconds: number, tick: () => void): void {
+    const timer = setInterval(tick, seconds * 1000)
+    this.#timers.push(timer)
+    this.onStop(() => clearInterval(timer))
+  }
+
+  /** Resolves after `ms`, or as soon as the run stops. */
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        unsubscribe()
+        resolve()
+      }, ms)
+      const unsubscribe = this.onStop(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  }
+
+  exitCode(): number {
+    const reason = this.#reason ?? 'finished'
+    if (reason === 'target-exited' && this.programExitCode !== undefined) return this.programExitCode
+    return EXIT_BY_REASON[reason]
+  }
+
+  /** Seconds since the run started, for the final line. */
+  elapsed(): string {
+    return formatDuration(process.hrtime.bigint() - this.startedAt)
+  }
+
+  /** The final status line: what was seen, what was lost, and why it ended. */
+  summary(parts: string[]): void {
+    this.status.note(`${parts.join(', ')}; ended: ${REASON_TEXT[this.#reason ?? 'finished']}`)
+  }
+
+  dispose(): void {
+    for (const timer of this.#timers) clearTimeout(timer)
+    for (const [signal, handler] of this.#signalHandlers) process.off(signal, handler)
+  }
+}
+
+/** A trace as the CLI needs it: anything with `ready` and `close()` (every library trace). */
+export interface Attachable {
+  readonly ready: Promise<void>
+  close(): Promise<void>
+  readonly lost: number
+}
+
+/**
+ * Waits until `trace` is attached, with a progress line meanwhile; closes it when the run stops.
+ * Rejects with the trace's TraceError if it cannot attach.
+ */
+export async function attach(run: Run, trace: Attachable, what: string): Promise<void> {
+  run.onStop(() => void trace.close())
+  run.status.progress(`attaching to ${what}...`)
+  try {
+    await trace.ready
+  } finally {
+    run.status.clear()
+  }
+  if (run.reason === undefined) run.status.note(`tracing ${what}; Ctrl-C to stop`)
+}
+
+export function count(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n.toLocaleString('en-US')} ${n === 1 ? noun : plural}`
+}

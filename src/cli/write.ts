@@ -1,0 +1,65 @@
+/**
+ * Where record and flame write: a file opened before tracing starts (so a bad path fails before
+ * anything is attached, not after a long recording), or stdout for "-".
+ */
+import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs'
+import { CliError } from './errors.js'
+import type { Run } from './run.js'
+
+const CHUNK_BYTES = 256 << 10
+
+export class OutputFile {
+  readonly name: string
+  #run: Run
+  #fd: number | undefined
+  #pending: string[] = []
+  #pendingBytes = 0
+
+  readonly #path: string
+
+  constructor(run: Run, file: string) {
+    this.#run = run
+    this.#path = file
+    this.name = file === '-' ? 'stdout' : file
+    if (file === '-') return
+    try {
+      this.#fd = openSync(file, 'w')
+    } catch (error) {
+      throw new CliError(`cannot write ${file}: ${(error as Error).message}; choose another -o path`, { cause: error })
+    }
+  }
+
+  /** Appends text (lines ending in newlines). */
+  write(text: string): void {
+    if (this.#fd === undefined) {
+      for (const line of text.split('\n').slice(0, text.endsWith('\n') ? -1 : undefined)) this.#run.out.line(line)
+      return
+    }
+    this.#pending.push(text)
+    this.#pendingBytes += text.length
+    if (this.#pendingBytes >= CHUNK_BYTES) this.#flush()
+  }
+
+  async close(): Promise<void> {
+    if (this.#fd === undefined) return this.#run.out.drain()
+    this.#flush()
+    closeSync(this.#fd)
+    this.#fd = undefined
+  }
+
+  /** Closes and removes the file: nothing was recorded (the trace failed). */
+  discard(): void {
+    if (this.#fd === undefined) return
+    closeSync(this.#fd)
+    this.#fd = undefined
+    unlinkSync(this.#path)
+  }
+
+  #flush(): void {
+    const buffer = Buffer.from(this.#pending.join(''))
+    this.#pending = []
+    this.#pendingBytes = 0
+    let offset = 0
+    while (offset < buffer.length) offset += writeSync(this.#fd!, buffer, offset)
+  }
+}

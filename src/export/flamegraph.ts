@@ -1,0 +1,117 @@
+/**
+ * A self-contained SVG flame graph: one box per call path, as wide as its inclusive time (or
+ * calls), callers below callees, siblings in name order. Each box's tooltip (<title>) names the
+ * function and gives its time, share and calls. No script, no external resources.
+ */
+import { formatDuration } from '../report.js'
+import { callTree, inclusiveWeight, type CallTreeNode, type StackWeight } from './calltree.js'
+import { frameLabels, type CallTimeline, type FrameLabelOptions } from './timeline.js'
+
+export interface FlameGraphOptions extends FrameLabelOptions {
+  title?: string
+  /** What a box's width measures (default 'time'). */
+  weight?: StackWeight
+  /** Width of the image in pixels (default 1200). */
+  width?: number
+}
+
+const FRAME_HEIGHT = 16
+const FONT_SIZE = 11
+/** Monospace advance at FONT_SIZE, to cut labels to their box. */
+const CHAR_WIDTH = FONT_SIZE * 0.6
+const PAD = 10
+const HEADER = 44
+const FOOTER = 10
+/** Boxes narrower than this are not drawn (their time stays in their caller's box). */
+const MIN_WIDTH = 0.2
+
+interface Placed {
+  node: CallTreeNode
+  x: number
+  level: number
+}
+
+export function flameGraphSvg(timeline: CallTimeline, options: FlameGraphOptions = {}): string {
+  const weight = options.weight ?? 'time'
+  const width = options.width ?? 1200
+  const labels = frameLabels(timeline, options)
+  const root = callTree(timeline)
+  const rootValue = inclusiveWeight(root, weight)
+  const scale = rootValue > 0 ? (width - 2 * PAD) / rootValue : 0
+
+  const placed: Placed[] = []
+  let levels = 1
+  let hidden = 0
+  const pending: Placed[] = [{ node: root, x: PAD, level: 0 }]
+  const byLabel = (a: CallTreeNode, b: CallTreeNode) => (labels[a.frame]! < labels[b.frame]! ? -1 : labels[a.frame]! > labels[b.frame]! ? 1 : 0)
+  while (pending.length > 0) {
+    const box = pending.pop()!
+    if (inclusiveWeight(box.node, weight) * scale < MIN_WIDTH) {
+      hidden++
+      continue
+    }
+    placed.push(box)
+    levels = Math.max(levels, box.level + 1)
+    let x = box.x
+    for (const child of [...box.node.children].sort(byLabel)) {
+      pending.push({ node: child, x, level: box.level + 1 })
+      x += inclusiveWeight(child, weight) * scale
+    }
+  }
+
+  const height = HEADER + levels * FRAME_HEIGHT + FOOTER
+  const bottom = HEADER + levels * FRAME_HEIGHT
+  const totalCalls = root.subtreeCalls
+  const subtitle =
+    `${totalCalls} call${totalCalls === 1 ? '' : 's'}, ${formatDuration(root.totalNs)} traced; ` +
+    `box width: ${weight === 'time' ? 'inclusive time' : 'calls'}` +
+    (hidden > 0 ? `; ${hidden} path${hidden === 1 ? '' : 's'} too narrow to draw` : '')
+  const out: string[] = [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    `<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">`,
+    '<style>text { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 11px; fill: #000 } ' +
+      '.title { font-size: 16px; text-anchor: middle } .subtitle { fill: #555; text-anchor: middle } ' +
+      'g:hover rect { stroke: #000; stroke-width: 0.5 }</style>',
+    `<rect x="0" y="0" width="${width}" height="${height}" fill="#f8f8f8"/>`,
+    `<text class="title" x="${width / 2}" y="20">${escapeXml(options.title ?? 'Flame graph')}</text>`,
+    `<text class="subtitle" x="${width / 2}" y="36">${escapeXml(subtitle)}</text>`,
+  ]
+  for (const { node, x, level } of placed) {
+    const boxWidth = inclusiveWeight(node, weight) * scale
+    const y = bottom - (level + 1) * FRAME_HEIGHT
+    const label = node.frame < 0 ? 'all' : labels[node.frame]!
+    const share = rootValue > 0 ? ((100 * inclusiveWeight(node, weight)) / rootValue).toFixed(2) : '0.00'
+    const calls = node.frame < 0 ? totalCalls : node.calls
+    const tooltip = `${label}: ${calls} call${calls === 1 ? '' : 's'}, ${formatDuration(node.totalNs)} (${share}%)`
+    const fill = node.frame < 0 ? 'rgb(220,220,220)' : color(timeline.frames[node.frame]!.func)
+    out.push(
+      `<g><title>${escapeXml(tooltip)}</title>` +
+        `<rect x="${x.toFixed(2)}" y="${y}" width="${boxWidth.toFixed(2)}" height="${FRAME_HEIGHT - 1}" rx="2" fill="${fill}"/>` +
+        fitText(label, x, y, boxWidth) +
+        '</g>',
+    )
+  }
+  out.push('</svg>', '')
+  return out.join('\n')
+}
+
+function fitText(label: string, x: number, y: number, width: number): string {
+  const room = Math.floor((width - 6) / CHAR_WIDTH)
+  if (room < 3) return ''
+  const text = label.length <= room ? label : `${label.slice(0, room - 2)}..`
+  return `<text x="${(x + 3).toFixed(2)}" y="${y + FRAME_HEIGHT - 4}">${escapeXml(text)}</text>`
+}
+
+/** A warm colour that depends only on the function's name, so one function keeps its colour. */
+function color(name: string): string {
+  let hash = 2166136261
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 16777619)
+  const a = (hash >>> 0) % 1000
+  const b = ((hash >>> 10) >>> 0) % 1000
+  return `rgb(${205 + Math.round((50 * a) / 1000)},${Math.round((230 * b) / 1000)},${Math.round((55 * a) / 1000)})`
+}
+
+function escapeXml(text: string): string {
+  // XML 1.0 cannot carry most control characters, even escaped.
+  return text.replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '?').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!)
+}

@@ -1,0 +1,150 @@
+/**
+ * Call events turned into what every recording format needs: for each thread, a balanced
+ * sequence of frame opens and closes with times relative to the start, frames interned once.
+ * Each exporter in this directory is a pure function of a CallTimeline.
+ */
+import type { CallEvent } from '../calls.js'
+import { shortenPath } from '../report.js'
+
+/** One Python function, as its entry reported it. */
+export interface TimelineFrame {
+  func: string
+  file: string
+  /** the function's first line */
+  line: number
+}
+
+export interface ThreadTimeline {
+  pid: number
+  tid: number
+  /** An open of frame `i` is stored as `i`, its close as `~i` (negative): one number per operation. */
+  ops: number[]
+  /** Nanoseconds since the timeline's start, one per operation, never decreasing. */
+  times: number[]
+}
+
+interface OpenThread {
+  timeline: ThreadTimeline
+  stack: number[]
+}
+
+/**
+ * Feed it every call event of a trace in order (`add`), then `end()` it. Returns whose entry was
+ * not traced carry no frame and are only counted; frames still open at the end are closed at the
+ * last event's time and counted too, so every open has its close.
+ */
+export class CallTimeline {
+  readonly frames: TimelineFrame[] = []
+  readonly threads: ThreadTimeline[] = []
+  /** CLOCK_MONOTONIC ns that time 0 stands for: the first event's, unless given. */
+  startNs: bigint | undefined
+  /** The last event's time, in ns since the start. */
+  endNs = 0
+  /** Returns without a traced entry (frames older than the trace, or `entries: false`). */
+  untimedReturns = 0
+  /** Frames still running at the end, closed there. */
+  unfinishedCalls = 0
+  /** Frames closed early because a later event showed their return was lost. */
+  repairedCalls = 0
+
+  readonly #frameIds = new Map<string, number>()
+  readonly #open = new Map<number, OpenThread>()
+  #ended = false
+
+  constructor(startNs?: bigint) {
+    this.startNs = startNs
+  }
+
+  static from(events: Iterable<CallEvent>, startNs?: bigint): CallTimeline {
+    const timeline = new CallTimeline(startNs)
+    for (const event of events) timeline.add(event)
+    return timeline.end()
+  }
+
+  add(event: CallEvent): void {
+    if (this.#ended) throw new Error('CallTimeline: add() after end()')
+    this.startNs ??= event.timestampNs
+    const at = Math.max(0, Number(event.timestampNs - this.startNs))
+    if (at > this.endNs) this.endNs = at
+    const thread = this.#thread(event)
+    if (event.kind === 'entry') {
+      this.repairedCalls += closeDownTo(thread, event.depth, at)
+      const frame = this.#frame(event)
+      thread.stack.push(frame)
+      thread.timeline.ops.push(frame)
+      thread.timeline.times.push(at)
+    } else if (event.durationNs === undefined || thread.stack.length <= event.depth) {
+      this.untimedReturns++
+    } else {
+      this.repairedCalls += closeDownTo(thread, event.depth + 1, at)
+      closeDownTo(thread, event.depth, at)
+    }
+  }
+
+  /** Closes every frame still open at the last event's time; the timeline is complete after this. */
+  end(): this {
+    if (this.#ended) return this
+    this.#ended = true
+    for (const thread of this.#open.values()) this.unfinishedCalls += closeDownTo(thread, 0, this.endNs)
+    this.#open.clear()
+    return this
+  }
+
+  /** Opens (calls) recorded: each has exactly one close. */
+  get calls(): number {
+    let calls = 0
+    for (const thread of this.threads) for (const op of thread.ops) if (op >= 0) calls++
+    return calls
+  }
+
+  #thread(event: CallEvent): OpenThread {
+    let thread = this.#open.get(event.tid)
+    if (thread === undefined || thread.timeline.pid !== event.pid) {
+      // A thread id reused by another process: the old thread is gone, its frames with it.
+      if (thread) this.unfinishedCalls += closeDownTo(thread, 0, thread.timeline.times.at(-1) ?? 0)
+      const timeline: ThreadTimeline = { pid: event.pid, tid: event.tid, ops: [], times: [] }
+      this.threads.push(timeline)
+      thread = { timeline, stack: [] }
+      this.#open.set(event.tid, thread)
+    }
+    return thread
+  }
+
+  #frame(event: CallEvent): number {
+    const key = `${event.line}\0${event.func}\0${event.file}`
+    let id = this.#frameIds.get(key)
+    if (id === undefined) {
+      id = this.frames.length
+      this.frames.push({ func: event.func, file: event.file, line: event.line })
+      this.#frameIds.set(key, id)
+    }
+    return id
+  }
+}
+
+/** Closes the thread's frames above `depth` at `at`; returns how many it closed. */
+function closeDownTo(thread: OpenThread, depth: number, at: number): number {
+  let closed = 0
+  while (thread.stack.length > depth) {
+    thread.timeline.ops.push(~thread.stack.pop()!)
+    thread.timeline.times.push(at)
+    closed++
+  }
+  return closed
+}
+
+export interface FrameLabelOptions {
+  /** Paths inside this directory are shown relative to it (default: process.cwd()). */
+  cwd?: string
+  /** Keep file names as the interpreter reported them. */
+  fullPaths?: boolean
+}
+
+/** `func (file:line)` with the file shortened like the flow's, one label per frame of the timeline. */
+export function frameLabels(timeline: CallTimeline, options: FrameLabelOptions = {}): string[] {
+  const cwd = options.cwd ?? process.cwd()
+  return timeline.frames.map((frame) => {
+    const file = options.fullPaths ? frame.file : shortenPath(frame.file, cwd)
+    return `${frame.func} (${file}:${frame.line})`
+  })
+}
