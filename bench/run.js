@@ -27,11 +27,13 @@ const python = join(dir, 'python3.11')
 copyFileSync('/usr/bin/python3.11', python)
 chmodSync(python, 0o755)
 
+const progress = (message) => process.stderr.write(`bench: ${message}\n`)
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 const ratio = (value, base) => `${(value / base).toFixed(2)}x`
 
 async function startTarget(args) {
   const child = spawn(python, [WORKLOAD, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const exited = once(child, 'exit')
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
   await lines.next()
   return {
@@ -42,7 +44,7 @@ async function startTarget(args) {
     },
     async stop() {
       child.kill('SIGKILL')
-      await once(child, 'exit')
+      await exited
     },
   }
 }
@@ -171,6 +173,7 @@ async function overhead() {
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name] of rows) {
       if (available(name) !== true) continue
+      progress(`overhead round ${round + 1}/${ROUNDS}: ${name}`)
       const tracer = await tracers[name](target.pid)
       samples[name].push(await run())
       await tracer.stop()
@@ -258,13 +261,17 @@ const deliveries = {}
 for (const ring of [8 << 20, 64 << 20]) {
   for (const consumer of ['usdtrace', 'c']) {
     const runs = []
-    for (let round = 0; round < ROUNDS; round++) runs.push(await flood(consumer, ring))
+    for (let round = 0; round < ROUNDS; round++) {
+      progress(`delivery round ${round + 1}/${ROUNDS}: ${consumer}, ${ring >> 20} MiB ring`)
+      runs.push(await flood(consumer, ring))
+    }
     deliveries[`${consumer}:${ring}`] = {
       perSecond: median(runs.map((r) => r.perSecond)),
       lost: median(runs.map((r) => r.lost)),
     }
   }
 }
+progress(`cost: attach, detach, then a ${SOAK_SECONDS} s flood`)
 const costs = await cost()
 rmSync(dir, { recursive: true, force: true })
 
@@ -299,6 +306,11 @@ out.push(
   '',
 )
 out.push('## 2. Delivery: a flood of returns into a consumer', '')
+out.push(
+  `One python3.11 calling a trivial function for ${FLOOD_SECONDS} s; returns only. When both consumers ` +
+    'deliver every event, the producer is the limit and the ratio only says that neither falls behind.',
+  '',
+)
 out.push('| consumer | ring | events/s delivered | lost |', '|---|---:|---:|---:|')
 for (const ring of [8 << 20, 64 << 20]) {
   for (const [consumer, label] of [
