@@ -275,7 +275,8 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   }
 }
 
-function sumDropped(counters: Record<string, bigint>): bigint {
+/** Everything the kernel side could not deliver or count: the sum of its `dropped_*` counters. */
+export function sumDropped(counters: Record<string, bigint>): bigint {
   let dropped = 0n
   for (const [name, value] of Object.entries(counters)) if (name.startsWith('dropped_')) dropped += value
   return dropped
