@@ -172,19 +172,19 @@ const TABLES: Record<string, () => SyscallTable> = {
   arm64: () => tableOf('aarch64', AARCH64),
 }
 
-let machineTable: SyscallTable | undefined
+const made = new Map<string, SyscallTable>()
 
-/** The table of the machine this runs on; throws INVALID_ARGUMENT on an architecture without one. */
-export function syscallTable(): SyscallTable {
-  const make = TABLES[process.arch]
+/** The table of an architecture (as process.arch names it; default: this machine's); INVALID_ARGUMENT without one. */
+export function syscallTable(arch: string = process.arch): SyscallTable {
+  const make = TABLES[arch]
   if (!make) {
     throw new TraceError(
       'INVALID_ARGUMENT',
-      `syscall tracing knows the syscall numbers of x86_64 and aarch64, not of ${process.arch}; run on one of those`,
+      `syscall tracing knows the syscall numbers of x86_64 and aarch64, not of ${arch}; run on one of those`,
     )
   }
-  machineTable ??= make()
-  return machineTable
+  if (!made.has(arch)) made.set(arch, make())
+  return made.get(arch)!
 }
 
 /** The numbers of `names` in `table`; an unknown name is an INVALID_ARGUMENT listing the closest ones. */
