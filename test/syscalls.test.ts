@@ -73,6 +73,17 @@ t.test('names filter in the kernel: only the syscalls asked for arrive', async (
   t.same(Object.fromEntries(counts), { getppid: n, exit_group: 1 }, 'getppid N times, exit_group once, nothing else')
 })
 
+t.test('{ pids }: each process\'s calls under its own pid; ends when both have exited', async (t) => {
+  const [a, b] = [await startWorkload(t, ['syscalls', '11', '/nonexistent/a']), await startWorkload(t, ['syscalls', '17', '/nonexistent/b'])]
+  const trace = traceSyscalls({ pids: [a.pid, b.pid], names: ['getppid'] })
+  await trace.ready
+  a.go()
+  b.go()
+  const byPid = new Map<number, number>()
+  for (const e of await collect(trace)) byPid.set(e.pid, (byPid.get(e.pid) ?? 0) + 1)
+  t.same(Object.fromEntries(byPid), { [a.pid]: 11, [b.pid]: 17 }, 'exact counts per process')
+})
+
 t.test('each thread has its own tid, and every one of its calls', async (t) => {
   const threads = 3
   const calls = 25
