@@ -463,10 +463,12 @@ Napi::Value Session::Resume(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Every global of the object's .bss (the BPF side's counters), by name, as BigInts.
+// Every global of the object's .bss (the BPF side's counters), by name, as BigInts, and the
+// drain's own count of records too large to deliver.
 Napi::Value Session::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object counters = Napi::Object::New(env);
+  counters.Set("dropped_oversized", Napi::BigInt::New(env, droppedOversized_));
   struct bpf_map* bss = object_ ? bpf_object__find_map_by_name(object_, ".bss") : nullptr;
   if (!bss) return counters;
   std::vector<uint8_t> value(bpf_map__value_size(bss));
@@ -543,7 +545,11 @@ void Session::Drain() {
   if (!carry_.empty()) {
     std::vector<uint8_t> record;
     record.swap(carry_);
-    CopyRecord(record.data(), record.size());
+    if (CopyRecord(record.data(), record.size()) != 0) {
+      // Larger than a whole batch: it can never be delivered, so it is counted, not retried.
+      carry_.clear();
+      droppedOversized_++;
+    }
   }
   bool full = !carry_.empty() || (ring_ && ring_buffer__consume(ring_) == -ENOSPC);
 

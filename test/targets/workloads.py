@@ -62,6 +62,15 @@ def run_names(name_bytes, path_bytes):
     scope[func]()
 
 
+def run_unique(count):
+    # Each function's code object is freed before the next is made, so addresses get reused.
+    for i in range(int(count)):
+        scope = {}
+        exec(f"def unique_{i}():\n    return {i}\n", scope)
+        scope[f"unique_{i}"]()
+        del scope
+
+
 def leaf():
     return 1
 
@@ -183,6 +192,7 @@ WORKLOADS = {
     "flood": run_flood,
     "calls": run_calls,
     "fork": run_fork,
+    "unique": run_unique,
     "lines": run_lines,
     "syscalls": run_syscalls,
     "syscall_threads": run_syscall_threads,
