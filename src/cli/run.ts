@@ -59,7 +59,7 @@ export class Run {
 
   #reason: EndReason | undefined
   #resolveStopped!: (reason: EndReason) => void
-  #stoppers = new Set<() => void>()
+  #stoppers = new Set<(reason: EndReason) => void>()
   #timers: NodeJS.Timeout[] = []
   #signalHandlers: [NodeJS.Signals, () => void][] = []
 
@@ -88,14 +88,14 @@ export class Run {
     if (this.#reason !== undefined) return
     this.#reason = reason
     this.#resolveStopped(reason)
-    for (const stopper of this.#stoppers) stopper()
+    for (const stopper of this.#stoppers) stopper(reason)
     this.#stoppers.clear()
   }
 
   /** Runs `stopper` when the run stops (at once if it already has); returns an unsubscribe. */
-  onStop(stopper: () => void): () => void {
+  onStop(stopper: (reason: EndReason) => void): () => void {
     if (this.#reason !== undefined) {
-      stopper()
+      stopper(this.#reason)
       return () => {}
     }
     this.#stoppers.add(stopper)
@@ -159,14 +159,19 @@ export interface Attachable {
 }
 
 /**
- * Waits until `trace` is attached, with a progress line meanwhile; closes it when the run stops.
- * Rejects with the trace's TraceError if it cannot attach.
+ * Waits until `trace` is attached, with a progress line meanwhile; closes it when the run stops
+ * (a summary that wants one last reading before it closes says for which reasons it closes at
+ * once). Rejects with the trace's TraceError if it cannot attach.
  */
-export async function attach(run: Run, trace: Attachable, what: string): Promise<void> {
-  run.onStop(() => void trace.close())
+export async function attach(run: Run, trace: Attachable, what: string, closesAtOnce: (reason: EndReason) => boolean = () => true): Promise<void> {
+  let attached = false
+  run.onStop((reason) => {
+    if (!attached || closesAtOnce(reason)) void trace.close()
+  })
   run.status.progress(`attaching to ${what}...`)
   try {
     await trace.ready
+    attached = true
   } finally {
     run.status.clear()
   }
