@@ -16,8 +16,9 @@ import { probes } from './probes.js'
 import { ps } from './ps.js'
 import { record } from './record.js'
 import { EXIT, Run } from './run.js'
+import { syscalls } from './syscalls.js'
 
-const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame]
+const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, syscalls]
 
 /** `usdtrace -- CMD` and `usdtrace --spawn CMD` without a subcommand. */
 const DEFAULT_COMMAND = calls
