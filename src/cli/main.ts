@@ -103,7 +103,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (error) {
     run?.stop('finished')
     run?.out.flush()
-    return report(status, error, debug)
+    return report(run?.status ?? status, error, debug)
   } finally {
     run?.dispose()
   }

@@ -39,6 +39,7 @@ export async function resolveTarget(command: string, run: Run, args: ParsedArgs)
     run.status.progress(`starting ${spawnArgv.join(' ')}...`)
     const spawned = await spawnHeld(spawnArgv)
     run.onStop(() => void spawned.abandon())
+    run.out.share()
     const inspection = await inspect(spawned.pid).catch(() => undefined)
     return {
       pid: spawned.pid,
