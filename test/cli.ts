@@ -9,6 +9,12 @@ import type { Test } from 'tap'
 export const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
+/**
+ * The command runs without the test runner's node hooks, as a user runs it: tap puts them in
+ * NODE_OPTIONS of every process a test spawns, so `env -u` takes them out at the last step.
+ */
+const WITHOUT_HOOKS = ['env', '-u', 'NODE_OPTIONS']
+
 /** Single-quotes a word for sh. */
 export function shellQuote(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
@@ -35,10 +41,10 @@ export interface PtyRun {
   type(text: string): void
 }
 
-/** Runs `usdtrace ARGS...` in a pty (script -qfec), NO_COLOR set unless `color` is true. */
-export function runCli(t: Test, args: string[], options: { color?: boolean; env?: NodeJS.ProcessEnv; cwd?: string; prefix?: string } = {}): PtyRun {
+/** Runs `usdtrace ARGS...` in a pty (script -qfec), NO_COLOR set unless `color` is true; `wrapper` runs it (e.g. setpriv ...). */
+export function runCli(t: Test, args: string[], options: { color?: boolean; env?: NodeJS.ProcessEnv; cwd?: string; wrapper?: string[] } = {}): PtyRun {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run make build`)
-  const command = `${options.prefix ?? ''}exec ${shellQuote(process.execPath)} ${shellQuote(CLI)} ${args.map(shellQuote).join(' ')}`
+  const command = `exec ${[...WITHOUT_HOOKS, ...(options.wrapper ?? [])].map((w) => `${shellQuote(w)} `).join('')}${shellQuote(process.execPath)} ${shellQuote(CLI)} ${args.map(shellQuote).join(' ')}`
   const env = { ...process.env, ...options.env, COLUMNS: '200', LINES: '50' }
   if (options.color) delete env.NO_COLOR
   else env.NO_COLOR = '1'
@@ -127,7 +133,8 @@ export interface PipedRun {
 
 /** Runs `usdtrace ARGS...` with pipes (no terminal): stdout and stderr apart. */
 export function runCliPiped(t: Test, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): PipedRun {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const [env, ...envArgs] = WITHOUT_HOOKS
+  const child = spawn(env!, [...envArgs, process.execPath, CLI, ...args], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => (stdout += d))

@@ -32,8 +32,6 @@ export class Painter {
 }
 
 const FLUSH_BYTES = 64 << 10
-/** Writes up to this size reach a pipe whole (PIPE_BUF), never interleaved with another writer's. */
-const ATOMIC_WRITE_BYTES = 4096
 
 export class Output {
   readonly painter: Painter
@@ -44,7 +42,6 @@ export class Output {
   #scheduled = false
   #closed = false
   #onClosed: (() => void) | undefined
-  #shared = false
 
   constructor(stream: NodeJS.WriteStream = process.stdout) {
     this.#stream = stream
@@ -59,14 +56,6 @@ export class Output {
   /** Called once when the reader goes away (`| head` exits): the command should stop. */
   onClosed(callback: () => void): void {
     this.#onClosed = callback
-  }
-
-  /**
-   * Another process (a program usdtrace started) writes to the same stdout: from now on lines go
-   * out in writes the kernel keeps whole, so the two never mix within a line.
-   */
-  share(): void {
-    this.#shared = true
   }
 
   get closed(): boolean {
@@ -98,11 +87,11 @@ export class Output {
 
   flush(): void {
     if (this.#pending.length === 0 || this.#closed) return
-    const chunks = this.#shared ? atomicChunks(this.#pending) : [this.#pending.join('')]
+    const chunk = this.#pending.join('')
     this.#pending = []
     this.#pendingBytes = 0
     try {
-      for (const chunk of chunks) this.#stream.write(chunk)
+      this.#stream.write(chunk)
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EPIPE') throw error
       this.#closeReader()
@@ -130,26 +119,6 @@ export class Output {
     this.#pending = []
     this.#onClosed?.()
   }
-}
-
-/** Whole lines (pairs of text and '\n') joined into chunks of at most ATOMIC_WRITE_BYTES where they fit. */
-function atomicChunks(pending: string[]): string[] {
-  const chunks: string[] = []
-  let chunk = ''
-  let bytes = 0
-  for (let i = 0; i < pending.length; i += 2) {
-    const line = `${pending[i]}\n`
-    const size = Buffer.byteLength(line)
-    if (bytes + size > ATOMIC_WRITE_BYTES && chunk !== '') {
-      chunks.push(chunk)
-      chunk = ''
-      bytes = 0
-    }
-    chunk += line
-    bytes += size
-  }
-  if (chunk !== '') chunks.push(chunk)
-  return chunks
 }
 
 /** Status on stderr: progress that replaces itself on a terminal, notes that stay. */

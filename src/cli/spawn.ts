@@ -69,10 +69,15 @@ export interface SpawnedProgram {
   abandon(): Promise<void>
   /** Resolves with the program's exit status as a shell reports it (128 + signal if killed). */
   exited: Promise<number>
+  /** Resolves once every line of the program's stdout was handed on (at once without a relay). */
+  relayed: Promise<void>
 }
 
-/** Starts `command` (argv) held before its first line. */
-export async function spawnHeld(command: string[]): Promise<SpawnedProgram> {
+/**
+ * Starts `command` (argv) held before its first line. With `relay`, the program's stdout is a
+ * pipe whose lines are handed to it; otherwise the program writes to usdtrace's own stdout.
+ */
+export async function spawnHeld(command: string[], relay?: (line: string) => void): Promise<SpawnedProgram> {
   if (command.length === 0) throw new UsageError('give the command to start after --, e.g. `usdtrace -- python3.11 app.py`')
   const { python, args } = pythonCommand(command)
   const { interpreterOptions, run } = splitPythonArgs(args)
@@ -80,8 +85,9 @@ export async function spawnHeld(command: string[]): Promise<SpawnedProgram> {
   const bootstrapFile = join(dir, 'usdtrace_spawn.py')
   writeFileSync(bootstrapFile, BOOTSTRAP)
   const child = spawn(python, [...interpreterOptions, bootstrapFile, ...run], {
-    stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'],
+    stdio: ['inherit', relay ? 'pipe' : 'inherit', 'inherit', 'pipe', 'pipe'],
   })
+  const relayed = relay ? relayLines(child.stdout!, relay) : Promise.resolve()
   const exited = once(child, 'exit').then(([code, signal]) => exitStatus(code as number | null, signal as NodeJS.Signals | null))
   try {
     await ready(child, command.join(' '))
@@ -95,6 +101,7 @@ export async function spawnHeld(command: string[]): Promise<SpawnedProgram> {
     description: command.join(' '),
     bootstrapFile,
     exited,
+    relayed,
     release() {
       if (released) return
       released = true
@@ -108,6 +115,18 @@ export async function spawnHeld(command: string[]): Promise<SpawnedProgram> {
       await exited
     },
   }
+}
+
+/** Hands on each line of `stream`, and a last unterminated one at its end. */
+async function relayLines(stream: Readable, relay: (line: string) => void): Promise<void> {
+  let partial = ''
+  stream.setEncoding('utf8')
+  for await (const chunk of stream) {
+    const lines = (partial + (chunk as string)).split('\n')
+    partial = lines.pop()!
+    for (const line of lines) relay(line)
+  }
+  if (partial !== '') relay(partial)
 }
 
 /** Resolves once the bootstrap says it is ready; rejects if the program exits or fails first. */

@@ -37,9 +37,10 @@ export async function resolveTarget(command: string, run: Run, args: ParsedArgs)
       throw new UsageError(`give either a PID or a command to start, not both (got ${args.positionals[0]} and ${spawnArgv.join(' ')})`, command)
     }
     run.status.progress(`starting ${spawnArgv.join(' ')}...`)
-    const spawned = await spawnHeld(spawnArgv)
+    // Into a pipe or a file, the program's lines pass through usdtrace's output whole, instead of
+    // landing in the middle of its lines; a terminal is left to the program as it is.
+    const spawned = await spawnHeld(spawnArgv, run.out.isTTY ? undefined : (line) => run.out.line(line))
     run.onStop(() => void spawned.abandon())
-    run.out.share()
     const inspection = await inspect(spawned.pid).catch(() => undefined)
     return {
       pid: spawned.pid,
@@ -83,6 +84,8 @@ function shorten(text: string, width: number): string {
 /** Waits for a spawned program's exit and records its status as the run's exit code. */
 export async function settleProgram(run: Run, target: Target): Promise<void> {
   if (!target.spawned) return
-  if (run.reason === 'target-exited') run.programExitCode = await target.spawned.exited
-  else await target.abandon()
+  if (run.reason === 'target-exited') {
+    run.programExitCode = await target.spawned.exited
+    await target.spawned.relayed
+  } else await target.abandon()
 }
