@@ -3,6 +3,8 @@
 #include "objects.h"
 
 #include "calls.skel.h"
+#include "usdt.skel.h"
+#include "libcalls.skel.h"
 
 namespace {
 
@@ -13,6 +15,8 @@ struct Entry {
 
 const Entry kObjects[] = {
     {"calls", calls__elf_bytes},
+    {"usdt", usdt__elf_bytes},
+    {"libcalls", libcalls__elf_bytes},
 };
 
 }  // namespace
