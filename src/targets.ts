@@ -19,8 +19,11 @@ export interface ResolvedTargets {
   exitPids: number[]
 }
 
-/** Inspects each target and checks it can give `capability`; throws the TraceError that says why not. */
-export async function resolveTargets(options: TargetOptions, capability: CapabilityName): Promise<ResolvedTargets> {
+/** The processes a TargetOptions names, checked but not inspected: any program, Python or not. */
+export type NamedTargets = { pids: number[]; binary?: undefined } | { binary: string; pids?: undefined }
+
+/** Checks that exactly one well-formed target is named; distinct pids keep their order. */
+export function namedTargets(options: TargetOptions): NamedTargets {
   const given = [options.pid !== undefined, options.pids !== undefined, options.binary !== undefined].filter(Boolean)
   if (given.length !== 1) {
     throw new TraceError('INVALID_ARGUMENT', 'name exactly one target: { pid }, { pids: [...] } or { binary: path }')
@@ -29,19 +32,29 @@ export async function resolveTargets(options: TargetOptions, capability: Capabil
     if (typeof options.binary !== 'string' || options.binary === '') {
       throw new TraceError('INVALID_ARGUMENT', `binary must be a path, got ${String(options.binary)}`)
     }
-    const target = inspectBinary(options.binary)
-    requireProbes(target, capability)
-    return { targets: [target], exitPids: [] }
+    return { binary: options.binary }
   }
   const pids = options.pids ?? [options.pid]
-  if (pids.length === 0) throw new TraceError('INVALID_ARGUMENT', 'pids must name at least one process')
+  if (!Array.isArray(pids) || pids.length === 0) {
+    throw new TraceError('INVALID_ARGUMENT', 'pids must name at least one process')
+  }
   for (const pid of pids) {
     if (!Number.isInteger(pid) || pid! <= 0) {
       throw new TraceError('INVALID_ARGUMENT', `a pid must be a positive integer, got ${String(pid)}`)
     }
   }
-  const unique = [...new Set(pids as number[])]
-  const targets = await Promise.all(unique.map((pid) => inspect(pid)))
+  return { pids: [...new Set(pids as number[])] }
+}
+
+/** Inspects each target and checks it can give `capability`; throws the TraceError that says why not. */
+export async function resolveTargets(options: TargetOptions, capability: CapabilityName): Promise<ResolvedTargets> {
+  const named = namedTargets(options)
+  if (named.binary !== undefined) {
+    const target = inspectBinary(named.binary)
+    requireProbes(target, capability)
+    return { targets: [target], exitPids: [] }
+  }
+  const targets = await Promise.all(named.pids.map((pid) => inspect(pid)))
   for (const target of targets) requireProbes(target, capability)
-  return { targets, exitPids: unique }
+  return { targets, exitPids: named.pids }
 }
