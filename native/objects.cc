@@ -3,6 +3,8 @@
 #include "objects.h"
 
 #include "calls.skel.h"
+#include "syscalls.skel.h"
+#include "callstats.skel.h"
 #include "usdt.skel.h"
 #include "libcalls.skel.h"
 
@@ -15,6 +17,8 @@ struct Entry {
 
 const Entry kObjects[] = {
     {"calls", calls__elf_bytes},
+    {"syscalls", syscalls__elf_bytes},
+    {"callstats", callstats__elf_bytes},
     {"usdt", usdt__elf_bytes},
     {"libcalls", libcalls__elf_bytes},
 };

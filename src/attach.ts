@@ -1,22 +1,17 @@
 import { binding, isNativeError, type NativeSession, type SessionOptions } from './binding.js'
 import { TraceError, noSuchProcess, permissionDenied } from './errors.js'
-import { findLineSemaphore, subjectOf, type Inspection } from './inspect.js'
+import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from './inspect.js'
 
 /**
- * Opening BPF objects and attaching them to Python processes (or any process), with every kernel
- * refusal turned into the TraceError that names its cause and fix.
+ * Opening BPF objects and attaching them to Python processes, with every kernel refusal turned
+ * into the TraceError that names its cause and fix.
  */
 
-export function openSession(options: SessionOptions, targets: Inspection[]): NativeSession {
-  return openSessionFor(options, targets[0]!.pid, subjectOf(targets[0]!))
-}
-
-/** openSession for any program: `subject` names what is traced in messages ("process 42"). */
-export function openSessionFor(options: SessionOptions, pid: number, subject: string): NativeSession {
+export function openSession(options: SessionOptions, targets: TraceSubject[]): NativeSession {
   try {
     return new binding.Session(options)
   } catch (error) {
-    throw explainKernelError(error, pid, subject, 'loading the BPF programs')
+    throw explainNativeError(error, targets[0]!, 'loading the BPF programs')
   }
 }
 
@@ -65,14 +60,9 @@ function probeConflict(target: Inspection, what: string, cause: unknown): TraceE
   )
 }
 
-export function explainNativeError(error: unknown, target: Inspection, what: string): unknown {
-  return explainKernelError(error, target.pid, subjectOf(target), what)
-}
-
-/** explainNativeError for any program: `pid` is -1 for every process of a file. */
-export function explainKernelError(error: unknown, pid: number, subject: string, what: string): unknown {
+export function explainNativeError(error: unknown, target: TraceSubject, what: string): unknown {
   if (!isNativeError(error)) return error
   if (error.code === 'EPERM' || error.code === 'EACCES') return permissionDenied(what, error)
-  if (error.code === 'ESRCH' && pid > 0) return noSuchProcess(pid)
-  return new TraceError('ATTACH_FAILED', `${what} for ${subject} failed: ${error.message}`, { cause: error })
+  if (error.code === 'ESRCH' && target.pid > 0) return noSuchProcess(target.pid)
+  return new TraceError('ATTACH_FAILED', `${what} for ${subjectOf(target)} failed: ${error.message}`, { cause: error })
 }

@@ -1,11 +1,12 @@
 import { statSync } from 'node:fs'
 import { basename } from 'node:path'
-import { explainKernelError, openSessionFor } from './attach.js'
+import { explainNativeError, openSession } from './attach.js'
 import { type FunctionSymbol, readFunctionSymbols } from './elf.js'
 import { TraceError } from './errors.js'
+import type { TraceSubject } from './inspect.js'
 import { LIBRARY_CALL_ARGS, LIBRARY_CALL_EVENT } from './layout.js'
 import { mappedObjects } from './probes.js'
-import { namedTargets, type TargetOptions } from './targets.js'
+import { binaryTarget, resolveProcesses, type TargetOptions } from './targets.js'
 import { Trace, ringBufferBytes, type OpenedSession, type StreamOptions } from './trace.js'
 
 /** One completed call into a shared-library function. */
@@ -88,16 +89,14 @@ async function openLibrarySession(options: TraceLibraryCallsOptions, traced: Tra
     functionsOf.set(path, Array.from({ length: traced.length - first }, (_, i) => first + i))
   }
 
-  const first = libraries[0]!
-  const session = openSessionFor(
+  const session = openSession(
     {
       object: 'libcalls',
       maxEntries: { events: ringBytes },
       // Wake the reader early enough that a burst cannot fill the ring before the timer drains it.
       constants: { wakeup_bytes: ringBytes / 8 },
     },
-    first.pid,
-    subjectOf(first),
+    libraries.map(subjectOf),
   )
   try {
     for (const library of libraries) {
@@ -110,7 +109,7 @@ async function openLibrarySession(options: TraceLibraryCallsOptions, traced: Tra
           session.attachUprobe('on_library_return', library.pid, library.path, fileOffset, 0n, true, cookie)
           session.attachUprobe('on_library_entry', library.pid, library.path, fileOffset, 0n, false, cookie)
         } catch (error) {
-          throw explainKernelError(error, library.pid, subjectOf(library), `attaching to ${symbol} in ${library.path}`)
+          throw explainNativeError(error, subjectOf(library), `attaching to ${symbol} in ${library.path}`)
         }
       }
     }
@@ -121,8 +120,9 @@ async function openLibrarySession(options: TraceLibraryCallsOptions, traced: Tra
   return { session, exitPids }
 }
 
-function subjectOf(library: LibraryTarget): string {
-  return library.pid > 0 ? `process ${library.pid}` : `processes mapping ${library.path}`
+/** How messages name what is traced: the process, or every process of the library. */
+function subjectOf(library: LibraryTarget): TraceSubject {
+  return { pid: library.pid, interpreterObject: library.path }
 }
 
 function checkPatterns(symbols: string | string[] | undefined): string[] {
@@ -139,15 +139,15 @@ function checkPatterns(symbols: string | string[] | undefined): string[] {
 async function findLibraries(
   options: TraceLibraryCallsOptions,
 ): Promise<{ libraries: LibraryTarget[]; exitPids: number[] }> {
-  const named = namedTargets(options)
-  if (named.binary !== undefined) {
+  const binary = binaryTarget(options)
+  if (binary !== undefined) {
     if (options.library !== undefined) {
       throw new TraceError(
         'INVALID_ARGUMENT',
         'with { binary } the binary is the library whose functions are traced; leave out `library`',
       )
     }
-    return { libraries: [{ pid: -1, path: named.binary }], exitPids: [] }
+    return { libraries: [{ pid: -1, path: binary }], exitPids: [] }
   }
   if (typeof options.library !== 'string' || options.library === '') {
     throw new TraceError(
@@ -155,11 +155,12 @@ async function findLibraries(
       `library must name a shared library the process has mapped ('libc', 'libc.so.6' or a path), got ${String(options.library)}`,
     )
   }
+  const { exitPids } = await resolveProcesses(options, 'traceLibraryCalls')
   const libraries: LibraryTarget[] = []
-  for (const pid of named.pids) {
+  for (const pid of exitPids) {
     for (const path of await mappedLibrary(pid, options.library)) libraries.push({ pid, path })
   }
-  return { libraries, exitPids: named.pids }
+  return { libraries, exitPids }
 }
 
 /** The files of a process that `library` names: a path (the same file), or a name such as 'libc'. */

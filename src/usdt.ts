@@ -1,7 +1,8 @@
 import { statSync } from 'node:fs'
-import { explainKernelError, openSessionFor } from './attach.js'
+import { explainNativeError, openSession } from './attach.js'
 import { type UsdtProbe, readUsdtProbes } from './elf.js'
 import { TraceError } from './errors.js'
+import type { TraceSubject } from './inspect.js'
 import {
   USDT_COOKIE_STR_SHIFT,
   USDT_EVENT,
@@ -9,7 +10,7 @@ import {
   USDT_STR_TRUNCATED,
 } from './layout.js'
 import { listProbes } from './probes.js'
-import { namedTargets, type TargetOptions } from './targets.js'
+import { binaryTarget, resolveProcesses, type TargetOptions } from './targets.js'
 import { Trace, ringBufferBytes, type OpenedSession, type RecordDecoder, type StreamOptions } from './trace.js'
 
 /** How to read one probe argument: an integer of that width and sign, a pointer, or a C string. */
@@ -77,16 +78,14 @@ async function openUsdtSession(options: TraceUsdtOptions, types: UsdtArgType[]):
   const { sites, exitPids } = await findProbeSites(options)
   checkArgCount(options, types, sites)
   const cookie = usdtCookie(types)
-  const first = sites[0]!
-  const session = openSessionFor(
+  const session = openSession(
     {
       object: 'usdt',
       maxEntries: { events: ringBytes },
       // Wake the reader early enough that a burst cannot fill the ring before the timer drains it.
       constants: { wakeup_bytes: ringBytes / 8 },
     },
-    first.pid,
-    subjectOf(first.pid, first.object),
+    sites.map(subjectOf),
   )
   try {
     for (const site of sites) {
@@ -94,7 +93,7 @@ async function openUsdtSession(options: TraceUsdtOptions, types: UsdtArgType[]):
         session.attachUsdt('on_usdt', site.pid, site.object, options.provider, options.name, cookie)
       } catch (error) {
         const probe = `${options.provider}:${options.name}`
-        throw explainKernelError(error, site.pid, subjectOf(site.pid, site.object), `attaching to ${probe} in ${site.object}`)
+        throw explainNativeError(error, subjectOf(site), `attaching to ${probe} in ${site.object}`)
       }
     }
   } catch (error) {
@@ -139,13 +138,14 @@ async function findProbeSites(options: TraceUsdtOptions): Promise<{ sites: Probe
   if (options.path !== undefined && options.binary !== undefined) {
     throw new TraceError('INVALID_ARGUMENT', 'name the file once: { path } and { binary } are the same target here')
   }
-  const named = namedTargets(onlyPath ? { binary: options.path } : options)
-  if (named.binary !== undefined) {
-    const probes = readUsdtProbes(named.binary)
-    return { sites: [{ pid: -1, object: named.binary, probes: matching(probes, options, named.binary) }], exitPids: [] }
+  const binary = binaryTarget(onlyPath ? { binary: options.path } : options)
+  if (binary !== undefined) {
+    const probes = readUsdtProbes(binary)
+    return { sites: [{ pid: -1, object: binary, probes: matching(probes, options, binary) }], exitPids: [] }
   }
+  const { exitPids } = await resolveProcesses(options, 'traceUsdt')
   const sites: ProbeSite[] = []
-  for (const pid of named.pids) {
+  for (const pid of exitPids) {
     let probes = await listProbes(pid)
     if (options.path !== undefined) probes = probesOfFile(probes, options.path, pid)
     const found = matching(probes, options, `process ${pid}`)
@@ -153,7 +153,7 @@ async function findProbeSites(options: TraceUsdtOptions): Promise<{ sites: Probe
       sites.push({ pid, object, probes: found.filter((p) => p.object === object) })
     }
   }
-  return { sites, exitPids: named.pids }
+  return { sites, exitPids }
 }
 
 /** The probes named by the options; throws the TraceError listing what exists instead. */
@@ -226,8 +226,9 @@ function usdtCookie(types: UsdtArgType[]): bigint {
   return cookie
 }
 
-function subjectOf(pid: number, object: string): string {
-  return pid > 0 ? `process ${pid}` : `processes of ${object}`
+/** How messages name what a site traces: the process, or every process of the file. */
+function subjectOf(site: ProbeSite): TraceSubject {
+  return { pid: site.pid, interpreterObject: site.object }
 }
 
 const { fields } = USDT_EVENT
