@@ -95,6 +95,26 @@ t.test('libstdcxx:throw in a C++ process: exactly N events, object and type_info
   t.equal(pointers.lost + narrow.lost, 0)
 })
 
+t.test('{ pids }: each process its own throws, the trace ending when both have exited', async (t) => {
+  const thrower = buildThrower(t)
+  const counts = [2, 5]
+  const children = await Promise.all(counts.map((count) => startReady(t, thrower, [String(count)])))
+  const trace = traceUsdt({ pids: children.map((c) => c.pid), provider: 'libstdcxx', name: 'throw', args: ['ptr'] })
+  await trace.ready
+  const printed = children.map((child, i) => thrown(child, counts[i]!))
+  for (const child of children) child.stdin!.write('go\n')
+  const events = await collect(trace)
+  const objects = await Promise.all(printed)
+  children.forEach((child, i) => {
+    t.same(
+      events.filter((e) => e.pid === child.pid).map((e) => e.args[0]),
+      objects[i]!.objects,
+      `process ${i}: its ${counts[i]} throws`,
+    )
+  })
+  t.equal(events.length, counts[0]! + counts[1]!, 'nothing else')
+})
+
 t.test('{ path } follows every process of a file, including one started after the trace', async (t) => {
   const dir = tmpDir(t, 'libstdcxx')
   // A private copy of libstdc++ (its own inode): the probe is attached to whoever maps it.
