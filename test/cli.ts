@@ -125,8 +125,12 @@ function childrenOf(pid: number): number[] {
 }
 
 export interface PipedRun {
+  /** the usdtrace process (env execs it in place) */
+  pid: number
   /** resolves once stderr matches (e.g. /tracing calls in/: attached) */
   stderrMatch(pattern: RegExp): Promise<void>
+  /** resolves once stdout matches */
+  stdoutMatch(pattern: RegExp): Promise<void>
   /** the exit status and everything printed */
   done: Promise<{ code: number; stdout: string; stderr: string }>
 }
@@ -135,31 +139,28 @@ export interface PipedRun {
 export function runCliPiped(t: Test, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): PipedRun {
   const [env, ...envArgs] = WITHOUT_HOOKS
   const child = spawn(env!, [...envArgs, process.execPath, CLI, ...args], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => (stdout += d))
-  child.stderr.on('data', (d: Buffer) => (stderr += d))
-  const done = once(child, 'exit').then(([code]) => ({ code: code as number, stdout, stderr }))
+  const output = { stdout: '', stderr: '' }
+  child.stdout.on('data', (d: Buffer) => (output.stdout += d))
+  child.stderr.on('data', (d: Buffer) => (output.stderr += d))
+  const done = once(child, 'exit').then(([code]) => ({ code: code as number, ...output }))
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL')
       await done
     }
   })
-  return {
-    done,
-    stderrMatch: (pattern) =>
-      new Promise((resolve, reject) => {
-        const check = () => {
-          if (!pattern.test(stderr)) return
-          child.stderr.off('data', check)
-          resolve()
-        }
-        child.stderr.on('data', check)
-        void done.then(() => (pattern.test(stderr) ? resolve() : reject(new Error(`usdtrace ${args.join(' ')} exited without ${pattern} on stderr:\n${stderr}`))))
-        check()
-      }),
-  }
+  const match = (name: 'stdout' | 'stderr', pattern: RegExp) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (!pattern.test(output[name])) return
+        child[name].off('data', check)
+        resolve()
+      }
+      child[name].on('data', check)
+      void done.then(() => (pattern.test(output[name]) ? resolve() : reject(new Error(`usdtrace ${args.join(' ')} exited without ${pattern} on ${name}:\n${output.stderr}`))))
+      check()
+    })
+  return { pid: child.pid!, done, stderrMatch: (pattern) => match('stderr', pattern), stdoutMatch: (pattern) => match('stdout', pattern) }
 }
 
 /** The lines of a table whose first line starts with `header`, up to the first blank line. */

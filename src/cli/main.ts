@@ -17,8 +17,10 @@ import { ps } from './ps.js'
 import { record } from './record.js'
 import { EXIT, Run } from './run.js'
 import { syscalls } from './syscalls.js'
+import { usdt } from './usdt.js'
+import { libcalls } from './libcalls.js'
 
-const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, syscalls]
+const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, syscalls, libcalls, usdt]
 
 /** `usdtrace -- CMD` and `usdtrace --spawn CMD` without a subcommand. */
 const DEFAULT_COMMAND = calls
