@@ -3,7 +3,8 @@
  * The `usdtrace` command: finds the subcommand, parses its options, runs it, and turns whatever
  * ends it into one line on stderr and an exit code (see EXIT in run.ts and the README).
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, realpathSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { TraceError } from '../index.js'
 import { parse, type ParsedArgs } from './args.js'
 import { calls } from './calls.js'
@@ -25,8 +26,11 @@ const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, syscalls, l
 /** `usdtrace -- CMD` and `usdtrace --spawn CMD` without a subcommand. */
 const DEFAULT_COMMAND = calls
 
+/** The package's version, from the package.json two levels above this script (dist/cli/main.js). */
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  // From the script's real path rather than import.meta, so that a CommonJS build of src/ works too.
+  const script = realpathSync(process.argv[1]!)
+  const pkg = JSON.parse(readFileSync(join(dirname(script), '..', '..', 'package.json'), 'utf8')) as { version: string }
   return pkg.version
 }
 
@@ -133,4 +137,4 @@ function causeChain(error: Error): string {
   return parts.join('\n')
 }
 
-process.exit(await main(process.argv.slice(2)))
+void main(process.argv.slice(2)).then((status) => process.exit(status))

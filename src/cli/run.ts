@@ -61,6 +61,9 @@ export class Run {
   #resolveStopped!: (reason: EndReason) => void
   #stoppers = new Set<(reason: EndReason) => void>()
   #timers: NodeJS.Timeout[] = []
+  #duration: number | undefined
+  #tracingSince: bigint | undefined
+  #stoppedAt: bigint | undefined
   #signalHandlers: [NodeJS.Signals, () => void][] = []
 
   constructor(options: RunOptions) {
@@ -87,6 +90,7 @@ export class Run {
   stop(reason: EndReason): void {
     if (this.#reason !== undefined) return
     this.#reason = reason
+    this.#stoppedAt = process.hrtime.bigint()
     this.#resolveStopped(reason)
     for (const stopper of this.#stoppers) stopper(reason)
     this.#stoppers.clear()
@@ -102,10 +106,22 @@ export class Run {
     return () => this.#stoppers.delete(stopper)
   }
 
-  /** Stops the run with 'duration' after `seconds`, if given. */
+  /** Stops the run with 'duration' `seconds` after tracing began (attach() says when), if given. */
   stopAfter(seconds: number | undefined): void {
-    if (seconds === undefined) return
-    this.#timers.push(setTimeout(() => this.stop('duration'), seconds * 1000))
+    this.#duration = seconds
+    if (this.#tracingSince !== undefined) this.#startDuration()
+  }
+
+  /** Tracing has begun: -d and the final line's time count from now. */
+  tracing(): void {
+    this.#tracingSince = process.hrtime.bigint()
+    this.#startDuration()
+  }
+
+  #startDuration(): void {
+    const seconds = this.#duration
+    if (seconds !== undefined) this.#timers.push(setTimeout(() => this.stop('duration'), seconds * 1000))
+    this.#duration = undefined
   }
 
   /** Calls `tick` every `seconds` until the run stops. */
@@ -135,9 +151,9 @@ export class Run {
     return EXIT_BY_REASON[reason]
   }
 
-  /** Seconds since the run started, for the final line. */
+  /** How long it traced (or ran, before tracing began), until it stopped: for the final line. */
   elapsed(): string {
-    return formatDuration(process.hrtime.bigint() - this.startedAt)
+    return formatDuration((this.#stoppedAt ?? process.hrtime.bigint()) - (this.#tracingSince ?? this.startedAt))
   }
 
   /** The final status line: what was seen, what was lost, and why it ended. */
@@ -175,6 +191,7 @@ export async function attach(run: Run, trace: Attachable, what: string, closesAt
   } finally {
     run.status.clear()
   }
+  run.tracing()
   if (run.reason === undefined) run.status.note(`tracing ${what}; Ctrl-C to stop`)
 }
 

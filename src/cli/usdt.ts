@@ -61,7 +61,7 @@ async function runUsdt(run: Run, args: ParsedArgs): Promise<void> {
   const where = target.pid !== undefined ? `process ${target.pid}` : `every process of ${target.path}`
   await attach(run, trace, `${probe} in ${where}${types.length > 0 ? ` (${types.join(', ')})` : ''}`)
   run.stopAfter(seconds(NAME, args.values, 'duration'))
-  if (!run.json) run.out.line(run.out.paint('bold', `${'TIME(ms)'.padStart(10)} ${'PID'.padStart(7)} ${'TID'.padStart(7)}  ${'PROBE'}  ARGUMENTS`))
+  if (!run.json) run.out.line(run.out.paint('bold', `${'TIME(ms)'.padStart(10)} ${'PID'.padStart(7)} ${'TID'.padStart(7)}  ${'PROBE'.padEnd(probe.length)}  ARGUMENTS`))
   let startNs: bigint | undefined
   let hits = 0
   for await (const event of trace) {

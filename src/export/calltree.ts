@@ -5,6 +5,7 @@
  */
 import type { CallTimeline } from './timeline.js'
 
+/** One distinct call path: the frames from the outermost down to this one. */
 export interface CallTreeNode {
   /** index into timeline.frames; -1 for the root */
   frame: number
@@ -16,12 +17,14 @@ export interface CallTreeNode {
   selfNs: number
   /** calls of this path and of every path below it */
   subtreeCalls: number
+  /** the paths one call deeper, in the order first seen */
   children: CallTreeNode[]
 }
 
 /** What a folded line or a flame graph box measures: time (self ns) or calls. */
 export type StackWeight = 'time' | 'calls'
 
+/** The timeline's calls merged by path over all threads; the root (frame -1) holds the outermost calls. */
 export function callTree(timeline: CallTimeline): CallTreeNode {
   const root = node(-1)
   const index = new Map<CallTreeNode, Map<number, CallTreeNode>>()

@@ -7,7 +7,9 @@ import { formatDuration } from '../report.js'
 import { callTree, inclusiveWeight, type CallTreeNode, type StackWeight } from './calltree.js'
 import { frameLabels, type CallTimeline, type FrameLabelOptions } from './timeline.js'
 
+/** How flameGraphSvg() draws. */
 export interface FlameGraphOptions extends FrameLabelOptions {
+  /** the text above the graph (default "Flame graph") */
   title?: string
   /** What a box's width measures (default 'time'). */
   weight?: StackWeight
@@ -31,6 +33,7 @@ interface Placed {
   level: number
 }
 
+/** The timeline's calls as an SVG document (a string). */
 export function flameGraphSvg(timeline: CallTimeline, options: FlameGraphOptions = {}): string {
   const weight = options.weight ?? 'time'
   const width = options.width ?? 1200

@@ -6,7 +6,9 @@
 import { callTree, ownWeight, type StackWeight } from './calltree.js'
 import { frameLabels, type CallTimeline, type FrameLabelOptions } from './timeline.js'
 
+/** What foldedStacks() writes. */
 export interface FoldedOptions extends FrameLabelOptions {
+  /** a path's own time in ns ('time', the default) or its number of calls ('calls') */
   weight?: StackWeight
 }
 

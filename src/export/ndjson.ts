@@ -4,22 +4,33 @@
  */
 import type { CallEvent } from '../calls.js'
 
+/** A CallEvent as plain JSON: what each line of `usdtrace flow --json` and `record --format ndjson` holds. */
 export interface CallRecord {
+  /** always 'call' */
   type: 'call'
+  /** as CallEvent.kind */
   kind: 'entry' | 'return'
+  /** process id */
   pid: number
+  /** kernel thread id */
   tid: number
   /** ns since the start of the trace */
   ns: number
+  /** as the probe reported it */
   file: string
+  /** as the probe reported it */
   func: string
+  /** an entry's first line of the function, a return's current line */
   line: number
+  /** per-thread nesting of traced frames, 0 = outermost */
   depth: number
   /** ns, on returns whose entry was traced; null otherwise */
   durationNs: number | null
+  /** a name was cut to 512 bytes */
   truncated: boolean
 }
 
+/** The JSON form of a call event, its time counted from `startNs` (CLOCK_MONOTONIC). */
 export function callRecord(event: CallEvent, startNs: bigint): CallRecord {
   return {
     type: 'call',

@@ -4,24 +4,39 @@
  */
 import type { CallTimeline } from './timeline.js'
 
+/** A speedscope file: JSON.stringify it and open it in speedscope. */
 export interface SpeedscopeFile {
+  /** the format's schema, by which speedscope recognises the file */
   $schema: 'https://www.speedscope.app/file-format-schema.json'
+  /** the recording's title */
   name: string
+  /** the program that wrote the file */
   exporter: string
+  /** the profile speedscope shows first: the thread with the most calls */
   activeProfileIndex: number
+  /** every function once: its name, file and first line; events refer to them by index */
   shared: { frames: { name: string; file: string; line: number }[] }
+  /** one per thread */
   profiles: SpeedscopeProfile[]
 }
 
+/** One thread's calls as speedscope's evented profile. */
 export interface SpeedscopeProfile {
+  /** speedscope's profile kind for open/close events */
   type: 'evented'
+  /** "pid N tid M" */
   name: string
+  /** the unit of `at`, `startValue` and `endValue` */
   unit: 'nanoseconds'
+  /** 0: times count from the timeline's start */
   startValue: number
+  /** the timeline's last event */
   endValue: number
+  /** an open ('O') and a close ('C') per call, in time order, `frame` indexing shared.frames */
   events: { type: 'O' | 'C'; frame: number; at: number }[]
 }
 
+/** What speedscopeFile() writes into the file's header. */
 export interface SpeedscopeOptions {
   /** The recording's name, shown as speedscope's title (default "usdtrace"). */
   name?: string
@@ -29,6 +44,7 @@ export interface SpeedscopeOptions {
   exporter?: string
 }
 
+/** The timeline as a speedscope file, one evented profile per thread. */
 export function speedscopeFile(timeline: CallTimeline, options: SpeedscopeOptions = {}): SpeedscopeFile {
   const profiles = timeline.threads.map((thread): SpeedscopeProfile => {
     const events = new Array<SpeedscopeProfile['events'][number]>(thread.ops.length)

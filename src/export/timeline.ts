@@ -8,14 +8,19 @@ import { shortenPath } from '../report.js'
 
 /** One Python function, as its entry reported it. */
 export interface TimelineFrame {
+  /** the function's name */
   func: string
+  /** its file, as the interpreter reported it */
   file: string
   /** the function's first line */
   line: number
 }
 
+/** One thread's calls as a balanced sequence of frame opens and closes. */
 export interface ThreadTimeline {
+  /** process id */
   pid: number
+  /** kernel thread id */
   tid: number
   /** An open of frame `i` is stored as `i`, its close as `~i` (negative): one number per operation. */
   ops: number[]
@@ -55,12 +60,14 @@ export class CallTimeline {
     this.startNs = startNs
   }
 
+  /** The complete timeline of `events` (ended). */
   static from(events: Iterable<CallEvent>, startNs?: bigint): CallTimeline {
     const timeline = new CallTimeline(startNs)
     for (const event of events) timeline.add(event)
     return timeline.end()
   }
 
+  /** Adds the next event (in order per thread). */
   add(event: CallEvent): void {
     if (this.#ended) throw new Error('CallTimeline: add() after end()')
     this.startNs ??= event.timestampNs
@@ -133,6 +140,7 @@ function closeDownTo(thread: OpenThread, depth: number, at: number): number {
   return closed
 }
 
+/** How frames are named in folded stacks and flame graphs. */
 export interface FrameLabelOptions {
   /** Paths inside this directory are shown relative to it (default: process.cwd()). */
   cwd?: string
