@@ -8,7 +8,7 @@ import type { SyscallEvent } from '../index.js'
 
 type Kind =
   | 'int' | 'long' | 'uint' | 'size' | 'hex' | 'ptr' | 'fd' | 'dirfd' | 'path' | 'oflags' | 'fdflags' | 'mode'
-  | 'prot' | 'mflags' | 'atflags' | 'whence' | 'signal' | 'clock' | 'domain' | 'socktype'
+  | 'prot' | 'mflags' | 'timerflags' | 'atflags' | 'whence' | 'signal' | 'clock' | 'domain' | 'socktype'
 
 const SIGNATURES: Record<string, Kind[]> = {
   read: ['fd', 'ptr', 'size'], write: ['fd', 'ptr', 'size'],
@@ -24,7 +24,7 @@ const SIGNATURES: Record<string, Kind[]> = {
   ioctl: ['fd', 'hex', 'ptr'], fcntl: ['fd', 'int', 'hex'], flock: ['fd', 'int'],
   access: ['path', 'int'], faccessat: ['dirfd', 'path', 'int'], faccessat2: ['dirfd', 'path', 'int', 'atflags'],
   pipe: ['ptr'], pipe2: ['ptr', 'fdflags'], dup: ['fd'], dup2: ['fd', 'fd'], dup3: ['fd', 'fd', 'fdflags'],
-  nanosleep: ['ptr', 'ptr'], clock_nanosleep: ['clock', 'int', 'ptr', 'ptr'], clock_gettime: ['clock', 'ptr'], gettimeofday: ['ptr', 'ptr'],
+  nanosleep: ['ptr', 'ptr'], clock_nanosleep: ['clock', 'timerflags', 'ptr', 'ptr'], clock_gettime: ['clock', 'ptr'], gettimeofday: ['ptr', 'ptr'],
   getpid: [], getppid: [], gettid: [], getuid: [], geteuid: [], getgid: [], getegid: [], sched_yield: [], setsid: [], getpgrp: [],
   socket: ['domain', 'socktype', 'int'], socketpair: ['domain', 'socktype', 'int', 'ptr'],
   connect: ['fd', 'ptr', 'int'], bind: ['fd', 'ptr', 'int'], listen: ['fd', 'int'], shutdown: ['fd', 'int'],
@@ -138,6 +138,8 @@ function argument(kind: Kind, value: bigint, event: SyscallEvent): string {
       return flags(int32(value), MAP)
     case 'atflags':
       return int32(value) === 0 ? '0' : flags(int32(value), AT)
+    case 'timerflags':
+      return int32(value) === 1 ? 'TIMER_ABSTIME' : String(int32(value))
     case 'whence':
       return WHENCE[int32(value)] ?? String(int32(value))
     case 'signal':
