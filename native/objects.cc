@@ -3,6 +3,10 @@
 #include "objects.h"
 
 #include "calls.skel.h"
+#include "gc.skel.h"
+#include "imports.skel.h"
+#include "audit.skel.h"
+#include "stats.skel.h"
 
 namespace {
 
@@ -13,6 +17,10 @@ struct Entry {
 
 const Entry kObjects[] = {
     {"calls", calls__elf_bytes},
+    {"gc", gc__elf_bytes},
+    {"imports", imports__elf_bytes},
+    {"audit", audit__elf_bytes},
+    {"stats", stats__elf_bytes},
 };
 
 }  // namespace

@@ -139,6 +139,7 @@ struct Session::Watchers {
   Session* owner;
   uv_poll_t ring;
   uv_timer_t flush;
+  bool hasRing = false;
   std::vector<Target*> targets;
   size_t running = 0;
   int openHandles = 0;
@@ -408,18 +409,27 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
     flushIntervalMs_ = options.Get("flushIntervalMs").As<Napi::Number>().Uint32Value();
   asyncContext_ = new Napi::AsyncContext(env, "usdtrace:drain");
 
-  ring_ = ring_buffer__new(bpf_map__fd(bpf_object__find_map_by_name(object_, "events")),
-                           OnRecord, this, nullptr);
-  if (!ring_) return ThrowErrno(env, errno, "opening the ring buffer");
+  // An object that only aggregates into maps has no ring: the session then just watches the
+  // targets, so its stream still ends when they exit.
+  struct bpf_map* events = bpf_object__find_map_by_name(object_, "events");
+  if (events) {
+    ring_ = ring_buffer__new(bpf_map__fd(events), OnRecord, this, nullptr);
+    if (!ring_) return ThrowErrno(env, errno, "opening the ring buffer");
+  }
 
   uv_loop_t* loop;
   napi_get_uv_event_loop(env, &loop);
   watchers_ = new Watchers();
   watchers_->owner = this;
-  uv_poll_init(loop, &watchers_->ring, ring_buffer__epoll_fd(ring_));
   uv_timer_init(loop, &watchers_->flush);
-  watchers_->ring.data = watchers_->flush.data = watchers_;
-  watchers_->openHandles = 2;
+  watchers_->flush.data = watchers_;
+  watchers_->openHandles = 1;
+  if (ring_) {
+    uv_poll_init(loop, &watchers_->ring, ring_buffer__epoll_fd(ring_));
+    watchers_->ring.data = watchers_;
+    watchers_->hasRing = true;
+    watchers_->openHandles++;
+  }
 
   Napi::Array exitPids = options.Get("exitPids").As<Napi::Array>();
   for (uint32_t i = 0; i < exitPids.Length(); i++) {
@@ -488,7 +498,7 @@ Napi::Value Session::Close(const Napi::CallbackInfo& info) {
 }
 
 void Session::Watch() {
-  uv_poll_start(&watchers_->ring, UV_READABLE, Watchers::OnRingReadable);
+  if (watchers_->hasRing) uv_poll_start(&watchers_->ring, UV_READABLE, Watchers::OnRingReadable);
   for (Watchers::Target* target : watchers_->targets)
     if (!target->exited) uv_poll_start(&target->poll, UV_READABLE, Watchers::OnTargetExit);
   // The first tick comes at once, so records that piled up while paused arrive promptly.
@@ -496,7 +506,7 @@ void Session::Watch() {
 }
 
 void Session::Unwatch() {
-  uv_poll_stop(&watchers_->ring);
+  if (watchers_->hasRing) uv_poll_stop(&watchers_->ring);
   for (Watchers::Target* target : watchers_->targets) uv_poll_stop(&target->poll);
   uv_timer_stop(&watchers_->flush);
 }
@@ -537,7 +547,7 @@ void Session::Drain() {
     record.swap(carry_);
     CopyRecord(record.data(), record.size());
   }
-  bool full = !carry_.empty() || ring_buffer__consume(ring_) == -ENOSPC;
+  bool full = !carry_.empty() || (ring_ && ring_buffer__consume(ring_) == -ENOSPC);
 
   if (batchCount_ > 0) {
     onBatch_.MakeCallback(Value(), {Napi::Number::New(env, static_cast<double>(batchUsed_)),
@@ -566,7 +576,7 @@ KernelObjects* Session::Release() {
     Watchers* watchers = watchers_;
     watchers_ = nullptr;
     watchers->owner = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&watchers->ring), Watchers::OnClosed);
+    if (watchers->hasRing) uv_close(reinterpret_cast<uv_handle_t*>(&watchers->ring), Watchers::OnClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&watchers->flush), Watchers::OnClosed);
     for (Watchers::Target* target : watchers->targets)
       uv_close(reinterpret_cast<uv_handle_t*>(&target->poll), Watchers::OnClosed);

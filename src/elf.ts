@@ -454,3 +454,11 @@ function versionFromFileName(path: string): PythonVersion | null {
   const m = /^(?:lib)?python(\d+)\.(\d+)/.exec(basename(path))
   return m ? { major: Number(m[1]), minor: Number(m[2]) } : null
 }
+
+/** File offset of the function `name` (from .dynsym, else .symtab): where a uprobe on it goes. */
+export function functionOffset(path: string, name: string): bigint | undefined {
+  return withElf(path, (elf) => {
+    const sym = elf.symbol(name)
+    return sym ? elf.codeOffset(sym.value) : undefined
+  })
+}

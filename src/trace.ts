@@ -12,9 +12,14 @@ export interface StreamOptions {
 }
 
 /** An attached session, ready to stream, and the processes whose exit ends it. */
-export interface OpenedSession {
+export interface OpenedSession<T = never> {
   session: NativeSession
   exitPids: number[]
+  /**
+   * For summaries kept in BPF maps rather than streamed: `sample` is read every `intervalMs`, and
+   * once more (`final`) when the traced processes have exited, each reading one item of the stream.
+   */
+  sampler?: { intervalMs: number; sample(final: boolean): T }
 }
 
 const DEFAULT_RING_BUFFER_BYTES = 8 << 20
@@ -30,6 +35,16 @@ export function ringBufferBytes(options: StreamOptions): number {
     )
   }
   return bytes
+}
+
+/** The `events` ring buffer's size and wakeup threshold for a session, from the options, checked. */
+export function ringBufferSettings(options: StreamOptions): {
+  maxEntries: Record<string, number>
+  constants: Record<string, number>
+} {
+  const bytes = ringBufferBytes(options)
+  // Wake the reader early enough that a burst cannot fill the ring before the timer drains it.
+  return { maxEntries: { events: bytes }, constants: { wakeup_bytes: bytes / 8 } }
 }
 
 // One JS call per batch; a record is at most a few KiB, so a batch holds thousands.
@@ -58,7 +73,8 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   readonly ready: Promise<void>
 
   #session: NativeSession | undefined
-  #decode: RecordDecoder<T>
+  #decode: RecordDecoder<T> | null
+  #sampleTimer: ReturnType<typeof setInterval> | undefined
   #signal: AbortSignal | undefined
   #onAbort = () => {
     this.#discardQueued()
@@ -83,7 +99,8 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   #detached: Promise<void> = Promise.resolve()
   #batches = 0
 
-  constructor(open: () => Promise<OpenedSession>, decode: RecordDecoder<T>, options: StreamOptions = {}) {
+  /** `decode` is null for an object without a ring buffer, whose items all come from its sampler. */
+  constructor(open: () => Promise<OpenedSession<T>>, decode: RecordDecoder<T> | null, options: StreamOptions = {}) {
     this.#decode = decode
     this.#signal = options.signal
     this.ready = this.#start(open)
@@ -139,10 +156,10 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     await this.#detached
   }
 
-  async #start(open: () => Promise<OpenedSession>): Promise<void> {
+  async #start(open: () => Promise<OpenedSession<T>>): Promise<void> {
     if (this.#signal?.aborted) throw this.#finish(abortError(this.#signal))
     this.#signal?.addEventListener('abort', this.#onAbort, { once: true })
-    let opened: OpenedSession
+    let opened: OpenedSession<T>
     try {
       opened = await open()
     } catch (error) {
@@ -153,13 +170,29 @@ export class Trace<T> implements AsyncIterableIterator<T> {
       return
     }
     this.#session = opened.session
+    const sampler = opened.sampler
     this.#session.start({
       batch: this.#batch,
       exitPids: opened.exitPids,
       flushIntervalMs: FLUSH_INTERVAL_MS,
       onBatch: (bytes, count) => this.#onBatch(bytes, count),
-      onEnd: () => this.#finish(),
+      onEnd: () => {
+        if (sampler) this.#sample(sampler, true)
+        this.#finish()
+      },
     })
+    if (sampler) this.#sampleTimer = setInterval(() => this.#sample(sampler, false), sampler.intervalMs)
+  }
+
+  #sample(sampler: NonNullable<OpenedSession<T>['sampler']>, final: boolean): void {
+    let item: T
+    try {
+      item = sampler.sample(final)
+    } catch (error) {
+      this.#finish(error)
+      return
+    }
+    this.#enqueue([item])
   }
 
   #onBatch(bytes: number, count: number): void {
@@ -169,12 +202,16 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     let offset = 0
     for (let i = 0; i < count; i++) {
       const length = this.#view.getUint32(offset, true)
-      events[i] = this.#decode(this.#view, this.#bytes, offset + 4, length)
+      events[i] = this.#decode!(this.#view, this.#bytes, offset + 4, length)
       offset += 4 + length
     }
     if (offset !== bytes) throw new Error(`usdtrace: batch of ${bytes} bytes decoded as ${offset}`)
+    this.#enqueue(events)
+  }
+
+  #enqueue(events: T[]): void {
     this.#queue.push(events)
-    this.#queued += count
+    this.#queued += events.length
     if (this.#waiter) {
       const waiter = this.#waiter
       this.#waiter = undefined
@@ -212,6 +249,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     this.#done = true
     this.#error = error
     this.#signal?.removeEventListener('abort', this.#onAbort)
+    clearInterval(this.#sampleTimer)
     if (this.#session) {
       this.#lost = sumDropped(this.#session.counters())
       this.#detached = this.#session.close()
@@ -225,7 +263,8 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   }
 }
 
-function sumDropped(counters: Record<string, bigint>): bigint {
+/** Every `dropped_*` counter of a BPF object, added up: what its side could not count or deliver. */
+export function sumDropped(counters: Record<string, bigint>): bigint {
   let dropped = 0n
   for (const [name, value] of Object.entries(counters)) if (name.startsWith('dropped_')) dropped += value
   return dropped
