@@ -185,21 +185,22 @@ function decodeAudit(view: DataView, bytes: Buffer, offset: number): AuditEvent 
   const nameStart = offset + AUDIT_EVENT.size
   const nameEnd = nameStart + view.getUint16(offset + fields.name_len, true)
   let args: AuditValue[] | undefined
-  let truncated = (flags & (AUDIT_NAME_TRUNCATED | AUDIT_ARGS_TRUNCATED)) !== 0
+  let topCut = false
   if (flags & AUDIT_ARGS_DECODED) {
     const tuple = new ValueReader(view, bytes, nameEnd).read()
     if (tuple.kind === 'tuple') {
       args = tuple.items
-      truncated ||= tuple.cut
+      topCut = tuple.cut
     }
   }
+  const truncated = topCut || (flags & (AUDIT_NAME_TRUNCATED | AUDIT_ARGS_TRUNCATED)) !== 0 || args?.some(isCut) === true
   return {
     pid: view.getUint32(offset + fields.pid, true),
     tid: view.getUint32(offset + fields.tid, true),
     timestampNs: view.getBigUint64(offset + fields.timestamp_ns, true),
     name: bytes.toString('utf8', nameStart, nameEnd),
     args,
-    summary: args?.map(formatValue).join(', '),
+    summary: args && [...args.map(formatValue), ...(topCut ? ['…'] : [])].join(', '),
     truncated,
   }
 }
@@ -240,6 +241,11 @@ class ValueReader {
       }
     }
   }
+}
+
+function isCut(value: AuditValue): boolean {
+  if (value.kind === 'tuple' || value.kind === 'list') return value.cut || value.items.some(isCut)
+  return (value.kind === 'str' || value.kind === 'bytes') && value.cut
 }
 
 /** Roughly Python's repr(), with … where the kernel side cut a value. */

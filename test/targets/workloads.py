@@ -140,6 +140,9 @@ def run_audit(path, port):
     with socket.socket() as connection:
         connection.connect(("127.0.0.1", int(port)))
     subprocess.run(["/bin/true"], check=True)
+    # One argument of each kind the decoder knows, then more arguments and text than it keeps.
+    sys.audit("usdtrace.kinds", 42, True, None, b"\x00ab", ("nested", -7, "\u00e9"), 2**70)
+    sys.audit("usdtrace.long", "x" * 300, 1, 2, 3, 4, 5, 6)
 
 
 def run_stats(calls, collections, directory, modules, threads):
