@@ -2,7 +2,7 @@ import { attachPythonProbe, explainNativeError, openAttached } from './attach.js
 import type { NativeSession } from './binding.js'
 import { functionOffset } from './elf.js'
 import { TraceError } from './errors.js'
-import { subjectOf, type Inspection } from './inspect.js'
+import { subjectOf, type Capability, type Inspection } from './inspect.js'
 import { PYTHON_STATS } from './layout.js'
 import { TARGET_OPTIONS, checkOptions, withPid } from './options.js'
 import { resolveTargets, type TargetOptions } from './targets.js'
@@ -71,21 +71,17 @@ interface ColumnSources {
 
 function columnSources(target: Inspection): ColumnSources {
   const probes = new Set(target.probes.map((probe) => probe.name))
-  const caps = target.capabilities
   const unavailable: Partial<Record<StatsColumn, string>> = { exceptions: NO_EXCEPTION_SOURCE }
-  const missing = (probe: string, reason: string | undefined) =>
-    reason ?? `probe python:${probe} not found in ${target.probeObject}`
-  if (!probes.has('function__return')) {
-    unavailable.calls = missing('function__return', caps.calls.available ? undefined : caps.calls.reason)
+  // The capability's reason, where it explains more than a missing probe (a version that lacks it).
+  const lacking = (probe: string, capability: Capability) => {
+    const why = capability.available || capability.reason.startsWith('probe ') ? '' : `: ${capability.reason}`
+    return `probe python:${probe} not found in ${target.probeObject}${why}`
   }
-  if (!probes.has('gc__done')) {
-    unavailable.gcRuns = unavailable.gcCollected = missing('gc__done', caps.gc.available ? undefined : caps.gc.reason)
-  }
+  const caps = target.capabilities
+  if (!probes.has('function__return')) unavailable.calls = lacking('function__return', caps.calls)
+  if (!probes.has('gc__done')) unavailable.gcRuns = unavailable.gcCollected = lacking('gc__done', caps.gc)
   if (!probes.has('import__find__load__start')) {
-    unavailable.imports = missing(
-      'import__find__load__start',
-      caps.imports.available ? undefined : caps.imports.reason,
-    )
+    unavailable.imports = lacking('import__find__load__start', caps.imports)
   }
   const threadStartOffset = functionOffset(target.interpreterObject, THREAD_START_FUNCTION)
   if (threadStartOffset === undefined) {

@@ -146,18 +146,24 @@ def run_audit(path, port):
 
 
 def run_stats(calls, collections, directory, modules, threads):
+    # Only the named work calls Python functions: no comprehension (a function of its own in
+    # 3.11), no return from here (os._exit), so `calls` leaf() calls are all the returns.
     for _ in range(int(calls)):
         leaf()
+    found = 0
     for _ in range(int(collections)):
-        gc.collect()
+        found += gc.collect()
     sys.path.insert(0, directory)
     for i in range(int(modules)):
         __import__(f"stats_module_{i}")
-    workers = [threading.Thread(target=leaf) for _ in range(int(threads))]
+    workers = []
+    for _ in range(int(threads)):
+        workers.append(threading.Thread(target=leaf))
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
+    print(found, flush=True)
     os._exit(0)
 
 
@@ -188,5 +194,6 @@ if __name__ == "__main__":
     workload = WORKLOADS[sys.argv[1]]
     SETUP.get(sys.argv[1], lambda: None)()
     print("ready", flush=True)
-    sys.stdin.readline()
+    # As bytes: a text read would run the utf-8 decoder's Python code, a call of its own.
+    sys.stdin.buffer.readline()
     workload(*sys.argv[2:])
