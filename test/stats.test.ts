@@ -4,8 +4,8 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { stats, type ProcessStats, type StatsSnapshot } from '../src/index.js'
-import { startReady } from './fixtures/processes.js'
-import { compile, tmpDir } from './programs/tools.js'
+import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
+import { compile, copyExecutable, tmpDir } from './programs/tools.js'
 import { collect, startWorkload } from './targets.js'
 
 const EXCEPTIONS_UNAVAILABLE = /no probe for raised exceptions/
@@ -121,4 +121,35 @@ t.test('a CPython 3.12 stand-in: the columns it cannot give are named, the other
   t.match(snapshot.unavailable.calls, /3\.12.*gh-104280/)
   t.match(snapshot.unavailable.threads, /PyThread_start_new_thread/)
   t.match(snapshot.unavailable.exceptions, EXCEPTIONS_UNAVAILABLE)
+})
+
+t.test('{ binary }: every process of the executable, each under its own pid', async (t) => {
+  // A copy of python3.11 (its own inode), so no other python on the machine is touched.
+  const python = copyExecutable(DEBIAN_PYTHON, tmpDir(t, 'stats-binary'), 'python3.11')
+  const [a, b] = [
+    await startWorkload(t, ['stats', '300', '0', '/nonexistent', '0', '1'], python),
+    await startWorkload(t, ['stats', '700', '0', '/nonexistent', '0', '0'], python),
+  ]
+  const trace = stats({ binary: python, intervalMs: 20 })
+  await trace.ready
+  a.go()
+  b.go()
+  const snapshots: StatsSnapshot[] = []
+  const done = () => {
+    const sums = totals(snapshots)
+    return sums.get(a.pid)?.threads === 1 && sums.get(b.pid)?.calls === 700
+  }
+  for await (const snapshot of trace) {
+    snapshots.push(snapshot)
+    if (done()) break
+  }
+  const sums = totals(snapshots)
+  t.match(sums.get(a.pid), { gcRuns: 0, imports: 0, threads: 1 }, 'the thread a started')
+  t.ok(sums.get(a.pid)!.calls! >= 300 + 1, "a's 300 leaf() calls, its thread's, and threading's own")
+  t.same(sums.get(b.pid), { pid: b.pid, calls: 700, gcRuns: 0, gcCollected: 0, imports: 0, threads: 0 })
+  t.ok(snapshots.every((s) => !s.final), 'a binary has no end: no final snapshot')
+  t.ok(
+    snapshots.every((s) => s.processes.every((row) => row.pid === a.pid || row.pid === b.pid)),
+    'no other process',
+  )
 })
