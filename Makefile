@@ -5,7 +5,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
 OUTPUT := .output
 BPF_SOURCES := $(wildcard bpf/*.bpf.c)
 SKELETONS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SOURCES))
-SETUP_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc python3.11 python3.11-dev gdb systemtap-sdt-dev util-linux
+SETUP_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc python3.11 python3.11-dev gdb systemtap-sdt-dev util-linux postgresql-15 postgresql-client-15 g++
 ADDON := build/Release/usdtrace.node
 
 .PHONY: setup build test demo bench clean
@@ -55,6 +55,11 @@ demo: setup
 clean:
 	rm -rf $(OUTPUT) build dist
 
+# The C reference points share the addon's BPF object (bench/reference.c).
+$(OUTPUT)/bench-reference: bench/reference.c $(OUTPUT)/calls.skel.h
+	cc -O2 -Wall -I$(OUTPUT) -o $@ $< -l:libbpf.a -l:libelf.a -l:libz.a
+
 bench: setup
-	$(MAKE) build
-	node bench/line-semaphore.js | tee bench/line-semaphore.out
+	@command -v bpftrace >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftrace >/dev/null)
+	$(MAKE) build $(OUTPUT)/bench-reference
+	node bench/run.js

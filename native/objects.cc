@@ -3,6 +3,10 @@
 #include "objects.h"
 
 #include "calls.skel.h"
+#include "syscalls.skel.h"
+#include "callstats.skel.h"
+#include "usdt.skel.h"
+#include "libcalls.skel.h"
 #include "gc.skel.h"
 #include "imports.skel.h"
 #include "audit.skel.h"
@@ -17,6 +21,10 @@ struct Entry {
 
 const Entry kObjects[] = {
     {"calls", calls__elf_bytes},
+    {"syscalls", syscalls__elf_bytes},
+    {"callstats", callstats__elf_bytes},
+    {"usdt", usdt__elf_bytes},
+    {"libcalls", libcalls__elf_bytes},
     {"gc", gc__elf_bytes},
     {"imports", imports__elf_bytes},
     {"audit", audit__elf_bytes},

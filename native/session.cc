@@ -139,7 +139,6 @@ struct Session::Watchers {
   Session* owner;
   uv_poll_t ring;
   uv_timer_t flush;
-  bool hasRing = false;
   std::vector<Target*> targets;
   size_t running = 0;
   int openHandles = 0;
@@ -277,7 +276,8 @@ struct bpf_program* Session::ProgramNamed(Napi::Env env, const std::string& name
   return program;
 }
 
-// attachUsdt(program, pid, path, provider, name)
+// attachUsdt(program, pid, path, provider, name, cookie?): the program reads the cookie with
+// bpf_usdt_cookie(), e.g. to learn how to decode this probe's arguments.
 Napi::Value Session::AttachUsdt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct bpf_program* program = ProgramNamed(env, info[0].ToString());
@@ -286,14 +286,16 @@ Napi::Value Session::AttachUsdt(const Napi::CallbackInfo& info) {
   std::string path = info[2].ToString();
   std::string provider = info[3].ToString();
   std::string probe = info[4].ToString();
+  LIBBPF_OPTS(bpf_usdt_opts, options, .usdt_cookie = info[5].IsUndefined() ? 0 : ToU64(info[5]));
   struct bpf_link* link =
-      bpf_program__attach_usdt(program, pid, path.c_str(), provider.c_str(), probe.c_str(), nullptr);
+      bpf_program__attach_usdt(program, pid, path.c_str(), provider.c_str(), probe.c_str(), &options);
   if (!link) return ThrowErrno(env, errno, "attaching to USDT probe " + provider + ":" + probe);
   links_.push_back(link);
   return env.Undefined();
 }
 
-// attachUprobe(program, pid, path, fileOffset, refCtrOffset, retprobe)
+// attachUprobe(program, pid, path, fileOffset, refCtrOffset, retprobe, cookie?): the program
+// reads the cookie with bpf_get_attach_cookie(), e.g. to learn which function it is in.
 Napi::Value Session::AttachUprobe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct bpf_program* program = ProgramNamed(env, info[0].ToString());
@@ -302,6 +304,7 @@ Napi::Value Session::AttachUprobe(const Napi::CallbackInfo& info) {
   std::string path = info[2].ToString();
   uint64_t offset = ToU64(info[3]);
   LIBBPF_OPTS(bpf_uprobe_opts, options, .ref_ctr_offset = static_cast<size_t>(ToU64(info[4])),
+              .bpf_cookie = info[6].IsUndefined() ? 0 : ToU64(info[6]),
               .retprobe = info[5].ToBoolean().Value());
   struct bpf_link* link =
       bpf_program__attach_uprobe_opts(program, pid, path.c_str(), offset, &options);
@@ -409,8 +412,7 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
     flushIntervalMs_ = options.Get("flushIntervalMs").As<Napi::Number>().Uint32Value();
   asyncContext_ = new Napi::AsyncContext(env, "usdtrace:drain");
 
-  // An object that only aggregates into maps has no ring: the session then just watches the
-  // targets, so its stream still ends when they exit.
+  // An object without an `events` ring (a summary read from its maps) only watches its targets.
   struct bpf_map* events = bpf_object__find_map_by_name(object_, "events");
   if (events) {
     ring_ = ring_buffer__new(bpf_map__fd(events), OnRecord, this, nullptr);
@@ -427,7 +429,6 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   if (ring_) {
     uv_poll_init(loop, &watchers_->ring, ring_buffer__epoll_fd(ring_));
     watchers_->ring.data = watchers_;
-    watchers_->hasRing = true;
     watchers_->openHandles++;
   }
 
@@ -466,10 +467,12 @@ Napi::Value Session::Resume(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Every global of the object's .bss (the BPF side's counters), by name, as BigInts.
+// Every global of the object's .bss (the BPF side's counters), by name, as BigInts, and the
+// drain's own count of records too large to deliver.
 Napi::Value Session::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object counters = Napi::Object::New(env);
+  counters.Set("dropped_oversized", Napi::BigInt::New(env, droppedOversized_));
   struct bpf_map* bss = object_ ? bpf_object__find_map_by_name(object_, ".bss") : nullptr;
   if (!bss) return counters;
   std::vector<uint8_t> value(bpf_map__value_size(bss));
@@ -498,15 +501,16 @@ Napi::Value Session::Close(const Napi::CallbackInfo& info) {
 }
 
 void Session::Watch() {
-  if (watchers_->hasRing) uv_poll_start(&watchers_->ring, UV_READABLE, Watchers::OnRingReadable);
+  if (ring_) uv_poll_start(&watchers_->ring, UV_READABLE, Watchers::OnRingReadable);
   for (Watchers::Target* target : watchers_->targets)
     if (!target->exited) uv_poll_start(&target->poll, UV_READABLE, Watchers::OnTargetExit);
-  // The first tick comes at once, so records that piled up while paused arrive promptly.
-  uv_timer_start(&watchers_->flush, Watchers::OnFlushTick, 0, flushIntervalMs_);
+  // The first tick comes at once, so records that piled up while paused arrive promptly; without
+  // a ring, that one tick is all (it ends a session whose targets were gone before it started).
+  uv_timer_start(&watchers_->flush, Watchers::OnFlushTick, 0, ring_ ? flushIntervalMs_ : 0);
 }
 
 void Session::Unwatch() {
-  if (watchers_->hasRing) uv_poll_stop(&watchers_->ring);
+  if (ring_) uv_poll_stop(&watchers_->ring);
   for (Watchers::Target* target : watchers_->targets) uv_poll_stop(&target->poll);
   uv_timer_stop(&watchers_->flush);
 }
@@ -545,7 +549,11 @@ void Session::Drain() {
   if (!carry_.empty()) {
     std::vector<uint8_t> record;
     record.swap(carry_);
-    CopyRecord(record.data(), record.size());
+    if (CopyRecord(record.data(), record.size()) != 0) {
+      // Larger than a whole batch: it can never be delivered, so it is counted, not retried.
+      carry_.clear();
+      droppedOversized_++;
+    }
   }
   bool full = !carry_.empty() || (ring_ && ring_buffer__consume(ring_) == -ENOSPC);
 
@@ -576,7 +584,7 @@ KernelObjects* Session::Release() {
     Watchers* watchers = watchers_;
     watchers_ = nullptr;
     watchers->owner = nullptr;
-    if (watchers->hasRing) uv_close(reinterpret_cast<uv_handle_t*>(&watchers->ring), Watchers::OnClosed);
+    if (ring_) uv_close(reinterpret_cast<uv_handle_t*>(&watchers->ring), Watchers::OnClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&watchers->flush), Watchers::OnClosed);
     for (Watchers::Target* target : watchers->targets)
       uv_close(reinterpret_cast<uv_handle_t*>(&target->poll), Watchers::OnClosed);

@@ -12,6 +12,7 @@ export type TraceErrorCode =
   | 'MALFORMED_ELF'
   | 'INVALID_ARGUMENT'
   | 'ATTACH_FAILED'
+  | 'UNKNOWN_PROBE'
 
 export class TraceError extends Error {
   readonly code: TraceErrorCode

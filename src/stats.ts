@@ -1,6 +1,6 @@
 import { attachPythonProbe, explainNativeError, openAttached } from './attach.js'
 import type { NativeSession } from './binding.js'
-import { functionOffset } from './elf.js'
+import { readFunctionSymbols } from './elf.js'
 import { TraceError } from './errors.js'
 import { subjectOf, type Capability, type Inspection } from './inspect.js'
 import { PYTHON_STATS } from './layout.js'
@@ -83,9 +83,11 @@ function columnSources(target: Inspection): ColumnSources {
   if (!probes.has('import__find__load__start')) {
     unavailable.imports = lacking('import__find__load__start', caps.imports)
   }
-  const threadStartOffset = functionOffset(target.interpreterObject, THREAD_START_FUNCTION)
+  const threadStartOffset = readFunctionSymbols(target.interpreterObject).find(
+    (symbol) => symbol.name === THREAD_START_FUNCTION,
+  )?.fileOffset
   if (threadStartOffset === undefined) {
-    unavailable.threads = `${target.interpreterObject} has no ${THREAD_START_FUNCTION} symbol to count thread starts at`
+    unavailable.threads = `${target.interpreterObject} exports no ${THREAD_START_FUNCTION} function to count thread starts at`
   }
   return { threadStartOffset, unavailable }
 }
@@ -129,7 +131,8 @@ async function openStatsSession(options: StatsOptions): Promise<OpenedSession<St
       if (threadStartOffset !== undefined) attachThreadCounter(session, target, threadStartOffset)
     },
   )
-  return { session, exitPids, sampler: { intervalMs, sample: new StatsSampler(session, sources).sample } }
+  const sampler = new StatsSampler(session, sources)
+  return { session, exitPids, sampler: { intervalMs, read: async (final) => sampler.sample(final) } }
 }
 
 function attachThreadCounter(session: NativeSession, target: Inspection, offset: bigint): void {
@@ -158,7 +161,7 @@ class StatsSampler {
     this.#unavailable = mergeReasons([...sources].map(([target, source]) => [target, source.unavailable]))
   }
 
-  sample = (final: boolean): StatsSnapshot => {
+  sample(final: boolean): StatsSnapshot {
     const now = process.hrtime.bigint()
     const current = readCounts(this.#session)
     const dropped = sumDropped(this.#session.counters())

@@ -11,15 +11,21 @@ export interface StreamOptions {
   ringBufferBytes?: number
 }
 
+/**
+ * A summary read from a session's maps instead of records from its ring: every `intervalMs`
+ * (Infinity: never), and once more, `final`, when every traced process has exited.
+ */
+export interface Sampler<T> {
+  intervalMs: number
+  read(final: boolean): Promise<T>
+}
+
 /** An attached session, ready to stream, and the processes whose exit ends it. */
 export interface OpenedSession<T = never> {
   session: NativeSession
   exitPids: number[]
-  /**
-   * For summaries kept in BPF maps rather than streamed: `sample` is read every `intervalMs`, and
-   * once more (`final`) when the traced processes have exited, each reading one item of the stream.
-   */
-  sampler?: { intervalMs: number; sample(final: boolean): T }
+  /** For summaries: the trace yields what this reads rather than decoded records. */
+  sampler?: Sampler<T>
 }
 
 const DEFAULT_RING_BUFFER_BYTES = 8 << 20
@@ -74,7 +80,6 @@ export class Trace<T> implements AsyncIterableIterator<T> {
 
   #session: NativeSession | undefined
   #decode: RecordDecoder<T> | null
-  #sampleTimer: ReturnType<typeof setInterval> | undefined
   #signal: AbortSignal | undefined
   #onAbort = () => {
     this.#discardQueued()
@@ -98,8 +103,10 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   #lost = 0n
   #detached: Promise<void> = Promise.resolve()
   #batches = 0
+  #sampleTimer: NodeJS.Timeout | undefined
+  #sampling: Promise<void> = Promise.resolve()
 
-  /** `decode` is null for an object without a ring buffer, whose items all come from its sampler. */
+  /** `decode` is null for a summary, whose session has no ring and whose items come from its sampler. */
   constructor(open: () => Promise<OpenedSession<T>>, decode: RecordDecoder<T> | null, options: StreamOptions = {}) {
     this.#decode = decode
     this.#signal = options.signal
@@ -176,23 +183,38 @@ export class Trace<T> implements AsyncIterableIterator<T> {
       exitPids: opened.exitPids,
       flushIntervalMs: FLUSH_INTERVAL_MS,
       onBatch: (bytes, count) => this.#onBatch(bytes, count),
-      onEnd: () => {
-        if (sampler) this.#sample(sampler, true)
-        this.#finish()
-      },
+      onEnd: sampler ? () => this.#sample(sampler, true) : () => this.#finish(),
     })
-    if (sampler) this.#sampleTimer = setInterval(() => this.#sample(sampler, false), sampler.intervalMs)
+    if (sampler) this.#scheduleSample(sampler, performance.now() + sampler.intervalMs)
   }
 
-  #sample(sampler: NonNullable<OpenedSession<T>['sampler']>, final: boolean): void {
-    let item: T
-    try {
-      item = sampler.sample(final)
-    } catch (error) {
-      this.#finish(error)
-      return
-    }
-    this.#enqueue([item])
+  /** Samples at fixed times from the start; a read that overruns its interval skips the ticks it covered. */
+  #scheduleSample(sampler: Sampler<T>, at: number): void {
+    if (!Number.isFinite(at)) return
+    this.#sampleTimer = setTimeout(() => {
+      this.#sample(sampler, false)
+      void this.#sampling.then(() => {
+        if (this.#done) return
+        let next = at + sampler.intervalMs
+        while (next <= performance.now()) next += sampler.intervalMs
+        this.#scheduleSample(sampler, next)
+      })
+    }, Math.max(0, at - performance.now()))
+  }
+
+  /** Reads one summary after any read still running; the final one ends the stream. */
+  #sample(sampler: Sampler<T>, final: boolean): void {
+    this.#sampling = this.#sampling.then(async () => {
+      if (this.#done) return
+      try {
+        const item = await sampler.read(final)
+        if (!this.#done) this.#enqueue([item])
+        if (final) this.#finish()
+      } catch (error) {
+        // A read that a close() cut short has nothing to report.
+        if (!this.#done) this.#finish(error)
+      }
+    })
   }
 
   #onBatch(bytes: number, count: number): void {
@@ -249,7 +271,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     this.#done = true
     this.#error = error
     this.#signal?.removeEventListener('abort', this.#onAbort)
-    clearInterval(this.#sampleTimer)
+    clearTimeout(this.#sampleTimer)
     if (this.#session) {
       this.#lost = sumDropped(this.#session.counters())
       this.#detached = this.#session.close()
@@ -263,7 +285,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   }
 }
 
-/** Every `dropped_*` counter of a BPF object, added up: what its side could not count or deliver. */
+/** Everything the kernel side could not deliver or count: the sum of its `dropped_*` counters. */
 export function sumDropped(counters: Record<string, bigint>): bigint {
   let dropped = 0n
   for (const [name, value] of Object.entries(counters)) if (name.startsWith('dropped_')) dropped += value

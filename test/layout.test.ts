@@ -20,6 +20,29 @@ t.test('call_event: sizes, offsets and constants match bpf/usdtrace.h as compile
   t.equal(layout.CALL_FUNC_TRUNCATED, constants.CALL_FUNC_TRUNCATED)
 })
 
+t.test('syscall_event, latency_stats, function_key, function_names: as compiled', async (t) => {
+  const structs = {
+    syscall_event: layout.SYSCALL_EVENT,
+    latency_stats: layout.LATENCY_STATS,
+    function_key: layout.FUNCTION_KEY,
+    function_names: layout.FUNCTION_NAMES,
+  }
+  for (const [name, mirror] of Object.entries(structs)) {
+    const c = binding.layouts[name]!
+    t.equal(mirror.size, c.size, `${name} size`)
+    t.same(mirror.fields, c.fields, `${name} field offsets`)
+  }
+  const constants = binding.layouts.constants
+  t.equal(layout.SYSCALL_WANTED, constants.SYSCALL_WANTED)
+  t.equal(layout.SYSCALL_NEVER_RETURNS, constants.SYSCALL_NEVER_RETURNS)
+  t.equal(layout.SYSCALL_PATH_ARG_SHIFT, constants.SYSCALL_PATH_ARG_SHIFT)
+  t.equal(layout.SYSCALL_PATH_ARG_MASK, constants.SYSCALL_PATH_ARG_MASK)
+  t.equal(layout.SYSCALL_TABLE_SIZE, constants.USDTRACE_SYSCALL_TABLE_SIZE)
+  t.equal(layout.SYSCALL_RETURNED, constants.SYSCALL_RETURNED)
+  t.equal(layout.SYSCALL_DETAIL_TRUNCATED, constants.SYSCALL_DETAIL_TRUNCATED)
+  t.equal(layout.HISTOGRAM_BUCKETS, constants.USDTRACE_HISTOGRAM_BUCKETS)
+})
+
 t.test('gc, import, audit and stats records: sizes, offsets and constants match bpf/usdtrace.h', async (t) => {
   const structs = [
     ['gc_event', layout.GC_EVENT],
@@ -71,4 +94,22 @@ t.test('the addon links libbpf, libelf and zlib statically: ldd shows only glibc
   t.same(needed.filter((lib) => !glibc.test(lib)), [], `only glibc in: ${needed.join(', ')}`)
   const dynamic = execFileSync('readelf', ['-d', addon], { encoding: 'utf8' })
   t.notMatch(dynamic, /libbpf|libelf|libz|libstdc\+\+/, 'no NEEDED entry for libbpf, libelf, zlib or libstdc++')
+})
+
+t.test('usdt_event: size, offsets and cookie constants match bpf/usdtrace.h as compiled', async (t) => {
+  const c = binding.layouts.usdt_event
+  t.equal(layout.USDT_EVENT.size, c.size, 'size')
+  t.same(layout.USDT_EVENT.fields, c.fields, 'field offsets')
+  const constants = binding.layouts.constants
+  t.equal(layout.USDT_MAX_ARGS, constants.USDT_MAX_ARGS)
+  t.equal(layout.USDT_COOKIE_COUNT_MASK, constants.USDT_COOKIE_COUNT_MASK)
+  t.equal(layout.USDT_COOKIE_STR_SHIFT, constants.USDT_COOKIE_STR_SHIFT)
+  t.equal(layout.USDT_STR_TRUNCATED, constants.USDT_STR_TRUNCATED)
+})
+
+t.test('library_call_event: size, offsets and constants match bpf/usdtrace.h as compiled', async (t) => {
+  const c = binding.layouts.library_call_event
+  t.equal(layout.LIBRARY_CALL_EVENT.size, c.size, 'size')
+  t.same(layout.LIBRARY_CALL_EVENT.fields, c.fields, 'field offsets')
+  t.equal(layout.LIBRARY_CALL_ARGS, binding.layouts.constants.LIBRARY_CALL_ARGS)
 })
