@@ -19,9 +19,11 @@ import { record } from './record.js'
 import { EXIT, Run } from './run.js'
 import { syscalls } from './syscalls.js'
 import { usdt } from './usdt.js'
+import { gc } from './gc.js'
+import { stat } from './stat.js'
 import { libcalls } from './libcalls.js'
 
-const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, syscalls, libcalls, usdt]
+const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, gc, stat, syscalls, libcalls, usdt]
 
 /** `usdtrace -- CMD` and `usdtrace --spawn CMD` without a subcommand. */
 const DEFAULT_COMMAND = calls
