@@ -94,3 +94,14 @@ t.test('-S: the syscalls table, counted in the kernel too', async (t) => {
   const functions = tableAfter(cli.text, /^FUNCTION\s+FILE\s+CALLS$/)
   t.same(functions.find((r) => r[0] === 'run_syscalls'), ['run_syscalls', 'test/targets/workloads.py', '1'], 'and the functions above it')
 })
+
+t.test('-d: stops after the duration, exit 0, nothing left attached', async (t) => {
+  const target = await startWorkload(t, ['flood', '60'])
+  const cli = runCli(t, ['calls', String(target.pid), '-L', '-d', '0.5'])
+  await cli.waitFor(/tracing calls in .*slows the target while traced/)
+  target.go()
+  t.equal(await cli.exited, 0, 'exit 0')
+  t.match(cli.text, /ended: the duration elapsed/)
+  t.ok(Number(tableAfter(cli.text, /^FUNCTION\s+FILE\s+CALLS/).find((r) => r[0] === 'leaf')?.[2]) > 0, 'the calls of the half second')
+  t.same(readSemaphores(target.pid), { entry: 0, return: 0, line: 0 }, 'every semaphore back to 0')
+})

@@ -8,7 +8,7 @@ import { flag, integer, seconds, type ParsedArgs } from './args.js'
 import type { Command } from './command.js'
 import { attach, count, type Run } from './run.js'
 import { cut, formatTable, type Column } from './table.js'
-import { SPAWN_OPTIONS, resolveTarget, settleProgram } from './target.js'
+import { SPAWN_OPTIONS, entriesCost, resolveTarget, settleProgram } from './target.js'
 
 const NAME = 'calls'
 
@@ -92,10 +92,10 @@ async function runCalls(run: Run, args: ParsedArgs): Promise<void> {
   const target = await resolveTarget(NAME, run, args)
   try {
     const stats = callStats(target.pid, { latency: settings.latency, syscalls, intervalMs: readEvery * 1000 })
-    const note = settings.latency ? '' : '; counting returns only (no slowdown; -L for times)'
+    const note = settings.latency ? entriesCost(target) : 'counting returns only (no slowdown; -L for times)'
     // Ctrl-C, SIGTERM and -d take one last reading before closing: only a closed output closes at once.
-    await attach(run, stats, `calls in ${target.description}${note}`, (reason) => reason === 'output-closed')
     run.stopAfter(duration)
+    await attach(run, stats, `calls in ${target.description}${note ? `; ${note}` : ''}`, (reason) => reason === 'output-closed')
     target.attached()
     const bootstrap = target.spawned?.bootstrapFile
     let table = new Aggregate()

@@ -6,7 +6,7 @@
 import { traceCalls, type CallEvent } from '../index.js'
 import type { ParsedArgs } from './args.js'
 import { attach, count, type Run } from './run.js'
-import { resolveTarget, settleProgram, type Target } from './target.js'
+import { entriesCost, resolveTarget, settleProgram, type Target } from './target.js'
 
 export interface CallStreamOptions {
   /** false: returns only (no depth, no durations, and no 3.11 line semaphore) */
@@ -33,7 +33,8 @@ export async function streamCalls(
   let events = 0
   try {
     const trace = traceCalls(target.pid, { entries: options.entries })
-    await attach(run, trace, `calls in ${target.description}${options.note ? `; ${options.note}` : ''}`)
+    const notes = [options.note, options.entries ? entriesCost(target) : undefined].filter(Boolean)
+    await attach(run, trace, `calls in ${target.description}${notes.map((note) => `; ${note}`).join('')}`)
     onAttached(target)
     target.attached()
     const bootstrap = target.spawned?.bootstrapFile

@@ -71,6 +71,13 @@ export async function resolveTarget(command: string, run: Run, args: ParsedArgs)
   }
 }
 
+/** What the status line says when tracing entries slows this target down (CPython 3.11). */
+export function entriesCost(target: Target): string | undefined {
+  return target.inspection?.capabilities.calls.mode === 'line-semaphore'
+    ? "CPython 3.11: entries need the line probe's semaphore, which slows the target while traced"
+    : undefined
+}
+
 function versionOf(inspection: Inspection | undefined): string {
   const v = inspection?.version
   if (!v) return ''
