@@ -9,8 +9,6 @@ import { attach, count, type Run } from './run.js'
 import { entriesCost, resolveTarget, settleProgram, type Target } from './target.js'
 
 export interface CallStreamOptions {
-  /** false: returns only (no depth, no durations, and no 3.11 line semaphore) */
-  entries: boolean
   /** added to the "tracing ..." status line */
   note?: string
 }
@@ -32,8 +30,8 @@ export async function streamCalls(
   const target = await resolveTarget(command, run, args)
   let events = 0
   try {
-    const trace = traceCalls(target.pid, { entries: options.entries })
-    const notes = [options.note, options.entries ? entriesCost(target) : undefined].filter(Boolean)
+    const trace = traceCalls(target.pid)
+    const notes = [options.note, entriesCost(target)].filter(Boolean)
     await attach(run, trace, `calls in ${target.description}${notes.map((note) => `; ${note}`).join('')}`)
     onAttached(target)
     target.attached()

@@ -62,7 +62,7 @@ async function runFlame(run: Run, args: ParsedArgs): Promise<void> {
 
   const output = new OutputFile(run, file)
   const timeline = new CallTimeline()
-  const result = await streamCalls(NAME, run, args, { entries: true, note: `flame graph to ${output.name}` }, (event) => timeline.add(event)).catch(
+  const result = await streamCalls(NAME, run, args, { note: `flame graph to ${output.name}` }, (event) => timeline.add(event)).catch(
     (error: unknown) => {
       output.discard()
       throw error

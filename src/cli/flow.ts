@@ -69,7 +69,7 @@ async function runFlow(run: Run, args: ParsedArgs): Promise<void> {
     NAME,
     run,
     args,
-    { entries: true },
+    {},
     (event) => {
       if (startNs === undefined) {
         startNs = event.timestampNs

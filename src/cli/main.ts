@@ -104,7 +104,7 @@ async function main(argv: string[]): Promise<number> {
     if (args.command !== undefined && !('spawn' in command.options)) {
       throw new UsageError(`${command.name} cannot start a program: nothing may follow --`, command.name)
     }
-    run = new Run({ json: args.values.json === true, debug })
+    run = new Run({ json: args.values.json === true })
     await command.run(run, args)
     run.out.flush()
     return run.exitCode()

@@ -78,7 +78,7 @@ async function runRecord(run: Run, args: ParsedArgs): Promise<void> {
   const output = new OutputFile(run, file)
   const timeline = new CallTimeline()
   let startNs: bigint | undefined
-  const result = await streamCalls(NAME, run, args, { entries: true, note: `recording ${format} to ${output.name}` }, (event) => {
+  const result = await streamCalls(NAME, run, args, { note: `recording ${format} to ${output.name}` }, (event) => {
     if (format !== 'ndjson') return timeline.add(event)
     startNs ??= event.timestampNs
     output.write(`${ndjsonLine(event, startNs)}\n`)

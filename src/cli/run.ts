@@ -42,23 +42,19 @@ const REASON_TEXT: Record<EndReason, string> = {
 const SIGNAL_REASONS = { SIGINT: 'interrupted', SIGTERM: 'terminated', SIGHUP: 'hangup' } as const
 
 export interface RunOptions {
+  /** NDJSON on stdout instead of tables */
   json: boolean
-  debug: boolean
 }
 
 export class Run {
   readonly out = new Output()
   readonly status = new Status(() => this.out.flush())
   readonly json: boolean
-  readonly debug: boolean
   readonly startedAt = process.hrtime.bigint()
-  /** Resolves with the first reason to stop. */
-  readonly stopped: Promise<EndReason>
   /** Set by a command that spawned its target: the exit code then is the program's. */
   programExitCode: number | undefined
 
   #reason: EndReason | undefined
-  #resolveStopped!: (reason: EndReason) => void
   #stoppers = new Set<(reason: EndReason) => void>()
   #timers: NodeJS.Timeout[] = []
   #duration: number | undefined
@@ -68,8 +64,6 @@ export class Run {
 
   constructor(options: RunOptions) {
     this.json = options.json
-    this.debug = options.debug
-    this.stopped = new Promise((resolve) => (this.#resolveStopped = resolve))
     this.out.onClosed(() => this.stop('output-closed'))
     for (const [signal, reason] of Object.entries(SIGNAL_REASONS) as [NodeJS.Signals, EndReason][]) {
       const handler = () => {
@@ -91,7 +85,6 @@ export class Run {
     if (this.#reason !== undefined) return
     this.#reason = reason
     this.#stoppedAt = process.hrtime.bigint()
-    this.#resolveStopped(reason)
     for (const stopper of this.#stoppers) stopper(reason)
     this.#stoppers.clear()
   }
@@ -122,13 +115,6 @@ export class Run {
     const seconds = this.#duration
     if (seconds !== undefined) this.#timers.push(setTimeout(() => this.stop('duration'), seconds * 1000))
     this.#duration = undefined
-  }
-
-  /** Calls `tick` every `seconds` until the run stops. */
-  every(seconds: number, tick: () => void): void {
-    const timer = setInterval(tick, seconds * 1000)
-    this.#timers.push(timer)
-    this.onStop(() => clearInterval(timer))
   }
 
   /** Resolves after `ms`, or as soon as the run stops. */
