@@ -4,6 +4,7 @@ import { TraceError } from './errors.js'
 /** Decodes one ring-buffer record that starts at `offset` of the batch. */
 export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, length: number) => T
 
+/** Options every trace takes. */
 export interface StreamOptions {
   /** Aborting detaches every probe; a pending or later `next()` rejects with an AbortError. */
   signal?: AbortSignal
@@ -83,6 +84,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   #detached: Promise<void> = Promise.resolve()
   #batches = 0
 
+  /** @internal Traces come from functions like `traceCalls`. */
   constructor(open: () => Promise<OpenedSession>, decode: RecordDecoder<T>, options: StreamOptions = {}) {
     this.#decode = decode
     this.#signal = options.signal
@@ -102,10 +104,12 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     return this.#batches
   }
 
+  /** The trace is its own iterator: `for await (const event of trace)`. */
   [Symbol.asyncIterator](): this {
     return this
   }
 
+  /** The next event; done once the trace ended, rejected with the error that ended it. */
   next(): Promise<IteratorResult<T>> {
     if (this.#queued > 0 && ++this.#servedThisTurn > EVENTS_PER_TURN) {
       return new Promise((resolve) =>
@@ -123,6 +127,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     })
   }
 
+  /** What `break` out of `for await` calls: closes the trace. */
   async return(): Promise<IteratorResult<T>> {
     await this.close()
     return { done: true, value: undefined }

@@ -100,6 +100,16 @@ def run_lines():
         leaf()
 
 
+def handle_request():
+    time.sleep(0.002)
+
+
+def run_serve():
+    # Like a service: a request taking ~2 ms after another, until it is killed.
+    while True:
+        handle_request()
+
+
 WORKLOADS = {
     "fib": run_fib,
     "threads": run_threads,
@@ -109,6 +119,7 @@ WORKLOADS = {
     "calls": run_calls,
     "fork": run_fork,
     "lines": run_lines,
+    "serve": run_serve,
 }
 
 if __name__ == "__main__":
