@@ -55,6 +55,8 @@ export interface StructLayout {
 interface Binding {
   Session: new (options: SessionOptions) => NativeSession
   layouts: Record<string, StructLayout> & { constants: Record<string, number> }
+  /** The errno of a perf_event_open on the uprobe PMU naming no probe: EACCES/EPERM when uprobes are refused, EINVAL when allowed. */
+  uprobeAccess(pmuType: number): number
 }
 
 /** Errors thrown by the addon carry the errno of the failed call. */

@@ -5,8 +5,9 @@
  * so instead of a verifier or libbpf failure.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { release } from 'node:os'
+import { constants, release } from 'node:os'
 import { relative } from 'node:path'
+import { binding } from './binding.js'
 import { TraceError, privilegeFix } from './errors.js'
 import nativeAddon from './native-addon.cjs'
 
@@ -34,6 +35,11 @@ const UPROBE_PMU = '/sys/bus/event_source/devices/uprobe/type'
 const CAP_SYS_ADMIN = 21
 const CAP_PERFMON = 38
 const CAP_BPF = 39
+const CAPABILITIES = [
+  ['CAP_BPF', CAP_BPF],
+  ['CAP_PERFMON', CAP_PERFMON],
+  ['CAP_SYS_ADMIN', CAP_SYS_ADMIN],
+] as const
 
 /**
  * Checks every requirement, in order: the native addon, the kernel version, BTF, the uprobe PMU
@@ -45,18 +51,21 @@ export function doctor(): DoctorCheck[] {
 }
 
 /**
- * The checks as aligned lines for a terminal, a failed one followed by its fix:
+ * The checks as aligned lines for a terminal: what was found, and for a failed check what is
+ * needed and the fix:
  *
- *     ok    kernel      Linux 5.8 or newer (the BPF ring buffer): 6.1.0-18-amd64
- *     FAIL  privileges  root, or CAP_BPF and CAP_PERFMON: uid 1000 without CAP_BPF, CAP_PERFMON
- *                       fix: run as root, or grant CAP_BPF and CAP_PERFMON (...)
+ *     ok    kernel      Linux 6.1.0-18-amd64
+ *     FAIL  privileges  uid 1000 without CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN; the kernel refuses uprobes
+ *                       needs: root, or CAP_BPF and CAP_PERFMON, ...
+ *                       fix: run as root, or ...
  */
 export function formatDoctor(checks: readonly DoctorCheck[]): string {
   const nameWidth = Math.max(...checks.map((check) => check.name.length))
+  const indent = ' '.repeat(6 + nameWidth + 2)
   const lines: string[] = []
   for (const check of checks) {
-    lines.push(`${(check.ok ? 'ok' : 'FAIL').padEnd(6)}${check.name.padEnd(nameWidth + 2)}${check.requirement}: ${check.found}`)
-    if (!check.ok) lines.push(`${' '.repeat(6 + nameWidth + 2)}fix: ${check.fix}`)
+    lines.push(`${(check.ok ? 'ok' : 'FAIL').padEnd(6)}${check.name.padEnd(nameWidth + 2)}${check.found}`)
+    if (!check.ok) lines.push(`${indent}needs: ${check.requirement}`, `${indent}fix: ${check.fix}`)
   }
   return lines.join('\n')
 }
@@ -73,7 +82,7 @@ export function requireKernelSupport(): void {
   if (failed) {
     throw new TraceError(
       'UNSUPPORTED_KERNEL',
-      `usdtrace needs ${failed.requirement}, and this machine has ${failed.found}; ${failed.fix}`,
+      `usdtrace needs ${failed.requirement}; this machine has ${failed.found}. Fix: ${failed.fix}`,
     )
   }
   kernelSupported = true
@@ -101,7 +110,7 @@ function kernelChecks(): DoctorCheck[] {
       requirement: `Linux ${needMajor}.${needMinor} or newer (the BPF ring buffer)`,
       ...verdict(
         major > needMajor || (major === needMajor && minor >= needMinor),
-        kernel,
+        `Linux ${kernel}`,
         `upgrade the kernel: the BPF ring buffer usdtrace streams events through arrived in Linux ${needMajor}.${needMinor}`,
       ),
     },
@@ -110,7 +119,7 @@ function kernelChecks(): DoctorCheck[] {
       requirement: `kernel BTF (${KERNEL_BTF})`,
       ...verdict(
         btf,
-        btf ? 'present' : 'none',
+        btf ? KERNEL_BTF : `no ${KERNEL_BTF}`,
         'use a kernel built with CONFIG_DEBUG_INFO_BTF=y (the default of Debian 11, Ubuntu 20.10, Fedora 31, RHEL 8.2 and later): ' +
           "usdtrace's BPF programs are compiled once (CO-RE) and fitted to the running kernel through it",
       ),
@@ -120,7 +129,7 @@ function kernelChecks(): DoctorCheck[] {
       requirement: `the perf uprobe PMU (${UPROBE_PMU})`,
       ...verdict(
         uprobePmu,
-        uprobePmu ? 'present' : 'none',
+        uprobePmu ? UPROBE_PMU : `no ${UPROBE_PMU}`,
         'use a kernel built with CONFIG_UPROBE_EVENTS=y, and mount sysfs at /sys (in a container too)',
       ),
     },
@@ -132,20 +141,36 @@ function privilegesCheck(): DoctorCheck {
   const uid = /^Uid:\s+\d+\s+(\d+)/m.exec(status)?.[1] ?? '?'
   const effective = BigInt(`0x${/^CapEff:\s+([0-9a-f]+)/m.exec(status)?.[1] ?? '0'}`)
   const has = (bit: number) => (effective & (1n << BigInt(bit))) !== 0n
+  const held = CAPABILITIES.filter(([, bit]) => has(bit)).map(([name]) => name)
+  const lacked = CAPABILITIES.filter(([, bit]) => !has(bit)).map(([name]) => name)
   // CAP_SYS_ADMIN stands in for both, as it did before Linux 5.8 split them off.
-  const missing = [
-    ...(has(CAP_BPF) || has(CAP_SYS_ADMIN) ? [] : ['CAP_BPF']),
-    ...(has(CAP_PERFMON) || has(CAP_SYS_ADMIN) ? [] : ['CAP_PERFMON']),
-  ]
+  const mayLoadBpf = (has(CAP_BPF) && has(CAP_PERFMON)) || has(CAP_SYS_ADMIN)
+  const uprobes = uprobesAllowed()
+  const capabilities = [
+    ...(held.length > 0 ? [`with ${held.join(', ')}`] : []),
+    ...(lacked.length > 0 ? [`without ${lacked.join(', ')}`] : []),
+  ].join(', ')
+  const uprobeText =
+    uprobes === undefined ? 'uprobes not checked (no uprobe PMU)' : `the kernel ${uprobes ? 'allows' : 'refuses'} uprobes`
   return {
     name: 'privileges',
-    requirement: 'root, or CAP_BPF and CAP_PERFMON',
-    ...verdict(
-      missing.length === 0,
-      missing.length === 0 ? `uid ${uid}, CAP_BPF and CAP_PERFMON effective` : `uid ${uid} without ${missing.join(', ')}`,
-      privilegeFix,
-    ),
+    requirement:
+      'root, or CAP_BPF and CAP_PERFMON, plus CAP_SYS_ADMIN where the kernel requires it for uprobes ' +
+      '(Linux 6.16 on, and stable kernels updated since July 2025)',
+    ...verdict(mayLoadBpf && uprobes !== false, `uid ${uid} ${capabilities}; ${uprobeText}`, privilegeFix),
   }
+}
+
+/** Asks the kernel (see native/uprobe_access.cc); undefined without a uprobe PMU to ask. */
+function uprobesAllowed(): boolean | undefined {
+  let pmuType: number
+  try {
+    pmuType = Number(readFileSync(UPROBE_PMU, 'utf8'))
+  } catch {
+    return undefined
+  }
+  const errno = binding.uprobeAccess(pmuType)
+  return errno !== constants.errno.EACCES && errno !== constants.errno.EPERM
 }
 
 function verdict(ok: boolean, found: string, fix: string): Pick<DoctorCheck, 'ok' | 'found' | 'fix'> {

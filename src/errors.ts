@@ -36,8 +36,10 @@ export class TraceError extends Error {
   }
 }
 
+// Linux 6.16 (and the stable updates of July 2025) require CAP_SYS_ADMIN for uprobes again.
 export const privilegeFix =
-  'run as root, or grant CAP_BPF and CAP_PERFMON (e.g. `sudo setcap cap_bpf,cap_perfmon+ep $(which node)`)'
+  'run as root, or grant CAP_BPF and CAP_PERFMON, plus CAP_SYS_ADMIN where the kernel requires it for uprobes ' +
+  '(Linux 6.16 on; `usdtrace doctor` tells), e.g. `sudo setcap cap_bpf,cap_perfmon,cap_sys_admin+ep $(which node)`'
 
 export function permissionDenied(what: string, cause?: unknown): TraceError {
   return new TraceError('PERMISSION_DENIED', `${what}: permission denied; ${privilegeFix}`, { cause })
