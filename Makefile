@@ -70,6 +70,11 @@ demo: setup
 clean:
 	rm -rf $(OUTPUT) build dist dist-cjs prebuilds
 
+# The C reference points share the addon's BPF object (bench/reference.c).
+$(OUTPUT)/bench-reference: bench/reference.c $(OUTPUT)/calls.skel.h
+	cc -O2 -Wall -I$(OUTPUT) -o $@ $< -l:libbpf.a -l:libelf.a -l:libz.a
+
 bench: setup
-	$(MAKE) build
-	node bench/line-semaphore.js | tee bench/line-semaphore.out
+	@command -v bpftrace >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftrace >/dev/null)
+	$(MAKE) build $(OUTPUT)/bench-reference
+	node bench/run.js

@@ -41,6 +41,9 @@ struct {
 	__type(value, struct call_record);
 } scratch SEC(".maps");
 
+/* Set by user space when entries are traced: without them there is no depth to keep. */
+const volatile bool track_threads = true;
+
 /* Entries whose thread could not get a slot in `threads`: their depth and duration are unknown. */
 __u64 dropped_thread_slots = 0;
 
@@ -92,8 +95,8 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 	rec->event.flags = 0;
 	rec->event.duration_ns = 0;
 
-	/* Returns-only tracing never creates thread state: a missing entry has nothing to pair. */
-	thread = kind == CALL_ENTRY ? thread_of(tid) : bpf_map_lookup_elem(&threads, &tid);
+	/* A return creates no thread state: a missing entry has nothing to pair with. */
+	thread = !track_threads ? NULL : kind == CALL_ENTRY ? thread_of(tid) : bpf_map_lookup_elem(&threads, &tid);
 	if (thread) {
 		if (kind == CALL_ENTRY) {
 			depth = thread->depth;

@@ -39,4 +39,76 @@ struct call_event {
 	__u16 func_len;
 };
 
+/*
+ * Per syscall number, what user space asks of the BPF side (the `syscall_flags` array): whether
+ * it is traced, whether it never returns (its event is sent at entry), and which argument, if
+ * any, is a path to read as the event's detail (index + 1 in the SYSCALL_PATH_ARG bits).
+ */
+enum syscall_flags {
+	SYSCALL_WANTED = 1 << 0,
+	SYSCALL_NEVER_RETURNS = 1 << 1,
+	SYSCALL_PATH_ARG_SHIFT = 4,
+	SYSCALL_PATH_ARG_MASK = 7 << 4,
+};
+
+/* Numbers at or above this have no entry in `syscall_flags`; they are traced when every syscall is. */
+#define USDTRACE_SYSCALL_TABLE_SIZE 1024
+
+enum syscall_event_flags {
+	SYSCALL_RETURNED = 1 << 0,	   /* ret and duration_ns are valid */
+	SYSCALL_DETAIL_TRUNCATED = 1 << 1, /* the detail was longer than USDTRACE_NAME_MAX */
+};
+
+/*
+ * One system call, sent when it returns (or at entry for exit and exit_group). The record is
+ * sized to its detail: detail_len bytes of text (a path argument read at entry) follow the
+ * header, without a NUL.
+ */
+struct syscall_event {
+	__u64 timestamp_ns; /* entry, CLOCK_MONOTONIC */
+	__u64 duration_ns;
+	__u64 args[6];
+	__s64 ret;
+	__u32 pid;
+	__u32 tid;
+	__u32 nr;
+	__u16 detail_len;
+	__u8 flags; /* enum syscall_event_flags */
+	__u8 reserved;
+};
+
+/* Latency buckets: bucket k counts durations in [2^k, 2^(k+1)) ns, bucket 0 also 0 ns. */
+#define USDTRACE_HISTOGRAM_BUCKETS 64
+
+/*
+ * What the kernel sums per Python function (keyed by struct function_key) and per syscall
+ * (keyed by its number) over one snapshot interval. Only calls with a known duration are timed.
+ */
+struct latency_stats {
+	__u64 calls;
+	__u64 timed_calls;
+	__u64 total_ns;
+	__u64 self_ns; /* functions only: total minus the time in traced callees */
+	__u64 min_ns;
+	__u64 max_ns;
+	__u64 histogram[USDTRACE_HISTOGRAM_BUCKETS];
+};
+
+/*
+ * A Python function by content: a 128-bit hash of its file and function names (with their
+ * lengths), so that a code object freed and another allocated at its address never share a key.
+ */
+struct function_key {
+	__u64 hash[2];
+};
+
+/* The names behind a function_key, stored once: file_len bytes of file, then func_len of function. */
+struct function_names {
+	__u16 file_len;
+	__u16 func_len;
+	__u8 truncated; /* either name was longer than USDTRACE_NAME_MAX */
+	__u8 reserved[3];
+	char names[2 * USDTRACE_NAME_MAX];
+};
+
 #endif /* USDTRACE_H */

@@ -28,6 +28,55 @@ Napi::Object EventLayouts(Napi::Env env) {
     layout.Set("fields", fields);
     layouts.Set("call_event", layout);
   }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(syscall_event, timestamp_ns);
+    FIELD(syscall_event, duration_ns);
+    FIELD(syscall_event, args);
+    FIELD(syscall_event, ret);
+    FIELD(syscall_event, pid);
+    FIELD(syscall_event, tid);
+    FIELD(syscall_event, nr);
+    FIELD(syscall_event, detail_len);
+    FIELD(syscall_event, flags);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct syscall_event)));
+    layout.Set("fields", fields);
+    layouts.Set("syscall_event", layout);
+  }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(latency_stats, calls);
+    FIELD(latency_stats, timed_calls);
+    FIELD(latency_stats, total_ns);
+    FIELD(latency_stats, self_ns);
+    FIELD(latency_stats, min_ns);
+    FIELD(latency_stats, max_ns);
+    FIELD(latency_stats, histogram);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct latency_stats)));
+    layout.Set("fields", fields);
+    layouts.Set("latency_stats", layout);
+  }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(function_key, hash);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct function_key)));
+    layout.Set("fields", fields);
+    layouts.Set("function_key", layout);
+  }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(function_names, file_len);
+    FIELD(function_names, func_len);
+    FIELD(function_names, truncated);
+    FIELD(function_names, names);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct function_names)));
+    layout.Set("fields", fields);
+    layouts.Set("function_names", layout);
+  }
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("USDTRACE_NAME_MAX", Napi::Number::New(env, USDTRACE_NAME_MAX));
   constants.Set("CALL_ENTRY", Napi::Number::New(env, CALL_ENTRY));
@@ -35,6 +84,14 @@ Napi::Object EventLayouts(Napi::Env env) {
   constants.Set("CALL_HAS_DURATION", Napi::Number::New(env, CALL_HAS_DURATION));
   constants.Set("CALL_FILE_TRUNCATED", Napi::Number::New(env, CALL_FILE_TRUNCATED));
   constants.Set("CALL_FUNC_TRUNCATED", Napi::Number::New(env, CALL_FUNC_TRUNCATED));
+  constants.Set("SYSCALL_WANTED", Napi::Number::New(env, SYSCALL_WANTED));
+  constants.Set("SYSCALL_NEVER_RETURNS", Napi::Number::New(env, SYSCALL_NEVER_RETURNS));
+  constants.Set("SYSCALL_PATH_ARG_SHIFT", Napi::Number::New(env, SYSCALL_PATH_ARG_SHIFT));
+  constants.Set("SYSCALL_PATH_ARG_MASK", Napi::Number::New(env, SYSCALL_PATH_ARG_MASK));
+  constants.Set("USDTRACE_SYSCALL_TABLE_SIZE", Napi::Number::New(env, USDTRACE_SYSCALL_TABLE_SIZE));
+  constants.Set("SYSCALL_RETURNED", Napi::Number::New(env, SYSCALL_RETURNED));
+  constants.Set("SYSCALL_DETAIL_TRUNCATED", Napi::Number::New(env, SYSCALL_DETAIL_TRUNCATED));
+  constants.Set("USDTRACE_HISTOGRAM_BUCKETS", Napi::Number::New(env, USDTRACE_HISTOGRAM_BUCKETS));
   layouts.Set("constants", constants);
   return layouts;
 }

@@ -3,6 +3,8 @@
 #include "objects.h"
 
 #include "calls.skel.h"
+#include "syscalls.skel.h"
+#include "callstats.skel.h"
 
 namespace {
 
@@ -13,6 +15,8 @@ struct Entry {
 
 const Entry kObjects[] = {
     {"calls", calls__elf_bytes},
+    {"syscalls", syscalls__elf_bytes},
+    {"callstats", callstats__elf_bytes},
 };
 
 }  // namespace

@@ -408,18 +408,25 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
     flushIntervalMs_ = options.Get("flushIntervalMs").As<Napi::Number>().Uint32Value();
   asyncContext_ = new Napi::AsyncContext(env, "usdtrace:drain");
 
-  ring_ = ring_buffer__new(bpf_map__fd(bpf_object__find_map_by_name(object_, "events")),
-                           OnRecord, this, nullptr);
-  if (!ring_) return ThrowErrno(env, errno, "opening the ring buffer");
+  // An object without an `events` ring (a summary read from its maps) only watches its targets.
+  struct bpf_map* events = bpf_object__find_map_by_name(object_, "events");
+  if (events) {
+    ring_ = ring_buffer__new(bpf_map__fd(events), OnRecord, this, nullptr);
+    if (!ring_) return ThrowErrno(env, errno, "opening the ring buffer");
+  }
 
   uv_loop_t* loop;
   napi_get_uv_event_loop(env, &loop);
   watchers_ = new Watchers();
   watchers_->owner = this;
-  uv_poll_init(loop, &watchers_->ring, ring_buffer__epoll_fd(ring_));
   uv_timer_init(loop, &watchers_->flush);
-  watchers_->ring.data = watchers_->flush.data = watchers_;
-  watchers_->openHandles = 2;
+  watchers_->flush.data = watchers_;
+  watchers_->openHandles = 1;
+  if (ring_) {
+    uv_poll_init(loop, &watchers_->ring, ring_buffer__epoll_fd(ring_));
+    watchers_->ring.data = watchers_;
+    watchers_->openHandles++;
+  }
 
   Napi::Array exitPids = options.Get("exitPids").As<Napi::Array>();
   for (uint32_t i = 0; i < exitPids.Length(); i++) {
@@ -456,10 +463,12 @@ Napi::Value Session::Resume(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Every global of the object's .bss (the BPF side's counters), by name, as BigInts.
+// Every global of the object's .bss (the BPF side's counters), by name, as BigInts, and the
+// drain's own count of records too large to deliver.
 Napi::Value Session::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object counters = Napi::Object::New(env);
+  counters.Set("dropped_oversized", Napi::BigInt::New(env, droppedOversized_));
   struct bpf_map* bss = object_ ? bpf_object__find_map_by_name(object_, ".bss") : nullptr;
   if (!bss) return counters;
   std::vector<uint8_t> value(bpf_map__value_size(bss));
@@ -488,15 +497,16 @@ Napi::Value Session::Close(const Napi::CallbackInfo& info) {
 }
 
 void Session::Watch() {
-  uv_poll_start(&watchers_->ring, UV_READABLE, Watchers::OnRingReadable);
+  if (ring_) uv_poll_start(&watchers_->ring, UV_READABLE, Watchers::OnRingReadable);
   for (Watchers::Target* target : watchers_->targets)
     if (!target->exited) uv_poll_start(&target->poll, UV_READABLE, Watchers::OnTargetExit);
-  // The first tick comes at once, so records that piled up while paused arrive promptly.
-  uv_timer_start(&watchers_->flush, Watchers::OnFlushTick, 0, flushIntervalMs_);
+  // The first tick comes at once, so records that piled up while paused arrive promptly; without
+  // a ring, that one tick is all (it ends a session whose targets were gone before it started).
+  uv_timer_start(&watchers_->flush, Watchers::OnFlushTick, 0, ring_ ? flushIntervalMs_ : 0);
 }
 
 void Session::Unwatch() {
-  uv_poll_stop(&watchers_->ring);
+  if (ring_) uv_poll_stop(&watchers_->ring);
   for (Watchers::Target* target : watchers_->targets) uv_poll_stop(&target->poll);
   uv_timer_stop(&watchers_->flush);
 }
@@ -535,9 +545,13 @@ void Session::Drain() {
   if (!carry_.empty()) {
     std::vector<uint8_t> record;
     record.swap(carry_);
-    CopyRecord(record.data(), record.size());
+    if (CopyRecord(record.data(), record.size()) != 0) {
+      // Larger than a whole batch: it can never be delivered, so it is counted, not retried.
+      carry_.clear();
+      droppedOversized_++;
+    }
   }
-  bool full = !carry_.empty() || ring_buffer__consume(ring_) == -ENOSPC;
+  bool full = !carry_.empty() || (ring_ && ring_buffer__consume(ring_) == -ENOSPC);
 
   if (batchCount_ > 0) {
     onBatch_.MakeCallback(Value(), {Napi::Number::New(env, static_cast<double>(batchUsed_)),
@@ -566,7 +580,7 @@ KernelObjects* Session::Release() {
     Watchers* watchers = watchers_;
     watchers_ = nullptr;
     watchers->owner = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&watchers->ring), Watchers::OnClosed);
+    if (ring_) uv_close(reinterpret_cast<uv_handle_t*>(&watchers->ring), Watchers::OnClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&watchers->flush), Watchers::OnClosed);
     for (Watchers::Target* target : watchers->targets)
       uv_close(reinterpret_cast<uv_handle_t*>(&target->poll), Watchers::OnClosed);

@@ -58,6 +58,7 @@ class Session : public Napi::ObjectWrap<Session> {
   uint32_t batchCount_ = 0;
   // A record consumed from the ring that did not fit the batch; it opens the next one.
   std::vector<uint8_t> carry_;
+  uint64_t droppedOversized_ = 0;
 
   Napi::FunctionReference onBatch_;
   Napi::FunctionReference onEnd_;

@@ -1,14 +1,14 @@
 import { binding, isNativeError, type NativeSession, type SessionOptions } from './binding.js'
 import { requireKernelSupport } from './doctor.js'
 import { TraceError, noSuchProcess, permissionDenied } from './errors.js'
-import { findLineSemaphore, subjectOf, type Inspection } from './inspect.js'
+import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from './inspect.js'
 
 /**
  * Opening BPF objects and attaching them to Python processes, with every kernel refusal turned
  * into the TraceError that names its cause and fix.
  */
 
-export function openSession(options: SessionOptions, targets: Inspection[]): NativeSession {
+export function openSession(options: SessionOptions, targets: TraceSubject[]): NativeSession {
   requireKernelSupport()
   try {
     return new binding.Session(options)
@@ -62,7 +62,7 @@ function probeConflict(target: Inspection, what: string, cause: unknown): TraceE
   )
 }
 
-export function explainNativeError(error: unknown, target: Inspection, what: string): unknown {
+export function explainNativeError(error: unknown, target: TraceSubject, what: string): unknown {
   if (!isNativeError(error)) return error
   if (error.code === 'EPERM' || error.code === 'EACCES') return permissionDenied(what, error)
   if (error.code === 'ESRCH' && target.pid > 0) return noSuchProcess(target.pid)

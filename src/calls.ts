@@ -65,7 +65,7 @@ async function openCallSession(options: TraceCallsOptions): Promise<OpenedSessio
       object: 'calls',
       maxEntries: { events: ringBytes },
       // Wake the reader early enough that a burst cannot fill the ring before the timer drains it.
-      constants: { wakeup_bytes: ringBytes / 8 },
+      constants: { wakeup_bytes: ringBytes / 8, track_threads: options.entries === false ? 0 : 1 },
     },
     targets,
   )

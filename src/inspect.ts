@@ -115,8 +115,11 @@ export function inspectBinary(path: string): Inspection {
   }
 }
 
+/** What a message needs to name the processes a trace follows. */
+export type TraceSubject = Pick<Inspection, 'pid' | 'interpreterObject'>
+
 /** How messages name what an inspection describes. */
-export function subjectOf(insp: Inspection): string {
+export function subjectOf(insp: TraceSubject): string {
   return insp.pid > 0 ? `process ${insp.pid}` : `processes of ${insp.interpreterObject}`
 }
 

@@ -24,3 +24,53 @@ export const CALL_HAS_DURATION = 1 << 0
 export const CALL_FILE_TRUNCATED = 1 << 1
 export const CALL_FUNC_TRUNCATED = 1 << 2
 export const NAME_MAX = 512
+
+export const SYSCALL_EVENT = {
+  size: 88,
+  fields: {
+    timestamp_ns: 0,
+    duration_ns: 8,
+    args: 16,
+    ret: 64,
+    pid: 72,
+    tid: 76,
+    nr: 80,
+    detail_len: 84,
+    flags: 86,
+  },
+} as const
+
+export const SYSCALL_WANTED = 1 << 0
+export const SYSCALL_NEVER_RETURNS = 1 << 1
+export const SYSCALL_PATH_ARG_SHIFT = 4
+export const SYSCALL_PATH_ARG_MASK = 7 << 4
+export const SYSCALL_TABLE_SIZE = 1024
+export const SYSCALL_RETURNED = 1 << 0
+export const SYSCALL_DETAIL_TRUNCATED = 1 << 1
+
+export const LATENCY_STATS = {
+  size: 560,
+  fields: {
+    calls: 0,
+    timed_calls: 8,
+    total_ns: 16,
+    self_ns: 24,
+    min_ns: 32,
+    max_ns: 40,
+    histogram: 48,
+  },
+} as const
+
+export const HISTOGRAM_BUCKETS = 64
+
+export const FUNCTION_KEY = { size: 16, fields: { hash: 0 } } as const
+
+export const FUNCTION_NAMES = {
+  size: 1032,
+  fields: {
+    file_len: 0,
+    func_len: 2,
+    truncated: 4,
+    names: 8,
+  },
+} as const

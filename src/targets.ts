@@ -1,5 +1,6 @@
 import { TraceError } from './errors.js'
-import { inspect, inspectBinary, requireProbes, type CapabilityName, type Inspection } from './inspect.js'
+import { inspect, inspectBinary, requireProbes, type CapabilityName, type Inspection, type TraceSubject } from './inspect.js'
+import { executablePath } from './probes.js'
 
 /**
  * Which processes a trace follows: one pid, several, or every process of a python executable or
@@ -35,15 +36,40 @@ export async function resolveTargets(options: TargetOptions, capability: Capabil
     requireProbes(target, capability)
     return { targets: [target], exitPids: [] }
   }
+  const unique = requestedPids(options)
+  const targets = await Promise.all(unique.map((pid) => inspect(pid)))
+  for (const target of targets) requireProbes(target, capability)
+  return { targets, exitPids: unique }
+}
+
+/**
+ * The processes, of any kind, that a trace following them by pid names (`{ pid }` or
+ * `{ pids }`), each checked to be a running user-space process we may read; `what` names the
+ * trace for the error that refuses `{ binary }`.
+ */
+export async function resolveProcesses(options: TargetOptions, what: string): Promise<{ targets: TraceSubject[]; exitPids: number[] }> {
+  if (options.binary !== undefined) {
+    throw new TraceError(
+      'INVALID_ARGUMENT',
+      `${what} follows processes by pid and cannot take { binary }: the kernel attributes syscalls to processes, ` +
+        'not to files; pass { pid } or { pids: [...] } (e.g. from `pgrep -f`)',
+    )
+  }
+  const pids = requestedPids(options)
+  const executables = await Promise.all(pids.map((pid) => executablePath(pid)))
+  return { targets: pids.map((pid, i) => ({ pid, interpreterObject: executables[i]! })), exitPids: pids }
+}
+
+/** The distinct pids of `{ pid }` or `{ pids }`, each a positive integer. */
+function requestedPids(options: TargetOptions): number[] {
+  const given = [options.pid !== undefined, options.pids !== undefined].filter(Boolean)
+  if (given.length !== 1) throw new TraceError('INVALID_ARGUMENT', 'name exactly one target: { pid } or { pids: [...] }')
   const pids = options.pids ?? [options.pid]
-  if (pids.length === 0) throw new TraceError('INVALID_ARGUMENT', 'pids must name at least one process')
+  if (!Array.isArray(pids) || pids.length === 0) throw new TraceError('INVALID_ARGUMENT', 'pids must name at least one process')
   for (const pid of pids) {
     if (!Number.isInteger(pid) || pid! <= 0) {
       throw new TraceError('INVALID_ARGUMENT', `a pid must be a positive integer, got ${String(pid)}`)
     }
   }
-  const unique = [...new Set(pids as number[])]
-  const targets = await Promise.all(unique.map((pid) => inspect(pid)))
-  for (const target of targets) requireProbes(target, capability)
-  return { targets, exitPids: unique }
+  return [...new Set(pids as number[])]
 }

@@ -12,10 +12,21 @@ export interface StreamOptions {
   ringBufferBytes?: number
 }
 
+/**
+ * A summary read from a session's maps instead of records from its ring: every `intervalMs`
+ * (Infinity: never), and once more, `final`, when every traced process has exited.
+ */
+export interface Sampler<T> {
+  intervalMs: number
+  read(final: boolean): Promise<T>
+}
+
 /** An attached session, ready to stream, and the processes whose exit ends it. */
-export interface OpenedSession {
+export interface OpenedSession<T = never> {
   session: NativeSession
   exitPids: number[]
+  /** For summaries: the trace yields what this reads rather than decoded records. */
+  sampler?: Sampler<T>
 }
 
 const DEFAULT_RING_BUFFER_BYTES = 8 << 20
@@ -59,7 +70,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   readonly ready: Promise<void>
 
   #session: NativeSession | undefined
-  #decode: RecordDecoder<T>
+  #decode: RecordDecoder<T> | null
   #signal: AbortSignal | undefined
   #onAbort = () => {
     this.#discardQueued()
@@ -83,9 +94,14 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   #lost = 0n
   #detached: Promise<void> = Promise.resolve()
   #batches = 0
+  #sampleTimer: NodeJS.Timeout | undefined
+  #sampling: Promise<void> = Promise.resolve()
 
-  /** @internal Traces come from functions like `traceCalls`. */
-  constructor(open: () => Promise<OpenedSession>, decode: RecordDecoder<T>, options: StreamOptions = {}) {
+  /**
+   * @internal Traces come from functions like `traceCalls`. `decode` is null for a summary, whose
+   * session has no ring and whose items come from its sampler.
+   */
+  constructor(open: () => Promise<OpenedSession<T>>, decode: RecordDecoder<T> | null, options: StreamOptions = {}) {
     this.#decode = decode
     this.#signal = options.signal
     this.ready = this.#start(open)
@@ -144,10 +160,10 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     await this.#detached
   }
 
-  async #start(open: () => Promise<OpenedSession>): Promise<void> {
+  async #start(open: () => Promise<OpenedSession<T>>): Promise<void> {
     if (this.#signal?.aborted) throw this.#finish(abortError(this.#signal))
     this.#signal?.addEventListener('abort', this.#onAbort, { once: true })
-    let opened: OpenedSession
+    let opened: OpenedSession<T>
     try {
       opened = await open()
     } catch (error) {
@@ -158,12 +174,43 @@ export class Trace<T> implements AsyncIterableIterator<T> {
       return
     }
     this.#session = opened.session
+    const sampler = opened.sampler
     this.#session.start({
       batch: this.#batch,
       exitPids: opened.exitPids,
       flushIntervalMs: FLUSH_INTERVAL_MS,
       onBatch: (bytes, count) => this.#onBatch(bytes, count),
-      onEnd: () => this.#finish(),
+      onEnd: sampler ? () => this.#sample(sampler, true) : () => this.#finish(),
+    })
+    if (sampler) this.#scheduleSample(sampler, performance.now() + sampler.intervalMs)
+  }
+
+  /** Samples at fixed times from the start; a read that overruns its interval skips the ticks it covered. */
+  #scheduleSample(sampler: Sampler<T>, at: number): void {
+    if (!Number.isFinite(at)) return
+    this.#sampleTimer = setTimeout(() => {
+      this.#sample(sampler, false)
+      void this.#sampling.then(() => {
+        if (this.#done) return
+        let next = at + sampler.intervalMs
+        while (next <= performance.now()) next += sampler.intervalMs
+        this.#scheduleSample(sampler, next)
+      })
+    }, Math.max(0, at - performance.now()))
+  }
+
+  /** Reads one summary after any read still running; the final one ends the stream. */
+  #sample(sampler: Sampler<T>, final: boolean): void {
+    this.#sampling = this.#sampling.then(async () => {
+      if (this.#done) return
+      try {
+        const item = await sampler.read(final)
+        if (!this.#done) this.#enqueue([item])
+        if (final) this.#finish()
+      } catch (error) {
+        // A read that a close() cut short has nothing to report.
+        if (!this.#done) this.#finish(error)
+      }
     })
   }
 
@@ -174,12 +221,16 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     let offset = 0
     for (let i = 0; i < count; i++) {
       const length = this.#view.getUint32(offset, true)
-      events[i] = this.#decode(this.#view, this.#bytes, offset + 4, length)
+      events[i] = this.#decode!(this.#view, this.#bytes, offset + 4, length)
       offset += 4 + length
     }
     if (offset !== bytes) throw new Error(`usdtrace: batch of ${bytes} bytes decoded as ${offset}`)
+    this.#enqueue(events)
+  }
+
+  #enqueue(events: T[]): void {
     this.#queue.push(events)
-    this.#queued += count
+    this.#queued += events.length
     if (this.#waiter) {
       const waiter = this.#waiter
       this.#waiter = undefined
@@ -217,6 +268,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     this.#done = true
     this.#error = error
     this.#signal?.removeEventListener('abort', this.#onAbort)
+    clearTimeout(this.#sampleTimer)
     if (this.#session) {
       this.#lost = sumDropped(this.#session.counters())
       this.#detached = this.#session.close()
@@ -230,7 +282,8 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   }
 }
 
-function sumDropped(counters: Record<string, bigint>): bigint {
+/** Everything the kernel side could not deliver or count: the sum of its `dropped_*` counters. */
+export function sumDropped(counters: Record<string, bigint>): bigint {
   let dropped = 0n
   for (const [name, value] of Object.entries(counters)) if (name.startsWith('dropped_')) dropped += value
   return dropped

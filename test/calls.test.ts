@@ -134,3 +134,16 @@ t.test('entries: false traces returns only, without depth or durations', async (
   t.equal(ours(events, 'fib').returns.length, 2 * fibonacci(n + 1) - 1, 'every fib return')
   t.ok(events.every((e) => e.depth === 0 && e.durationNs === undefined), 'depth 0, no durations')
 })
+
+t.test('thousands of functions made and freed in turn each arrive under their own name', async (t) => {
+  const count = 3000
+  const target = await startWorkload(t, ['unique', String(count)])
+  const trace = traceCalls(target.pid)
+  await trace.ready
+  target.go()
+  const seen = new Map<string, number>()
+  for (const e of await collect(trace)) if (e.func.startsWith('unique_')) seen.set(e.func, (seen.get(e.func) ?? 0) + 1)
+  const expected = Array.from({ length: count }, (_, i) => `unique_${i}`)
+  t.same([...seen.keys()].sort(), expected.sort(), 'every name, none mixed up')
+  t.ok([...seen.values()].every((n) => n === 2), 'each with one entry and one return')
+})

@@ -20,6 +20,29 @@ t.test('call_event: sizes, offsets and constants match bpf/usdtrace.h as compile
   t.equal(layout.CALL_FUNC_TRUNCATED, constants.CALL_FUNC_TRUNCATED)
 })
 
+t.test('syscall_event, latency_stats, function_key, function_names: as compiled', async (t) => {
+  const structs = {
+    syscall_event: layout.SYSCALL_EVENT,
+    latency_stats: layout.LATENCY_STATS,
+    function_key: layout.FUNCTION_KEY,
+    function_names: layout.FUNCTION_NAMES,
+  }
+  for (const [name, mirror] of Object.entries(structs)) {
+    const c = binding.layouts[name]!
+    t.equal(mirror.size, c.size, `${name} size`)
+    t.same(mirror.fields, c.fields, `${name} field offsets`)
+  }
+  const constants = binding.layouts.constants
+  t.equal(layout.SYSCALL_WANTED, constants.SYSCALL_WANTED)
+  t.equal(layout.SYSCALL_NEVER_RETURNS, constants.SYSCALL_NEVER_RETURNS)
+  t.equal(layout.SYSCALL_PATH_ARG_SHIFT, constants.SYSCALL_PATH_ARG_SHIFT)
+  t.equal(layout.SYSCALL_PATH_ARG_MASK, constants.SYSCALL_PATH_ARG_MASK)
+  t.equal(layout.SYSCALL_TABLE_SIZE, constants.USDTRACE_SYSCALL_TABLE_SIZE)
+  t.equal(layout.SYSCALL_RETURNED, constants.SYSCALL_RETURNED)
+  t.equal(layout.SYSCALL_DETAIL_TRUNCATED, constants.SYSCALL_DETAIL_TRUNCATED)
+  t.equal(layout.HISTOGRAM_BUCKETS, constants.USDTRACE_HISTOGRAM_BUCKETS)
+})
+
 t.test('the addon links libbpf, libelf and zlib statically: ldd shows only glibc', async (t) => {
   const root = fileURLToPath(new URL('..', import.meta.url))
   const addon: string = createRequire(import.meta.url)('node-gyp-build').path(root)

@@ -141,3 +141,21 @@ t.test('a flood is drained in batches without starving the event loop', async (t
   t.ok(longestGapNs < 1_000_000_000n, `no tick waited a second (longest gap ${Number(longestGapNs) / 1e6} ms)`)
   t.ok(leaves / trace.batches > 10, `events arrive in batches (${trace.batches} batches for ${leaves} events)`)
 })
+
+t.test('a ring too small for the flood loses events, and counts every one of them', async (t) => {
+  const calls = 200_000
+  const totalEvents = async (ringBufferBytes: number) => {
+    const target = await startWorkload(t, ['calls', String(calls)])
+    const trace = traceCalls(target.pid, { entries: false, ringBufferBytes })
+    await trace.ready
+    target.go()
+    const events = await collect(trace)
+    return { delivered: events.length, leaves: events.filter((e) => e.func === 'leaf').length, lost: trace.lost }
+  }
+  const roomy = await totalEvents(64 << 20)
+  t.equal(roomy.lost, 0, 'a 64 MiB ring loses nothing')
+  t.equal(roomy.leaves, calls, 'and delivers every leaf return')
+  const tiny = await totalEvents(4096)
+  t.ok(tiny.lost > 0, `a one-page ring overflows (${tiny.lost} lost)`)
+  t.equal(tiny.delivered + tiny.lost, roomy.delivered, 'delivered + lost = every event the program made')
+})

@@ -62,6 +62,15 @@ def run_names(name_bytes, path_bytes):
     scope[func]()
 
 
+def run_unique(count):
+    # Each function's code object is freed before the next is made, so addresses get reused.
+    for i in range(int(count)):
+        scope = {}
+        exec(f"def unique_{i}():\n    return {i}\n", scope)
+        scope[f"unique_{i}"]()
+        del scope
+
+
 def leaf():
     return 1
 
@@ -100,6 +109,81 @@ def run_lines():
         leaf()
 
 
+def run_syscalls(count, missing):
+    # os.open, unlike open(), makes no lseek of its own: every lseek here is one of the loop's.
+    fd = os.open(__file__, os.O_RDONLY)
+    for offset in range(int(count)):
+        os.lseek(fd, offset, os.SEEK_SET)
+        os.getppid()
+    os.close(fd)
+    try:
+        open(missing)
+    except FileNotFoundError:
+        pass
+    print(fd, flush=True)
+
+
+def run_syscall_threads(count, calls):
+    native_ids = []
+
+    def work():
+        native_ids.append(threading.get_native_id())
+        for _ in range(int(calls)):
+            os.getppid()
+
+    workers = [threading.Thread(target=work) for _ in range(int(count))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    print(*native_ids, flush=True)
+
+
+def run_selftime(count, n):
+    # Each thread runs functions of its own (named after it), so per-function sums are per-thread sums.
+    elapsed = {}
+
+    def work(i):
+        scope = {}
+        source = (
+            f"def fib_{i}(n):\n    return n if n < 2 else fib_{i}(n - 1) + fib_{i}(n - 2)\n"
+            f"def outer_{i}(n):\n    return fib_{i}(n)\n"
+        )
+        exec(compile(source, f"<selftime {i}>", "exec"), scope)
+        start = time.perf_counter_ns()
+        scope[f"outer_{i}"](int(n))
+        elapsed[i] = time.perf_counter_ns() - start
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(int(count))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for i in sorted(elapsed):
+        print(i, elapsed[i], flush=True)
+
+
+def run_churn(count):
+    # Each function lives only for its calls: its code object and name strings are freed, and
+    # the next function's are allocated at the addresses they leave.
+    for i in range(int(count)):
+        scope = {}
+        exec(compile(f"def churn_{i}():\n    return {i}\n", f"<churn {i // 100}>", "exec"), scope)
+        func = scope[f"churn_{i}"]
+        for _ in range(i % 5 + 1):
+            func()
+        del scope, func
+
+
+def run_phases():
+    # One phase per line: k calls of leaf() and k getppid syscalls, then "done".
+    for line in sys.stdin:
+        for _ in range(int(line)):
+            leaf()
+            os.getppid()
+        print("done", flush=True)
+
+
 def handle_request():
     time.sleep(0.002)
 
@@ -118,7 +202,13 @@ WORKLOADS = {
     "flood": run_flood,
     "calls": run_calls,
     "fork": run_fork,
+    "unique": run_unique,
     "lines": run_lines,
+    "syscalls": run_syscalls,
+    "syscall_threads": run_syscall_threads,
+    "selftime": run_selftime,
+    "churn": run_churn,
+    "phases": run_phases,
     "serve": run_serve,
 }
 

@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Call statistics summed in the kernel: per Python function (function__return, and
+ * function__entry for times) and, when asked, per syscall (raw sys_enter / sys_exit). Nothing
+ * is sent per call; user space reads the sums once per interval (aggregate.bpf.h).
+ *
+ * A function is keyed by its names' contents, never by the code object's address: CPython frees
+ * code objects and reuses their memory for others. The key is a 128-bit hash of the file and
+ * function names and their lengths; the names themselves are stored once per key.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h>
+#include "usdtrace.h"
+#include "aggregate.bpf.h"
+#include "syscall_filter.bpf.h"
+
+/* Deeper frames are counted but not timed. */
+#define MAX_TIMED_DEPTH 256
+/* Room for one name read: USDTRACE_NAME_MAX bytes, one more to detect a longer name, the NUL. */
+#define NAME_READ (USDTRACE_NAME_MAX + 2)
+#define NAME_WORDS (2 * USDTRACE_NAME_MAX / 8)
+
+struct frame {
+	__u64 entry_ns;
+	__u64 callee_ns; /* time spent in the traced functions it called */
+};
+
+struct thread_frames {
+	__u32 depth;
+	struct frame frames[MAX_TIMED_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct thread_frames);
+} threads SEC(".maps");
+
+/* Per function: sized by user space (maxFunctions). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct function_key);
+	__type(value, struct latency_stats);
+} function_stats_even SEC(".maps"), function_stats_odd SEC(".maps");
+
+/* Kept for the whole session: user space reads it only when a snapshot holds a key it has not named yet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct function_key);
+	__type(value, struct function_names);
+} function_names SEC(".maps");
+
+/* The names are read here, packed as function_names holds them; the slack takes a full-size read of the function name. */
+struct names_scratch {
+	struct function_names names;
+	char slack[NAME_READ - USDTRACE_NAME_MAX + 8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct names_scratch);
+} scratch SEC(".maps");
+
+struct syscall_in_flight {
+	__u64 entry_ns;
+	__s64 nr; /* -1: none */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct syscall_in_flight);
+} syscall_threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct latency_stats);
+} syscall_stats_even SEC(".maps"), syscall_stats_odd SEC(".maps");
+
+/* Function calls not counted: the function maps were full. */
+__u64 dropped_function_slots = 0;
+/* Function entries not timed: no slot left in `threads`. */
+__u64 dropped_thread_slots = 0;
+/* Syscalls not counted: no slot for the thread, or the syscall map was full. */
+__u64 dropped_syscall_slots = 0;
+
+static const struct thread_frames fresh_thread;
+
+static __always_inline struct thread_frames *thread_of(__u32 tid)
+{
+	struct thread_frames *thread = bpf_map_lookup_elem(&threads, &tid);
+
+	if (thread)
+		return thread;
+	if (bpf_map_update_elem(&threads, &tid, &fresh_thread, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&threads, &tid)) {
+		__sync_fetch_and_add(&dropped_thread_slots, 1);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&threads, &tid);
+}
+
+SEC("usdt")
+int on_function_entry(struct pt_regs *ctx)
+{
+	struct thread_frames *thread = thread_of((__u32)bpf_get_current_pid_tgid());
+	__u32 depth;
+
+	if (!thread)
+		return 0;
+	depth = thread->depth;
+	if (depth < MAX_TIMED_DEPTH) {
+		thread->frames[depth].entry_ns = bpf_ktime_get_ns();
+		thread->frames[depth].callee_ns = 0;
+	}
+	thread->depth = depth + 1;
+	return 0;
+}
+
+static __always_inline __u64 rotl(__u64 x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+static __always_inline __u64 fmix(__u64 h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+/*
+ * MurmurHash3-style 128-bit hash of the packed names, seeded with both lengths so that the
+ * boundary between file and function is part of the key. Not built to resist names crafted to
+ * collide; for any two real names a collision has a probability around 2^-128.
+ */
+static __always_inline void hash_names(const struct function_names *names, struct function_key *key)
+{
+	const __u64 c1 = 0x87c37b91114253d5ULL, c2 = 0x4cf5ad432745937fULL;
+	__u32 total = names->file_len + names->func_len;
+	__u64 lengths = ((__u64)names->file_len << 16) | names->func_len;
+	__u64 h1 = lengths, h2 = ~lengths;
+
+	for (__u32 i = 0; i < NAME_WORDS; i++) {
+		__u32 at = i * 8;
+		__u64 word, k1, k2;
+
+		if (at >= total)
+			break;
+		word = *(const __u64 *)(names->names + at);
+		if (total - at < 8)
+			word &= (1ULL << ((total - at) * 8)) - 1;
+		k1 = rotl(word * c1, 31) * c2;
+		h1 = (rotl(h1 ^ k1, 27) + h2) * 5 + 0x52dce729;
+		k2 = rotl(word * c2, 33) * c1;
+		h2 = (rotl(h2 ^ k2, 31) + h1) * 5 + 0x38495ab5;
+	}
+	h1 ^= total;
+	h2 ^= total;
+	h1 += h2;
+	h2 += h1;
+	h1 = fmix(h1);
+	h2 = fmix(h2);
+	h1 += h2;
+	h2 += h1;
+	key->hash[0] = h1;
+	key->hash[1] = h2;
+}
+
+/* Reads a name to `dst`, cut to USDTRACE_NAME_MAX; returns its length. */
+static __always_inline __u32 read_name(char *dst, __u64 src, __u8 *truncated)
+{
+	long copied = bpf_probe_read_user_str(dst, NAME_READ, (const void *)src);
+
+	if (copied <= 1)
+		return 0;
+	if (copied - 1 > USDTRACE_NAME_MAX) {
+		*truncated = 1;
+		return USDTRACE_NAME_MAX;
+	}
+	return copied - 1;
+}
+
+/* Pops the returning frame: its duration and self time, charged to its caller as callee time. */
+static __always_inline bool pop_frame(__u64 now, __u64 *duration_ns, __u64 *self_ns)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct thread_frames *thread = bpf_map_lookup_elem(&threads, &tid);
+	struct frame *frame;
+	__u32 depth;
+
+	if (!thread || thread->depth == 0)
+		return false;
+	depth = thread->depth - 1;
+	thread->depth = depth;
+	if (depth >= MAX_TIMED_DEPTH)
+		return false;
+	/* The masks change nothing (depth < MAX_TIMED_DEPTH, a power of two); they show the verifier the bound. */
+	frame = &thread->frames[depth & (MAX_TIMED_DEPTH - 1)];
+	*duration_ns = now - frame->entry_ns;
+	*self_ns = *duration_ns > frame->callee_ns ? *duration_ns - frame->callee_ns : 0;
+	if (depth > 0)
+		thread->frames[(depth - 1) & (MAX_TIMED_DEPTH - 1)].callee_ns += *duration_ns;
+	return true;
+}
+
+SEC("usdt")
+int on_function_return(struct pt_regs *ctx)
+{
+	__u64 duration_ns = 0, self_ns = 0;
+	bool timed = pop_frame(bpf_ktime_get_ns(), &duration_ns, &self_ns);
+	__u32 zero = 0;
+	struct names_scratch *buffer = bpf_map_lookup_elem(&scratch, &zero);
+	struct function_names *names;
+	struct function_key key;
+	struct latency_stats *stats;
+	long file = 0, func = 0;
+	__u32 file_len, half;
+
+	if (!buffer)
+		return 0;
+	names = &buffer->names;
+	names->truncated = 0;
+	bpf_usdt_arg(ctx, 0, &file);
+	bpf_usdt_arg(ctx, 1, &func);
+	file_len = read_name(names->names, file, &names->truncated);
+	names->file_len = file_len;
+	names->func_len = read_name(names->names + file_len, func, &names->truncated);
+	hash_names(names, &key);
+
+	half = enter_half();
+	if (half == HALF_NONE)
+		return 0;
+	stats = bpf_map_lookup_elem(half ? &function_stats_odd : &function_stats_even, &key);
+	if (!stats) {
+		/* First call in this interval: make sure the names are known, then open the entry. */
+		if (!bpf_map_lookup_elem(&function_names, &key))
+			bpf_map_update_elem(&function_names, &key, names, BPF_NOEXIST);
+		if (bpf_map_lookup_elem(&function_names, &key))
+			stats = stats_entry(half ? (void *)&function_stats_odd : (void *)&function_stats_even, &key);
+	}
+	if (stats)
+		add_call(stats, timed, duration_ns, self_ns);
+	else
+		__sync_fetch_and_add(&dropped_function_slots, 1);
+	leave_half(half);
+	return 0;
+}
+
+/* Counts a syscall into the current half. */
+static __always_inline void count_syscall(__u32 nr, bool timed, __u64 duration_ns)
+{
+	__u32 half = enter_half();
+	struct latency_stats *stats;
+
+	if (half == HALF_NONE)
+		return;
+	stats = stats_entry(half ? (void *)&syscall_stats_odd : (void *)&syscall_stats_even, &nr);
+	if (stats)
+		add_call(stats, timed, duration_ns, duration_ns);
+	else
+		__sync_fetch_and_add(&dropped_syscall_slots, 1);
+	leave_half(half);
+}
+
+static const struct syscall_in_flight idle_syscall = { .nr = -1 };
+
+SEC("raw_tp")
+int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	long nr = (long)ctx->args[1];
+	__u8 flags = traced_syscall(pid_tgid >> 32, nr);
+	struct syscall_in_flight *slot;
+
+	if (!flags)
+		return 0;
+	/* exit and exit_group never reach sys_exit: counted as they begin, without a time. */
+	if (flags & SYSCALL_NEVER_RETURNS) {
+		count_syscall((__u32)nr, false, 0);
+		return 0;
+	}
+	slot = bpf_map_lookup_elem(&syscall_threads, &tid);
+	if (!slot) {
+		bpf_map_update_elem(&syscall_threads, &tid, &idle_syscall, BPF_NOEXIST);
+		slot = bpf_map_lookup_elem(&syscall_threads, &tid);
+	}
+	if (!slot) {
+		__sync_fetch_and_add(&dropped_syscall_slots, 1);
+		return 0;
+	}
+	slot->entry_ns = bpf_ktime_get_ns();
+	slot->nr = nr;
+	return 0;
+}
+
+SEC("raw_tp")
+int on_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct syscall_in_flight *slot = bpf_map_lookup_elem(&syscall_threads, &tid);
+	__s64 nr;
+
+	if (!slot || slot->nr < 0)
+		return 0;
+	nr = slot->nr;
+	slot->nr = -1;
+	count_syscall((__u32)nr, true, bpf_ktime_get_ns() - slot->entry_ns);
+	return 0;
+}
+
+/* sched_process_exit: a thread's state goes with it, so a later thread reusing its id starts clean. */
+SEC("raw_tp")
+int forget_thread(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	bpf_map_delete_elem(&threads, &tid);
+	bpf_map_delete_elem(&syscall_threads, &tid);
+	return 0;
+}
+
+/* See calls.bpf.c: raises CPython 3.11's line semaphore, which its function__entry needs. */
+SEC("uprobe")
+int hold_semaphore(struct pt_regs *ctx)
+{
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: MIT
+/*
+ * System calls of the traced processes, the strace view: raw sys_enter / sys_exit tracepoints,
+ * paired per thread here so each syscall arrives as one record with its arguments, its return
+ * value and its duration. A path argument is read at entry, while the caller's memory holds it.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "usdtrace.h"
+#include "ringbuf.bpf.h"
+#include "syscall_filter.bpf.h"
+
+/* Room for one path read: USDTRACE_NAME_MAX bytes, one more to detect a longer one, the NUL. */
+#define DETAIL_READ (USDTRACE_NAME_MAX + 2)
+
+/* A thread's syscall in flight, already laid out as the record it becomes on return. */
+struct syscall_record {
+	struct syscall_event event;
+	char detail[DETAIL_READ];
+};
+
+/* One slot per traced thread, reused for each of its syscalls; timestamp_ns 0 = none in flight. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct syscall_record);
+} in_flight SEC(".maps");
+
+/* Syscalls not traced because their thread could not get a slot in `in_flight`. */
+__u64 dropped_thread_slots = 0;
+
+static const struct syscall_record idle_record;
+
+static __always_inline struct syscall_record *slot_of(__u32 tid)
+{
+	struct syscall_record *record = bpf_map_lookup_elem(&in_flight, &tid);
+
+	if (record)
+		return record;
+	if (bpf_map_update_elem(&in_flight, &tid, &idle_record, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&in_flight, &tid)) {
+		__sync_fetch_and_add(&dropped_thread_slots, 1);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&in_flight, &tid);
+}
+
+static __always_inline void send(struct syscall_record *record)
+{
+	__u32 len = record->event.detail_len;
+
+	if (len > USDTRACE_NAME_MAX)
+		len = USDTRACE_NAME_MAX;
+	submit_event(record, sizeof(record->event) + len);
+	record->event.timestamp_ns = 0;
+}
+
+/* Reads the path argument named by `flags` into the record's detail. */
+static __always_inline void read_path(struct syscall_record *record, __u8 flags)
+{
+	__u32 arg = (flags & SYSCALL_PATH_ARG_MASK) >> SYSCALL_PATH_ARG_SHIFT;
+	long copied;
+
+	record->event.detail_len = 0;
+	if (arg == 0 || arg > 6)
+		return;
+	copied = bpf_probe_read_user_str(record->detail, DETAIL_READ,
+					 (const void *)record->event.args[arg - 1]);
+	if (copied <= 1)
+		return;
+	if (copied - 1 > USDTRACE_NAME_MAX) {
+		record->event.flags |= SYSCALL_DETAIL_TRUNCATED;
+		copied = USDTRACE_NAME_MAX + 1;
+	}
+	record->event.detail_len = copied - 1;
+}
+
+SEC("raw_tp")
+int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	long nr = (long)ctx->args[1];
+	__u8 flags = traced_syscall(pid_tgid >> 32, nr);
+	struct syscall_record *record;
+
+	if (!flags)
+		return 0;
+	record = slot_of((__u32)pid_tgid);
+	if (!record)
+		return 0;
+	record->event.timestamp_ns = bpf_ktime_get_ns();
+	record->event.duration_ns = 0;
+	record->event.ret = 0;
+	record->event.pid = pid_tgid >> 32;
+	record->event.tid = (__u32)pid_tgid;
+	record->event.nr = (__u32)nr;
+	record->event.flags = 0;
+	read_syscall_args((struct pt_regs *)ctx->args[0], record->event.args);
+	read_path(record, flags);
+	/* exit and exit_group never reach sys_exit: they are reported as they begin. */
+	if (flags & SYSCALL_NEVER_RETURNS)
+		send(record);
+	return 0;
+}
+
+SEC("raw_tp")
+int on_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct syscall_record *record = bpf_map_lookup_elem(&in_flight, &tid);
+
+	if (!record || record->event.timestamp_ns == 0)
+		return 0;
+	record->event.duration_ns = bpf_ktime_get_ns() - record->event.timestamp_ns;
+	record->event.ret = (__s64)ctx->args[1];
+	record->event.flags |= SYSCALL_RETURNED;
+	send(record);
+	return 0;
+}
+
+/* sched_process_exit: a thread's slot goes with it, so a later thread reusing its id starts clean. */
+SEC("raw_tp")
+int forget_thread(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	bpf_map_delete_elem(&in_flight, &tid);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,302 @@
+import { attachPythonProbe, explainNativeError, openSession, raiseLineSemaphore } from './attach.js'
+import type { MapDump, NativeSession } from './binding.js'
+import { TraceError } from './errors.js'
+import { FUNCTION_KEY, FUNCTION_NAMES, HISTOGRAM_BUCKETS, LATENCY_STATS } from './layout.js'
+import { syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
+import { attachSyscallTracepoints } from './syscalls.js'
+import { resolveTargets, type TargetOptions } from './targets.js'
+import { Trace, sumDropped, type OpenedSession, type Sampler } from './trace.js'
+
+/** Calls and, for the timed ones, their time; the times are undefined when no call was timed. */
+export interface LatencySummary {
+  /** Calls counted in the interval. */
+  calls: number
+  /** Calls with a known duration: those whose start was traced (every call of a syscall). */
+  timedCalls: number
+  /** inclusive */
+  totalNs?: bigint
+  /** The shortest timed call; only with timed calls. */
+  minNs?: bigint
+  /** The longest timed call; only with timed calls. */
+  maxNs?: bigint
+  /** histogram[k]: timed calls that took [2^k, 2^(k+1)) ns (k = 0 also 0 ns); cut after the last non-zero bucket */
+  histogram?: number[]
+}
+
+export interface FunctionStats extends LatencySummary {
+  /** The function's source file, as the interpreter reports it. */
+  file: string
+  /** The function's name. */
+  func: string
+  /** exclusive: total minus the time spent in the traced functions it called */
+  selfNs?: bigint
+  /** the file or function name was longer than 512 bytes and was cut to that */
+  truncated: boolean
+}
+
+export interface SyscallStats extends LatencySummary {
+  /** e.g. 'openat' */
+  name: string
+  /** The syscall number on this architecture. */
+  nr: number
+}
+
+/** One interval's statistics. */
+export interface CallStatsSnapshot {
+  /** The interval covered: CLOCK_MONOTONIC, comparable with process.hrtime.bigint(). */
+  startNs: bigint
+  /** Where the interval ends, on the same clock. */
+  endNs: bigint
+  /** By total time (by calls without latency), the `top` first. */
+  functions: FunctionStats[]
+  /** With the `syscalls` option: the same per syscall. */
+  syscalls?: SyscallStats[]
+  /** Calls in this interval that were not counted or not timed because a kernel map was full. */
+  dropped: number
+  /** The snapshot taken once every traced process has exited. */
+  final: boolean
+}
+
+export interface CallStatsOptions extends TargetOptions {
+  /** Aborting detaches every probe; a pending or later `next()` rejects with an AbortError. */
+  signal?: AbortSignal
+  /** A snapshot every this many milliseconds (default 1000; Infinity: only the final one). */
+  intervalMs?: number
+  /** Keep only this many functions (and syscalls) per snapshot. */
+  top?: number
+  /**
+   * Time the calls (default): total, self, min, max and histogram, which takes the entry probe
+   * too. `false` counts returns only: on CPython 3.11 the target then runs at native speed.
+   */
+  latency?: boolean
+  /** Also sum syscalls: `true` for all, or the names of those wanted. Needs `{ pid }` or `{ pids }`. */
+  syscalls?: boolean | string[]
+  /** Distinct functions the kernel can hold (default 16384); calls of more are counted in `dropped`. */
+  maxFunctions?: number
+}
+
+/** What `callStats` returns: an async iterator of snapshots. */
+export type CallStats = Trace<CallStatsSnapshot>
+
+const DEFAULT_INTERVAL_MS = 1000
+const DEFAULT_MAX_FUNCTIONS = 16384
+// A writer runs for microseconds; one still registered after this is a bug, not a slow CPU.
+const QUIESCE_LIMIT_MS = 10_000
+
+/**
+ * Per-function call statistics of running CPython processes, summed in the kernel and read as a
+ * snapshot per interval, plus one when every traced process has exited. Like a trace, it
+ * attaches at once (`await stats.ready`), and `break`, `close()` or the signal detach it.
+ */
+export function callStats(pid: number, options?: CallStatsOptions): CallStats
+export function callStats(options: CallStatsOptions): CallStats
+export function callStats(pidOrOptions: number | CallStatsOptions, maybeOptions: CallStatsOptions = {}): CallStats {
+  const options = typeof pidOrOptions === 'number' ? { ...maybeOptions, pid: pidOrOptions } : pidOrOptions
+  return new Trace(() => openCallStats(options), null, options)
+}
+
+interface Settings {
+  intervalMs: number
+  top: number
+  latency: boolean
+  maxFunctions: number
+}
+
+function checkOptions(options: CallStatsOptions): Settings {
+  const intervalMs = options.intervalMs ?? DEFAULT_INTERVAL_MS
+  if (typeof intervalMs !== 'number' || !(intervalMs > 0)) {
+    throw new TraceError('INVALID_ARGUMENT', `intervalMs must be a positive number of milliseconds (or Infinity), got ${String(intervalMs)}`)
+  }
+  const top = options.top ?? Infinity
+  if (top !== Infinity && (!Number.isInteger(top) || top <= 0)) {
+    throw new TraceError('INVALID_ARGUMENT', `top must be a positive integer, got ${String(top)}`)
+  }
+  const maxFunctions = options.maxFunctions ?? DEFAULT_MAX_FUNCTIONS
+  if (!Number.isInteger(maxFunctions) || maxFunctions <= 0 || maxFunctions > 2 ** 24) {
+    throw new TraceError('INVALID_ARGUMENT', `maxFunctions must be an integer from 1 to ${2 ** 24}, got ${String(maxFunctions)}`)
+  }
+  return { intervalMs, top, latency: options.latency ?? true, maxFunctions }
+}
+
+async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<CallStatsSnapshot>> {
+  const settings = checkOptions(options)
+  const syscalls = options.syscalls ?? false
+  let table: SyscallTable | undefined
+  let wanted: number[] | undefined
+  if (syscalls !== false) {
+    if (options.binary !== undefined) {
+      throw new TraceError(
+        'INVALID_ARGUMENT',
+        'callStats with syscalls follows processes by pid and cannot take { binary }: the kernel attributes syscalls ' +
+          'to processes, not to files; pass { pid } or { pids: [...] }, or leave syscalls out',
+      )
+    }
+    table = syscallTable()
+    wanted = syscalls === true ? undefined : syscallNumbers(table, syscalls)
+  }
+  const { targets, exitPids } = await resolveTargets(options, 'calls')
+  const functionSlots = settings.maxFunctions
+  const session = openSession(
+    {
+      object: 'callstats',
+      maxEntries: {
+        function_stats_even: functionSlots,
+        function_stats_odd: functionSlots,
+        function_names: functionSlots,
+        traced_tgids: targets.length,
+      },
+      constants: { every_syscall: wanted === undefined ? 1 : 0 },
+    },
+    targets,
+  )
+  try {
+    for (const target of targets) {
+      attachPythonProbe(session, target, 'on_function_return', 'function__return')
+      if (!settings.latency) continue
+      attachPythonProbe(session, target, 'on_function_entry', 'function__entry')
+      if (target.capabilities.calls.mode === 'line-semaphore') raiseLineSemaphore(session, target, 'hold_semaphore')
+    }
+    if (table) {
+      attachSyscallTracepoints(session, targets, table, wanted, 'forget_thread')
+    } else if (settings.latency) {
+      try {
+        session.attachRawTracepoint('forget_thread', 'sched_process_exit')
+      } catch (error) {
+        throw explainNativeError(error, targets[0]!, 'attaching to the sched_process_exit tracepoint')
+      }
+    }
+  } catch (error) {
+    await session.close()
+    throw error
+  }
+  return { session, exitPids, sampler: new CallStatsSampler(session, settings, table) }
+}
+
+/**
+ * Reads a snapshot by switching the kernel to the other half of its maps, waiting until no
+ * program still writes into the finished half, then taking (reading and emptying) that half
+ * (bpf/aggregate.bpf.h).
+ */
+class CallStatsSampler implements Sampler<CallStatsSnapshot> {
+  readonly intervalMs: number
+  #session: NativeSession
+  #settings: Settings
+  #table: SyscallTable | undefined
+  #generation = 0n
+  #startNs = process.hrtime.bigint()
+  #dropped = 0n
+  /** Function names by key (hex), fetched from the kernel the first time a key is seen. */
+  #names = new Map<string, { file: string; func: string; truncated: boolean }>()
+
+  constructor(session: NativeSession, settings: Settings, table: SyscallTable | undefined) {
+    this.#session = session
+    this.#settings = settings
+    this.#table = table
+    this.intervalMs = settings.intervalMs
+  }
+
+  async read(final: boolean): Promise<CallStatsSnapshot> {
+    const half = this.#generation & 1n ? 'odd' : 'even'
+    const endNs = process.hrtime.bigint()
+    this.#generation++
+    const generation = new Uint8Array(8)
+    new DataView(generation.buffer).setBigUint64(0, this.#generation, true)
+    this.#session.updateMap('generation', new Uint8Array(4), generation)
+    await this.#quiesce(`writers_${half}`)
+
+    const functions = this.#functions(this.#session.dumpMap(`function_stats_${half}`, true))
+    const syscalls = this.#table && this.#syscalls(this.#table, this.#session.dumpMap(`syscall_stats_${half}`, true))
+    const dropped = sumDropped(this.#session.counters())
+    const snapshot: CallStatsSnapshot = {
+      startNs: this.#startNs,
+      endNs,
+      functions: this.#rank(functions),
+      ...(syscalls && { syscalls: this.#rank(syscalls) }),
+      dropped: Number(dropped - this.#dropped),
+      final,
+    }
+    this.#startNs = endNs
+    this.#dropped = dropped
+    return snapshot
+  }
+
+  async #quiesce(writers: string): Promise<void> {
+    const deadline = performance.now() + QUIESCE_LIMIT_MS
+    while (this.#session.counters()[writers] !== 0n) {
+      if (performance.now() > deadline) {
+        throw new TraceError('ATTACH_FAILED', `the kernel side of callStats never released ${writers}; please report this bug`)
+      }
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
+
+  #functions(dump: MapDump): FunctionStats[] {
+    const view = new DataView(dump.values.buffer, dump.values.byteOffset, dump.values.byteLength)
+    const rows: FunctionStats[] = []
+    for (let i = 0; i < dump.count; i++) {
+      const key = dump.keys.toString('hex', i * FUNCTION_KEY.size, (i + 1) * FUNCTION_KEY.size)
+      const names = this.#names.get(key) ?? this.#fetchNames(key)
+      const at = i * dump.valueSize
+      const summary = decodeLatency(view, at)
+      const self = summary.timedCalls > 0 ? { selfNs: view.getBigUint64(at + LATENCY_STATS.fields.self_ns, true) } : {}
+      rows.push({ ...names, ...summary, ...self })
+    }
+    return rows
+  }
+
+  /** Reads every name the kernel holds into the cache; the names of a key are stored before its first count. */
+  #fetchNames(wanted: string): { file: string; func: string; truncated: boolean } {
+    const dump = this.#session.dumpMap('function_names', false)
+    const { fields } = FUNCTION_NAMES
+    for (let i = 0; i < dump.count; i++) {
+      const at = i * dump.valueSize
+      const fileLen = dump.values.readUInt16LE(at + fields.file_len)
+      const funcLen = dump.values.readUInt16LE(at + fields.func_len)
+      const names = at + fields.names
+      this.#names.set(dump.keys.toString('hex', i * FUNCTION_KEY.size, (i + 1) * FUNCTION_KEY.size), {
+        file: dump.values.toString('utf8', names, names + fileLen),
+        func: dump.values.toString('utf8', names + fileLen, names + fileLen + funcLen),
+        truncated: dump.values.readUInt8(at + fields.truncated) !== 0,
+      })
+    }
+    const names = this.#names.get(wanted)
+    if (!names) throw new Error(`usdtrace: the kernel counted function ${wanted} but holds no names for it`)
+    return names
+  }
+
+  #syscalls(table: SyscallTable, dump: MapDump): SyscallStats[] {
+    const view = new DataView(dump.values.buffer, dump.values.byteOffset, dump.values.byteLength)
+    const rows: SyscallStats[] = []
+    for (let i = 0; i < dump.count; i++) {
+      const nr = dump.keys.readUInt32LE(i * 4)
+      rows.push({ name: table.nameOf(nr), nr, ...decodeLatency(view, i * dump.valueSize) })
+    }
+    return rows
+  }
+
+  #rank<T extends LatencySummary>(rows: T[]): T[] {
+    rows.sort((a, b) => {
+      const byTime = (b.totalNs ?? 0n) - (a.totalNs ?? 0n)
+      return byTime !== 0n ? (byTime > 0n ? 1 : -1) : b.calls - a.calls
+    })
+    return rows.length > this.#settings.top ? rows.slice(0, this.#settings.top) : rows
+  }
+}
+
+function decodeLatency(view: DataView, at: number): LatencySummary {
+  const { fields } = LATENCY_STATS
+  const calls = Number(view.getBigUint64(at + fields.calls, true))
+  const timedCalls = Number(view.getBigUint64(at + fields.timed_calls, true))
+  if (timedCalls === 0) return { calls, timedCalls }
+  const histogram: number[] = []
+  for (let k = 0; k < HISTOGRAM_BUCKETS; k++) histogram.push(Number(view.getBigUint64(at + fields.histogram + 8 * k, true)))
+  while (histogram.at(-1) === 0) histogram.pop()
+  return {
+    calls,
+    timedCalls,
+    totalNs: view.getBigUint64(at + fields.total_ns, true),
+    minNs: view.getBigUint64(at + fields.min_ns, true),
+    maxNs: view.getBigUint64(at + fields.max_ns, true),
+    histogram,
+  }
+}

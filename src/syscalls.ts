@@ -1,0 +1,163 @@
+import { explainNativeError, openSession } from './attach.js'
+import type { NativeSession } from './binding.js'
+import { errnoName } from './errno.js'
+import type { TraceSubject } from './inspect.js'
+import {
+  SYSCALL_DETAIL_TRUNCATED,
+  SYSCALL_EVENT,
+  SYSCALL_NEVER_RETURNS,
+  SYSCALL_PATH_ARG_SHIFT,
+  SYSCALL_RETURNED,
+  SYSCALL_TABLE_SIZE,
+  SYSCALL_WANTED,
+} from './layout.js'
+import { NEVER_RETURN, PATH_ARGUMENTS, syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
+import { resolveProcesses, type TargetOptions } from './targets.js'
+import { Trace, ringBufferBytes, type OpenedSession, type StreamOptions } from './trace.js'
+
+/** One system call of a traced process, as it returned (exit and exit_group: as it began). */
+export interface SyscallEvent {
+  /** The traced process. */
+  pid: number
+  /** The kernel thread id; the main thread's is the pid. */
+  tid: number
+  /** When the call began: CLOCK_MONOTONIC, comparable with process.hrtime.bigint() */
+  timestampNs: bigint
+  /** e.g. 'openat'; `syscall_N` for a number the table does not know */
+  name: string
+  /** The syscall number on this architecture. */
+  nr: number
+  /** The six raw argument registers, unsigned; a syscall taking fewer leaves the rest meaningless. */
+  args: bigint[]
+  /** The raw return value; undefined for exit and exit_group, which never return. */
+  ret: bigint | undefined
+  /** The error's name when the call failed (ret in [-4095, -1]), e.g. 'ENOENT'. */
+  errno: string | undefined
+  /** From entry to return; undefined when it never returned (exit, exit_group). */
+  durationNs: bigint | undefined
+  /** The path argument of file syscalls (openat, execve, the stat family, ...), read as the call began. */
+  path: string | undefined
+  /** The path was longer than 512 bytes and arrives cut to that. */
+  truncated: boolean
+}
+
+export interface TraceSyscallsOptions extends StreamOptions, TargetOptions {
+  /** Only these syscalls (filtered in the kernel); every syscall when left out. */
+  names?: string[]
+}
+
+/** What `traceSyscalls` returns: an async iterator of syscall events. */
+export type SyscallTrace = Trace<SyscallEvent>
+
+/**
+ * Streams the system calls of running processes (any program, not only Python), the strace
+ * view, through the raw sys_enter / sys_exit tracepoints. The processes are named by pid; the
+ * trace ends when all of them have exited.
+ */
+export function traceSyscalls(pid: number, options?: TraceSyscallsOptions): SyscallTrace
+export function traceSyscalls(options: TraceSyscallsOptions): SyscallTrace
+export function traceSyscalls(
+  pidOrOptions: number | TraceSyscallsOptions,
+  maybeOptions: TraceSyscallsOptions = {},
+): SyscallTrace {
+  const options = typeof pidOrOptions === 'number' ? { ...maybeOptions, pid: pidOrOptions } : pidOrOptions
+  let table: SyscallTable | undefined
+  return new Trace(
+    async () => {
+      table = syscallTable()
+      return openSyscallSession(options, table)
+    },
+    (view, bytes, offset) => decodeSyscall(table!, view, bytes, offset),
+    options,
+  )
+}
+
+async function openSyscallSession(options: TraceSyscallsOptions, table: SyscallTable): Promise<OpenedSession> {
+  const ringBytes = ringBufferBytes(options)
+  const wanted = options.names === undefined ? undefined : syscallNumbers(table, options.names)
+  const { targets, exitPids } = await resolveProcesses(options, 'traceSyscalls')
+  const session = openSession(
+    {
+      object: 'syscalls',
+      maxEntries: { events: ringBytes, traced_tgids: targets.length },
+      constants: { wakeup_bytes: ringBytes / 8, every_syscall: wanted === undefined ? 1 : 0 },
+    },
+    targets,
+  )
+  try {
+    attachSyscallTracepoints(session, targets, table, wanted, 'forget_thread')
+  } catch (error) {
+    await session.close()
+    throw error
+  }
+  return { session, exitPids }
+}
+
+/**
+ * Fills the syscall filter of a session whose object includes syscall_filter.bpf.h (the traced
+ * processes; `wanted` numbers, or every syscall when undefined) and attaches its sys_enter and
+ * sys_exit programs, and the program that forgets an exiting thread's state.
+ */
+export function attachSyscallTracepoints(
+  session: NativeSession,
+  targets: TraceSubject[],
+  table: SyscallTable,
+  wanted: number[] | undefined,
+  forgetThread: string,
+): void {
+  const what = 'attaching to the sys_enter and sys_exit tracepoints'
+  try {
+    const present = new Uint8Array([1])
+    for (const { pid } of targets) session.updateMap('traced_tgids', u32(pid), present)
+    for (const [nr, flags] of syscallFlags(table, wanted)) session.updateMap('syscall_flags', u32(nr), new Uint8Array([flags]))
+    session.attachRawTracepoint('on_sys_enter', 'sys_enter')
+    session.attachRawTracepoint('on_sys_exit', 'sys_exit')
+    session.attachRawTracepoint(forgetThread, 'sched_process_exit')
+  } catch (error) {
+    throw explainNativeError(error, targets[0]!, what)
+  }
+}
+
+/** The non-zero enum syscall_flags of each number in the table. */
+function syscallFlags(table: SyscallTable, wanted: number[] | undefined): Map<number, number> {
+  const flags = new Map<number, number>()
+  const add = (nr: number | undefined, bits: number) => {
+    if (nr !== undefined && nr < SYSCALL_TABLE_SIZE) flags.set(nr, (flags.get(nr) ?? 0) | bits)
+  }
+  for (const nr of wanted ?? []) add(nr, SYSCALL_WANTED)
+  for (const name of NEVER_RETURN) add(table.numberOf(name), SYSCALL_NEVER_RETURNS)
+  for (const [name, index] of Object.entries(PATH_ARGUMENTS)) add(table.numberOf(name), (index + 1) << SYSCALL_PATH_ARG_SHIFT)
+  return flags
+}
+
+function u32(value: number): Uint8Array {
+  const bytes = new Uint8Array(4)
+  new DataView(bytes.buffer).setUint32(0, value, true)
+  return bytes
+}
+
+const { fields } = SYSCALL_EVENT
+
+function decodeSyscall(table: SyscallTable, view: DataView, bytes: Buffer, offset: number): SyscallEvent {
+  const flags = view.getUint8(offset + fields.flags)
+  const nr = view.getUint32(offset + fields.nr, true)
+  const detailLen = view.getUint16(offset + fields.detail_len, true)
+  const detail = offset + SYSCALL_EVENT.size
+  const args = new Array<bigint>(6)
+  for (let i = 0; i < 6; i++) args[i] = view.getBigUint64(offset + fields.args + 8 * i, true)
+  const returned = (flags & SYSCALL_RETURNED) !== 0
+  const ret = returned ? view.getBigInt64(offset + fields.ret, true) : undefined
+  return {
+    pid: view.getUint32(offset + fields.pid, true),
+    tid: view.getUint32(offset + fields.tid, true),
+    timestampNs: view.getBigUint64(offset + fields.timestamp_ns, true),
+    name: table.nameOf(nr),
+    nr,
+    args,
+    ret,
+    errno: ret === undefined ? undefined : errnoName(ret),
+    durationNs: returned ? view.getBigUint64(offset + fields.duration_ns, true) : undefined,
+    path: detailLen > 0 ? bytes.toString('utf8', detail, detail + detailLen) : undefined,
+    truncated: (flags & SYSCALL_DETAIL_TRUNCATED) !== 0,
+  }
+}
