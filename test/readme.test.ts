@@ -2,10 +2,11 @@
 // exports is named in it, and every `js`/`ts` block type-checks against the package's types
 // (tsc --strict) and runs against a live python3.11.
 //
-// The convention for blocks: `pid` is in scope, the pid of a python3.11 that handles a ~2 ms
-// request after another until it is killed; a block that calls `require` runs as CommonJS. A
-// block must print something: once it has, the target is killed, which ends any trace it holds.
-// A block preceded by `<!-- no-run: why -->` is only type-checked.
+// The convention for blocks: `pid` is in scope (unless the block declares it) and is
+// process.argv[2], the pid of a python3.11 that handles requests (a file read and a ~2 ms sleep)
+// until it is killed; a block that calls `require` runs as CommonJS. A block must print
+// something: once it has, the target is killed, which ends any trace it holds. A block preceded
+// by `<!-- no-run: why -->` is only type-checked.
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
@@ -132,7 +133,8 @@ blocks.forEach((block, index) => {
             .outputText
         : block.code
     const file = fileName(block, index).replace(/\.mts$/, '.mjs').replace(/\.cts$/, '.cjs')
-    writeFileSync(join(dir, file), `const pid = Number(process.argv[2])\n${source}`)
+    const declaresPid = /^\s*(const|let|var) pid\b/m.test(source)
+    writeFileSync(join(dir, file), declaresPid ? source : `const pid = Number(process.argv[2])\n${source}`)
 
     const target = await startWorkload(t, ['serve'])
     target.go()
