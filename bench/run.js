@@ -183,13 +183,14 @@ async function overhead() {
   return samples
 }
 
+/** One flood: how many returns the target made, how many the consumer got, how many were lost. */
 async function flood(consumer, ringBytes) {
   const target = await startTarget(['flood', String(FLOOD_SECONDS)])
-  let delivered, lost
+  let produced, delivered, lost
   if (consumer === 'c') {
     const reference = await startTool(REFERENCE, ['drain', String(target.pid), python, String(ringBytes)], /^attached/)
     target.send()
-    await target.line()
+    produced = Number(await target.line())
     await sleep(50)
     await reference.stop()
     ;[delivered, lost] = reference.output.at(-1).split(' ').map(Number)
@@ -198,14 +199,15 @@ async function flood(consumer, ringBytes) {
     await trace.ready
     const consumer = consume(trace)
     target.send()
-    await target.line()
+    produced = Number(await target.line())
     await sleep(50)
     lost = trace.lost
     delivered = consumer.events
     await consumer.stop()
   }
   await target.stop()
-  return { perSecond: delivered / FLOOD_SECONDS, lost }
+  // The leaf calls plus the few frames around them (the flood loop, the module) that also return.
+  return { perSecond: produced / FLOOD_SECONDS, share: Math.min(delivered / produced, 1), lost }
 }
 
 async function cost() {
@@ -267,6 +269,7 @@ for (const ring of [8 << 20, 64 << 20]) {
     }
     deliveries[`${consumer}:${ring}`] = {
       perSecond: median(runs.map((r) => r.perSecond)),
+      share: median(runs.map((r) => r.share)),
       lost: median(runs.map((r) => r.lost)),
     }
   }
@@ -307,18 +310,21 @@ out.push(
 )
 out.push('## 2. Delivery: a flood of returns into a consumer', '')
 out.push(
-  `One python3.11 calling a trivial function for ${FLOOD_SECONDS} s; returns only. When both consumers ` +
-    'deliver every event, the producer is the limit and the ratio only says that neither falls behind.',
+  `One python3.11 calling a trivial function as fast as it can for ${FLOOD_SECONDS} s, traced for returns. ` +
+    'The traced program is the bottleneck on this machine (it pays the uprobe per call): when both consumers ' +
+    'take every event, neither is at its ceiling, and the comparison says only that neither falls behind.',
   '',
 )
-out.push('| consumer | ring | events/s delivered | lost |', '|---|---:|---:|---:|')
+out.push('| consumer | ring | returns/s made | share delivered | lost |', '|---|---:|---:|---:|---:|')
 for (const ring of [8 << 20, 64 << 20]) {
   for (const [consumer, label] of [
     ['usdtrace', 'usdtrace traceCalls, for-await'],
     ['c', 'C reference, same BPF object and ring'],
   ]) {
     const d = deliveries[`${consumer}:${ring}`]
-    out.push(`| ${label} | ${ring >> 20} MiB | ${Math.round(d.perSecond).toLocaleString('en')} | ${d.lost} |`)
+    out.push(
+      `| ${label} | ${ring >> 20} MiB | ${Math.round(d.perSecond).toLocaleString('en')} | ${(d.share * 100).toFixed(1)}% | ${d.lost} |`,
+    )
   }
 }
 out.push('', '## 3. Cost of the tracer', '')
@@ -335,14 +341,14 @@ out.push(
 )
 const met = (ok) => (ok ? 'met' : 'NOT met')
 const streamVsFloor = (overheadOf('returns') - 1) / (floorOverhead - 1)
-const drainShare = deliveries[`usdtrace:${8 << 20}`].perSecond / deliveries[`c:${8 << 20}`].perSecond
+const drainShare = deliveries[`usdtrace:${8 << 20}`].share / deliveries[`c:${8 << 20}`].share
 const targets = [
   available('callStats') === true
     ? `- In-kernel aggregation <= 1.1x the floor's overhead: ${((overheadOf('callStats') - 1) / (floorOverhead - 1)).toFixed(2)}x, ${met((overheadOf('callStats') - 1) / (floorOverhead - 1) <= 1.1)}`
     : '- In-kernel aggregation <= 1.1x the floor: not measured (callStats is not in this build)',
   `- Streaming returns <= 1.25x the floor's overhead: ${streamVsFloor.toFixed(2)}x, ${met(streamVsFloor <= 1.25)}`,
   `- 0 lost at default settings: ${deliveries[`usdtrace:${8 << 20}`].lost} lost, ${met(deliveries[`usdtrace:${8 << 20}`].lost === 0)}`,
-  `- Delivered events/s >= 50% of the C drain: ${(drainShare * 100).toFixed(0)}%, ${met(drainShare >= 0.5)}`,
+  `- Delivered events/s >= 50% of the C drain: ${(drainShare * 100).toFixed(0)}% of its share of the flood, ${met(drainShare >= 0.5)}`,
   available('callStats') === true
     ? `- In-kernel aggregation ahead of bpftrace counting: ${ratio(overheadOf('callStats'), overheadOf('bpftraceCount'))} of its time, ${met(overheadOf('callStats') < overheadOf('bpftraceCount'))}`
     : '- Ahead of bpftrace counting: not measured (callStats is not in this build)',

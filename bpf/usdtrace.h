@@ -111,4 +111,50 @@ struct function_names {
 	char names[2 * USDTRACE_NAME_MAX];
 };
 
+/* The most arguments a USDT probe has (libbpf's BPF_USDT_MAX_ARG_CNT). */
+#define USDT_MAX_ARGS 12
+/*
+ * What user space tells usdt.bpf.c about one attachment, through its USDT cookie: bits 0-7
+ * hold how many arguments to read, bit USDT_COOKIE_STR_SHIFT + i is set when argument i is a
+ * pointer to a string to copy. Everything else about a type (width, sign) is applied by the
+ * decoder, which knows the declared types.
+ */
+#define USDT_COOKIE_COUNT_MASK 0xff
+#define USDT_COOKIE_STR_SHIFT 8
+
+enum usdt_flags {
+	USDT_STR_TRUNCATED = 1 << 0,
+};
+
+/*
+ * One hit of a USDT probe. The record is sized to its contents: the header is followed by
+ * arg_count 8-byte values (each argument as libbpf read it, sign-extended from the probe's
+ * declared width; for a string argument, its length), then the bytes of the string arguments
+ * back to back, without NULs.
+ */
+struct usdt_event {
+	__u64 timestamp_ns; /* CLOCK_MONOTONIC */
+	__u32 pid;
+	__u32 tid;
+	__u8 arg_count;
+	__u8 flags; /* enum usdt_flags */
+	__u8 reserved[6]; /* zero; keeps the values that follow 8-byte aligned */
+};
+
+/* The integer registers a library call's arguments arrive in, all of them recorded. */
+#define LIBRARY_CALL_ARGS 6
+
+/* One completed call into a shared-library function, recorded when it returns. */
+struct library_call_event {
+	__u64 timestamp_ns; /* at entry, CLOCK_MONOTONIC */
+	__u64 duration_ns;
+	__u64 args[LIBRARY_CALL_ARGS];
+	__u64 return_value;
+	__u32 pid;
+	__u32 tid;
+	__u32 symbol; /* the attachment's cookie: which traced function */
+	__u32 depth;  /* traced calls of this thread still running around this one */
+};
+
+
 #endif /* USDTRACE_H */

@@ -77,6 +77,33 @@ Napi::Object EventLayouts(Napi::Env env) {
     layout.Set("fields", fields);
     layouts.Set("function_names", layout);
   }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(usdt_event, timestamp_ns);
+    FIELD(usdt_event, pid);
+    FIELD(usdt_event, tid);
+    FIELD(usdt_event, arg_count);
+    FIELD(usdt_event, flags);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct usdt_event)));
+    layout.Set("fields", fields);
+    layouts.Set("usdt_event", layout);
+  }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(library_call_event, timestamp_ns);
+    FIELD(library_call_event, duration_ns);
+    FIELD(library_call_event, args);
+    FIELD(library_call_event, return_value);
+    FIELD(library_call_event, pid);
+    FIELD(library_call_event, tid);
+    FIELD(library_call_event, symbol);
+    FIELD(library_call_event, depth);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct library_call_event)));
+    layout.Set("fields", fields);
+    layouts.Set("library_call_event", layout);
+  }
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("USDTRACE_NAME_MAX", Napi::Number::New(env, USDTRACE_NAME_MAX));
   constants.Set("CALL_ENTRY", Napi::Number::New(env, CALL_ENTRY));
@@ -92,6 +119,11 @@ Napi::Object EventLayouts(Napi::Env env) {
   constants.Set("SYSCALL_RETURNED", Napi::Number::New(env, SYSCALL_RETURNED));
   constants.Set("SYSCALL_DETAIL_TRUNCATED", Napi::Number::New(env, SYSCALL_DETAIL_TRUNCATED));
   constants.Set("USDTRACE_HISTOGRAM_BUCKETS", Napi::Number::New(env, USDTRACE_HISTOGRAM_BUCKETS));
+  constants.Set("USDT_MAX_ARGS", Napi::Number::New(env, USDT_MAX_ARGS));
+  constants.Set("USDT_COOKIE_COUNT_MASK", Napi::Number::New(env, USDT_COOKIE_COUNT_MASK));
+  constants.Set("USDT_COOKIE_STR_SHIFT", Napi::Number::New(env, USDT_COOKIE_STR_SHIFT));
+  constants.Set("USDT_STR_TRUNCATED", Napi::Number::New(env, USDT_STR_TRUNCATED));
+  constants.Set("LIBRARY_CALL_ARGS", Napi::Number::New(env, LIBRARY_CALL_ARGS));
   layouts.Set("constants", constants);
   return layouts;
 }

@@ -5,6 +5,8 @@
 #include "calls.skel.h"
 #include "syscalls.skel.h"
 #include "callstats.skel.h"
+#include "usdt.skel.h"
+#include "libcalls.skel.h"
 
 namespace {
 
@@ -17,6 +19,8 @@ const Entry kObjects[] = {
     {"calls", calls__elf_bytes},
     {"syscalls", syscalls__elf_bytes},
     {"callstats", callstats__elf_bytes},
+    {"usdt", usdt__elf_bytes},
+    {"libcalls", libcalls__elf_bytes},
 };
 
 }  // namespace

@@ -276,7 +276,8 @@ struct bpf_program* Session::ProgramNamed(Napi::Env env, const std::string& name
   return program;
 }
 
-// attachUsdt(program, pid, path, provider, name)
+// attachUsdt(program, pid, path, provider, name, cookie?): the program reads the cookie with
+// bpf_usdt_cookie(), e.g. to learn how to decode this probe's arguments.
 Napi::Value Session::AttachUsdt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct bpf_program* program = ProgramNamed(env, info[0].ToString());
@@ -285,14 +286,16 @@ Napi::Value Session::AttachUsdt(const Napi::CallbackInfo& info) {
   std::string path = info[2].ToString();
   std::string provider = info[3].ToString();
   std::string probe = info[4].ToString();
+  LIBBPF_OPTS(bpf_usdt_opts, options, .usdt_cookie = info[5].IsUndefined() ? 0 : ToU64(info[5]));
   struct bpf_link* link =
-      bpf_program__attach_usdt(program, pid, path.c_str(), provider.c_str(), probe.c_str(), nullptr);
+      bpf_program__attach_usdt(program, pid, path.c_str(), provider.c_str(), probe.c_str(), &options);
   if (!link) return ThrowErrno(env, errno, "attaching to USDT probe " + provider + ":" + probe);
   links_.push_back(link);
   return env.Undefined();
 }
 
-// attachUprobe(program, pid, path, fileOffset, refCtrOffset, retprobe)
+// attachUprobe(program, pid, path, fileOffset, refCtrOffset, retprobe, cookie?): the program
+// reads the cookie with bpf_get_attach_cookie(), e.g. to learn which function it is in.
 Napi::Value Session::AttachUprobe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct bpf_program* program = ProgramNamed(env, info[0].ToString());
@@ -301,6 +304,7 @@ Napi::Value Session::AttachUprobe(const Napi::CallbackInfo& info) {
   std::string path = info[2].ToString();
   uint64_t offset = ToU64(info[3]);
   LIBBPF_OPTS(bpf_uprobe_opts, options, .ref_ctr_offset = static_cast<size_t>(ToU64(info[4])),
+              .bpf_cookie = info[6].IsUndefined() ? 0 : ToU64(info[6]),
               .retprobe = info[5].ToBoolean().Value());
   struct bpf_link* link =
       bpf_program__attach_uprobe_opts(program, pid, path.c_str(), offset, &options);

@@ -2,7 +2,9 @@ import nativeAddon from './native-addon.cjs'
 
 /** The raw addon (native/): a generic BPF session and the C layouts of the event structs. */
 export interface NativeSession {
-  attachUsdt(program: string, pid: number, path: string, provider: string, name: string): void
+  /** `cookie` reaches the program through bpf_usdt_cookie(). */
+  attachUsdt(program: string, pid: number, path: string, provider: string, name: string, cookie?: bigint): void
+  /** `cookie` reaches the program through bpf_get_attach_cookie(). */
   attachUprobe(
     program: string,
     pid: number,
@@ -10,6 +12,7 @@ export interface NativeSession {
     fileOffset: bigint,
     refCtrOffset: bigint,
     retprobe: boolean,
+    cookie?: bigint,
   ): void
   attachRawTracepoint(program: string, tracepoint: string): void
   /** Every entry of a map; with `remove`, each is taken out as it is read. */

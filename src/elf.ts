@@ -1,6 +1,7 @@
 /**
  * A small, bounds-checked reader for 64-bit little-endian ELF files (x86_64, aarch64): just
- * enough to find USDT probes, cold code to park uprobes on, and CPython's version. It reads only
+ * enough to find USDT probes, exported functions, cold code to park uprobes on, and CPython's
+ * version. It reads only
  * the headers and the sections it needs, and every offset and size taken from the file is
  * checked, so a corrupt file becomes a TraceError('MALFORMED_ELF') rather than a RangeError.
  */
@@ -28,6 +29,17 @@ export interface UsdtProbe {
   args: string
 }
 
+/** A function an ELF file exports through .dynsym. */
+export interface FunctionSymbol {
+  name: string
+  /** virtual address of its first instruction (for an indirect function, of its resolver) */
+  address: bigint
+  /** offset of that instruction in the file: what a uprobe attaches to */
+  fileOffset: bigint
+  /** a GNU indirect function (IFUNC): the loader calls it to pick the implementation callers get */
+  indirect: boolean
+}
+
 /** A CPython version; `micro` only when the interpreter states it (`Py_Version`), not from a file name. */
 export interface PythonVersion {
   /** 3 */
@@ -38,7 +50,8 @@ export interface PythonVersion {
   micro?: number
 }
 
-const ELF_FIX = 'point at the python executable or libpython shared library (an ELF executable or .so)'
+const ELF_FIX =
+  'point at an ELF executable or shared library (for CPython: the python executable or the libpython shared library)'
 
 const ELFCLASS64 = 2
 const ELFDATA2LSB = 1
@@ -56,6 +69,8 @@ const SHT_NOBITS = 8
 const SHT_DYNSYM = 11
 const SHF_ALLOC = 2n
 const SHN_UNDEF = 0
+const STT_FUNC = 2
+const STT_GNU_IFUNC = 10
 const DT_NULL = 0n
 const DT_INIT = 12n
 const DT_FINI = 13n
@@ -416,6 +431,39 @@ function toProbe(elf: ElfImage, note: StapsdtNote, base: bigint): UsdtProbe {
     semaphoreFileOffset,
     args: note.args,
   }
+}
+
+/**
+ * The functions an ELF file exports: the defined FUNC and IFUNC symbols of .dynsym, in table
+ * order, with the file offsets uprobes attach to. A name appears once per symbol version (e.g.
+ * glibc's old and new memcpy), and several names can share an address (aliases such as write
+ * and __write). Symbols outside every executable segment are left out.
+ */
+export function readFunctionSymbols(path: string): FunctionSymbol[] {
+  return withElf(path, (elf) => {
+    const functions: FunctionSymbol[] = []
+    for (const table of elf.sections.filter((s) => s.type === SHT_DYNSYM)) {
+      const strtab = elf.sections[table.link]
+      if (!strtab) throw elf.fail(`symbol table ${table.name} links to missing string table ${table.link}`)
+      const syms = elf.sectionData(table)
+      const strings = elf.sectionData(strtab)
+      for (let at = 0; at + SYM_SIZE <= syms.length; at += SYM_SIZE) {
+        const type = syms.readUInt8(at + 4) & 0xf
+        const address = syms.readBigUInt64LE(at + 8)
+        if ((type !== STT_FUNC && type !== STT_GNU_IFUNC) || syms.readUInt16LE(at + 6) === SHN_UNDEF || address === 0n) {
+          continue
+        }
+        const fileOffset = elf.codeOffset(address)
+        if (fileOffset === undefined) continue
+        const nameOffset = syms.readUInt32LE(at)
+        const name = cString(strings, nameOffset, () =>
+          elf.fail(`the name of symbol ${at / SYM_SIZE} of ${table.name} lies outside its string table`),
+        )
+        functions.push({ name, address, fileOffset, indirect: type === STT_GNU_IFUNC })
+      }
+    }
+    return functions
+  })
 }
 
 /**

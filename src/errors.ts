@@ -21,6 +21,8 @@ export type TraceErrorCode =
   | 'INVALID_ARGUMENT'
   /** Any other failure loading or attaching the BPF programs; the message carries the kernel's error and libbpf's log. */
   | 'ATTACH_FAILED'
+  /** No probe of that provider and name, no library of that name mapped, or no exported function matching a name. */
+  | 'UNKNOWN_PROBE'
   /** The kernel lacks something usdtrace needs: Linux 5.8+, BTF or the uprobe PMU (see `doctor()`). */
   | 'UNSUPPORTED_KERNEL'
 

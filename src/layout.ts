@@ -74,3 +74,35 @@ export const FUNCTION_NAMES = {
     names: 8,
   },
 } as const
+
+export const USDT_EVENT = {
+  size: 24,
+  fields: {
+    timestamp_ns: 0,
+    pid: 8,
+    tid: 12,
+    arg_count: 16,
+    flags: 17,
+  },
+} as const
+
+export const USDT_MAX_ARGS = 12
+export const USDT_COOKIE_COUNT_MASK = 0xff
+export const USDT_COOKIE_STR_SHIFT = 8
+export const USDT_STR_TRUNCATED = 1 << 0
+
+export const LIBRARY_CALL_EVENT = {
+  size: 88,
+  fields: {
+    timestamp_ns: 0,
+    duration_ns: 8,
+    args: 16,
+    return_value: 64,
+    pid: 72,
+    tid: 76,
+    symbol: 80,
+    depth: 84,
+  },
+} as const
+
+export const LIBRARY_CALL_ARGS = 6

@@ -60,6 +60,21 @@ export async function resolveProcesses(options: TargetOptions, what: string): Pr
   return { targets: pids.map((pid, i) => ({ pid, interpreterObject: executables[i]! })), exitPids: pids }
 }
 
+/**
+ * The file a trace of any program follows when given `{ binary }` (every process running or
+ * mapping it, now and later), checked to be the only target named; undefined for pids.
+ */
+export function binaryTarget(options: TargetOptions): string | undefined {
+  if (options.binary === undefined) return undefined
+  if (options.pid !== undefined || options.pids !== undefined) {
+    throw new TraceError('INVALID_ARGUMENT', 'name exactly one target: { pid }, { pids: [...] } or { binary: path }')
+  }
+  if (typeof options.binary !== 'string' || options.binary === '') {
+    throw new TraceError('INVALID_ARGUMENT', `binary must be a path, got ${String(options.binary)}`)
+  }
+  return options.binary
+}
+
 /** The distinct pids of `{ pid }` or `{ pids }`, each a positive integer. */
 function requestedPids(options: TargetOptions): number[] {
   const given = [options.pid !== undefined, options.pids !== undefined].filter(Boolean)

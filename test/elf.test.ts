@@ -3,12 +3,14 @@ import { closeSync, copyFileSync, openSync, readFileSync, readSync, writeFileSyn
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { TraceError } from '../src/errors.js'
-import { coldCodeOffsets, readPythonVersion, readUsdtProbes } from '../src/elf.js'
+import { coldCodeOffsets, readFunctionSymbols, readPythonVersion, readUsdtProbes } from '../src/elf.js'
 import {
   codeOffset,
   dynamicEntry,
   dynamicSymbol,
   expectedProbes,
+  exportedFunctions,
+  loadSegments,
   notes,
   sectionHeaderTable,
   sectionIndex,
@@ -19,6 +21,7 @@ const PYTHON = '/usr/bin/python3.11'
 const LIBPYTHON = '/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0'
 const POSTGRES = '/usr/lib/postgresql/15/bin/postgres'
 const LIBSTDCXX = '/usr/lib/x86_64-linux-gnu/libstdc++.so.6'
+const LIBC = '/usr/lib/x86_64-linux-gnu/libc.so.6'
 
 /** Asserts `fn` throws a TraceError with `code` (and nothing else, such as a RangeError). */
 function throwsTrace(t: Test, fn: () => unknown, code: string, message?: RegExp): void {
@@ -111,7 +114,7 @@ t.test('non-ELF, empty and truncated files are MALFORMED_ELF, naming the file an
   const shdrs = sectionHeaderTable(PYTHON)
   const cut = join(dir, 'cut')
   writeFileSync(cut, image.subarray(0, shdrs.offset + Math.floor((shdrs.count * shdrs.entsize) / 2)))
-  for (const read of [readUsdtProbes, coldCodeOffsets, readPythonVersion]) {
+  for (const read of [readUsdtProbes, coldCodeOffsets, readPythonVersion, readFunctionSymbols]) {
     throwsTrace(t, () => read(cut), 'MALFORMED_ELF', /cut: truncated/)
   }
 })
@@ -164,7 +167,7 @@ t.test('corrupted headers, notes and symbols never escape as anything but a Trac
     readSync(fd, saved, 0, 8, at)
     const garbage = Buffer.from(Array.from({ length: 1 + random(8) }, () => (random(3) === 0 ? 0xff : random(256))))
     writeSync(fd, garbage, 0, garbage.length, at)
-    for (const read of [readUsdtProbes, coldCodeOffsets, readPythonVersion]) {
+    for (const read of [readUsdtProbes, coldCodeOffsets, readPythonVersion, readFunctionSymbols]) {
       try {
         read(copy)
       } catch (err) {
@@ -205,4 +208,28 @@ t.test('coldCodeOffsets is DT_FINI then DT_INIT, mapped through the LOAD segment
     const expected = ['FINI', 'INIT'].map((tag) => codeOffset(path, dynamicEntry(path, tag)!)!)
     t.same(coldCodeOffsets(path), expected, path)
   }
+})
+
+t.test('readFunctionSymbols lists the exported functions readelf --dyn-syms shows, with their file offsets', async (t) => {
+  // One line per symbol: tap's deep comparison of thousands of objects takes seconds.
+  const line = (f: { name: string; address: bigint; indirect: boolean; fileOffset?: bigint }) =>
+    `${f.name} ${f.address} ${f.indirect} ${f.fileOffset}`
+  for (const path of [LIBC, LIBPYTHON]) {
+    const code = loadSegments(path).filter((s) => s.executable)
+    const fileOffset = (vaddr: bigint) => {
+      const seg = code.find((s) => s.vaddr <= vaddr && vaddr < s.vaddr + s.filesz)
+      return seg && vaddr - seg.vaddr + seg.offset
+    }
+    const expected = exportedFunctions(path).map((f) => line({ ...f, fileOffset: fileOffset(f.address) }))
+    t.ok(expected.length > 1000, `${path} exports ${expected.length} functions`)
+    t.equal(readFunctionSymbols(path).map(line).join('\n'), expected.join('\n'), path)
+  }
+  const libc = readFunctionSymbols(LIBC)
+  const write = libc.find((f) => f.name === 'write')!
+  t.same(
+    libc.filter((f) => f.address === write.address).map((f) => f.name).sort(),
+    ['__write', 'write'],
+    'aliases share an address',
+  )
+  t.ok(libc.some((f) => f.name === 'memcpy' && f.indirect), 'memcpy is an IFUNC')
 })

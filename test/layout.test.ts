@@ -55,3 +55,21 @@ t.test('the addon links libbpf, libelf and zlib statically: ldd shows only glibc
   const dynamic = execFileSync('readelf', ['-d', addon], { encoding: 'utf8' })
   t.notMatch(dynamic, /libbpf|libelf|libz|libstdc\+\+/, 'no NEEDED entry for libbpf, libelf, zlib or libstdc++')
 })
+
+t.test('usdt_event: size, offsets and cookie constants match bpf/usdtrace.h as compiled', async (t) => {
+  const c = binding.layouts.usdt_event
+  t.equal(layout.USDT_EVENT.size, c.size, 'size')
+  t.same(layout.USDT_EVENT.fields, c.fields, 'field offsets')
+  const constants = binding.layouts.constants
+  t.equal(layout.USDT_MAX_ARGS, constants.USDT_MAX_ARGS)
+  t.equal(layout.USDT_COOKIE_COUNT_MASK, constants.USDT_COOKIE_COUNT_MASK)
+  t.equal(layout.USDT_COOKIE_STR_SHIFT, constants.USDT_COOKIE_STR_SHIFT)
+  t.equal(layout.USDT_STR_TRUNCATED, constants.USDT_STR_TRUNCATED)
+})
+
+t.test('library_call_event: size, offsets and constants match bpf/usdtrace.h as compiled', async (t) => {
+  const c = binding.layouts.library_call_event
+  t.equal(layout.LIBRARY_CALL_EVENT.size, c.size, 'size')
+  t.same(layout.LIBRARY_CALL_EVENT.fields, c.fields, 'field offsets')
+  t.equal(layout.LIBRARY_CALL_ARGS, binding.layouts.constants.LIBRARY_CALL_ARGS)
+})

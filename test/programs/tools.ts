@@ -18,9 +18,9 @@ export function tmpDir(t: Test, prefix: string): string {
   return dir
 }
 
-/** Runs gcc on a source of test/programs with extra arguments; the binary goes to `output`. */
+/** Runs gcc (g++ for .cc) on a source of test/programs with extra arguments; the binary goes to `output`. */
 export function compile(source: string, output: string, args: string[] = []): string {
-  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', output, join(PROGRAMS, source), ...args], {
+  execFileSync(source.endsWith('.cc') ? 'g++' : 'gcc', ['-O2', '-Wall', '-Werror', '-o', output, join(PROGRAMS, source), ...args], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
   })

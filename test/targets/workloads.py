@@ -184,6 +184,26 @@ def run_phases():
         print("done", flush=True)
 
 
+def run_writes(count, failing):
+    # Writes one byte per call to /dev/null, then tries to write to the fd once closed (each
+    # such write fails with EBADF). The fd goes to stdout first: the tracer filters on it.
+    fd = os.open(os.devnull, os.O_WRONLY)
+    print(fd, flush=True)
+    for _ in range(int(count)):
+        os.write(fd, b"x")
+    os.close(fd)
+    for _ in range(int(failing)):
+        try:
+            os.write(fd, b"x")
+        except OSError:
+            pass
+
+
+def run_getpid(count):
+    for _ in range(int(count)):
+        os.getpid()
+
+
 def handle_request():
     with open(__file__, "rb") as source:
         source.read(64)
@@ -211,6 +231,8 @@ WORKLOADS = {
     "selftime": run_selftime,
     "churn": run_churn,
     "phases": run_phases,
+    "writes": run_writes,
+    "getpid": run_getpid,
     "serve": run_serve,
 }
 

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Any USDT probe of any program. One program serves every attachment: the attachment's cookie
+ * says how many arguments to read and which of them are strings to copy (usdtrace.h), so the
+ * record carries raw values and the strings, and user space applies the declared types.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h>
+#include "usdtrace.h"
+#include "ringbuf.bpf.h"
+
+/* Room for one string read: USDTRACE_NAME_MAX bytes, one more to detect a longer one, the NUL. */
+#define STR_READ (USDTRACE_NAME_MAX + 2)
+#define VALUES_BYTES (USDT_MAX_ARGS * 8)
+/* The furthest a string can start: after every value and USDT_MAX_ARGS - 1 whole strings. */
+#define LAST_STR_AT (VALUES_BYTES + (USDT_MAX_ARGS - 1) * USDTRACE_NAME_MAX)
+
+struct usdt_record {
+	struct usdt_event event;
+	/* arg_count values, then the strings right after them */
+	__u8 body[LAST_STR_AT + STR_READ];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct usdt_record);
+} scratch SEC(".maps");
+
+SEC("usdt")
+int on_usdt(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 cookie = bpf_usdt_cookie(ctx);
+	__u32 count = cookie & USDT_COOKIE_COUNT_MASK;
+	__u32 zero = 0, strings_at, strings_len = 0, i;
+	struct usdt_record *rec = bpf_map_lookup_elem(&scratch, &zero);
+
+	if (!rec)
+		return 0;
+	if (count > USDT_MAX_ARGS)
+		count = USDT_MAX_ARGS;
+	rec->event.timestamp_ns = bpf_ktime_get_ns();
+	rec->event.pid = pid_tgid >> 32;
+	rec->event.tid = (__u32)pid_tgid;
+	rec->event.arg_count = count;
+	rec->event.flags = 0;
+	strings_at = count * 8;
+
+	for (i = 0; i < USDT_MAX_ARGS && i < count; i++) {
+		long value = 0;
+
+		bpf_usdt_arg(ctx, i, &value);
+		if (cookie & (1ULL << (USDT_COOKIE_STR_SHIFT + i))) {
+			__u32 at = strings_at + strings_len;
+			long copied;
+
+			if (at > LAST_STR_AT)
+				break;
+			copied = bpf_probe_read_user_str(rec->body + at, STR_READ, (const void *)value);
+			/* An unreadable pointer arrives as an empty string. */
+			value = copied > 1 ? copied - 1 : 0;
+			if (value > USDTRACE_NAME_MAX) {
+				rec->event.flags |= USDT_STR_TRUNCATED;
+				value = USDTRACE_NAME_MAX;
+			}
+			strings_len += value;
+		}
+		*(__u64 *)(rec->body + i * 8) = value;
+	}
+
+	submit_event(rec, sizeof(rec->event) + strings_at + strings_len);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

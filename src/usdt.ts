@@ -1,0 +1,277 @@
+import { statSync } from 'node:fs'
+import { explainNativeError, openSession } from './attach.js'
+import { type UsdtProbe, readUsdtProbes } from './elf.js'
+import { TraceError } from './errors.js'
+import type { TraceSubject } from './inspect.js'
+import {
+  USDT_COOKIE_STR_SHIFT,
+  USDT_EVENT,
+  USDT_MAX_ARGS,
+  USDT_STR_TRUNCATED,
+} from './layout.js'
+import { listProbes } from './probes.js'
+import { binaryTarget, resolveProcesses, type TargetOptions } from './targets.js'
+import { Trace, ringBufferBytes, type OpenedSession, type RecordDecoder, type StreamOptions } from './trace.js'
+
+/** How to read one probe argument: an integer of that width and sign, a pointer, or a C string. */
+export type UsdtArgType = 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'u64' | 'i64' | 'str' | 'ptr'
+
+const ARG_TYPES: readonly UsdtArgType[] = ['u8', 'i8', 'u16', 'i16', 'u32', 'i32', 'u64', 'i64', 'str', 'ptr']
+
+/** One hit of a USDT probe. */
+export interface UsdtEvent {
+  /** The process that hit the probe. */
+  pid: number
+  /** The kernel thread id; the main thread's is the pid. */
+  tid: number
+  /** CLOCK_MONOTONIC, comparable with process.hrtime.bigint() */
+  timestampNs: bigint
+  /** The probe's provider, e.g. `python`. */
+  provider: string
+  /** The probe's name, e.g. `gc__start`. */
+  name: string
+  /**
+   * The declared arguments, in order: a number for 8- to 32-bit integers, a bigint for u64, i64
+   * and ptr, a string for str (empty when the pointer could not be read).
+   */
+  args: (number | bigint | string)[]
+  /** A string argument was longer than 512 bytes and arrives cut to that. */
+  truncated: boolean
+}
+
+export interface TraceUsdtOptions extends StreamOptions, TargetOptions {
+  /**
+   * The ELF file holding the probe. Alone, it is the target, as `binary` is: every process
+   * running it or mapping it (a library), now and later. With `pid` or `pids`, it picks which
+   * of their mapped objects to trace when several carry the probe; by default all of them are.
+   */
+  path?: string
+  /** The probe's provider, as `listProbes` shows it, e.g. 'postgresql' */
+  provider: string
+  /** The probe's name, e.g. 'query__start' */
+  name: string
+  /** How to decode the probe's first arguments, in order; none by default. */
+  args?: UsdtArgType[]
+}
+
+/** What `traceUsdt` returns: an async iterator of probe hits. */
+export type UsdtTrace = Trace<UsdtEvent>
+
+/**
+ * Streams the hits of any USDT probe of any program, its arguments decoded by the declared types.
+ * The trace attaches at once (`await trace.ready` to know when) and ends when every traced
+ * process has exited; one that follows a binary runs until closed.
+ */
+export function traceUsdt(options: TraceUsdtOptions): UsdtTrace {
+  const given: TraceUsdtOptions = typeof options === 'object' && options !== null ? options : ({} as TraceUsdtOptions)
+  // Checked while opening, so that bad input rejects `ready` like any other failure; the
+  // decoder only runs after that, on the types it filled in.
+  const types: UsdtArgType[] = []
+  return new Trace(() => openUsdtSession(given, types), usdtDecoder(given.provider, given.name, types), given)
+}
+
+/** Where the probe is attached: one process (or -1 for all) and the object carrying it there. */
+interface ProbeSite {
+  pid: number
+  object: string
+  probes: UsdtProbe[]
+}
+
+async function openUsdtSession(options: TraceUsdtOptions, types: UsdtArgType[]): Promise<OpenedSession> {
+  types.push(...checkProbeOptions(options))
+  const ringBytes = ringBufferBytes(options)
+  const { sites, exitPids } = await findProbeSites(options)
+  checkArgCount(options, types, sites)
+  const cookie = usdtCookie(types)
+  const session = openSession(
+    {
+      object: 'usdt',
+      maxEntries: { events: ringBytes },
+      // Wake the reader early enough that a burst cannot fill the ring before the timer drains it.
+      constants: { wakeup_bytes: ringBytes / 8 },
+    },
+    sites.map(subjectOf),
+  )
+  try {
+    for (const site of sites) {
+      try {
+        session.attachUsdt('on_usdt', site.pid, site.object, options.provider, options.name, cookie)
+      } catch (error) {
+        const probe = `${options.provider}:${options.name}`
+        throw explainNativeError(error, subjectOf(site), `attaching to ${probe} in ${site.object}`)
+      }
+    }
+  } catch (error) {
+    await session.close()
+    throw error
+  }
+  return { session, exitPids }
+}
+
+function checkProbeOptions(options: TraceUsdtOptions): UsdtArgType[] {
+  for (const field of ['provider', 'name'] as const) {
+    if (typeof options[field] !== 'string' || options[field] === '') {
+      throw new TraceError(
+        'INVALID_ARGUMENT',
+        `${field} must be the probe's ${field} as listProbes() shows it, got ${String(options[field])}`,
+      )
+    }
+  }
+  const types = options.args ?? []
+  if (!Array.isArray(types)) {
+    throw new TraceError('INVALID_ARGUMENT', `args must be an array of argument types (${ARG_TYPES.join(', ')})`)
+  }
+  types.forEach((type, i) => {
+    if (!ARG_TYPES.includes(type)) {
+      throw new TraceError(
+        'INVALID_ARGUMENT',
+        `args[${i}] is ${JSON.stringify(type)}, which is not an argument type; use one of ${ARG_TYPES.join(', ')}`,
+      )
+    }
+  })
+  if (types.length > USDT_MAX_ARGS) {
+    throw new TraceError(
+      'INVALID_ARGUMENT',
+      `${types.length} argument types declared; a USDT probe has at most ${USDT_MAX_ARGS} arguments`,
+    )
+  }
+  return types
+}
+
+async function findProbeSites(options: TraceUsdtOptions): Promise<{ sites: ProbeSite[]; exitPids: number[] }> {
+  const onlyPath = options.path !== undefined && options.pid === undefined && options.pids === undefined
+  if (options.path !== undefined && options.binary !== undefined) {
+    throw new TraceError('INVALID_ARGUMENT', 'name the file once: { path } and { binary } are the same target here')
+  }
+  const binary = binaryTarget(onlyPath ? { binary: options.path } : options)
+  if (binary !== undefined) {
+    const probes = readUsdtProbes(binary)
+    return { sites: [{ pid: -1, object: binary, probes: matching(probes, options, binary) }], exitPids: [] }
+  }
+  const { exitPids } = await resolveProcesses(options, 'traceUsdt')
+  const sites: ProbeSite[] = []
+  for (const pid of exitPids) {
+    let probes = await listProbes(pid)
+    if (options.path !== undefined) probes = probesOfFile(probes, options.path, pid)
+    const found = matching(probes, options, `process ${pid}`)
+    for (const object of new Set(found.map((p) => p.object))) {
+      sites.push({ pid, object, probes: found.filter((p) => p.object === object) })
+    }
+  }
+  return { sites, exitPids }
+}
+
+/** The probes named by the options; throws the TraceError listing what exists instead. */
+function matching(probes: UsdtProbe[], options: TraceUsdtOptions, where: string): UsdtProbe[] {
+  const found = probes.filter((p) => p.provider === options.provider && p.name === options.name)
+  if (found.length > 0) return found
+  const wanted = `${options.provider}:${options.name}`
+  if (probes.length === 0) {
+    throw new TraceError(
+      'NO_PROBES',
+      `${where} has no USDT probes at all, so none named ${wanted}; trace a program built with USDT probes ` +
+        '(sys/sdt.h, e.g. --enable-dtrace or --with-dtrace builds)',
+    )
+  }
+  const names = [...new Set(probes.map((p) => `${p.provider}:${p.name}`))].sort()
+  throw new TraceError(
+    'UNKNOWN_PROBE',
+    `${where} has no USDT probe ${wanted}; the probes it has are: ${names.join(', ')}`,
+  )
+}
+
+/** The probes of the mapped objects that are `path` (the same file, by device and inode). */
+function probesOfFile(probes: UsdtProbe[], path: string, pid: number): UsdtProbe[] {
+  const wanted = fileIdentity(path)
+  if (!wanted) throw new TraceError('INVALID_ARGUMENT', `${path}: no such file; name an ELF file process ${pid} has mapped`)
+  const objects = [...new Set(probes.map((p) => p.object))]
+  const same = objects.filter((object) => fileIdentity(object) === wanted)
+  if (same.length === 0) {
+    throw new TraceError(
+      'INVALID_ARGUMENT',
+      `process ${pid} has not mapped ${path} (or it has no USDT probes); the objects with probes it has mapped are: ` +
+        (objects.join(', ') || 'none'),
+    )
+  }
+  return probes.filter((p) => same.includes(p.object))
+}
+
+function fileIdentity(path: string): string | undefined {
+  const st = statSync(path, { bigint: true, throwIfNoEntry: false })
+  return st && `${st.dev}:${st.ino}`
+}
+
+/** How many arguments a probe site has, from its argument spec ("8@%rbp -4@%eax" has two). */
+function argCount(probe: UsdtProbe): number {
+  const spec = probe.args.trim()
+  return spec === '' ? 0 : spec.split(/\s+/).length
+}
+
+function checkArgCount(options: TraceUsdtOptions, types: UsdtArgType[], sites: ProbeSite[]): void {
+  for (const site of sites) {
+    for (const probe of site.probes) {
+      const has = argCount(probe)
+      if (types.length > has) {
+        throw new TraceError(
+          'INVALID_ARGUMENT',
+          `${options.provider}:${options.name} in ${probe.object} has ${has} argument${has === 1 ? '' : 's'} ` +
+            `(${JSON.stringify(probe.args)}) but ${types.length} types were declared; declare at most ${has}`,
+        )
+      }
+    }
+  }
+}
+
+/** The attachment's cookie: the argument count, and a bit per string argument (usdtrace.h). */
+function usdtCookie(types: UsdtArgType[]): bigint {
+  let cookie = BigInt(types.length)
+  types.forEach((type, i) => {
+    if (type === 'str') cookie |= 1n << BigInt(USDT_COOKIE_STR_SHIFT + i)
+  })
+  return cookie
+}
+
+/** How messages name what a site traces: the process, or every process of the file. */
+function subjectOf(site: ProbeSite): TraceSubject {
+  return { pid: site.pid, interpreterObject: site.object }
+}
+
+const { fields } = USDT_EVENT
+
+function usdtDecoder(provider: string, name: string, types: UsdtArgType[]): RecordDecoder<UsdtEvent> {
+  return (view, bytes, offset) => {
+    const count = view.getUint8(offset + fields.arg_count)
+    const valuesAt = offset + USDT_EVENT.size
+    let stringAt = valuesAt + count * 8
+    const args = new Array<number | bigint | string>(count)
+    for (let i = 0; i < count; i++) {
+      // Each value is the argument sign-extended to 64 bits; its low bytes come first.
+      const at = valuesAt + i * 8
+      switch (types[i]) {
+        case 'str': {
+          const length = view.getUint32(at, true)
+          args[i] = bytes.toString('utf8', stringAt, stringAt + length)
+          stringAt += length
+          break
+        }
+        case 'u8': args[i] = view.getUint8(at); break
+        case 'i8': args[i] = view.getInt8(at); break
+        case 'u16': args[i] = view.getUint16(at, true); break
+        case 'i16': args[i] = view.getInt16(at, true); break
+        case 'u32': args[i] = view.getUint32(at, true); break
+        case 'i32': args[i] = view.getInt32(at, true); break
+        case 'i64': args[i] = view.getBigInt64(at, true); break
+        default: args[i] = view.getBigUint64(at, true)
+      }
+    }
+    return {
+      pid: view.getUint32(offset + fields.pid, true),
+      tid: view.getUint32(offset + fields.tid, true),
+      timestampNs: view.getBigUint64(offset + fields.timestamp_ns, true),
+      provider,
+      name,
+      args,
+      truncated: (view.getUint8(offset + fields.flags) & USDT_STR_TRUNCATED) !== 0,
+    }
+  }
+}
