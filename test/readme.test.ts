@@ -18,6 +18,7 @@ import { ROOT, tmpDir } from './fixtures/package.js'
 import { startWorkload } from './targets.js'
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8')
+const SILENCE_LIMIT_MS = 60_000
 
 interface Block {
   /** 1-based line of the opening fence */
@@ -143,13 +144,19 @@ blocks.forEach((block, index) => {
     let stderr = ''
     run.stderr.on('data', (d: Buffer) => (stderr += d))
     const exited = once(run, 'exit')
+    // A block that never prints would otherwise hold the test until tap's timeout, saying nothing.
+    const watchdog = setTimeout(() => run.kill('SIGKILL'), SILENCE_LIMIT_MS)
+    t.teardown(() => clearTimeout(watchdog))
     const output: string[] = []
     for await (const line of createInterface({ input: run.stdout })) {
       // Its first output is all a block owes: the target's exit then ends any trace it holds.
-      if (output.push(line) === 1) target.kill('SIGKILL')
+      if (output.push(line) === 1) {
+        clearTimeout(watchdog)
+        target.kill('SIGKILL')
+      }
     }
     const [code] = (await exited) as [number | null]
     t.equal(code, 0, `exits 0${stderr && `: ${stderr}`}`)
-    t.ok(output.length > 0, `prints: ${output[0]}`)
+    t.ok(output.length > 0, output.length > 0 ? `prints: ${output[0]}` : `printed nothing in ${SILENCE_LIMIT_MS / 1000} s`)
   })
 })
