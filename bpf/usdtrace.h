@@ -157,4 +157,101 @@ struct library_call_event {
 };
 
 
+/* One garbage collection, from python:gc__start to python:gc__done. */
+struct gc_event {
+	__u64 start_ns;    /* CLOCK_MONOTONIC */
+	__u64 duration_ns;
+	__s64 collected;   /* gc__done's argument: unreachable objects found, collectable or not */
+	__u32 pid;
+	__u32 tid;
+	__s32 generation;  /* gc__start's argument */
+	__u32 reserved;
+};
+
+enum import_flags {
+	IMPORT_FOUND = 1 << 0,          /* import__find__load__done's flag: the module loaded */
+	IMPORT_HAS_START = 1 << 1,      /* the start was traced: start_ns and duration_ns are valid */
+	IMPORT_NAME_TRUNCATED = 1 << 2,
+};
+
+/*
+ * One module load, from python:import__find__load__start to ..._done, sent at the done. The
+ * header is followed by name_len bytes of the module name, without NUL.
+ */
+struct import_event {
+	__u64 start_ns;    /* CLOCK_MONOTONIC */
+	__u64 duration_ns;
+	__u32 pid;
+	__u32 tid;
+	__u16 depth;       /* loads of this thread in progress around this one */
+	__u8 flags;        /* enum import_flags */
+	__u8 reserved;
+	__u16 name_len;
+	__u16 reserved2;
+};
+
+/* Audit event names up to this many bytes arrive whole and can be filtered on; longer ones are cut. */
+#define AUDIT_NAME_MAX 62
+/* Bytes of one decoded argument's text (str, bytes, type name); longer ones are cut and flagged. */
+#define AUDIT_VALUE_MAX 256
+/* Bytes of all decoded arguments of one event. */
+#define AUDIT_ARGS_MAX 1024
+/* Items decoded of the argument tuple, and of a tuple or list inside it. */
+#define AUDIT_ITEMS_MAX 6
+#define AUDIT_NESTED_ITEMS_MAX 4
+
+enum audit_flags {
+	AUDIT_NAME_TRUNCATED = 1 << 0,
+	AUDIT_ARGS_DECODED = 1 << 1,    /* args_len bytes of audit_values follow the name */
+	AUDIT_ARGS_TRUNCATED = 1 << 2,  /* AUDIT_ARGS_MAX ran out: later arguments are missing */
+};
+
+/*
+ * What each decoded argument is. Every value starts with a struct audit_value; strings and type
+ * names carry `len` bytes of text after it, an int or bool 8 bytes (little-endian s64), and a
+ * tuple or list is followed by `len` values, its first items.
+ */
+enum audit_value_kind {
+	AUDIT_VALUE_STR = 1,      /* a str whose text is ASCII */
+	AUDIT_VALUE_BYTES = 2,
+	AUDIT_VALUE_INT = 3,
+	AUDIT_VALUE_BOOL = 4,
+	AUDIT_VALUE_TUPLE = 5,
+	AUDIT_VALUE_LIST = 6,
+	AUDIT_VALUE_OBJECT = 7,   /* anything else (None too), or a str that is not ASCII: its type's name */
+};
+
+enum audit_value_flags {
+	AUDIT_VALUE_CUT = 1 << 0, /* text cut to AUDIT_VALUE_MAX, or a tuple/list with more items */
+};
+
+struct audit_value {
+	__u8 kind;   /* enum audit_value_kind */
+	__u8 flags;  /* enum audit_value_flags */
+	__u16 len;
+};
+
+/*
+ * One PEP 578 audit event (python:audit). The header is followed by name_len bytes of the event
+ * name, then args_len bytes: the argument tuple as one AUDIT_VALUE_TUPLE value.
+ */
+struct audit_event {
+	__u64 timestamp_ns; /* CLOCK_MONOTONIC */
+	__u32 pid;
+	__u32 tid;
+	__u16 name_len;
+	__u16 args_len;
+	__u8 flags;         /* enum audit_flags */
+	__u8 reserved[3];
+};
+
+/* Per-process counts kept by bpf/stats.bpf.c: a per-CPU map value, summed by user space. */
+struct python_stats {
+	__u64 calls;        /* function__return */
+	__u64 gc_runs;      /* gc__done */
+	__u64 gc_collected; /* gc__done's argument, summed */
+	__u64 imports;      /* import__find__load__start */
+	__u64 threads;      /* PyThread_start_new_thread */
+};
+
 #endif /* USDTRACE_H */

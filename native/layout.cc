@@ -104,6 +104,68 @@ Napi::Object EventLayouts(Napi::Env env) {
     layout.Set("fields", fields);
     layouts.Set("library_call_event", layout);
   }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(gc_event, start_ns);
+    FIELD(gc_event, duration_ns);
+    FIELD(gc_event, collected);
+    FIELD(gc_event, pid);
+    FIELD(gc_event, tid);
+    FIELD(gc_event, generation);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct gc_event)));
+    layout.Set("fields", fields);
+    layouts.Set("gc_event", layout);
+  }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(import_event, start_ns);
+    FIELD(import_event, duration_ns);
+    FIELD(import_event, pid);
+    FIELD(import_event, tid);
+    FIELD(import_event, depth);
+    FIELD(import_event, flags);
+    FIELD(import_event, name_len);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct import_event)));
+    layout.Set("fields", fields);
+    layouts.Set("import_event", layout);
+  }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(audit_value, kind);
+    FIELD(audit_value, flags);
+    FIELD(audit_value, len);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct audit_value)));
+    layout.Set("fields", fields);
+    layouts.Set("audit_value", layout);
+  }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(audit_event, timestamp_ns);
+    FIELD(audit_event, pid);
+    FIELD(audit_event, tid);
+    FIELD(audit_event, name_len);
+    FIELD(audit_event, args_len);
+    FIELD(audit_event, flags);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct audit_event)));
+    layout.Set("fields", fields);
+    layouts.Set("audit_event", layout);
+  }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(python_stats, calls);
+    FIELD(python_stats, gc_runs);
+    FIELD(python_stats, gc_collected);
+    FIELD(python_stats, imports);
+    FIELD(python_stats, threads);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct python_stats)));
+    layout.Set("fields", fields);
+    layouts.Set("python_stats", layout);
+  }
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("USDTRACE_NAME_MAX", Napi::Number::New(env, USDTRACE_NAME_MAX));
   constants.Set("CALL_ENTRY", Napi::Number::New(env, CALL_ENTRY));
@@ -124,6 +186,25 @@ Napi::Object EventLayouts(Napi::Env env) {
   constants.Set("USDT_COOKIE_STR_SHIFT", Napi::Number::New(env, USDT_COOKIE_STR_SHIFT));
   constants.Set("USDT_STR_TRUNCATED", Napi::Number::New(env, USDT_STR_TRUNCATED));
   constants.Set("LIBRARY_CALL_ARGS", Napi::Number::New(env, LIBRARY_CALL_ARGS));
+  constants.Set("IMPORT_FOUND", Napi::Number::New(env, IMPORT_FOUND));
+  constants.Set("IMPORT_HAS_START", Napi::Number::New(env, IMPORT_HAS_START));
+  constants.Set("IMPORT_NAME_TRUNCATED", Napi::Number::New(env, IMPORT_NAME_TRUNCATED));
+  constants.Set("AUDIT_NAME_MAX", Napi::Number::New(env, AUDIT_NAME_MAX));
+  constants.Set("AUDIT_VALUE_MAX", Napi::Number::New(env, AUDIT_VALUE_MAX));
+  constants.Set("AUDIT_ARGS_MAX", Napi::Number::New(env, AUDIT_ARGS_MAX));
+  constants.Set("AUDIT_ITEMS_MAX", Napi::Number::New(env, AUDIT_ITEMS_MAX));
+  constants.Set("AUDIT_NESTED_ITEMS_MAX", Napi::Number::New(env, AUDIT_NESTED_ITEMS_MAX));
+  constants.Set("AUDIT_NAME_TRUNCATED", Napi::Number::New(env, AUDIT_NAME_TRUNCATED));
+  constants.Set("AUDIT_ARGS_DECODED", Napi::Number::New(env, AUDIT_ARGS_DECODED));
+  constants.Set("AUDIT_ARGS_TRUNCATED", Napi::Number::New(env, AUDIT_ARGS_TRUNCATED));
+  constants.Set("AUDIT_VALUE_STR", Napi::Number::New(env, AUDIT_VALUE_STR));
+  constants.Set("AUDIT_VALUE_BYTES", Napi::Number::New(env, AUDIT_VALUE_BYTES));
+  constants.Set("AUDIT_VALUE_INT", Napi::Number::New(env, AUDIT_VALUE_INT));
+  constants.Set("AUDIT_VALUE_BOOL", Napi::Number::New(env, AUDIT_VALUE_BOOL));
+  constants.Set("AUDIT_VALUE_TUPLE", Napi::Number::New(env, AUDIT_VALUE_TUPLE));
+  constants.Set("AUDIT_VALUE_LIST", Napi::Number::New(env, AUDIT_VALUE_LIST));
+  constants.Set("AUDIT_VALUE_OBJECT", Napi::Number::New(env, AUDIT_VALUE_OBJECT));
+  constants.Set("AUDIT_VALUE_CUT", Napi::Number::New(env, AUDIT_VALUE_CUT));
   layouts.Set("constants", constants);
   return layouts;
 }

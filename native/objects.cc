@@ -7,6 +7,10 @@
 #include "callstats.skel.h"
 #include "usdt.skel.h"
 #include "libcalls.skel.h"
+#include "gc.skel.h"
+#include "imports.skel.h"
+#include "audit.skel.h"
+#include "stats.skel.h"
 
 namespace {
 
@@ -21,6 +25,10 @@ const Entry kObjects[] = {
     {"callstats", callstats__elf_bytes},
     {"usdt", usdt__elf_bytes},
     {"libcalls", libcalls__elf_bytes},
+    {"gc", gc__elf_bytes},
+    {"imports", imports__elf_bytes},
+    {"audit", audit__elf_bytes},
+    {"stats", stats__elf_bytes},
 };
 
 }  // namespace

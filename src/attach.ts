@@ -17,6 +17,22 @@ export function openSession(options: SessionOptions, targets: TraceSubject[]): N
   }
 }
 
+/** Opens a session and runs `attach` for each target; if one fails, the session is closed again. */
+export async function openAttached(
+  options: SessionOptions,
+  targets: Inspection[],
+  attach: (session: NativeSession, target: Inspection) => void,
+): Promise<NativeSession> {
+  const session = openSession(options, targets)
+  try {
+    for (const target of targets) attach(session, target)
+  } catch (error) {
+    await session.close()
+    throw error
+  }
+  return session
+}
+
 /** Attaches `program` to the python provider's `probe` in the target's probe object. */
 export function attachPythonProbe(session: NativeSession, target: Inspection, program: string, probe: string): void {
   try {

@@ -1,4 +1,4 @@
-import { attachPythonProbe, openSession, raiseLineSemaphore } from './attach.js'
+import { attachPythonProbe, openAttached, raiseLineSemaphore } from './attach.js'
 import {
   CALL_ENTRY,
   CALL_EVENT,
@@ -7,7 +7,8 @@ import {
   CALL_HAS_DURATION,
 } from './layout.js'
 import { resolveTargets, type TargetOptions } from './targets.js'
-import { Trace, ringBufferBytes, type OpenedSession, type StreamOptions } from './trace.js'
+import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from './options.js'
+import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 
 /** A Python function entry or return. */
 export interface CallEvent {
@@ -52,34 +53,28 @@ export type CallTrace = Trace<CallEvent>
  */
 export function traceCalls(pid: number, options?: TraceCallsOptions): CallTrace
 export function traceCalls(options: TraceCallsOptions): CallTrace
-export function traceCalls(pidOrOptions: number | TraceCallsOptions, maybeOptions: TraceCallsOptions = {}): CallTrace {
-  const options = typeof pidOrOptions === 'number' ? { ...maybeOptions, pid: pidOrOptions } : pidOrOptions
+export function traceCalls(pidOrOptions: number | TraceCallsOptions, maybeOptions?: TraceCallsOptions): CallTrace {
+  const options = withPid(pidOrOptions, maybeOptions)
   return new Trace(() => openCallSession(options), decodeCall, options)
 }
 
-async function openCallSession(options: TraceCallsOptions): Promise<OpenedSession> {
-  const ringBytes = ringBufferBytes(options)
+const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'entries']
+
+async function openCallSession(options: TraceCallsOptions): Promise<OpenedSession<CallEvent>> {
+  checkOptions('traceCalls', options, OPTIONS)
+  const ring = ringBufferSettings(options)
   const { targets, exitPids } = await resolveTargets(options, 'calls')
-  const session = openSession(
-    {
-      object: 'calls',
-      maxEntries: { events: ringBytes },
-      // Wake the reader early enough that a burst cannot fill the ring before the timer drains it.
-      constants: { wakeup_bytes: ringBytes / 8, track_threads: options.entries === false ? 0 : 1 },
-    },
+  const entries = options.entries !== false
+  const session = await openAttached(
+    { object: 'calls', maxEntries: ring.maxEntries, constants: { ...ring.constants, track_threads: entries ? 1 : 0 } },
     targets,
-  )
-  try {
-    for (const target of targets) {
+    (session, target) => {
       attachPythonProbe(session, target, 'on_call_return', 'function__return')
-      if (options.entries === false) continue
+      if (!entries) return
       attachPythonProbe(session, target, 'on_call_entry', 'function__entry')
       if (target.capabilities.calls.mode === 'line-semaphore') raiseLineSemaphore(session, target, 'hold_semaphore')
-    }
-  } catch (error) {
-    await session.close()
-    throw error
-  }
+    },
+  )
   return { session, exitPids }
 }
 

@@ -231,14 +231,18 @@ function noProbesExplanation(object: string, version: PythonVersion | null): str
   )
 }
 
-/** Throws the TraceError that explains why `cap` can't be traced in this process, if it can't. */
-export function requireProbes(insp: Inspection, cap: CapabilityName): void {
+/**
+ * Throws the TraceError that explains why `cap` can't be traced in this process, if it can't;
+ * without `cap`, only that it has no python probes at all.
+ */
+export function requireProbes(insp: Inspection, cap?: CapabilityName): void {
   if (insp.probes.length === 0) {
     throw new TraceError(
       'NO_PROBES',
       `cannot trace ${subjectOf(insp)}: ${noProbesExplanation(insp.interpreterObject, insp.version)}`,
     )
   }
+  if (cap === undefined) return
   const capability = insp.capabilities[cap]
   if (!capability.available) {
     throw new TraceError('PROBE_UNAVAILABLE', `cannot trace ${cap} in ${subjectOf(insp)}: ${capability.reason}`)

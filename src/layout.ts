@@ -106,3 +106,82 @@ export const LIBRARY_CALL_EVENT = {
 } as const
 
 export const LIBRARY_CALL_ARGS = 6
+
+export const GC_EVENT = {
+  size: 40,
+  fields: {
+    start_ns: 0,
+    duration_ns: 8,
+    collected: 16,
+    pid: 24,
+    tid: 28,
+    generation: 32,
+  },
+} as const
+
+export const IMPORT_EVENT = {
+  size: 32,
+  fields: {
+    start_ns: 0,
+    duration_ns: 8,
+    pid: 16,
+    tid: 20,
+    depth: 24,
+    flags: 26,
+    name_len: 28,
+  },
+} as const
+
+export const IMPORT_FOUND = 1 << 0
+export const IMPORT_HAS_START = 1 << 1
+export const IMPORT_NAME_TRUNCATED = 1 << 2
+
+export const AUDIT_VALUE = {
+  size: 4,
+  fields: {
+    kind: 0,
+    flags: 1,
+    len: 2,
+  },
+} as const
+
+export const AUDIT_EVENT = {
+  size: 24,
+  fields: {
+    timestamp_ns: 0,
+    pid: 8,
+    tid: 12,
+    name_len: 16,
+    args_len: 18,
+    flags: 20,
+  },
+} as const
+
+export const AUDIT_NAME_MAX = 62
+export const AUDIT_VALUE_MAX = 256
+export const AUDIT_ARGS_MAX = 1024
+export const AUDIT_ITEMS_MAX = 6
+export const AUDIT_NESTED_ITEMS_MAX = 4
+export const AUDIT_NAME_TRUNCATED = 1 << 0
+export const AUDIT_ARGS_DECODED = 1 << 1
+export const AUDIT_ARGS_TRUNCATED = 1 << 2
+export const AUDIT_VALUE_STR = 1
+export const AUDIT_VALUE_BYTES = 2
+export const AUDIT_VALUE_INT = 3
+export const AUDIT_VALUE_BOOL = 4
+export const AUDIT_VALUE_TUPLE = 5
+export const AUDIT_VALUE_LIST = 6
+export const AUDIT_VALUE_OBJECT = 7
+export const AUDIT_VALUE_CUT = 1 << 0
+
+/** The value of bpf/stats.bpf.c's per-process map, per CPU. */
+export const PYTHON_STATS = {
+  size: 40,
+  fields: {
+    calls: 0,
+    gc_runs: 8,
+    gc_collected: 16,
+    imports: 24,
+    threads: 32,
+  },
+} as const

@@ -22,8 +22,11 @@ export interface ResolvedTargets {
   exitPids: number[]
 }
 
-/** Inspects each target and checks it can give `capability`; throws the TraceError that says why not. */
-export async function resolveTargets(options: TargetOptions, capability: CapabilityName): Promise<ResolvedTargets> {
+/**
+ * Inspects each target and checks it can give `capability` (without one: that it has python
+ * probes); throws the TraceError that says why not.
+ */
+export async function resolveTargets(options: TargetOptions, capability?: CapabilityName): Promise<ResolvedTargets> {
   const given = [options.pid !== undefined, options.pids !== undefined, options.binary !== undefined].filter(Boolean)
   if (given.length !== 1) {
     throw new TraceError('INVALID_ARGUMENT', 'name exactly one target: { pid }, { pids: [...] } or { binary: path }')

@@ -44,6 +44,16 @@ export function ringBufferBytes(options: StreamOptions): number {
   return bytes
 }
 
+/** The `events` ring buffer's size and wakeup threshold for a session, from the options, checked. */
+export function ringBufferSettings(options: StreamOptions): {
+  maxEntries: Record<string, number>
+  constants: Record<string, number>
+} {
+  const bytes = ringBufferBytes(options)
+  // Wake the reader early enough that a burst cannot fill the ring before the timer drains it.
+  return { maxEntries: { events: bytes }, constants: { wakeup_bytes: bytes / 8 } }
+}
+
 // One JS call per batch; a record is at most a few KiB, so a batch holds thousands.
 const BATCH_BYTES = 1 << 20
 // Decoded events the consumer has not taken yet, past which the kernel side waits (and drops

@@ -283,3 +283,9 @@ t.test('the line semaphore holder falls back from DT_FINI to DT_INIT, then confl
   second.go()
   t.equal(fibCalls(await collect(returns)).returns, 2 * fibonacci(n + 1) - 1, 'entries: false still traces every return')
 })
+
+t.test('INVALID_ARGUMENT: a misspelt traceCalls option is named, with the options that exist', async (t) => {
+  const target = await startWorkload(t, ['fib', '1'])
+  const trace = traceCalls(target.pid, { entry: false } as never)
+  await t.rejects(trace.ready, { code: 'INVALID_ARGUMENT', message: /no option "entry".*entries/ })
+})

@@ -43,6 +43,46 @@ t.test('syscall_event, latency_stats, function_key, function_names: as compiled'
   t.equal(layout.HISTOGRAM_BUCKETS, constants.USDTRACE_HISTOGRAM_BUCKETS)
 })
 
+t.test('gc, import, audit and stats records: sizes, offsets and constants match bpf/usdtrace.h', async (t) => {
+  const structs = [
+    ['gc_event', layout.GC_EVENT],
+    ['import_event', layout.IMPORT_EVENT],
+    ['audit_value', layout.AUDIT_VALUE],
+    ['audit_event', layout.AUDIT_EVENT],
+    ['python_stats', layout.PYTHON_STATS],
+  ] as const
+  for (const [name, mirror] of structs) {
+    const c = binding.layouts[name]!
+    t.equal(mirror.size, c.size, `${name} size`)
+    t.same(mirror.fields, c.fields, `${name} field offsets`)
+  }
+  const constants = binding.layouts.constants
+  const mirrored = layout as unknown as Record<string, number>
+  for (const name of [
+    'IMPORT_FOUND',
+    'IMPORT_HAS_START',
+    'IMPORT_NAME_TRUNCATED',
+    'AUDIT_NAME_MAX',
+    'AUDIT_VALUE_MAX',
+    'AUDIT_ARGS_MAX',
+    'AUDIT_ITEMS_MAX',
+    'AUDIT_NESTED_ITEMS_MAX',
+    'AUDIT_NAME_TRUNCATED',
+    'AUDIT_ARGS_DECODED',
+    'AUDIT_ARGS_TRUNCATED',
+    'AUDIT_VALUE_STR',
+    'AUDIT_VALUE_BYTES',
+    'AUDIT_VALUE_INT',
+    'AUDIT_VALUE_BOOL',
+    'AUDIT_VALUE_TUPLE',
+    'AUDIT_VALUE_LIST',
+    'AUDIT_VALUE_OBJECT',
+    'AUDIT_VALUE_CUT',
+  ]) {
+    t.equal(mirrored[name], constants[name], name)
+  }
+})
+
 t.test('the addon links libbpf, libelf and zlib statically: ldd shows only glibc', async (t) => {
   const root = fileURLToPath(new URL('..', import.meta.url))
   const addon: string = createRequire(import.meta.url)('node-gyp-build').path(root)

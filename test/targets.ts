@@ -2,7 +2,6 @@
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
-import type { CallEvent, CallTrace } from '../src/index.js'
 
 export const WORKLOADS = fileURLToPath(new URL('targets/workloads.py', import.meta.url))
 
@@ -15,8 +14,8 @@ export async function startWorkload(t: Test, args: string[], python = DEBIAN_PYT
 }
 
 /** Every event until the trace ends (the target exits). */
-export async function collect(trace: CallTrace): Promise<CallEvent[]> {
-  const events: CallEvent[] = []
+export async function collect<T>(trace: AsyncIterable<T>): Promise<T[]> {
+  const events: T[] = []
   for await (const event of trace) events.push(event)
   return events
 }

@@ -1,7 +1,10 @@
-"""Workloads for the call-tracing tests. Prints "ready", runs the named workload when a line
+"""Workloads for the tracing tests. Prints "ready", runs the named workload when a line
 arrives on stdin (so the tracer attaches first), then exits."""
 import asyncio
+import gc
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -204,6 +207,70 @@ def run_getpid(count):
         os.getpid()
 
 
+class Node:
+    pass
+
+
+def make_cycles(n, touch_dicts):
+    # In 3.11 attributes live in the instance itself; reading __dict__ makes a dict object of it.
+    for _ in range(n):
+        a, b = Node(), Node()
+        a.peer, b.peer = b, a
+        if touch_dicts:
+            a.__dict__, b.__dict__
+
+
+def run_gc_generations():
+    for generation in (0, 1, 2):
+        gc.collect(generation)
+    # Skips interpreter finalization, which collects again.
+    os._exit(0)
+
+
+def run_gc_cycles(n, touch_dicts):
+    gc.collect()
+    make_cycles(int(n), touch_dicts == "dicts")
+    print(gc.collect(), flush=True)
+    os._exit(0)
+
+
+def run_import_package(directory, package):
+    sys.path.insert(0, directory)
+    __import__(package)
+
+
+def run_audit(path, port):
+    open(path).close()
+    with socket.socket() as connection:
+        connection.connect(("127.0.0.1", int(port)))
+    subprocess.run(["/bin/true"], check=True)
+    # One argument of each kind the decoder knows, then more arguments and text than it keeps.
+    sys.audit("usdtrace.kinds", 42, True, None, b"\x00ab", ("nested", -7, "\u00e9"), 2**70)
+    sys.audit("usdtrace.long", "x" * 300, 1, 2, 3, 4, 5, 6)
+
+
+def run_stats(calls, collections, directory, modules, threads):
+    # Only the named work calls Python functions: no comprehension (a function of its own in
+    # 3.11), no return from here (os._exit), so `calls` leaf() calls are all the returns.
+    for _ in range(int(calls)):
+        leaf()
+    found = 0
+    for _ in range(int(collections)):
+        found += gc.collect()
+    sys.path.insert(0, directory)
+    for i in range(int(modules)):
+        __import__(f"stats_module_{i}")
+    workers = []
+    for _ in range(int(threads)):
+        workers.append(threading.Thread(target=leaf))
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    print(found, flush=True)
+    os._exit(0)
+
+
 def handle_request():
     with open(__file__, "rb") as source:
         source.read(64)
@@ -233,11 +300,26 @@ WORKLOADS = {
     "phases": run_phases,
     "writes": run_writes,
     "getpid": run_getpid,
+    "gc_generations": run_gc_generations,
+    "gc_cycles": run_gc_cycles,
+    "import_package": run_import_package,
+    "audit": run_audit,
+    "stats": run_stats,
+    "serve": run_serve,
+}
+
+# Run before "ready": automatic collections would add events of their own.
+SETUP = {
+    "gc_generations": gc.disable,
+    "gc_cycles": gc.disable,
+    "stats": gc.disable,
     "serve": run_serve,
 }
 
 if __name__ == "__main__":
     workload = WORKLOADS[sys.argv[1]]
+    SETUP.get(sys.argv[1], lambda: None)()
     print("ready", flush=True)
-    sys.stdin.readline()
+    # As bytes: a text read would run the utf-8 decoder's Python code, a call of its own.
+    sys.stdin.buffer.readline()
     workload(*sys.argv[2:])

@@ -1,0 +1,71 @@
+import { attachPythonProbe, openAttached } from './attach.js'
+import { GC_EVENT } from './layout.js'
+import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, nonNegativeInteger, withPid } from './options.js'
+import { resolveTargets, type TargetOptions } from './targets.js'
+import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
+
+/** One garbage collection of a CPython process. */
+export interface GCEvent {
+  /** The traced process. */
+  pid: number
+  /** The kernel thread id; the main thread's is the pid. */
+  tid: number
+  /** The generation collected: 0, 1 or 2 (gc.collect(generation)). */
+  generation: number
+  /**
+   * The gc__done probe's argument: the unreachable objects the collection found, i.e. what
+   * gc.collect() returns (freed objects plus uncollectable ones, which CPython ≥ 3.4 rarely has).
+   */
+  collected: number
+  /** CLOCK_MONOTONIC, comparable with process.hrtime.bigint() */
+  startNs: bigint
+  /** From gc__start to gc__done. */
+  durationNs: bigint
+}
+
+export interface TraceGCOptions extends StreamOptions, TargetOptions {
+  /** Collections shorter than this are left out in the kernel (default 0: all). */
+  minDurationNs?: number | bigint
+}
+
+const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'minDurationNs']
+
+/**
+ * Streams the garbage collections of running CPython processes (python:gc__start/gc__done).
+ * A collection already under way when the trace attaches is not reported.
+ */
+export function traceGC(pid: number, options?: TraceGCOptions): Trace<GCEvent>
+export function traceGC(options: TraceGCOptions): Trace<GCEvent>
+export function traceGC(pidOrOptions: number | TraceGCOptions, maybeOptions?: TraceGCOptions): Trace<GCEvent> {
+  const options = withPid(pidOrOptions, maybeOptions)
+  return new Trace(() => openGCSession(options), decodeGC, options)
+}
+
+async function openGCSession(options: TraceGCOptions): Promise<OpenedSession<GCEvent>> {
+  checkOptions('traceGC', options, OPTIONS)
+  const minDurationNs = nonNegativeInteger('traceGC', 'minDurationNs', options.minDurationNs, 0n)
+  const ring = ringBufferSettings(options)
+  const { targets, exitPids } = await resolveTargets(options, 'gc')
+  const session = await openAttached(
+    { object: 'gc', maxEntries: ring.maxEntries, constants: { ...ring.constants, min_duration_ns: minDurationNs } },
+    targets,
+    (session, target) => {
+      attachPythonProbe(session, target, 'on_gc_start', 'gc__start')
+      attachPythonProbe(session, target, 'on_gc_done', 'gc__done')
+    },
+  )
+  return { session, exitPids }
+}
+
+const { fields } = GC_EVENT
+
+function decodeGC(view: DataView, _bytes: Buffer, offset: number): GCEvent {
+  return {
+    pid: view.getUint32(offset + fields.pid, true),
+    tid: view.getUint32(offset + fields.tid, true),
+    generation: view.getInt32(offset + fields.generation, true),
+    collected: Number(view.getBigInt64(offset + fields.collected, true)),
+    startNs: view.getBigUint64(offset + fields.start_ns, true),
+    durationNs: view.getBigUint64(offset + fields.duration_ns, true),
+  }
+}
