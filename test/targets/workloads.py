@@ -272,13 +272,19 @@ def run_stats(calls, collections, directory, modules, threads):
 
 
 def handle_request():
+    # A bit of everything the README's examples watch: a file read (syscalls, the `open` audit
+    # event), a module load, a full collection over a live heap (over 1 ms), and a 2 ms wait.
     with open(__file__, "rb") as source:
         source.read(64)
+    sys.modules.pop("colorsys", None)
+    __import__("colorsys")
+    gc.collect()
     time.sleep(0.002)
 
 
 def run_serve():
-    # Like a service: a request (a file read, ~2 ms) after another, until it is killed.
+    # Like a service: one request after another, until it is killed.
+    heap = [[] for _ in range(200_000)]  # alive, for every collection to walk
     while True:
         handle_request()
 
@@ -313,7 +319,6 @@ SETUP = {
     "gc_generations": gc.disable,
     "gc_cycles": gc.disable,
     "stats": gc.disable,
-    "serve": run_serve,
 }
 
 if __name__ == "__main__":
