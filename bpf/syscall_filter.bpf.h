@@ -29,13 +29,29 @@ struct {
 /* Follow every syscall number, not only those flagged SYSCALL_WANTED. */
 const volatile bool every_syscall = false;
 
+/*
+ * With { binary }: follow every process whose executable is this file (its inode and the
+ * kernel's dev_t of its file system) instead of the processes in traced_tgids, so processes
+ * started after the trace are followed too.
+ */
+const volatile __u64 binary_ino = 0;
+const volatile __u32 binary_dev = 0;
+
+static __always_inline bool runs_binary(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+
+	return inode && BPF_CORE_READ(inode, i_ino) == binary_ino && BPF_CORE_READ(inode, i_sb, s_dev) == binary_dev;
+}
+
 /* The flags of syscall `nr` in process `tgid`, SYSCALL_WANTED included; 0 when it is not traced. */
 static __always_inline __u8 traced_syscall(__u32 tgid, long nr)
 {
 	__u32 index = (__u32)nr;
 	__u8 *flags = NULL;
 
-	if (!bpf_map_lookup_elem(&traced_tgids, &tgid))
+	if (binary_ino ? !runs_binary() : !bpf_map_lookup_elem(&traced_tgids, &tgid))
 		return 0;
 	if (nr >= 0 && nr < USDTRACE_SYSCALL_TABLE_SIZE)
 		flags = bpf_map_lookup_elem(&syscall_flags, &index);

@@ -3,7 +3,8 @@ import type { MapDump, NativeSession } from './binding.js'
 import { TraceError } from './errors.js'
 import { FUNCTION_KEY, FUNCTION_NAMES, HISTOGRAM_BUCKETS, LATENCY_STATS } from './layout.js'
 import { syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
-import { attachSyscallTracepoints } from './syscalls.js'
+import { isProgram } from './elf.js'
+import { attachSyscallTracepoints, syscallFilterConstants } from './syscalls.js'
 import { resolveTargets, type TargetOptions } from './targets.js'
 import { Trace, sumDropped, type OpenedSession, type Sampler } from './trace.js'
 
@@ -124,11 +125,11 @@ async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<C
   let table: SyscallTable | undefined
   let wanted: number[] | undefined
   if (syscalls !== false) {
-    if (options.binary !== undefined) {
+    if (options.binary !== undefined && !isProgram(options.binary)) {
       throw new TraceError(
         'INVALID_ARGUMENT',
-        'callStats with syscalls follows processes by pid and cannot take { binary }: the kernel attributes syscalls ' +
-          'to processes, not to files; pass { pid } or { pids: [...] }, or leave syscalls out',
+        `callStats with syscalls and { binary } follows the processes whose executable is that file, and ` +
+          `${options.binary} is a shared library; pass the python executable, { pid } / { pids }, or leave syscalls out`,
       )
     }
     table = syscallTable()
@@ -145,7 +146,7 @@ async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<C
         function_names: functionSlots,
         traced_tgids: targets.length,
       },
-      constants: { every_syscall: wanted === undefined ? 1 : 0 },
+      constants: syscallFilterConstants(targets, wanted),
     },
     targets,
   )

@@ -63,6 +63,7 @@ const DYN_SIZE = 16
 
 const PT_LOAD = 1
 const PT_DYNAMIC = 2
+const PT_INTERP = 3
 const PF_X = 1
 const SHT_SYMTAB = 2
 const SHT_NOBITS = 8
@@ -464,6 +465,14 @@ export function readFunctionSymbols(path: string): FunctionSymbol[] {
     }
     return functions
   })
+}
+
+/**
+ * Whether the file is a program a process can run (it names an interpreter, or is statically
+ * linked) rather than a shared library, which processes only map.
+ */
+export function isProgram(path: string): boolean {
+  return withElf(path, (elf) => elf.segments.some((s) => s.type === PT_INTERP) || !elf.segments.some((s) => s.type === PT_DYNAMIC))
 }
 
 /**

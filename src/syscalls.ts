@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs'
 import { explainNativeError, openSession } from './attach.js'
 import type { NativeSession } from './binding.js'
 import { errnoName } from './errno.js'
@@ -80,7 +81,7 @@ async function openSyscallSession(options: TraceSyscallsOptions, table: SyscallT
     {
       object: 'syscalls',
       maxEntries: { events: ringBytes, traced_tgids: targets.length },
-      constants: { wakeup_bytes: ringBytes / 8, every_syscall: wanted === undefined ? 1 : 0 },
+      constants: { wakeup_bytes: ringBytes / 8, ...syscallFilterConstants(targets, wanted) },
     },
     targets,
   )
@@ -91,6 +92,21 @@ async function openSyscallSession(options: TraceSyscallsOptions, table: SyscallT
     throw error
   }
   return { session, exitPids }
+}
+
+/**
+ * The syscall filter's constants. A `{ binary }` target (pid -1) is followed by the identity of
+ * its file as the kernel holds it: the inode, and the kernel's internal dev_t (major << 20 |
+ * minor), which stat's st_dev encodes differently.
+ */
+export function syscallFilterConstants(targets: TraceSubject[], wanted: number[] | undefined): Record<string, number | bigint> {
+  const constants = { every_syscall: wanted === undefined ? 1 : 0 }
+  const binary = targets.find((target) => target.pid < 0)
+  if (!binary) return constants
+  const { ino, dev } = statSync(binary.interpreterObject, { bigint: true })
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn)
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn)
+  return { ...constants, binary_ino: ino, binary_dev: (major << 20n) | minor }
 }
 
 /**
@@ -108,7 +124,7 @@ export function attachSyscallTracepoints(
   const what = 'attaching to the sys_enter and sys_exit tracepoints'
   try {
     const present = new Uint8Array([1])
-    for (const { pid } of targets) session.updateMap('traced_tgids', u32(pid), present)
+    for (const { pid } of targets) if (pid > 0) session.updateMap('traced_tgids', u32(pid), present)
     for (const [nr, flags] of syscallFlags(table, wanted)) session.updateMap('syscall_flags', u32(nr), new Uint8Array([flags]))
     session.attachRawTracepoint('on_sys_enter', 'sys_enter')
     session.attachRawTracepoint('on_sys_exit', 'sys_exit')

@@ -1,5 +1,6 @@
 import { TraceError } from './errors.js'
 import { inspect, inspectBinary, requireProbes, type CapabilityName, type Inspection, type TraceSubject } from './inspect.js'
+import { isProgram } from './elf.js'
 import { executablePath } from './probes.js'
 
 /**
@@ -46,17 +47,21 @@ export async function resolveTargets(options: TargetOptions, capability?: Capabi
 }
 
 /**
- * The processes, of any kind, that a trace following them by pid names (`{ pid }` or
- * `{ pids }`), each checked to be a running user-space process we may read; `what` names the
- * trace for the error that refuses `{ binary }`.
+ * The processes, of any kind, a syscall trace follows: those `{ pid }` or `{ pids }` name, each
+ * checked to be a running user-space process we may read, or with `{ binary }` every process
+ * whose executable is that program (a pid -1 target), now and later.
  */
 export async function resolveProcesses(options: TargetOptions, what: string): Promise<{ targets: TraceSubject[]; exitPids: number[] }> {
-  if (options.binary !== undefined) {
-    throw new TraceError(
-      'INVALID_ARGUMENT',
-      `${what} follows processes by pid and cannot take { binary }: the kernel attributes syscalls to processes, ` +
-        'not to files; pass { pid } or { pids: [...] } (e.g. from `pgrep -f`)',
-    )
+  const binary = binaryTarget(options)
+  if (binary !== undefined) {
+    if (!isProgram(binary)) {
+      throw new TraceError(
+        'INVALID_ARGUMENT',
+        `${what} with { binary } follows the processes whose executable is that file, and ${binary} is a shared ` +
+          'library; pass the program that loads it (e.g. the python executable), or { pid } / { pids: [...] }',
+      )
+    }
+    return { targets: [{ pid: -1, interpreterObject: binary }], exitPids: [] }
   }
   const pids = requestedPids(options)
   const executables = await Promise.all(pids.map((pid) => executablePath(pid)))

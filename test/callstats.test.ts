@@ -201,7 +201,7 @@ t.test('full maps are reported as dropped; bad options are typed errors', async 
     [{ pid: target.pid, top: 1.5 }, /top/],
     [{ pid: target.pid, maxFunctions: 0 }, /maxFunctions/],
     [{ pid: target.pid, syscalls: ['getpid', 'opnat'] }, /no syscall named "opnat".*openat/],
-    [{ binary: '/usr/bin/python3.11', syscalls: true }, /by pid/],
+    [{ binary: '/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0', syscalls: true }, /shared library/],
   ]
   for (const [options, message] of refusals) {
     const error = await callStats(options).ready.then(() => undefined, (e: unknown) => e)

@@ -1,9 +1,12 @@
 // traceSyscalls against real processes: exact counts, arguments and return values, errno names
 // and paths, the name filter in the kernel, threads, a process that is not Python, bad input.
 import { once } from 'node:events'
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { TraceError, traceSyscalls, type SyscallEvent, type SyscallTrace } from '../src/index.js'
-import { startReady } from './fixtures/processes.js'
+import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
 import { startWorkload } from './targets.js'
 
 async function collect(trace: SyscallTrace): Promise<SyscallEvent[]> {
@@ -20,6 +23,7 @@ async function outputOf(target: { stdout: NodeJS.ReadableStream | null; once(e: 
   return output.replace(/^ready\n/, '').trim()
 }
 
+const LIBPYTHON = '/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0'
 const SEEK_SET = 0n
 const AT_FDCWD = 2n ** 32n - 100n // openat's int dirfd, as the register holds it
 
@@ -115,7 +119,7 @@ t.test('any process, not only Python: a shell testing for a missing file', async
   t.match(events.at(-1), { name: 'exit_group', args: [3n] }, 'exit_group(3)')
 })
 
-t.test('bad input: unknown names list close matches, { binary } is refused', async (t) => {
+t.test('bad input: unknown names list close matches, a shared library is no { binary }', async (t) => {
   const target = await startWorkload(t, ['calls', '1'])
   const unknown = traceSyscalls(target.pid, { names: ['lseeek'] })
   const error = await unknown.ready.then(() => undefined, (e: unknown) => e)
@@ -127,8 +131,40 @@ t.test('bad input: unknown names list close matches, { binary } is refused', asy
   const all = await nothingClose.ready.then(() => undefined, (e: unknown) => e)
   t.match((all as TraceError).message, /syscalls are: .*openat.*write/, 'lists every name when none is close')
 
-  const binary = traceSyscalls({ binary: '/usr/bin/python3.11' })
-  const refused = await binary.ready.then(() => undefined, (e: unknown) => e)
+  const library = traceSyscalls({ binary: LIBPYTHON })
+  const refused = await library.ready.then(() => undefined, (e: unknown) => e)
   t.equal((refused as TraceError).code, 'INVALID_ARGUMENT')
-  t.match((refused as TraceError).message, /by pid.*\{ pid \}/, 'says why, and what to pass instead')
+  t.match((refused as TraceError).message, /shared library.*python executable|shared library.*\{ pid \}/, 'says why, and what to pass instead')
+})
+
+t.test('{ binary } follows every process running the program, started after the trace or not', async (t) => {
+  // A copy of python3.11 (its own inode): the processes of the original must not be followed.
+  const dir = mkdtempSync(join(tmpdir(), 'usdtrace-syscalls-binary-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const python = join(dir, 'python3.11')
+  copyFileSync(DEBIAN_PYTHON, python)
+  chmodSync(python, 0o755)
+
+  const n = 20
+  const missing = `/nonexistent/usdtrace-${process.pid}/binary.txt`
+  const trace = traceSyscalls({ binary: python, names: ['getppid', 'exit_group'] })
+  await trace.ready
+  const other = await startWorkload(t, ['syscalls', String(n), missing])
+  const otherDone = outputOf(other)
+  other.go()
+  await otherDone
+  const copies = [await startWorkload(t, ['syscalls', String(n), missing], python), await startWorkload(t, ['syscalls', String(n), missing], python)]
+  for (const copy of copies) copy.go()
+
+  const events: SyscallEvent[] = []
+  const exited = new Set<number>()
+  for await (const event of trace) {
+    events.push(event)
+    if (event.name === 'exit_group') exited.add(event.pid)
+    if (copies.every((copy) => exited.has(copy.pid))) break
+  }
+  for (const copy of copies) {
+    t.equal(events.filter((e) => e.pid === copy.pid && e.name === 'getppid').length, n, `process ${copy.pid}: every getppid`)
+  }
+  t.notOk(events.some((e) => e.pid === other.pid), 'a process of another python3.11 file is not followed')
 })
