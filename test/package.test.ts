@@ -29,7 +29,7 @@ t.test('the tarball holds the built package and the sources of a fallback build,
   const tracked = (dir: string) =>
     execFileSync('git', ['ls-files', dir], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean)
   const built = (dir: string, pattern: RegExp) =>
-    readdirSync(join(ROOT, dir))
+    readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })
       .filter((name) => pattern.test(name))
       .map((name) => `${dir}/${name}`)
   const expected = [
