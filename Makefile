@@ -7,8 +7,10 @@ BPF_SOURCES := $(wildcard bpf/*.bpf.c)
 SKELETONS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SOURCES))
 SETUP_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc python3.11 python3.11-dev gdb systemtap-sdt-dev util-linux postgresql-15 postgresql-client-15 g++
 ADDON := build/Release/usdtrace.node
+# What node-gyp-build loads in an installed package: N-API, so one file serves every Node from 18 on.
+PREBUILD := prebuilds/linux-$(shell node -p process.arch)/usdtrace.glibc.node
 
-.PHONY: setup build test demo bench clean
+.PHONY: setup build test demo bench clean prebuild addon-inputs
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -21,7 +23,7 @@ setup:
 	fi
 	@[ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --ignore-scripts --no-audit --no-fund
 
-build: $(ADDON) dist/index.js
+build: $(ADDON) dist/index.js dist-cjs/index.js
 
 $(OUTPUT)/vmlinux.h:
 	@mkdir -p $(OUTPUT)
@@ -38,12 +40,25 @@ $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 $(OUTPUT)/libelf-shared.a: /usr/lib/$(MULTIARCH)/libelf.a
 	cp $< $@ && ar d $@ elf_error.o
 
-$(ADDON): $(SKELETONS) $(OUTPUT)/libelf-shared.a binding.gyp native/*.cc native/*.h native/*.c bpf/*.h
-	npx node-gyp rebuild
+# What node-gyp needs besides the sources; an install without a fitting prebuild makes this first.
+addon-inputs: $(SKELETONS) $(OUTPUT)/libelf-shared.a
 
-dist/index.js: $(wildcard src/*.ts src/*/*.ts) tsconfig.json
+# prebuildify compiles with node-gyp in build/ and moves the addon to prebuilds/; the local build
+# is the same file, so it is copied back rather than compiled twice.
+$(ADDON) $(PREBUILD) &: $(SKELETONS) $(OUTPUT)/libelf-shared.a binding.gyp native/*.cc native/*.h native/*.c bpf/*.h
+	npx prebuildify --napi --tag-libc
+	mkdir -p $(dir $(ADDON)) && cp $(PREBUILD) $(ADDON)
+
+prebuild: $(PREBUILD)
+
+dist/index.js: $(wildcard src/*.ts src/*.cts src/*/*.ts) tsconfig.json
 	npx tsc -p tsconfig.json
 	chmod +x dist/cli/main.js
+
+# The CommonJS build, for require('usdtrace'): the same sources, one level below the root like dist/.
+dist-cjs/index.js: $(wildcard src/*.ts src/*.cts src/*/*.ts) tsconfig.json tsconfig.cjs.json
+	npx tsc -p tsconfig.cjs.json
+	echo '{ "type": "commonjs" }' > dist-cjs/package.json
 
 test: setup
 	$(MAKE) build
@@ -54,7 +69,7 @@ demo: setup
 	node examples/demo.js
 
 clean:
-	rm -rf $(OUTPUT) build dist
+	rm -rf $(OUTPUT) build dist dist-cjs prebuilds
 
 # The C reference points share the addon's BPF object (bench/reference.c).
 $(OUTPUT)/bench-reference: bench/reference.c $(OUTPUT)/calls.skel.h

@@ -8,7 +8,8 @@
         "native/layout.cc",
         "native/libbpf_log.cc",
         "native/objects.cc",
-        "native/session.cc"
+        "native/session.cc",
+        "native/uprobe_access.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -3,11 +3,13 @@
 #include "layout.h"
 #include "libbpf_log.h"
 #include "session.h"
+#include "uprobe_access.h"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   CaptureLibbpfLog();
   exports.Set("Session", Session::Define(env));
   exports.Set("layouts", EventLayouts(env));
+  exports.Set("uprobeAccess", Napi::Function::New(env, UprobeAccess));
   return exports;
 }
 

@@ -1,4 +1,5 @@
 import { binding, isNativeError, type NativeSession, type SessionOptions } from './binding.js'
+import { requireKernelSupport } from './doctor.js'
 import { TraceError, noSuchProcess, permissionDenied } from './errors.js'
 import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from './inspect.js'
 
@@ -8,6 +9,7 @@ import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from
  */
 
 export function openSession(options: SessionOptions, targets: TraceSubject[]): NativeSession {
+  requireKernelSupport()
   try {
     return new binding.Session(options)
   } catch (error) {

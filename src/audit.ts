@@ -38,7 +38,9 @@ export type AuditValue =
 
 /** One PEP 578 audit event (sys.audit, or CPython's own PySys_Audit). */
 export interface AuditEvent {
+  /** The traced process. */
   pid: number
+  /** The kernel thread id; the main thread's is the pid. */
   tid: number
   /** CLOCK_MONOTONIC, comparable with process.hrtime.bigint() */
   timestampNs: bigint

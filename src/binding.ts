@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
+import nativeAddon from './native-addon.cjs'
 
 /** The raw addon (native/): a generic BPF session and the C layouts of the event structs. */
 export interface NativeSession {
@@ -59,6 +58,8 @@ export interface StructLayout {
 interface Binding {
   Session: new (options: SessionOptions) => NativeSession
   layouts: Record<string, StructLayout> & { constants: Record<string, number> }
+  /** The errno of a perf_event_open on the uprobe PMU naming no probe: EACCES/EPERM when uprobes are refused, EINVAL when allowed. */
+  uprobeAccess(pmuType: number): number
 }
 
 /** Errors thrown by the addon carry the errno of the failed call. */
@@ -71,7 +72,4 @@ export function isNativeError(error: unknown): error is NativeError {
   return error instanceof Error && typeof (error as NativeError).errno === 'number'
 }
 
-const packageRoot = fileURLToPath(new URL('..', import.meta.url))
-const require = createRequire(import.meta.url)
-// node-gyp-build finds a local build (build/Release) or a prebuild (prebuilds/linux-x64).
-export const binding: Binding = require('node-gyp-build')(packageRoot)
+export const binding = nativeAddon.addon as Binding

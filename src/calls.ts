@@ -12,13 +12,19 @@ import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } fro
 
 /** A Python function entry or return. */
 export interface CallEvent {
+  /** A function starting (`entry`) or returning (`return`). */
   kind: 'entry' | 'return'
+  /** The traced process. */
   pid: number
+  /** The kernel thread id; the main thread's is the pid. */
   tid: number
   /** CLOCK_MONOTONIC, comparable with process.hrtime.bigint() */
   timestampNs: bigint
+  /** The function's source file, as the code object names it. */
   file: string
+  /** The function's name. */
   func: string
+  /** The line the probe reports; an entry's is the function's first line. */
   line: number
   /** Per-thread nesting depth of traced frames, 0 = outermost (always 0 with `entries: false`). */
   depth: number
@@ -37,6 +43,7 @@ export interface TraceCallsOptions extends StreamOptions, TargetOptions {
   entries?: boolean
 }
 
+/** What `traceCalls` returns: an async iterator of call events. */
 export type CallTrace = Trace<CallEvent>
 
 /**

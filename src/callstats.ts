@@ -10,19 +10,24 @@ import { Trace, sumDropped, type OpenedSession, type Sampler } from './trace.js'
 
 /** Calls and, for the timed ones, their time; the times are undefined when no call was timed. */
 export interface LatencySummary {
+  /** Calls counted in the interval. */
   calls: number
   /** Calls with a known duration: those whose start was traced (every call of a syscall). */
   timedCalls: number
   /** inclusive */
   totalNs?: bigint
+  /** The shortest timed call; only with timed calls. */
   minNs?: bigint
+  /** The longest timed call; only with timed calls. */
   maxNs?: bigint
   /** histogram[k]: timed calls that took [2^k, 2^(k+1)) ns (k = 0 also 0 ns); cut after the last non-zero bucket */
   histogram?: number[]
 }
 
 export interface FunctionStats extends LatencySummary {
+  /** The function's source file, as the interpreter reports it. */
   file: string
+  /** The function's name. */
   func: string
   /** exclusive: total minus the time spent in the traced functions it called */
   selfNs?: bigint
@@ -31,13 +36,17 @@ export interface FunctionStats extends LatencySummary {
 }
 
 export interface SyscallStats extends LatencySummary {
+  /** e.g. 'openat' */
   name: string
+  /** The syscall number on this architecture. */
   nr: number
 }
 
+/** One interval's statistics. */
 export interface CallStatsSnapshot {
   /** The interval covered: CLOCK_MONOTONIC, comparable with process.hrtime.bigint(). */
   startNs: bigint
+  /** Where the interval ends, on the same clock. */
   endNs: bigint
   /** By total time (by calls without latency), the `top` first. */
   functions: FunctionStats[]
@@ -67,6 +76,7 @@ export interface CallStatsOptions extends TargetOptions {
   maxFunctions?: number
 }
 
+/** What `callStats` returns: an async iterator of snapshots. */
 export type CallStats = Trace<CallStatsSnapshot>
 
 const DEFAULT_INTERVAL_MS = 1000

@@ -9,8 +9,11 @@ import { closeSync, constants, openSync, readSync, statSync } from 'node:fs'
 import { basename } from 'node:path'
 import { TraceError, permissionDenied } from './errors.js'
 
+/** A USDT probe as its ELF note (`.note.stapsdt`) describes it. */
 export interface UsdtProbe {
+  /** e.g. `python` */
   provider: string
+  /** e.g. `function__entry` */
   name: string
   /** the path the probes were read from, as given */
   object: string
@@ -37,9 +40,13 @@ export interface FunctionSymbol {
   indirect: boolean
 }
 
+/** A CPython version; `micro` only when the interpreter states it (`Py_Version`), not from a file name. */
 export interface PythonVersion {
+  /** 3 */
   major: number
+  /** e.g. 11 */
   minor: number
+  /** e.g. 2 */
   micro?: number
 }
 

@@ -6,7 +6,9 @@ import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } fro
 
 /** One garbage collection of a CPython process. */
 export interface GCEvent {
+  /** The traced process. */
   pid: number
+  /** The kernel thread id; the main thread's is the pid. */
   tid: number
   /** The generation collected: 0, 1 or 2 (gc.collect(generation)). */
   generation: number
@@ -17,6 +19,7 @@ export interface GCEvent {
   collected: number
   /** CLOCK_MONOTONIC, comparable with process.hrtime.bigint() */
   startNs: bigint
+  /** From gc__start to gc__done. */
   durationNs: bigint
 }
 

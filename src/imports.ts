@@ -6,7 +6,9 @@ import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } fro
 
 /** One module load, reported when it ends: a module's own imports end (and arrive) before it. */
 export interface ImportEvent {
+  /** The traced process. */
   pid: number
+  /** The kernel thread id; the main thread's is the pid. */
   tid: number
   /** The absolute module name, e.g. `json.decoder`. */
   module: string
@@ -16,11 +18,13 @@ export interface ImportEvent {
   depth: number
   /** CLOCK_MONOTONIC; undefined for a load that began before the trace attached (or nested deeper than 64). */
   startNs: bigint | undefined
+  /** How long the load took; undefined when `startNs` is. */
   durationNs: bigint | undefined
   /** The module name was longer than 512 bytes and arrives cut to that. */
   truncated: boolean
 }
 
+/** The options of `traceImports`: which processes, and those every stream takes. */
 export type TraceImportsOptions = StreamOptions & TargetOptions
 
 const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS]

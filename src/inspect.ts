@@ -7,16 +7,25 @@ import { TraceError } from './errors.js'
 import { type PythonVersion, type UsdtProbe, coldCodeOffsets, readPythonVersion, readUsdtProbes } from './elf.js'
 import { executablePath, mappedObjects } from './probes.js'
 
+/** The kinds of events a CPython build can deliver, each through its own probes. */
 export type CapabilityName = 'calls' | 'gc' | 'imports' | 'audit' | 'line'
 
+/**
+ * Whether a capability can be traced: through its probes (`native`), through the line probe's
+ * semaphore with its `cost` (calls on 3.11), or not at all, with the `reason` and its fix.
+ */
 export type Capability =
   | { available: true; mode: 'native' }
   | { available: true; mode: 'line-semaphore'; cost: string }
   | { available: false; mode: 'unavailable'; reason: string }
 
+/** What a CPython process (or, from `{ binary }`, every process of an interpreter file) offers. */
 export interface Inspection {
+  /** The process, or -1 for every process of `executable`. */
   pid: number
+  /** The runtime found: CPython. */
   runtime: 'python'
+  /** From `Py_Version`, else the file name; null when neither says. */
   version: PythonVersion | null
   /** /proc/PID/exe's target as we can open it (under /proc/PID/root for another mount namespace) */
   executable: string
@@ -26,6 +35,7 @@ export interface Inspection {
   probes: UsdtProbe[]
   /** where the interpreter lives (libpython for shared builds and embedders, else the executable), probes or not */
   interpreterObject: string
+  /** What this build can trace, each capability with its mode or the reason it can't. */
   capabilities: Record<CapabilityName, Capability>
 }
 
@@ -55,6 +65,10 @@ const CALL_PROBES_REMOVED = { from: 12, until: 14 }
 const PROBE_ENABLED_PYTHON =
   'use a probe-enabled CPython: Debian/Ubuntu python3.X packages, Fedora python3, or a build with ./configure --with-dtrace'
 
+/**
+ * What a running CPython process offers for tracing, without attaching anything: its version,
+ * where its probes live and which capabilities its build has.
+ */
 export async function inspect(pid: number): Promise<Inspection> {
   const executable = await executablePath(pid)
   const libpythons = (await mappedObjects(pid)).filter(isLibpython)

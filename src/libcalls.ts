@@ -11,10 +11,13 @@ import { Trace, ringBufferBytes, type OpenedSession, type StreamOptions } from '
 
 /** One completed call into a shared-library function. */
 export interface LibraryCallEvent {
+  /** The calling process. */
   pid: number
+  /** The calling thread (kernel thread id). */
   tid: number
   /** When the call began: CLOCK_MONOTONIC, comparable with process.hrtime.bigint() */
   timestampNs: bigint
+  /** From the call to its return. */
   durationNs: bigint
   /** The file the function is in, as traced (e.g. /usr/lib/x86_64-linux-gnu/libc.so.6) */
   library: string
@@ -42,6 +45,7 @@ export interface TraceLibraryCallsOptions extends StreamOptions, TargetOptions {
   symbols: string | string[]
 }
 
+/** What `traceLibraryCalls` returns: an async iterator of completed calls. */
 export type LibraryCallTrace = Trace<LibraryCallEvent>
 
 /**

@@ -78,6 +78,7 @@ class PathCache {
   }
 }
 
+/** Options of both formatters. */
 export interface ReportOptions {
   /** Paths inside this directory are shown relative to it (default: process.cwd()). */
   cwd?: string
@@ -85,6 +86,7 @@ export interface ReportOptions {
   fullPaths?: boolean
 }
 
+/** Options of `FlowFormatter`. */
 export interface FlowOptions extends ReportOptions {
   /**
    * CLOCK_MONOTONIC time that the TIME column counts from, e.g. `process.hrtime.bigint()` once
@@ -161,8 +163,11 @@ export class FlowFormatter {
 }
 
 /** One function's line in the summary. Times are in nanoseconds. */
+/** One function's numbers in a `CallSummary`. */
 export interface SummaryRow {
+  /** The function's source file, as the interpreter reports it. */
   file: string
+  /** The function's name. */
   func: string
   /** Returns seen: calls that completed while traced (including those whose entry was not traced). */
   calls: number
@@ -176,6 +181,7 @@ export interface SummaryRow {
   meanNs: bigint | undefined
 }
 
+/** Options of `CallSummary`. */
 export interface SummaryOptions extends ReportOptions {
   /** Longest FUNCTION and FILE cells; longer names are cut with an ellipsis (default 40). */
   maxNameWidth?: number
@@ -221,6 +227,7 @@ export class CallSummary {
     this.#maxNameWidth = Math.max(8, options.maxNameWidth ?? 40)
   }
 
+  /** Counts one event; give it every event of the trace, in order. */
   add(event: CallEvent): void {
     const row = this.#row(event.file, event.func)
     const thread = this.#thread(event.tid)

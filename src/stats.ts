@@ -12,8 +12,12 @@ import { Trace, sumDropped, type OpenedSession } from './trace.js'
 export type StatsColumn = 'calls' | 'gcRuns' | 'gcCollected' | 'imports' | 'threads' | 'exceptions'
 
 /** One process's counts over one interval; a column the process's CPython cannot give is absent. */
-export type ProcessStats = { pid: number } & Partial<Record<StatsColumn, number>>
+export type ProcessStats = {
+  /** The process. */
+  pid: number
+} & Partial<Record<StatsColumn, number>>
 
+/** One interval's counts of every traced process. */
 export interface StatsSnapshot {
   /** When the counters were read: CLOCK_MONOTONIC, comparable with process.hrtime.bigint(). */
   timestampNs: bigint

@@ -18,12 +18,15 @@ import { Trace, ringBufferBytes, type OpenedSession, type StreamOptions } from '
 
 /** One system call of a traced process, as it returned (exit and exit_group: as it began). */
 export interface SyscallEvent {
+  /** The traced process. */
   pid: number
+  /** The kernel thread id; the main thread's is the pid. */
   tid: number
   /** When the call began: CLOCK_MONOTONIC, comparable with process.hrtime.bigint() */
   timestampNs: bigint
   /** e.g. 'openat'; `syscall_N` for a number the table does not know */
   name: string
+  /** The syscall number on this architecture. */
   nr: number
   /** The six raw argument registers, unsigned; a syscall taking fewer leaves the rest meaningless. */
   args: bigint[]
@@ -31,6 +34,7 @@ export interface SyscallEvent {
   ret: bigint | undefined
   /** The error's name when the call failed (ret in [-4095, -1]), e.g. 'ENOENT'. */
   errno: string | undefined
+  /** From entry to return; undefined when it never returned (exit, exit_group). */
   durationNs: bigint | undefined
   /** The path argument of file syscalls (openat, execve, the stat family, ...), read as the call began. */
   path: string | undefined
@@ -43,6 +47,7 @@ export interface TraceSyscallsOptions extends StreamOptions, TargetOptions {
   names?: string[]
 }
 
+/** What `traceSyscalls` returns: an async iterator of syscall events. */
 export type SyscallTrace = Trace<SyscallEvent>
 
 /**

@@ -8,7 +8,9 @@ import { executablePath } from './probes.js'
  * libpython, including those started after the trace (e.g. gunicorn workers).
  */
 export interface TargetOptions {
+  /** One process. */
   pid?: number
+  /** Several processes; the trace ends once all have exited. */
   pids?: number[]
   /** A python executable or libpython path: every process running it, now and later. */
   binary?: string

@@ -4,6 +4,7 @@ import { TraceError } from './errors.js'
 /** Decodes one ring-buffer record that starts at `offset` of the batch. */
 export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, length: number) => T
 
+/** Options every trace takes. */
 export interface StreamOptions {
   /** Aborting detaches every probe; a pending or later `next()` rejects with an AbortError. */
   signal?: AbortSignal
@@ -106,7 +107,10 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   #sampleTimer: NodeJS.Timeout | undefined
   #sampling: Promise<void> = Promise.resolve()
 
-  /** `decode` is null for a summary, whose session has no ring and whose items come from its sampler. */
+  /**
+   * @internal Traces come from functions like `traceCalls`. `decode` is null for a summary, whose
+   * session has no ring and whose items come from its sampler.
+   */
   constructor(open: () => Promise<OpenedSession<T>>, decode: RecordDecoder<T> | null, options: StreamOptions = {}) {
     this.#decode = decode
     this.#signal = options.signal
@@ -126,10 +130,12 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     return this.#batches
   }
 
+  /** The trace is its own iterator: `for await (const event of trace)`. */
   [Symbol.asyncIterator](): this {
     return this
   }
 
+  /** The next event; done once the trace ended, rejected with the error that ended it. */
   next(): Promise<IteratorResult<T>> {
     if (this.#queued > 0 && ++this.#servedThisTurn > EVENTS_PER_TURN) {
       return new Promise((resolve) =>
@@ -147,6 +153,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     })
   }
 
+  /** What `break` out of `for await` calls: closes the trace. */
   async return(): Promise<IteratorResult<T>> {
     await this.close()
     return { done: true, value: undefined }

@@ -20,11 +20,15 @@ const ARG_TYPES: readonly UsdtArgType[] = ['u8', 'i8', 'u16', 'i16', 'u32', 'i32
 
 /** One hit of a USDT probe. */
 export interface UsdtEvent {
+  /** The process that hit the probe. */
   pid: number
+  /** The kernel thread id; the main thread's is the pid. */
   tid: number
   /** CLOCK_MONOTONIC, comparable with process.hrtime.bigint() */
   timestampNs: bigint
+  /** The probe's provider, e.g. `python`. */
   provider: string
+  /** The probe's name, e.g. `gc__start`. */
   name: string
   /**
    * The declared arguments, in order: a number for 8- to 32-bit integers, a bigint for u64, i64
@@ -50,6 +54,7 @@ export interface TraceUsdtOptions extends StreamOptions, TargetOptions {
   args?: UsdtArgType[]
 }
 
+/** What `traceUsdt` returns: an async iterator of probe hits. */
 export type UsdtTrace = Trace<UsdtEvent>
 
 /**

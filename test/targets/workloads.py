@@ -271,6 +271,24 @@ def run_stats(calls, collections, directory, modules, threads):
     os._exit(0)
 
 
+def handle_request():
+    # A bit of everything the README's examples watch: a file read (syscalls, the `open` audit
+    # event), a module load, a full collection over a live heap (over 1 ms), and a 2 ms wait.
+    with open(__file__, "rb") as source:
+        source.read(64)
+    sys.modules.pop("colorsys", None)
+    __import__("colorsys")
+    gc.collect()
+    time.sleep(0.002)
+
+
+def run_serve():
+    # Like a service: one request after another, until it is killed.
+    heap = [[] for _ in range(200_000)]  # alive, for every collection to walk
+    while True:
+        handle_request()
+
+
 WORKLOADS = {
     "fib": run_fib,
     "threads": run_threads,
@@ -293,6 +311,7 @@ WORKLOADS = {
     "import_package": run_import_package,
     "audit": run_audit,
     "stats": run_stats,
+    "serve": run_serve,
 }
 
 # Run before "ready": automatic collections would add events of their own.
