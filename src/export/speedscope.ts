@@ -14,8 +14,18 @@ export interface SpeedscopeFile {
   exporter: string
   /** the profile speedscope shows first: the thread with the most calls */
   activeProfileIndex: number
-  /** every function once: its name, file and first line; events refer to them by index */
-  shared: { frames: { name: string; file: string; line: number }[] }
+  /** what the profiles share */
+  shared: {
+    /** every function once; events refer to them by index */
+    frames: {
+      /** the function's name */
+      name: string
+      /** its file, as the interpreter reported it */
+      file: string
+      /** its first line */
+      line: number
+    }[]
+  }
   /** one per thread */
   profiles: SpeedscopeProfile[]
 }
@@ -32,8 +42,15 @@ export interface SpeedscopeProfile {
   startValue: number
   /** the timeline's last event */
   endValue: number
-  /** an open ('O') and a close ('C') per call, in time order, `frame` indexing shared.frames */
-  events: { type: 'O' | 'C'; frame: number; at: number }[]
+  /** an open and a close per call, in time order */
+  events: {
+    /** 'O' opens a frame (a call begins), 'C' closes it */
+    type: 'O' | 'C'
+    /** the index of the function in shared.frames */
+    frame: number
+    /** when, in `unit` since `startValue` */
+    at: number
+  }[]
 }
 
 /** What speedscopeFile() writes into the file's header. */

@@ -39,7 +39,9 @@ interface OpenThread {
  * last event's time and counted too, so every open has its close.
  */
 export class CallTimeline {
+  /** Every function seen, once; ThreadTimeline.ops refer to them by index. */
   readonly frames: TimelineFrame[] = []
+  /** Each thread's calls, in the order the threads were first seen. */
   readonly threads: ThreadTimeline[] = []
   /** CLOCK_MONOTONIC ns that time 0 stands for: the first event's, unless given. */
   startNs: bigint | undefined
