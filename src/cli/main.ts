@@ -21,9 +21,10 @@ import { syscalls } from './syscalls.js'
 import { usdt } from './usdt.js'
 import { gc } from './gc.js'
 import { stat } from './stat.js'
+import { doctor } from './doctor.js'
 import { libcalls } from './libcalls.js'
 
-const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, gc, stat, syscalls, libcalls, usdt]
+const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, gc, stat, syscalls, libcalls, usdt, doctor]
 
 /** `usdtrace -- CMD` and `usdtrace --spawn CMD` without a subcommand. */
 const DEFAULT_COMMAND = calls

@@ -6,7 +6,7 @@
 import { formatDuration } from '../index.js'
 import { Output, Status } from './output.js'
 
-export type EndReason = 'finished' | 'target-exited' | 'duration' | 'interrupted' | 'terminated' | 'hangup' | 'output-closed'
+export type EndReason = 'finished' | 'failed' | 'target-exited' | 'duration' | 'interrupted' | 'terminated' | 'hangup' | 'output-closed'
 
 /** Exit codes, as documented in the README. */
 export const EXIT = {
@@ -21,6 +21,7 @@ export const EXIT = {
 
 const EXIT_BY_REASON: Record<EndReason, number> = {
   finished: EXIT.ok,
+  failed: EXIT.error,
   'target-exited': EXIT.ok,
   duration: EXIT.ok,
   interrupted: EXIT.interrupted,
@@ -31,6 +32,7 @@ const EXIT_BY_REASON: Record<EndReason, number> = {
 
 const REASON_TEXT: Record<EndReason, string> = {
   finished: 'done',
+  failed: 'failed',
   'target-exited': 'the target exited',
   duration: 'the duration elapsed',
   interrupted: 'interrupted (SIGINT)',
