@@ -69,7 +69,7 @@ async function runFlow(run: Run, args: ParsedArgs): Promise<void> {
     NAME,
     run,
     args,
-    {},
+    { note: 'no CPU column: call events carry no CPU number' },
     (event) => {
       if (startNs === undefined) {
         startNs = event.timestampNs
