@@ -6,6 +6,7 @@ import { copyFileSync, existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { FIB_CALLS, traceFromProject } from './fixtures/installed.js'
+import { DEBIAN_PYTHON, PYTHON_WAIT, startReady } from './fixtures/processes.js'
 import {
   BUILD_TOOLS,
   PREBUILD,
@@ -71,6 +72,13 @@ t.test('installs with no compiler on PATH and loads the prebuilt addon', async (
       t.match(seen.entryPoint, new RegExp(`node_modules/usdtrace/${entryPoint}$`), `${system} resolves ${entryPoint}`)
     })
   }
+
+  t.test('npx usdtrace ps runs the installed command and lists a python3.11 with its version', async (t) => {
+    const target = await startReady(t, DEBIAN_PYTHON, ['-c', PYTHON_WAIT])
+    const ps = spawnSync('npx', ['--no', 'usdtrace', 'ps'], { cwd: install.project, env, encoding: 'utf8' })
+    t.equal(ps.status, 0, `npx usdtrace ps exits 0${ps.stderr && `: ${ps.stderr}`}`)
+    t.match(ps.stdout, new RegExp(`^\\s*${target.pid}\\s+python 3\\.11\\.\\d+\\s+calls via line semaphore`, 'm'))
+  })
 
   t.test('examples/consumer.ts compiles with tsc --strict against the published types', async (t) => {
     // Once as an ES module and once as CommonJS: each resolves its own entry point's types.
