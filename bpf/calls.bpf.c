@@ -44,6 +44,16 @@ struct {
 /* Set by user space when entries are traced: without them there is no depth to keep. */
 const volatile bool track_threads = true;
 
+/*
+ * Only calls whose function name and file path start with these prefixes are sent (an empty
+ * prefix matches all). Depth and durations are still kept for every call, so what is sent
+ * nests as it did in the program.
+ */
+const volatile char func_prefix[USDTRACE_PREFIX_MAX] = {};
+const volatile __u32 func_prefix_len = 0;
+const volatile char file_prefix[USDTRACE_PREFIX_MAX] = {};
+const volatile __u32 file_prefix_len = 0;
+
 /* Entries whose thread could not get a slot in `threads`: their depth and duration are unknown. */
 __u64 dropped_thread_slots = 0;
 
@@ -77,6 +87,16 @@ static __always_inline __u32 read_name(char *dst, __u64 src, __u8 *flags, __u8 t
 		len = USDTRACE_NAME_MAX;
 	}
 	return len;
+}
+
+static __always_inline bool starts_with(const char *name, __u32 len, const volatile char *prefix, __u32 prefix_len)
+{
+	if (prefix_len > len)
+		return false;
+	for (__u32 i = 0; i < USDTRACE_PREFIX_MAX && i < prefix_len; i++)
+		if (name[i] != prefix[i])
+			return false;
+	return true;
 }
 
 static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
@@ -119,6 +139,9 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 
 	file_len = read_name(rec->names, file, &rec->event.flags, CALL_FILE_TRUNCATED);
 	func_len = read_name(rec->names + file_len, func, &rec->event.flags, CALL_FUNC_TRUNCATED);
+	if (!starts_with(rec->names, file_len, file_prefix, file_prefix_len) ||
+	    !starts_with(rec->names + file_len, func_len, func_prefix, func_prefix_len))
+		return 0;
 
 	rec->event.timestamp_ns = now;
 	rec->event.pid = pid_tgid >> 32;
@@ -128,6 +151,7 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 	rec->event.kind = kind;
 	rec->event.file_len = file_len;
 	rec->event.func_len = func_len;
+	rec->event.cpu = bpf_get_smp_processor_id();
 	submit_event(rec, sizeof(rec->event) + file_len + func_len);
 	return 0;
 }

@@ -9,6 +9,8 @@
 
 /* A name longer than this is cut to it and flagged; anything up to it arrives whole. */
 #define USDTRACE_NAME_MAX 512
+/* The longest function or file prefix a call trace can filter on in the kernel. */
+#define USDTRACE_PREFIX_MAX 256
 
 enum call_kind {
 	CALL_ENTRY = 0,
@@ -37,6 +39,7 @@ struct call_event {
 	__u8 flags; /* enum call_flags */
 	__u16 file_len;
 	__u16 func_len;
+	__u32 cpu; /* the CPU the probe fired on */
 };
 
 /*

@@ -23,6 +23,7 @@ Napi::Object EventLayouts(Napi::Env env) {
     FIELD(call_event, flags);
     FIELD(call_event, file_len);
     FIELD(call_event, func_len);
+    FIELD(call_event, cpu);
     Napi::Object layout = Napi::Object::New(env);
     layout.Set("size", Napi::Number::New(env, sizeof(struct call_event)));
     layout.Set("fields", fields);
@@ -168,6 +169,7 @@ Napi::Object EventLayouts(Napi::Env env) {
   }
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("USDTRACE_NAME_MAX", Napi::Number::New(env, USDTRACE_NAME_MAX));
+  constants.Set("USDTRACE_PREFIX_MAX", Napi::Number::New(env, USDTRACE_PREFIX_MAX));
   constants.Set("CALL_ENTRY", Napi::Number::New(env, CALL_ENTRY));
   constants.Set("CALL_RETURN", Napi::Number::New(env, CALL_RETURN));
   constants.Set("CALL_HAS_DURATION", Napi::Number::New(env, CALL_HAS_DURATION));

@@ -254,9 +254,17 @@ bool Session::SetConstants(Napi::Env env, const std::string& objectName, Napi::O
   for (uint32_t i = 0; i < names.Length(); i++) {
     std::string constant = names.Get(i).ToString();
     bool found = false;
+    Napi::Value value = values.Get(constant);
     ForEachGlobal(object_, ".rodata", [&](const char* var, uint32_t offset, uint32_t width) {
       if (constant != var || offset + width > data.size()) return;
-      WriteUnsigned(data.data() + offset, width, ToU64(values.Get(constant)));
+      if (value.IsTypedArray()) {
+        // A byte array (e.g. a name to filter on), zero-padded to the variable's size.
+        Napi::Uint8Array bytes = value.As<Napi::Uint8Array>();
+        memset(data.data() + offset, 0, width);
+        memcpy(data.data() + offset, bytes.Data(), std::min<size_t>(bytes.ByteLength(), width));
+      } else {
+        WriteUnsigned(data.data() + offset, width, ToU64(value));
+      }
       found = true;
     });
     if (!found) {

@@ -46,8 +46,8 @@ export interface SessionOptions {
   object: string
   /** max_entries per map, set before load (the `events` ring buffer's size in bytes). */
   maxEntries?: Record<string, number>
-  /** Values for the object's `const volatile` globals, set before load. */
-  constants?: Record<string, number | bigint>
+  /** Values for the object's `const volatile` globals, set before load (bytes for char arrays). */
+  constants?: Record<string, number | bigint | Uint8Array>
 }
 
 export interface StructLayout {

@@ -5,7 +5,9 @@ import {
   CALL_FILE_TRUNCATED,
   CALL_FUNC_TRUNCATED,
   CALL_HAS_DURATION,
+  PREFIX_MAX,
 } from './layout.js'
+import { TraceError } from './errors.js'
 import { resolveTargets, type TargetOptions } from './targets.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from './options.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
@@ -32,6 +34,8 @@ export interface CallEvent {
   durationNs: bigint | undefined
   /** The file or function name was longer than 512 bytes and arrives cut to that. */
   truncated: boolean
+  /** The CPU the probe fired on. */
+  cpu: number
 }
 
 export interface TraceCallsOptions extends StreamOptions, TargetOptions {
@@ -41,6 +45,13 @@ export interface TraceCallsOptions extends StreamOptions, TargetOptions {
    * `entries: false` traces returns only, without it, and without durations or depth.
    */
   entries?: boolean
+  /**
+   * Only calls of functions whose name starts with this (e.g. `handle_`), filtered in the
+   * kernel: other calls cost no ring-buffer space and no JavaScript. Depth still counts them.
+   */
+  functionPrefix?: string
+  /** Only calls of functions whose file's full path starts with this, filtered in the kernel. */
+  filePrefix?: string
 }
 
 /** What `traceCalls` returns: an async iterator of call events. */
@@ -58,15 +69,38 @@ export function traceCalls(pidOrOptions: number | TraceCallsOptions, maybeOption
   return new Trace(() => openCallSession(options), decodeCall, options)
 }
 
-const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'entries']
+const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'entries', 'functionPrefix', 'filePrefix']
+
+/** A prefix filter as the BPF side's constants: its bytes and their count. */
+function prefixConstants(option: 'functionPrefix' | 'filePrefix', prefix: string | undefined): [Uint8Array, number] {
+  if (prefix === undefined) return [new Uint8Array(0), 0]
+  const bytes = Buffer.from(String(prefix))
+  if (typeof prefix !== 'string' || bytes.length > PREFIX_MAX) {
+    throw new TraceError('INVALID_ARGUMENT', `${option} must be a string of at most ${PREFIX_MAX} bytes, got ${String(prefix).slice(0, 40)}`)
+  }
+  return [bytes, bytes.length]
+}
 
 async function openCallSession(options: TraceCallsOptions): Promise<OpenedSession<CallEvent>> {
   checkOptions('traceCalls', options, OPTIONS)
+  const [funcPrefix, funcPrefixLen] = prefixConstants('functionPrefix', options.functionPrefix)
+  const [filePrefix, filePrefixLen] = prefixConstants('filePrefix', options.filePrefix)
   const ring = ringBufferSettings(options)
   const { targets, exitPids } = await resolveTargets(options, 'calls')
   const entries = options.entries !== false
   const session = await openAttached(
-    { object: 'calls', maxEntries: ring.maxEntries, constants: { ...ring.constants, track_threads: entries ? 1 : 0 } },
+    {
+      object: 'calls',
+      maxEntries: ring.maxEntries,
+      constants: {
+        ...ring.constants,
+        track_threads: entries ? 1 : 0,
+        func_prefix: funcPrefix,
+        func_prefix_len: funcPrefixLen,
+        file_prefix: filePrefix,
+        file_prefix_len: filePrefixLen,
+      },
+    },
     targets,
     (session, target) => {
       attachPythonProbe(session, target, 'on_call_return', 'function__return')
@@ -96,5 +130,6 @@ function decodeCall(view: DataView, bytes: Buffer, offset: number): CallEvent {
     depth: view.getUint16(offset + fields.depth, true),
     durationNs: flags & CALL_HAS_DURATION ? view.getBigUint64(offset + fields.duration_ns, true) : undefined,
     truncated: (flags & (CALL_FILE_TRUNCATED | CALL_FUNC_TRUNCATED)) !== 0,
+    cpu: view.getUint32(offset + fields.cpu, true),
   }
 }

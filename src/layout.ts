@@ -15,6 +15,7 @@ export const CALL_EVENT = {
     flags: 31,
     file_len: 32,
     func_len: 34,
+    cpu: 36,
   },
 } as const
 
@@ -24,6 +25,7 @@ export const CALL_HAS_DURATION = 1 << 0
 export const CALL_FILE_TRUNCATED = 1 << 1
 export const CALL_FUNC_TRUNCATED = 1 << 2
 export const NAME_MAX = 512
+export const PREFIX_MAX = 256
 
 export const SYSCALL_EVENT = {
   size: 88,

@@ -97,6 +97,7 @@ export interface FlowOptions extends ReportOptions {
   indent?: number
 }
 
+const CPU_WIDTH = 3
 const TIME_WIDTH = 10
 const TID_WIDTH = 7
 const DURATION_WIDTH = 9
@@ -130,26 +131,26 @@ export class FlowFormatter {
 
   /** The column titles, aligned with format()'s lines. */
   header(): string {
-    return `${'TIME(ms)'.padStart(TIME_WIDTH)} ${'TID'.padStart(TID_WIDTH)} ${'DURATION'.padStart(DURATION_WIDTH)}  CALL`
+    return `${'CPU'.padStart(CPU_WIDTH)} ${'TIME(ms)'.padStart(TIME_WIDTH)} ${'TID'.padStart(TID_WIDTH)} ${'DURATION'.padStart(DURATION_WIDTH)}  CALL`
   }
 
   /** Where the CALL column starts in header() and every line, for tools that parse the flow. */
   get callColumn(): number {
-    return TIME_WIDTH + 1 + TID_WIDTH + 1 + DURATION_WIDTH + 2
+    return CPU_WIDTH + 1 + TIME_WIDTH + 1 + TID_WIDTH + 1 + DURATION_WIDTH + 2
   }
 
   /** One line, without a newline. */
   format(event: CallEvent): string {
     this.#startNs ??= event.timestampNs
     const time = formatMilliseconds(event.timestampNs - this.#startNs).padStart(TIME_WIDTH)
-    const tid = String(event.tid).padStart(TID_WIDTH)
+    const columns = `${String(event.cpu).padStart(CPU_WIDTH)} ${time} ${String(event.tid).padStart(TID_WIDTH)}`
     const func = event.truncated ? `${event.func}…` : event.func
     if (event.kind === 'entry') {
-      const where = `${this.#paths.get(event.file)}:${event.line}`
-      return `${time} ${tid} ${NO_DURATION}  ${this.#indentFor(event.depth)}-> ${func}  ${where}`
+      const source = `${this.#paths.get(event.file)}:${event.line}`
+      return `${columns} ${NO_DURATION}  ${this.#indentFor(event.depth)}-> ${func}  ${source}`
     }
     const duration = event.durationNs === undefined ? '' : formatDuration(event.durationNs)
-    return `${time} ${tid} ${duration.padStart(DURATION_WIDTH)}  ${this.#indentFor(event.depth)}<- ${func}`
+    return `${columns} ${duration.padStart(DURATION_WIDTH)}  ${this.#indentFor(event.depth)}<- ${func}`
   }
 
   #indentFor(depth: number): string {
@@ -162,8 +163,7 @@ export class FlowFormatter {
   }
 }
 
-/** One function's line in the summary. Times are in nanoseconds. */
-/** One function's numbers in a `CallSummary`. */
+/** One function's numbers in a `CallSummary`. Times are in nanoseconds. */
 export interface SummaryRow {
   /** The function's source file, as the interpreter reports it. */
   file: string

@@ -147,3 +147,50 @@ t.test('thousands of functions made and freed in turn each arrive under their ow
   t.same([...seen.keys()].sort(), expected.sort(), 'every name, none mixed up')
   t.ok([...seen.values()].every((n) => n === 2), 'each with one entry and one return')
 })
+
+t.test('functionPrefix and filePrefix filter in the kernel; what passes keeps its true depth', async (t) => {
+  const n = 10
+  const unfiltered = await startWorkload(t, ['fib', String(n)])
+  const all = traceCalls(unfiltered.pid)
+  await all.ready
+  unfiltered.go()
+  const reference = ours(await collect(all), 'fib')
+
+  const target = await startWorkload(t, ['fib', String(n)])
+  const trace = traceCalls(target.pid, { functionPrefix: 'fi', filePrefix: WORKLOADS.slice(0, 20) })
+  await trace.ready
+  target.go()
+  const events = await collect(trace)
+  t.ok(events.length > 0 && events.every((e) => e.func.startsWith('fi') && e.file.startsWith(WORKLOADS.slice(0, 20))), 'only matching calls arrive')
+  const fib = ours(events, 'fib')
+  t.equal(fib.entries.length, 2 * fibonacci(n + 1) - 1, 'every fib entry')
+  t.equal(fib.returns.length, 2 * fibonacci(n + 1) - 1, 'every fib return')
+  t.same(
+    fib.entries.map((e) => e.depth),
+    reference.entries.map((e) => e.depth),
+    'depths as in an unfiltered trace: the calls filtered out still count',
+  )
+
+  const elsewhere = await startWorkload(t, ['fib', String(n)])
+  const none = traceCalls(elsewhere.pid, { filePrefix: '/nonexistent/' })
+  await none.ready
+  elsewhere.go()
+  t.same(await collect(none), [], 'a file prefix nothing has lets nothing through')
+})
+
+t.test('each event names the CPU its probe fired on', async (t) => {
+  const target = await startWorkload(t, ['threads', '4', '12'])
+  const trace = traceCalls(target.pid)
+  await trace.ready
+  target.go()
+  const cpus = new Set((await collect(trace)).map((e) => e.cpu))
+  const online = readFileSync('/sys/devices/system/cpu/online', 'utf8').trim()
+  const highest = Math.max(...online.split(',').map((range) => Number(range.split('-').at(-1))))
+  t.ok([...cpus].every((cpu) => Number.isInteger(cpu) && cpu >= 0 && cpu <= highest), `CPUs ${[...cpus].join(', ')} are online CPUs (${online})`)
+})
+
+t.test('bad prefixes are INVALID_ARGUMENT', async (t) => {
+  const target = await startWorkload(t, ['fib', '1'])
+  await t.rejects(traceCalls(target.pid, { functionPrefix: 'x'.repeat(257) }).ready, { code: 'INVALID_ARGUMENT', message: /functionPrefix.*256 bytes/ })
+  await t.rejects(traceCalls(target.pid, { filePrefix: 42 as never }).ready, { code: 'INVALID_ARGUMENT', message: /filePrefix/ })
+})

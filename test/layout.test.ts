@@ -13,6 +13,7 @@ t.test('call_event: sizes, offsets and constants match bpf/usdtrace.h as compile
   t.same(layout.CALL_EVENT.fields, c.fields, 'field offsets')
   const constants = binding.layouts.constants
   t.equal(layout.NAME_MAX, constants.USDTRACE_NAME_MAX)
+  t.equal(layout.PREFIX_MAX, constants.USDTRACE_PREFIX_MAX)
   t.equal(layout.CALL_ENTRY, constants.CALL_ENTRY)
   t.equal(layout.CALL_RETURN, constants.CALL_RETURN)
   t.equal(layout.CALL_HAS_DURATION, constants.CALL_HAS_DURATION)

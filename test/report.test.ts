@@ -85,7 +85,7 @@ t.test('fib(10) traced, summarized and printed', async (t) => {
     t.equal(lines.length, events.length, 'one line per event')
     t.notOk(lines.some((l) => l.includes('\n')), 'no line breaks inside a line')
     t.equal(flow.startNs, events[0]!.timestampNs, 'time counts from the first event')
-    t.match(lines[0]!, /^\s+0\.000\s/, 'the first event is at 0.000 ms')
+    t.match(lines[0]!, new RegExp(`^\\s*${events[0]!.cpu}\\s+0\\.000\\s`), 'the first event: its CPU, then 0.000 ms')
     const short = relative(process.cwd(), WORKLOADS)
     let bad = 0
     events.forEach((event, i) => {
@@ -97,6 +97,7 @@ t.test('fib(10) traced, summarized and printed', async (t) => {
         at - column === 2 * event.depth &&
         line.startsWith(event.func, at + 3) &&
         line.slice(0, column).includes(String(event.tid)) &&
+        line.slice(0, column).trimStart().startsWith(`${event.cpu} `) &&
         (event.kind === 'return' || event.file !== WORKLOADS || line.endsWith(`  ${short}:${event.line}`)) &&
         (event.kind === 'entry' || event.durationNs === undefined || line.includes(formatDuration(event.durationNs)))
       if (!ok && bad++ < 5) t.fail('a line shows the event', { line, event })

@@ -11,6 +11,9 @@ import { entriesCost, resolveTarget, settleProgram, type Target } from './target
 export interface CallStreamOptions {
   /** added to the "tracing ..." status line */
   note?: string
+  /** kernel-side filters passed to traceCalls */
+  functionPrefix?: string
+  filePrefix?: string
 }
 
 export interface CallStreamResult {
@@ -30,7 +33,7 @@ export async function streamCalls(
   const target = await resolveTarget(command, run, args)
   let events = 0
   try {
-    const trace = traceCalls(target.pid)
+    const trace = traceCalls(target.pid, { functionPrefix: options.functionPrefix, filePrefix: options.filePrefix })
     const notes = [options.note, entriesCost(target)].filter(Boolean)
     await attach(run, trace, `calls in ${target.description}${notes.map((note) => `; ${note}`).join('')}`)
     onAttached(target)

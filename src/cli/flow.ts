@@ -2,7 +2,7 @@
  * `usdtrace flow PID`: bcc's pythonflow. Every call and return, per thread, indented by depth,
  * with the time since the start, the thread and the duration of each return.
  */
-import { FlowFormatter, ndjsonLine, shortenPath, type CallEvent } from '../index.js'
+import { FlowFormatter, ndjsonLine } from '../index.js'
 import { flag, integer, seconds, text, type ParsedArgs } from './args.js'
 import { callStreamSummary, streamCalls } from './callstream.js'
 import type { Command } from './command.js'
@@ -15,13 +15,13 @@ const HELP = `usdtrace flow PID [options]
 usdtrace flow [options] -- CMD [ARGS...]
 
 Prints every Python function entry (->) and return (<-) of a process as it happens (bcc's
-pythonflow): TIME(ms) since the start, TID, the DURATION of each return, and the call
-indented by its depth on its thread. There is no CPU column: call events do not carry one.
-On CPython 3.11 entries need the line semaphore, which slows the target while traced.
+pythonflow): the CPU, TIME(ms) since the start, TID, the DURATION of each return, and the
+call indented by its depth on its thread. On CPython 3.11 entries need the line semaphore,
+which slows the target while traced.
 
 Options:
-  -M, --method PREFIX    only functions whose name starts with PREFIX
-  -C, --module PREFIX    only functions in files whose path (as shown, or in full) starts with PREFIX
+  -M, --method PREFIX    only functions whose name starts with PREFIX (filtered in the kernel)
+  -C, --module PREFIX    only functions in files whose full path starts with PREFIX (in the kernel)
       --max-depth N      only calls less than N levels deep (0 = outermost traced frame)
   -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m)
       --full-paths       file names as the interpreter reports them
@@ -32,7 +32,7 @@ Options:
 Examples:
   usdtrace flow 4242                       # everything, until Ctrl-C
   usdtrace flow 4242 -M handle_ -d 5       # only handle_* functions, for 5 seconds
-  usdtrace flow 4242 -C json/ --max-depth 3
+  usdtrace flow 4242 -C /usr/lib/python3.11/json/ --max-depth 3
   usdtrace flow -- python3.11 app.py | less -R`
 
 export const flow: Command = {
@@ -57,7 +57,6 @@ async function runFlow(run: Run, args: ParsedArgs): Promise<void> {
   const maxDepth = values['max-depth'] === undefined ? Infinity : integer(NAME, values, 'max-depth', 0, 1)
   const fullPaths = flag(values, 'full-paths')
   run.stopAfter(seconds(NAME, values, 'duration'))
-  const wanted = eventFilter(method, module, maxDepth)
 
   // Times count from the first event traced, shown or not, in the text and the JSON alike.
   let startNs: bigint | undefined
@@ -69,13 +68,13 @@ async function runFlow(run: Run, args: ParsedArgs): Promise<void> {
     NAME,
     run,
     args,
-    { note: 'no CPU column: call events carry no CPU number' },
+    { functionPrefix: method, filePrefix: module },
     (event) => {
       if (startNs === undefined) {
         startNs = event.timestampNs
         formatter = new FlowFormatter({ fullPaths, startNs })
       }
-      if (!wanted(event)) return
+      if (event.depth >= maxDepth) return
       shown++
       if (run.json) {
         run.out.line(ndjsonLine(event, startNs))
@@ -95,22 +94,4 @@ async function runFlow(run: Run, args: ParsedArgs): Promise<void> {
   )
   const filtered = result.events - shown
   callStreamSummary(run, result, filtered > 0 ? [`${filtered.toLocaleString('en-US')} filtered out`] : [])
-}
-
-/** -M, -C and --max-depth as one predicate; undefined filters match everything. */
-function eventFilter(method: string | undefined, module: string | undefined, maxDepth: number): (event: CallEvent) => boolean {
-  const cwd = process.cwd()
-  const shortNames = new Map<string, boolean>()
-  const inModule = (file: string) => {
-    let match = shortNames.get(file)
-    if (match === undefined) {
-      match = file.startsWith(module!) || shortenPath(file, cwd).startsWith(module!)
-      shortNames.set(file, match)
-    }
-    return match
-  }
-  return (event) =>
-    event.depth < maxDepth &&
-    (method === undefined || event.func.startsWith(method)) &&
-    (module === undefined || inModule(event.file))
 }

@@ -28,6 +28,8 @@ export interface CallRecord {
   durationNs: number | null
   /** a name was cut to 512 bytes */
   truncated: boolean
+  /** the CPU the probe fired on */
+  cpu: number
 }
 
 /** The JSON form of a call event, its time counted from `startNs` (CLOCK_MONOTONIC). */
@@ -44,6 +46,7 @@ export function callRecord(event: CallEvent, startNs: bigint): CallRecord {
     depth: event.depth,
     durationNs: event.durationNs === undefined ? null : Number(event.durationNs),
     truncated: event.truncated,
+    cpu: event.cpu,
   }
 }
 
