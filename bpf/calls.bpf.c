@@ -10,6 +10,7 @@
 #include <bpf/usdt.bpf.h>
 #include "usdtrace.h"
 #include "ringbuf.bpf.h"
+#include "thread_state.bpf.h"
 
 /* Deeper frames are still reported, with their depth, but without a duration. */
 #define MAX_TIMED_DEPTH 256
@@ -54,24 +55,8 @@ const volatile __u32 func_prefix_len = 0;
 const volatile char file_prefix[USDTRACE_PREFIX_MAX] = {};
 const volatile __u32 file_prefix_len = 0;
 
-/* Entries whose thread could not get a slot in `threads`: their depth and duration are unknown. */
-__u64 dropped_thread_slots = 0;
-
+/* An entry whose thread finds no slot in `threads` is counted in dropped_thread_slots. */
 static const struct thread_calls fresh_thread;
-
-static __always_inline struct thread_calls *thread_of(__u32 tid)
-{
-	struct thread_calls *thread = bpf_map_lookup_elem(&threads, &tid);
-
-	if (thread)
-		return thread;
-	if (bpf_map_update_elem(&threads, &tid, &fresh_thread, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(&threads, &tid)) {
-		__sync_fetch_and_add(&dropped_thread_slots, 1);
-		return NULL;
-	}
-	return bpf_map_lookup_elem(&threads, &tid);
-}
 
 /* Copies a user string into dst and returns its length, cut to USDTRACE_NAME_MAX. */
 static __always_inline __u32 read_name(char *dst, __u64 src, __u8 *flags, __u8 truncated_flag)
@@ -116,7 +101,7 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 	rec->event.duration_ns = 0;
 
 	/* A return creates no thread state: a missing entry has nothing to pair with. */
-	thread = !track_threads ? NULL : kind == CALL_ENTRY ? thread_of(tid) : bpf_map_lookup_elem(&threads, &tid);
+	thread = !track_threads ? NULL : kind == CALL_ENTRY ? thread_state(&threads, tid, &fresh_thread) : bpf_map_lookup_elem(&threads, &tid);
 	if (thread) {
 		if (kind == CALL_ENTRY) {
 			depth = thread->depth;

@@ -15,6 +15,7 @@
 #include "usdtrace.h"
 #include "aggregate.bpf.h"
 #include "syscall_filter.bpf.h"
+#include "thread_state.bpf.h"
 
 /* Deeper frames are counted but not timed. */
 #define MAX_TIMED_DEPTH 256
@@ -94,31 +95,16 @@ struct {
 
 /* Function calls not counted: the function maps were full. */
 __u64 dropped_function_slots = 0;
-/* Function entries not timed: no slot left in `threads`. */
-__u64 dropped_thread_slots = 0;
+/* Function entries not timed for want of a slot in `threads`: dropped_thread_slots. */
 /* Syscalls not counted: no slot for the thread, or the syscall map was full. */
 __u64 dropped_syscall_slots = 0;
 
 static const struct thread_frames fresh_thread;
 
-static __always_inline struct thread_frames *thread_of(__u32 tid)
-{
-	struct thread_frames *thread = bpf_map_lookup_elem(&threads, &tid);
-
-	if (thread)
-		return thread;
-	if (bpf_map_update_elem(&threads, &tid, &fresh_thread, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(&threads, &tid)) {
-		__sync_fetch_and_add(&dropped_thread_slots, 1);
-		return NULL;
-	}
-	return bpf_map_lookup_elem(&threads, &tid);
-}
-
 SEC("usdt")
 int on_function_entry(struct pt_regs *ctx)
 {
-	struct thread_frames *thread = thread_of((__u32)bpf_get_current_pid_tgid());
+	struct thread_frames *thread = thread_state(&threads, (__u32)bpf_get_current_pid_tgid(), &fresh_thread);
 	__u32 depth;
 
 	if (!thread)

@@ -11,6 +11,7 @@
 #include <bpf/usdt.bpf.h>
 #include "usdtrace.h"
 #include "ringbuf.bpf.h"
+#include "thread_state.bpf.h"
 
 /* Deeper loads are still reported, with their depth, but without a start or duration. */
 #define MAX_TIMED_DEPTH 64
@@ -42,8 +43,7 @@ struct {
 	__type(value, struct import_record);
 } scratch SEC(".maps");
 
-/* Starts whose thread could not get a slot in `threads`: their loads arrive without a duration. */
-__u64 dropped_thread_slots = 0;
+/* Starts whose thread finds no slot in `threads` (dropped_thread_slots) arrive without a duration. */
 
 static const struct thread_imports fresh_thread;
 
@@ -51,17 +51,11 @@ SEC("usdt")
 int on_import_start(struct pt_regs *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct thread_imports *thread = bpf_map_lookup_elem(&threads, &tid);
+	struct thread_imports *thread = thread_state(&threads, tid, &fresh_thread);
 	__u32 depth;
 
-	if (!thread) {
-		bpf_map_update_elem(&threads, &tid, &fresh_thread, BPF_NOEXIST);
-		thread = bpf_map_lookup_elem(&threads, &tid);
-		if (!thread) {
-			__sync_fetch_and_add(&dropped_thread_slots, 1);
-			return 0;
-		}
-	}
+	if (!thread)
+		return 0;
 	depth = thread->depth;
 	if (depth < MAX_TIMED_DEPTH)
 		thread->start_ns[depth] = bpf_ktime_get_ns();

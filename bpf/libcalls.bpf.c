@@ -10,6 +10,7 @@
 #include <bpf/bpf_tracing.h>
 #include "usdtrace.h"
 #include "ringbuf.bpf.h"
+#include "thread_state.bpf.h"
 
 /* Traced calls a thread can be inside at once; deeper ones are counted in dropped_deep_calls. */
 #define MAX_PENDING_CALLS 32
@@ -50,8 +51,7 @@ struct {
 	__type(value, struct thread_calls);
 } threads SEC(".maps");
 
-/* Calls whose thread could not get an entry in `threads`: they are not reported. */
-__u64 dropped_thread_slots = 0;
+/* Calls whose thread finds no entry in `threads` (dropped_thread_slots) are not reported. */
 /* Calls made deeper than MAX_PENDING_CALLS traced calls: they are not reported. */
 __u64 dropped_deep_calls = 0;
 
@@ -61,18 +61,12 @@ SEC("uprobe")
 int on_library_entry(struct pt_regs *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct thread_calls *thread = bpf_map_lookup_elem(&threads, &tid);
+	struct thread_calls *thread = thread_state(&threads, tid, &fresh_thread);
 	struct pending_call *call;
 	__u32 depth;
 
-	if (!thread) {
-		bpf_map_update_elem(&threads, &tid, &fresh_thread, BPF_NOEXIST);
-		thread = bpf_map_lookup_elem(&threads, &tid);
-		if (!thread) {
-			__sync_fetch_and_add(&dropped_thread_slots, 1);
-			return 0;
-		}
-	}
+	if (!thread)
+		return 0;
 	depth = thread->depth;
 	if (depth >= MAX_PENDING_CALLS) {
 		__sync_fetch_and_add(&dropped_deep_calls, 1);

@@ -10,6 +10,7 @@
 #include "usdtrace.h"
 #include "ringbuf.bpf.h"
 #include "syscall_filter.bpf.h"
+#include "thread_state.bpf.h"
 
 /* Room for one path read: USDTRACE_NAME_MAX bytes, one more to detect a longer one, the NUL. */
 #define DETAIL_READ (USDTRACE_NAME_MAX + 2)
@@ -29,24 +30,8 @@ struct {
 	__type(value, struct syscall_record);
 } in_flight SEC(".maps");
 
-/* Syscalls not traced because their thread could not get a slot in `in_flight`. */
-__u64 dropped_thread_slots = 0;
-
+/* Syscalls whose thread finds no slot in `in_flight` (dropped_thread_slots) are not traced. */
 static const struct syscall_record idle_record;
-
-static __always_inline struct syscall_record *slot_of(__u32 tid)
-{
-	struct syscall_record *record = bpf_map_lookup_elem(&in_flight, &tid);
-
-	if (record)
-		return record;
-	if (bpf_map_update_elem(&in_flight, &tid, &idle_record, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(&in_flight, &tid)) {
-		__sync_fetch_and_add(&dropped_thread_slots, 1);
-		return NULL;
-	}
-	return bpf_map_lookup_elem(&in_flight, &tid);
-}
 
 static __always_inline void send(struct syscall_record *record)
 {
@@ -88,7 +73,7 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!flags)
 		return 0;
-	record = slot_of((__u32)pid_tgid);
+	record = thread_state(&in_flight, (__u32)pid_tgid, &idle_record);
 	if (!record)
 		return 0;
 	record->event.timestamp_ns = bpf_ktime_get_ns();

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-thread state every program keeps the same way: an entry keyed by tid in a hash map,
+ * created from a zeroed value on the thread's first use. A full map is never silent: the event
+ * that found no room is counted in `dropped_thread_slots`, which user space reports as lost.
+ */
+#ifndef USDTRACE_THREAD_STATE_BPF_H
+#define USDTRACE_THREAD_STATE_BPF_H
+
+__u64 dropped_thread_slots = 0;
+
+/* The thread's entry in `map`, created from `fresh` if it has none; NULL (counted) when full. */
+static __always_inline void *thread_state(void *map, __u32 tid, const void *fresh)
+{
+	void *state = bpf_map_lookup_elem(map, &tid);
+
+	if (state)
+		return state;
+	/* Another CPU may create it between the two calls: NOEXIST fails, the lookup finds it. */
+	bpf_map_update_elem(map, &tid, fresh, BPF_NOEXIST);
+	state = bpf_map_lookup_elem(map, &tid);
+	if (!state)
+		__sync_fetch_and_add(&dropped_thread_slots, 1);
+	return state;
+}
+
+#endif /* USDTRACE_THREAD_STATE_BPF_H */
