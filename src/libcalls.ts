@@ -7,7 +7,7 @@ import type { TraceSubject } from './inspect.js'
 import { LIBRARY_CALL_ARGS, LIBRARY_CALL_EVENT } from './layout.js'
 import { mappedObjects } from './probes.js'
 import { binaryTarget, resolveProcesses, type TargetOptions } from './targets.js'
-import { Trace, ringBufferBytes, type OpenedSession, type StreamOptions } from './trace.js'
+import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 
 /** One completed call into a shared-library function. */
 export interface LibraryCallEvent {
@@ -83,7 +83,7 @@ interface LibraryTarget {
 
 async function openLibrarySession(options: TraceLibraryCallsOptions, traced: TracedFunction[]): Promise<OpenedSession> {
   const patterns = checkPatterns(options.symbols)
-  const ringBytes = ringBufferBytes(options)
+  const ring = ringBufferSettings(options)
   const { libraries, exitPids } = await findLibraries(options)
   const functionsOf = new Map<string, number[]>()
   for (const { path } of libraries) {
@@ -96,9 +96,7 @@ async function openLibrarySession(options: TraceLibraryCallsOptions, traced: Tra
   const session = openSession(
     {
       object: 'libcalls',
-      maxEntries: { events: ringBytes },
-      // Wake the reader early enough that a burst cannot fill the ring before the timer drains it.
-      constants: { wakeup_bytes: ringBytes / 8 },
+      ...ring,
     },
     libraries.map(subjectOf),
   )

@@ -14,7 +14,7 @@ import {
 } from './layout.js'
 import { NEVER_RETURN, PATH_ARGUMENTS, syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
 import { resolveProcesses, type TargetOptions } from './targets.js'
-import { Trace, ringBufferBytes, type OpenedSession, type StreamOptions } from './trace.js'
+import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 
 /** One system call of a traced process, as it returned (exit and exit_group: as it began). */
 export interface SyscallEvent {
@@ -74,14 +74,14 @@ export function traceSyscalls(
 }
 
 async function openSyscallSession(options: TraceSyscallsOptions, table: SyscallTable): Promise<OpenedSession> {
-  const ringBytes = ringBufferBytes(options)
+  const ring = ringBufferSettings(options)
   const wanted = options.names === undefined ? undefined : syscallNumbers(table, options.names)
   const { targets, exitPids } = await resolveProcesses(options, 'traceSyscalls')
   const session = openSession(
     {
       object: 'syscalls',
-      maxEntries: { events: ringBytes, traced_tgids: targets.length },
-      constants: { wakeup_bytes: ringBytes / 8, ...syscallFilterConstants(targets, wanted) },
+      maxEntries: { ...ring.maxEntries, traced_tgids: targets.length },
+      constants: { ...ring.constants, ...syscallFilterConstants(targets, wanted) },
     },
     targets,
   )

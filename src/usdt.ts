@@ -11,7 +11,7 @@ import {
 } from './layout.js'
 import { listProbes } from './probes.js'
 import { binaryTarget, resolveProcesses, type TargetOptions } from './targets.js'
-import { Trace, ringBufferBytes, type OpenedSession, type RecordDecoder, type StreamOptions } from './trace.js'
+import { Trace, ringBufferSettings, type OpenedSession, type RecordDecoder, type StreamOptions } from './trace.js'
 
 /** How to read one probe argument: an integer of that width and sign, a pointer, or a C string. */
 export type UsdtArgType = 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'u64' | 'i64' | 'str' | 'ptr'
@@ -79,16 +79,14 @@ interface ProbeSite {
 
 async function openUsdtSession(options: TraceUsdtOptions, types: UsdtArgType[]): Promise<OpenedSession> {
   types.push(...checkProbeOptions(options))
-  const ringBytes = ringBufferBytes(options)
+  const ring = ringBufferSettings(options)
   const { sites, exitPids } = await findProbeSites(options)
   checkArgCount(options, types, sites)
   const cookie = usdtCookie(types)
   const session = openSession(
     {
       object: 'usdt',
-      maxEntries: { events: ringBytes },
-      // Wake the reader early enough that a burst cannot fill the ring before the timer drains it.
-      constants: { wakeup_bytes: ringBytes / 8 },
+      ...ring,
     },
     sites.map(subjectOf),
   )
