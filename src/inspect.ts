@@ -42,7 +42,7 @@ export interface Inspection {
 /** Measured by bench/line-semaphore.js (bench/RESULTS.md). */
 export const LINE_SEMAPHORE_COST =
   "function__entry fires only while the line probe's semaphore is raised, which puts every bytecode on " +
-  "the interpreter's tracing path: measured about 9x slower on a call-heavy loop before any probe fires; " +
+  "the interpreter's tracing path: measured about 8x slower on a call-heavy loop before any probe fires; " +
   'use { entries: false } to trace returns without it'
 
 const PROVIDER = 'python'
