@@ -9,7 +9,7 @@ import t, { type Test } from 'tap'
 import { binding } from '../src/binding.js'
 import { TraceError, inspect, traceCalls, type CallTrace } from '../src/index.js'
 import { DEBIAN_PYTHON, PYTHON_WAIT, deadPid, startReady } from './fixtures/processes.js'
-import { WORKLOADS, collect, fibonacci, startWorkload } from './targets.js'
+import { WORKLOADS, collect, fibonacci, startWorkload, rejection } from './targets.js'
 import {
   codeFileOffset,
   compile,
@@ -23,17 +23,6 @@ import {
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all']
 
-/** The TraceError a trace's `ready` rejects with; fails the test if it resolves or rejects otherwise. */
-async function rejection(t: Test, trace: CallTrace): Promise<TraceError> {
-  const error = await trace.ready.then(
-    () => new Error('trace.ready resolved, but a TraceError was expected'),
-    (e: unknown) => e,
-  )
-  await trace.close()
-  if (!(error instanceof TraceError)) throw error
-  t.type(error, TraceError, 'a TraceError')
-  return error
-}
 
 /** The file-backed objects /proc/PID/maps lists, as real paths (read here, not through src/). */
 function mappedPaths(pid: number): string[] {
@@ -70,7 +59,7 @@ function fibCalls(events: Awaited<ReturnType<typeof collect>>) {
 t.test('NO_SUCH_PROCESS: a pid whose process has exited', async (t) => {
   const pid = await deadPid()
   t.notOk(existsSync(`/proc/${pid}`), 'the pid is really gone')
-  const error = await rejection(t, traceCalls(pid))
+  const error = await rejection(traceCalls(pid))
   t.equal(error.code, 'NO_SUCH_PROCESS')
   t.match(error.message, new RegExp(`no process with pid ${pid}\\b`), 'names the pid')
   t.match(error.message, /pgrep|usdtrace ps/, 'says how to find the right pid')
@@ -78,13 +67,13 @@ t.test('NO_SUCH_PROCESS: a pid whose process has exited', async (t) => {
 
 t.test('INVALID_ARGUMENT: pids that are not positive integers', async (t) => {
   for (const pid of [0, -1, 1.5]) {
-    const error = await rejection(t, traceCalls(pid))
+    const error = await rejection(traceCalls(pid))
     t.equal(error.code, 'INVALID_ARGUMENT', `pid ${pid}`)
     t.match(error.message, /\bpid\b/, `pid ${pid}: names the argument`)
     t.match(error.message, /positive integer/, `pid ${pid}: says what is expected`)
     t.match(error.message, `got ${pid}`, `pid ${pid}: shows the value`)
   }
-  const error = await rejection(t, traceCalls({ pid: 0 }))
+  const error = await rejection(traceCalls({ pid: 0 }))
   t.equal(error.code, 'INVALID_ARGUMENT', 'the options form checks the pid too')
 })
 
@@ -92,7 +81,7 @@ t.test('INVALID_ARGUMENT: ringBufferBytes that is not a power of two', async (t)
   // A traceable target, so the ring size is the only thing wrong.
   const target = await startReady(t, DEBIAN_PYTHON, ['-c', PYTHON_WAIT])
   for (const ringBufferBytes of [10000, 3 << 20]) {
-    const error = await rejection(t, traceCalls(target.pid, { ringBufferBytes }))
+    const error = await rejection(traceCalls(target.pid, { ringBufferBytes }))
     t.equal(error.code, 'INVALID_ARGUMENT', `${ringBufferBytes}`)
     t.match(error.message, /ringBufferBytes/, 'names the option')
     t.match(error.message, /power of two/, 'says what is expected')
@@ -106,7 +95,7 @@ t.test('INVALID_ARGUMENT: ringBufferBytes that is not a power of two', async (t)
 
 t.test('NOT_PYTHON: a node process', async (t) => {
   const target = await startReady(t, process.execPath, ['-e', 'console.log("ready"); setTimeout(() => {}, 1e6)'])
-  const error = await rejection(t, traceCalls(target.pid))
+  const error = await rejection(traceCalls(target.pid))
   t.equal(error.code, 'NOT_PYTHON')
   t.match(error.message, realpathSync(process.execPath), 'names the executable')
   t.match(error.message, /not CPython/, 'says why')
@@ -125,7 +114,7 @@ t.test('NO_PROBES: a pyenv python built without --with-dtrace', async (t) => {
   const libpython = mappedPaths(target.pid).find((p) => /\/libpython\d+\.\d+[a-z]*\.so/.test(p))
   const interpreter = libpython ?? python
   t.notOk(hasPythonProbes(interpreter), `readelf finds no python probes in ${interpreter}`)
-  const error = await rejection(t, traceCalls(target.pid))
+  const error = await rejection(traceCalls(target.pid))
   t.equal(error.code, 'NO_PROBES')
   t.match(error.message, interpreter, 'names the binary without probes')
   t.match(error.message, /--with-dtrace/, 'names the build option that adds them')
@@ -152,7 +141,7 @@ t.test('PROBE_UNAVAILABLE: a CPython 3.12-like build without the call probes', a
   t.same(inspection.capabilities.audit, { available: true, mode: 'native' }, 'audit native')
 
   for (const entries of [true, false]) {
-    const error = await rejection(t, traceCalls(target.pid, { entries }))
+    const error = await rejection(traceCalls(target.pid, { entries }))
     t.equal(error.code, 'PROBE_UNAVAILABLE', `entries: ${entries}`)
     t.match(error.message, /3\.12/, 'names the version')
     t.match(error.message, /gh-104280|removed/, 'says the probes were removed')
@@ -218,7 +207,7 @@ t.test('PROBE_CONFLICT: another tracer holds function__return with another semap
   other.session.attachUprobe('hold_semaphore', target.pid, python, ret.fileOffset, entry.semaphoreFileOffset)
 
   for (const entries of [true, false]) {
-    const error = await rejection(t, traceCalls(target.pid, { entries }))
+    const error = await rejection(traceCalls(target.pid, { entries }))
     t.equal(error.code, 'PROBE_CONFLICT', `entries: ${entries}`)
     t.match(error.message, /function__return/, 'names the probe')
     t.match(error.message, python, 'names the object')
@@ -271,7 +260,7 @@ t.test('the line semaphore holder falls back from DT_FINI to DT_INIT, then confl
   // The finished trace's uprobe at DT_INIT goes a little after the trace: then squat there too.
   await waitForUprobeSlot(squatter, python, init, wrong)
   const second = await startWorkload(t, ['fib', String(n)], python)
-  const error = await rejection(t, traceCalls(second.pid))
+  const error = await rejection(traceCalls(second.pid))
   t.equal(error.code, 'PROBE_CONFLICT', 'both cold addresses taken')
   t.match(error.message, python, 'names the object')
   t.match(error.message, /line semaphore/, 'names what could not be attached')

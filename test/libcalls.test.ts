@@ -8,7 +8,7 @@ import t from 'tap'
 import { TraceError, traceLibraryCalls, type LibraryCallEvent, type LibraryCallTrace } from '../src/index.js'
 import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
 import { compile, tmpDir } from './programs/tools.js'
-import { startWorkload } from './targets.js'
+import { startWorkload, rejection } from './targets.js'
 
 async function collect(trace: LibraryCallTrace): Promise<LibraryCallEvent[]> {
   const events: LibraryCallEvent[] = []
@@ -135,15 +135,6 @@ t.test('{ binary }: a library followed into a process started after the trace', 
   )
 })
 
-async function rejection(trace: LibraryCallTrace): Promise<TraceError> {
-  const error = await trace.ready.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  await trace.close()
-  if (!(error instanceof TraceError)) throw new Error(`expected a TraceError, got ${String(error)}`)
-  return error
-}
 
 t.test('unknown libraries, functions matching nothing and IFUNCs are TraceErrors saying what exists', async (t) => {
   const target = await startReady(t, DEBIAN_PYTHON, ['-c', 'import sys; print("ready", flush=True); sys.stdin.read()'])

@@ -5,18 +5,8 @@ import t, { type Test } from 'tap'
 import { TraceError, inspect, stats, traceAudit, traceGC, traceImports, type Trace } from '../src/index.js'
 import { startReady } from './fixtures/processes.js'
 import { compile, tmpDir } from './programs/tools.js'
-import { collect, startWorkload } from './targets.js'
+import { collect, startWorkload, rejection } from './targets.js'
 
-/** The TraceError a trace's `ready` rejects with; fails the test if it resolves or rejects otherwise. */
-async function rejection(t: Test, trace: Trace<unknown>): Promise<TraceError> {
-  const error = await trace.ready.then(
-    () => new Error('trace.ready resolved, but a TraceError was expected'),
-    (e: unknown) => e,
-  )
-  await trace.close()
-  if (!(error instanceof TraceError)) throw error
-  return error
-}
 
 /** A stand-in interpreter (test/programs/python-old.c) named `name`, running. */
 async function standIn(t: Test, name: string, flags: string[]) {
@@ -33,7 +23,7 @@ t.test('unknown options: INVALID_ARGUMENT naming the option and listing the real
     [stats(target.pid, { interval: 10 } as object), 'interval', ['intervalMs', 'maxProcesses', 'binary']],
   ]
   for (const [trace, option, listed] of cases) {
-    const error = await rejection(t, trace)
+    const error = await rejection(trace)
     t.equal(error.code, 'INVALID_ARGUMENT', option)
     t.match(error.message, `no option "${option}"`, 'names the option')
     for (const real of listed) t.match(error.message, real, `lists ${real}`)
@@ -53,7 +43,7 @@ t.test('malformed option values: INVALID_ARGUMENT saying what is expected', asyn
     [traceAudit(target.pid, { customEvents: ['x'.repeat(63)] }), /longer than 62 bytes/],
   ]
   for (const [trace, message] of cases) {
-    const error = await rejection(t, trace)
+    const error = await rejection(trace)
     t.equal(error.code, 'INVALID_ARGUMENT')
     t.match(error.message, message)
   }
@@ -78,7 +68,7 @@ t.test('CPython 3.6 and 3.7 stand-ins: inspect tells what each lacks, and those 
     [traceAudit(py36.pid), '3.6'],
     [traceAudit(py37.pid), '3.7'],
   ] as const) {
-    const error = await rejection(t, trace)
+    const error = await rejection(trace)
     t.equal(error.code, 'PROBE_UNAVAILABLE')
     t.match(error.message, `CPython ${version} predates`)
   }
@@ -110,7 +100,7 @@ t.test('stats on a 3.6 stand-in: imports and threads are unavailable, gc is coun
 t.test('NO_PROBES: an interpreter built without --with-dtrace, for every function', async (t) => {
   const target = await standIn(t, 'python3.11', ['-DNO_PROBES'])
   for (const trace of [traceGC(target.pid), traceImports(target.pid), traceAudit(target.pid), stats(target.pid)]) {
-    const error = await rejection(t, trace)
+    const error = await rejection(trace)
     t.equal(error.code, 'NO_PROBES')
     t.match(error.message, /--with-dtrace/)
   }

@@ -1,6 +1,7 @@
 // The Python programs the call tests trace: test/targets/workloads.py under Debian's python3.11.
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
+import { TraceError } from '../src/index.js'
 import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
 
 export const WORKLOADS = fileURLToPath(new URL('targets/workloads.py', import.meta.url))
@@ -25,4 +26,15 @@ export function fibonacci(n: number): number {
   let [a, b] = [0, 1]
   for (let i = 0; i < n; i++) [a, b] = [b, a + b]
   return a
+}
+
+/** The TraceError a trace's `ready` rejects with; throws (failing the test) on anything else. */
+export async function rejection(trace: { ready: Promise<void>; close(): Promise<void> }): Promise<TraceError> {
+  const error = await trace.ready.then(
+    () => new Error('trace.ready resolved, but a TraceError was expected'),
+    (e: unknown) => e,
+  )
+  await trace.close()
+  if (!(error instanceof TraceError)) throw error
+  return error
 }

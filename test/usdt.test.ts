@@ -10,7 +10,7 @@ import { TraceError, traceUsdt, type UsdtEvent, type UsdtTrace } from '../src/in
 import { startCluster } from './fixtures/postgres.js'
 import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
 import { compile, copyExecutable, tmpDir } from './programs/tools.js'
-import { WORKLOADS, startWorkload } from './targets.js'
+import { WORKLOADS, startWorkload, rejection } from './targets.js'
 
 const MULTIARCH = execFileSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).trim()
 const LIBSTDCXX = `/usr/lib/${MULTIARCH}/libstdc++.so.6`
@@ -255,15 +255,6 @@ t.test('postgresql:query__start gives the query text', async (t) => {
   })
 })
 
-async function rejection(trace: UsdtTrace): Promise<TraceError> {
-  const error = await trace.ready.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  await trace.close()
-  if (!(error instanceof TraceError)) throw new Error(`expected a TraceError, got ${String(error)}`)
-  return error
-}
 
 t.test('bad probes and types are TraceErrors that say what exists', async (t) => {
   const target = await startReady(t, DEBIAN_PYTHON, ['-c', 'import sys; print("ready", flush=True); sys.stdin.read()'])
