@@ -59,7 +59,7 @@ function fibCalls(events: Awaited<ReturnType<typeof collect>>) {
 t.test('NO_SUCH_PROCESS: a pid whose process has exited', async (t) => {
   const pid = await deadPid()
   t.notOk(existsSync(`/proc/${pid}`), 'the pid is really gone')
-  const error = await rejection(traceCalls(pid))
+  const error = await rejection(traceCalls(pid), t)
   t.equal(error.code, 'NO_SUCH_PROCESS')
   t.match(error.message, new RegExp(`no process with pid ${pid}\\b`), 'names the pid')
   t.match(error.message, /pgrep|usdtrace ps/, 'says how to find the right pid')
@@ -67,13 +67,13 @@ t.test('NO_SUCH_PROCESS: a pid whose process has exited', async (t) => {
 
 t.test('INVALID_ARGUMENT: pids that are not positive integers', async (t) => {
   for (const pid of [0, -1, 1.5]) {
-    const error = await rejection(traceCalls(pid))
+    const error = await rejection(traceCalls(pid), t)
     t.equal(error.code, 'INVALID_ARGUMENT', `pid ${pid}`)
     t.match(error.message, /\bpid\b/, `pid ${pid}: names the argument`)
     t.match(error.message, /positive integer/, `pid ${pid}: says what is expected`)
     t.match(error.message, `got ${pid}`, `pid ${pid}: shows the value`)
   }
-  const error = await rejection(traceCalls({ pid: 0 }))
+  const error = await rejection(traceCalls({ pid: 0 }), t)
   t.equal(error.code, 'INVALID_ARGUMENT', 'the options form checks the pid too')
 })
 
@@ -81,7 +81,7 @@ t.test('INVALID_ARGUMENT: ringBufferBytes that is not a power of two', async (t)
   // A traceable target, so the ring size is the only thing wrong.
   const target = await startReady(t, DEBIAN_PYTHON, ['-c', PYTHON_WAIT])
   for (const ringBufferBytes of [10000, 3 << 20]) {
-    const error = await rejection(traceCalls(target.pid, { ringBufferBytes }))
+    const error = await rejection(traceCalls(target.pid, { ringBufferBytes }), t)
     t.equal(error.code, 'INVALID_ARGUMENT', `${ringBufferBytes}`)
     t.match(error.message, /ringBufferBytes/, 'names the option')
     t.match(error.message, /power of two/, 'says what is expected')
@@ -95,7 +95,7 @@ t.test('INVALID_ARGUMENT: ringBufferBytes that is not a power of two', async (t)
 
 t.test('NOT_PYTHON: a node process', async (t) => {
   const target = await startReady(t, process.execPath, ['-e', 'console.log("ready"); setTimeout(() => {}, 1e6)'])
-  const error = await rejection(traceCalls(target.pid))
+  const error = await rejection(traceCalls(target.pid), t)
   t.equal(error.code, 'NOT_PYTHON')
   t.match(error.message, realpathSync(process.execPath), 'names the executable')
   t.match(error.message, /not CPython/, 'says why')
@@ -114,7 +114,7 @@ t.test('NO_PROBES: a pyenv python built without --with-dtrace', async (t) => {
   const libpython = mappedPaths(target.pid).find((p) => /\/libpython\d+\.\d+[a-z]*\.so/.test(p))
   const interpreter = libpython ?? python
   t.notOk(hasPythonProbes(interpreter), `readelf finds no python probes in ${interpreter}`)
-  const error = await rejection(traceCalls(target.pid))
+  const error = await rejection(traceCalls(target.pid), t)
   t.equal(error.code, 'NO_PROBES')
   t.match(error.message, interpreter, 'names the binary without probes')
   t.match(error.message, /--with-dtrace/, 'names the build option that adds them')
@@ -141,7 +141,7 @@ t.test('PROBE_UNAVAILABLE: a CPython 3.12-like build without the call probes', a
   t.same(inspection.capabilities.audit, { available: true, mode: 'native' }, 'audit native')
 
   for (const entries of [true, false]) {
-    const error = await rejection(traceCalls(target.pid, { entries }))
+    const error = await rejection(traceCalls(target.pid, { entries }), t)
     t.equal(error.code, 'PROBE_UNAVAILABLE', `entries: ${entries}`)
     t.match(error.message, /3\.12/, 'names the version')
     t.match(error.message, /gh-104280|removed/, 'says the probes were removed')
@@ -207,7 +207,7 @@ t.test('PROBE_CONFLICT: another tracer holds function__return with another semap
   other.session.attachUprobe('hold_semaphore', target.pid, python, ret.fileOffset, entry.semaphoreFileOffset)
 
   for (const entries of [true, false]) {
-    const error = await rejection(traceCalls(target.pid, { entries }))
+    const error = await rejection(traceCalls(target.pid, { entries }), t)
     t.equal(error.code, 'PROBE_CONFLICT', `entries: ${entries}`)
     t.match(error.message, /function__return/, 'names the probe')
     t.match(error.message, python, 'names the object')
@@ -260,7 +260,7 @@ t.test('the line semaphore holder falls back from DT_FINI to DT_INIT, then confl
   // The finished trace's uprobe at DT_INIT goes a little after the trace: then squat there too.
   await waitForUprobeSlot(squatter, python, init, wrong)
   const second = await startWorkload(t, ['fib', String(n)], python)
-  const error = await rejection(traceCalls(second.pid))
+  const error = await rejection(traceCalls(second.pid), t)
   t.equal(error.code, 'PROBE_CONFLICT', 'both cold addresses taken')
   t.match(error.message, python, 'names the object')
   t.match(error.message, /line semaphore/, 'names what could not be attached')

@@ -28,13 +28,17 @@ export function fibonacci(n: number): number {
   return a
 }
 
-/** The TraceError a trace's `ready` rejects with; throws (failing the test) on anything else. */
-export async function rejection(trace: { ready: Promise<void>; close(): Promise<void> }): Promise<TraceError> {
+/**
+ * The TraceError a trace's `ready` rejects with; throws (failing the test) on anything else, and
+ * with `t` asserts it as well.
+ */
+export async function rejection(trace: { ready: Promise<void>; close(): Promise<void> }, t?: Test): Promise<TraceError> {
   const error = await trace.ready.then(
     () => new Error('trace.ready resolved, but a TraceError was expected'),
     (e: unknown) => e,
   )
   await trace.close()
   if (!(error instanceof TraceError)) throw error
+  t?.type(error, TraceError, 'a TraceError')
   return error
 }
