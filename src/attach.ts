@@ -8,7 +8,7 @@ import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from
  * into the TraceError that names its cause and fix.
  */
 
-export function openSession(options: SessionOptions, targets: TraceSubject[]): NativeSession {
+function openSession(options: SessionOptions, targets: TraceSubject[]): NativeSession {
   requireKernelSupport()
   try {
     return new binding.Session(options)
@@ -17,15 +17,18 @@ export function openSession(options: SessionOptions, targets: TraceSubject[]): N
   }
 }
 
-/** Opens a session and runs `attach` for each target; if one fails, the session is closed again. */
+/**
+ * Opens a session for `targets` and runs `attach` on it; if attaching fails, the session is
+ * closed again before the error goes on, so no probe outlives a failed start.
+ */
 export async function openAttached(
   options: SessionOptions,
-  targets: Inspection[],
-  attach: (session: NativeSession, target: Inspection) => void,
+  targets: TraceSubject[],
+  attach: (session: NativeSession) => void,
 ): Promise<NativeSession> {
   const session = openSession(options, targets)
   try {
-    for (const target of targets) attach(session, target)
+    attach(session)
   } catch (error) {
     await session.close()
     throw error

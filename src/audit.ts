@@ -123,7 +123,9 @@ async function openAuditSession(options: TraceAuditOptions): Promise<OpenedSessi
       constants: { ...ring.constants, ...layout, decode_args: layout ? 1 : 0, filter_events: wanted.length > 0 ? 1 : 0 },
     },
     targets,
-    (session, target) => attachPythonProbe(session, target, 'on_audit', 'audit'),
+    (session) => {
+      for (const target of targets) attachPythonProbe(session, target, 'on_audit', 'audit')
+    },
   )
   const present = new Uint8Array([1])
   for (const name of wanted) session.updateMap('wanted', nameKey(name), present)

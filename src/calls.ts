@@ -102,11 +102,13 @@ async function openCallSession(options: TraceCallsOptions): Promise<OpenedSessio
       },
     },
     targets,
-    (session, target) => {
-      attachPythonProbe(session, target, 'on_call_return', 'function__return')
-      if (!entries) return
-      attachPythonProbe(session, target, 'on_call_entry', 'function__entry')
-      if (target.capabilities.calls.mode === 'line-semaphore') raiseLineSemaphore(session, target, 'hold_semaphore')
+    (session) => {
+      for (const target of targets) {
+        attachPythonProbe(session, target, 'on_call_return', 'function__return')
+        if (!entries) continue
+        attachPythonProbe(session, target, 'on_call_entry', 'function__entry')
+        if (target.capabilities.calls.mode === 'line-semaphore') raiseLineSemaphore(session, target, 'hold_semaphore')
+      }
     },
   )
   return { session, exitPids }

@@ -1,4 +1,4 @@
-import { attachPythonProbe, explainNativeError, openSession, raiseLineSemaphore } from './attach.js'
+import { attachPythonProbe, explainNativeError, openAttached, raiseLineSemaphore } from './attach.js'
 import type { MapDump, NativeSession } from './binding.js'
 import { TraceError } from './errors.js'
 import { FUNCTION_KEY, FUNCTION_NAMES, HISTOGRAM_BUCKETS, LATENCY_STATS } from './layout.js'
@@ -137,7 +137,7 @@ async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<C
   }
   const { targets, exitPids } = await resolveTargets(options, 'calls')
   const functionSlots = settings.maxFunctions
-  const session = openSession(
+  const session = await openAttached(
     {
       object: 'callstats',
       maxEntries: {
@@ -149,27 +149,24 @@ async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<C
       constants: syscallFilterConstants(targets, wanted),
     },
     targets,
-  )
-  try {
-    for (const target of targets) {
-      attachPythonProbe(session, target, 'on_function_return', 'function__return')
-      if (!settings.latency) continue
-      attachPythonProbe(session, target, 'on_function_entry', 'function__entry')
-      if (target.capabilities.calls.mode === 'line-semaphore') raiseLineSemaphore(session, target, 'hold_semaphore')
-    }
-    if (table) {
-      attachSyscallTracepoints(session, targets, table, wanted, 'forget_thread')
-    } else if (settings.latency) {
-      try {
-        session.attachRawTracepoint('forget_thread', 'sched_process_exit')
-      } catch (error) {
-        throw explainNativeError(error, targets[0]!, 'attaching to the sched_process_exit tracepoint')
+    (session) => {
+      for (const target of targets) {
+        attachPythonProbe(session, target, 'on_function_return', 'function__return')
+        if (!settings.latency) continue
+        attachPythonProbe(session, target, 'on_function_entry', 'function__entry')
+        if (target.capabilities.calls.mode === 'line-semaphore') raiseLineSemaphore(session, target, 'hold_semaphore')
       }
-    }
-  } catch (error) {
-    await session.close()
-    throw error
-  }
+      if (table) {
+        attachSyscallTracepoints(session, targets, table, wanted, 'forget_thread')
+      } else if (settings.latency) {
+        try {
+          session.attachRawTracepoint('forget_thread', 'sched_process_exit')
+        } catch (error) {
+          throw explainNativeError(error, targets[0]!, 'attaching to the sched_process_exit tracepoint')
+        }
+      }
+    },
+  )
   return { session, exitPids, sampler: new CallStatsSampler(session, settings, table) }
 }
 

@@ -49,9 +49,11 @@ async function openGCSession(options: TraceGCOptions): Promise<OpenedSession<GCE
   const session = await openAttached(
     { object: 'gc', maxEntries: ring.maxEntries, constants: { ...ring.constants, min_duration_ns: minDurationNs } },
     targets,
-    (session, target) => {
-      attachPythonProbe(session, target, 'on_gc_start', 'gc__start')
-      attachPythonProbe(session, target, 'on_gc_done', 'gc__done')
+    (session) => {
+      for (const target of targets) {
+        attachPythonProbe(session, target, 'on_gc_start', 'gc__start')
+        attachPythonProbe(session, target, 'on_gc_done', 'gc__done')
+      }
     },
   )
   return { session, exitPids }

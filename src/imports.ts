@@ -47,9 +47,11 @@ async function openImportSession(options: TraceImportsOptions): Promise<OpenedSe
   checkOptions('traceImports', options, OPTIONS)
   const ring = ringBufferSettings(options)
   const { targets, exitPids } = await resolveTargets(options, 'imports')
-  const session = await openAttached({ object: 'imports', ...ring }, targets, (session, target) => {
-    attachPythonProbe(session, target, 'on_import_start', 'import__find__load__start')
-    attachPythonProbe(session, target, 'on_import_done', 'import__find__load__done')
+  const session = await openAttached({ object: 'imports', ...ring }, targets, (session) => {
+    for (const target of targets) {
+      attachPythonProbe(session, target, 'on_import_start', 'import__find__load__start')
+      attachPythonProbe(session, target, 'on_import_done', 'import__find__load__done')
+    }
   })
   return { session, exitPids }
 }

@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs'
 import { basename } from 'node:path'
-import { explainNativeError, openSession } from './attach.js'
+import { explainNativeError, openAttached } from './attach.js'
 import { type FunctionSymbol, readFunctionSymbols } from './elf.js'
 import { TraceError } from './errors.js'
 import type { TraceSubject } from './inspect.js'
@@ -93,14 +93,7 @@ async function openLibrarySession(options: TraceLibraryCallsOptions, traced: Tra
     functionsOf.set(path, Array.from({ length: traced.length - first }, (_, i) => first + i))
   }
 
-  const session = openSession(
-    {
-      object: 'libcalls',
-      ...ring,
-    },
-    libraries.map(subjectOf),
-  )
-  try {
+  const session = await openAttached({ object: 'libcalls', ...ring }, libraries.map(subjectOf), (session) => {
     for (const library of libraries) {
       for (const index of functionsOf.get(library.path)!) {
         const { symbol, fileOffset } = traced[index]!
@@ -115,10 +108,7 @@ async function openLibrarySession(options: TraceLibraryCallsOptions, traced: Tra
         }
       }
     }
-  } catch (error) {
-    await session.close()
-    throw error
-  }
+  })
   return { session, exitPids }
 }
 

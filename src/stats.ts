@@ -127,12 +127,13 @@ async function openStatsSession(options: StatsOptions): Promise<OpenedSession<St
   const session = await openAttached(
     { object: 'stats', maxEntries: { stats: maxProcesses } },
     targets,
-    (session, target) => {
-      const { threadStartOffset, unavailable } = sources.get(target)!
-      if (!unavailable.calls) attachPythonProbe(session, target, 'count_call', 'function__return')
-      if (!unavailable.gcRuns) attachPythonProbe(session, target, 'count_gc', 'gc__done')
-      if (!unavailable.imports) attachPythonProbe(session, target, 'count_import', 'import__find__load__start')
-      if (threadStartOffset !== undefined) attachThreadCounter(session, target, threadStartOffset)
+    (session) => {
+      for (const [target, { threadStartOffset, unavailable }] of sources) {
+        if (!unavailable.calls) attachPythonProbe(session, target, 'count_call', 'function__return')
+        if (!unavailable.gcRuns) attachPythonProbe(session, target, 'count_gc', 'gc__done')
+        if (!unavailable.imports) attachPythonProbe(session, target, 'count_import', 'import__find__load__start')
+        if (threadStartOffset !== undefined) attachThreadCounter(session, target, threadStartOffset)
+      }
     },
   )
   const sampler = new StatsSampler(session, sources)

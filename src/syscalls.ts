@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs'
-import { explainNativeError, openSession } from './attach.js'
+import { explainNativeError, openAttached } from './attach.js'
 import type { NativeSession } from './binding.js'
 import { errnoName } from './errno.js'
 import type { TraceSubject } from './inspect.js'
@@ -77,20 +77,15 @@ async function openSyscallSession(options: TraceSyscallsOptions, table: SyscallT
   const ring = ringBufferSettings(options)
   const wanted = options.names === undefined ? undefined : syscallNumbers(table, options.names)
   const { targets, exitPids } = await resolveProcesses(options, 'traceSyscalls')
-  const session = openSession(
+  const session = await openAttached(
     {
       object: 'syscalls',
       maxEntries: { ...ring.maxEntries, traced_tgids: targets.length },
       constants: { ...ring.constants, ...syscallFilterConstants(targets, wanted) },
     },
     targets,
+    (session) => attachSyscallTracepoints(session, targets, table, wanted, 'forget_thread'),
   )
-  try {
-    attachSyscallTracepoints(session, targets, table, wanted, 'forget_thread')
-  } catch (error) {
-    await session.close()
-    throw error
-  }
   return { session, exitPids }
 }
 

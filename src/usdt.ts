@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs'
-import { explainNativeError, openSession } from './attach.js'
+import { explainNativeError, openAttached } from './attach.js'
 import { type UsdtProbe, readUsdtProbes } from './elf.js'
 import { TraceError } from './errors.js'
 import type { TraceSubject } from './inspect.js'
@@ -83,14 +83,7 @@ async function openUsdtSession(options: TraceUsdtOptions, types: UsdtArgType[]):
   const { sites, exitPids } = await findProbeSites(options)
   checkArgCount(options, types, sites)
   const cookie = usdtCookie(types)
-  const session = openSession(
-    {
-      object: 'usdt',
-      ...ring,
-    },
-    sites.map(subjectOf),
-  )
-  try {
+  const session = await openAttached({ object: 'usdt', ...ring }, sites.map(subjectOf), (session) => {
     for (const site of sites) {
       try {
         session.attachUsdt('on_usdt', site.pid, site.object, options.provider, options.name, cookie)
@@ -99,10 +92,7 @@ async function openUsdtSession(options: TraceUsdtOptions, types: UsdtArgType[]):
         throw explainNativeError(error, subjectOf(site), `attaching to ${probe} in ${site.object}`)
       }
     }
-  } catch (error) {
-    await session.close()
-    throw error
-  }
+  })
   return { session, exitPids }
 }
 
