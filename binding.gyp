@@ -9,7 +9,8 @@
         "native/libbpf_log.cc",
         "native/objects.cc",
         "native/session.cc",
-        "native/uprobe_access.cc"
+        "native/uprobe_access.cc",
+        "native/uprobe_multi.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -111,7 +111,8 @@ const tracers = {
   semaphore: async (pid) => {
     const line = findLineSemaphore(await usdtrace.inspect(pid))
     const session = new binding.Session({ object: 'calls' })
-    session.attachUprobe('hold_semaphore', pid, python, line.coldCodeOffsets[0], line.semaphoreFileOffset, false)
+    const site = { fileOffset: line.coldCodeOffsets[0], refCtrOffset: line.semaphoreFileOffset, cookie: 0n }
+    session.attachUprobes('hold_semaphore', pid, python, [site], false)
     return { stop: () => session.close() }
   },
   callStats: async (pid) => {

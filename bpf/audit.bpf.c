@@ -9,8 +9,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/usdt.bpf.h>
 #include "usdtrace.h"
+#include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 
 /* A name as read and as keyed in `wanted`: AUDIT_NAME_MAX bytes, one more to see a longer one, the NUL. */
@@ -289,8 +289,9 @@ int on_audit(struct pt_regs *ctx)
 
 	if (!rec)
 		return 0;
-	bpf_usdt_arg(ctx, 0, &name);
-	bpf_usdt_arg(ctx, 1, &args);
+	const struct usdt_spec *spec = usdt_spec(ctx);
+	name = usdt_arg(ctx, spec, 0);
+	args = usdt_arg(ctx, spec, 1);
 	__builtin_memset(rec->key, 0, sizeof(rec->key));
 	copied = bpf_probe_read_user_str(rec->key, sizeof(rec->key), (const void *)name);
 	if (filter_events && !bpf_map_lookup_elem(&wanted, rec->key))

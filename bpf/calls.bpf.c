@@ -7,8 +7,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/usdt.bpf.h>
 #include "usdtrace.h"
+#include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 #include "thread_state.bpf.h"
 
@@ -118,9 +118,10 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 		}
 	}
 
-	bpf_usdt_arg(ctx, 0, &file);
-	bpf_usdt_arg(ctx, 1, &func);
-	bpf_usdt_arg(ctx, 2, &line);
+	const struct usdt_spec *spec = usdt_spec(ctx);
+	file = usdt_arg(ctx, spec, 0);
+	func = usdt_arg(ctx, spec, 1);
+	line = usdt_arg(ctx, spec, 2);
 
 	file_len = read_name(rec->names, file, &rec->event.flags, CALL_FILE_TRUNCATED);
 	func_len = read_name(rec->names + file_len, func, &rec->event.flags, CALL_FUNC_TRUNCATED);

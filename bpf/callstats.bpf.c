@@ -11,8 +11,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/usdt.bpf.h>
 #include "usdtrace.h"
+#include "usdt_args.bpf.h"
 #include "aggregate.bpf.h"
 #include "syscall_filter.bpf.h"
 #include "thread_state.bpf.h"
@@ -225,8 +225,9 @@ int on_function_return(struct pt_regs *ctx)
 		return 0;
 	names = &buffer->names;
 	names->truncated = 0;
-	bpf_usdt_arg(ctx, 0, &file);
-	bpf_usdt_arg(ctx, 1, &func);
+	const struct usdt_spec *spec = usdt_spec(ctx);
+	file = usdt_arg(ctx, spec, 0);
+	func = usdt_arg(ctx, spec, 1);
 	file_len = read_name(names->names, file, &names->truncated);
 	names->file_len = file_len;
 	names->func_len = read_name(names->names + file_len, func, &names->truncated);

@@ -8,8 +8,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/usdt.bpf.h>
 #include "usdtrace.h"
+#include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 
 /* Collections that took less are not reported; set by user space before load. */
@@ -36,10 +36,8 @@ int on_gc_start(struct pt_regs *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct gc_start start = { .start_ns = bpf_ktime_get_ns() };
-	long generation = 0;
 
-	bpf_usdt_arg(ctx, 0, &generation);
-	start.generation = generation;
+	start.generation = usdt_arg(ctx, usdt_spec(ctx), 0);
 	if (bpf_map_update_elem(&starts, &tid, &start, BPF_ANY))
 		__sync_fetch_and_add(&dropped_gc_slots, 1);
 	return 0;
@@ -53,7 +51,6 @@ int on_gc_done(struct pt_regs *ctx)
 	__u32 tid = (__u32)pid_tgid;
 	struct gc_start *start = bpf_map_lookup_elem(&starts, &tid);
 	struct gc_event event = {};
-	long collected = 0;
 
 	/* A collection already running when the trace attached has no start: it is not reported. */
 	if (!start)
@@ -64,8 +61,7 @@ int on_gc_done(struct pt_regs *ctx)
 	event.duration_ns = now - event.start_ns;
 	if (event.duration_ns < min_duration_ns)
 		return 0;
-	bpf_usdt_arg(ctx, 0, &collected);
-	event.collected = collected;
+	event.collected = usdt_arg(ctx, usdt_spec(ctx), 0);
 	event.pid = pid_tgid >> 32;
 	event.tid = tid;
 	submit_event(&event, sizeof(event));

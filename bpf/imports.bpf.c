@@ -8,8 +8,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/usdt.bpf.h>
 #include "usdtrace.h"
+#include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 #include "thread_state.bpf.h"
 
@@ -91,8 +91,9 @@ int on_import_done(struct pt_regs *ctx)
 		}
 	}
 
-	bpf_usdt_arg(ctx, 0, &name);
-	bpf_usdt_arg(ctx, 1, &found);
+	const struct usdt_spec *spec = usdt_spec(ctx);
+	name = usdt_arg(ctx, spec, 0);
+	found = usdt_arg(ctx, spec, 1);
 	copied = bpf_probe_read_user_str(rec->name, NAME_READ, (const void *)name);
 	if (copied > 1) {
 		len = copied - 1;

@@ -7,8 +7,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/usdt.bpf.h>
 #include "usdtrace.h"
+#include "usdt_args.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -50,13 +50,11 @@ SEC("usdt")
 int count_gc(struct pt_regs *ctx)
 {
 	struct python_stats *counts = stats_of_current();
-	long collected = 0;
 
 	if (!counts)
 		return 0;
-	bpf_usdt_arg(ctx, 0, &collected);
 	counts->gc_runs++;
-	counts->gc_collected += collected;
+	counts->gc_collected += usdt_arg(ctx, usdt_spec(ctx), 0);
 	return 0;
 }
 

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * Any USDT probe of any program. One program serves every attachment: the attachment's cookie
+ * Any USDT probe of any program. One program serves every attachment: the cookie of its spec
  * says how many arguments to read and which of them are strings to copy (usdtrace.h), so the
  * record carries raw values and the strings, and user space applies the declared types.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/usdt.bpf.h>
 #include "usdtrace.h"
+#include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 
 /* Room for one string read: USDTRACE_NAME_MAX bytes, one more to detect a longer one, the NUL. */
@@ -30,16 +30,26 @@ struct {
 	__type(value, struct usdt_record);
 } scratch SEC(".maps");
 
+/*
+ * A function of its own, verified once: inlined into the loop below, each argument's register
+ * switch would multiply the paths the verifier walks past its limit.
+ */
+__noinline long read_usdt_arg(struct pt_regs *ctx, const struct usdt_spec *spec, __u32 n)
+{
+	return usdt_arg(ctx, spec, n);
+}
+
 SEC("usdt")
 int on_usdt(struct pt_regs *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 cookie = bpf_usdt_cookie(ctx);
+	const struct usdt_spec *spec = usdt_spec(ctx);
+	__u64 cookie = usdt_cookie(spec);
 	__u32 count = cookie & USDT_COOKIE_COUNT_MASK;
 	__u32 zero = 0, strings_at, strings_len = 0, i;
 	struct usdt_record *rec = bpf_map_lookup_elem(&scratch, &zero);
 
-	if (!rec)
+	if (!rec || !spec)
 		return 0;
 	if (count > USDT_MAX_ARGS)
 		count = USDT_MAX_ARGS;
@@ -51,9 +61,8 @@ int on_usdt(struct pt_regs *ctx)
 	strings_at = count * 8;
 
 	for (i = 0; i < USDT_MAX_ARGS && i < count; i++) {
-		long value = 0;
+		long value = read_usdt_arg(ctx, spec, i);
 
-		bpf_usdt_arg(ctx, i, &value);
 		if (cookie & (1ULL << (USDT_COOKIE_STR_SHIFT + i))) {
 			__u32 at = strings_at + strings_len;
 			long copied;

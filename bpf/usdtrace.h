@@ -257,4 +257,33 @@ struct python_stats {
 	__u64 threads;      /* PyThread_start_new_thread */
 };
 
+/*
+ * How a program reads one attachment's USDT arguments (bpf/usdt_args.bpf.h): user space parses
+ * the probe's argument spec string into this, writes it into the object's usdt_specs map and
+ * attaches with the slot's index as the BPF cookie.
+ */
+#define USDT_SPECS_MAX 256
+
+enum usdt_arg_kind {
+	USDT_ARG_CONST = 0,     /* the value itself */
+	USDT_ARG_REG = 1,       /* a register */
+	USDT_ARG_REG_DEREF = 2, /* user memory at a register plus a displacement */
+};
+
+struct usdt_arg_spec {
+	__s64 value;     /* USDT_ARG_CONST: the constant; USDT_ARG_REG_DEREF: the displacement */
+	__u8 kind;       /* enum usdt_arg_kind */
+	__u8 reg;        /* the register: its index in the user pt_regs, in 8-byte words */
+	__u8 size;       /* 1, 2, 4 or 8 bytes */
+	__u8 is_signed;  /* sign-extended from size, else zero-extended */
+	__u8 reserved[4];
+};
+
+struct usdt_spec {
+	__u64 cookie;    /* what the attaching code gave, for usdt_cookie() */
+	__u32 arg_count;
+	__u32 reserved;
+	struct usdt_arg_spec args[USDT_MAX_ARGS];
+};
+
 #endif /* USDTRACE_H */

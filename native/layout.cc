@@ -167,6 +167,28 @@ Napi::Object EventLayouts(Napi::Env env) {
     layout.Set("fields", fields);
     layouts.Set("python_stats", layout);
   }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(usdt_spec, cookie);
+    FIELD(usdt_spec, arg_count);
+    FIELD(usdt_spec, args);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct usdt_spec)));
+    layout.Set("fields", fields);
+    layouts.Set("usdt_spec", layout);
+  }
+  {
+    Napi::Object fields = Napi::Object::New(env);
+    FIELD(usdt_arg_spec, value);
+    FIELD(usdt_arg_spec, kind);
+    FIELD(usdt_arg_spec, reg);
+    FIELD(usdt_arg_spec, size);
+    FIELD(usdt_arg_spec, is_signed);
+    Napi::Object layout = Napi::Object::New(env);
+    layout.Set("size", Napi::Number::New(env, sizeof(struct usdt_arg_spec)));
+    layout.Set("fields", fields);
+    layouts.Set("usdt_arg_spec", layout);
+  }
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("USDTRACE_NAME_MAX", Napi::Number::New(env, USDTRACE_NAME_MAX));
   constants.Set("USDTRACE_PREFIX_MAX", Napi::Number::New(env, USDTRACE_PREFIX_MAX));
@@ -207,6 +229,10 @@ Napi::Object EventLayouts(Napi::Env env) {
   constants.Set("AUDIT_VALUE_LIST", Napi::Number::New(env, AUDIT_VALUE_LIST));
   constants.Set("AUDIT_VALUE_OBJECT", Napi::Number::New(env, AUDIT_VALUE_OBJECT));
   constants.Set("AUDIT_VALUE_CUT", Napi::Number::New(env, AUDIT_VALUE_CUT));
+  constants.Set("USDT_SPECS_MAX", Napi::Number::New(env, USDT_SPECS_MAX));
+  constants.Set("USDT_ARG_CONST", Napi::Number::New(env, USDT_ARG_CONST));
+  constants.Set("USDT_ARG_REG", Napi::Number::New(env, USDT_ARG_REG));
+  constants.Set("USDT_ARG_REG_DEREF", Napi::Number::New(env, USDT_ARG_REG_DEREF));
   layouts.Set("constants", constants);
   return layouts;
 }

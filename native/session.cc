@@ -22,22 +22,29 @@
 
 #include "libbpf_log.h"
 #include "objects.h"
+#include "uprobe_multi.h"
 
 // What a session holds in the kernel. Detaching a uprobe waits for an RCU grace period (some
-// 100 ms on 6.x kernels), so links are destroyed off the event loop, several at once.
+// 100 ms per perf-event uprobe on 6.x kernels, one for a whole uprobe multi link), so links are
+// destroyed off the event loop, several at once.
 struct KernelObjects {
   std::vector<struct bpf_link*> links;
+  std::vector<int> linkFds;
   struct ring_buffer* ring = nullptr;
   struct bpf_object* object = nullptr;
 
   static void Destroy(KernelObjects* kernel) {
     constexpr size_t kMaxThreads = 16;
+    size_t count = kernel->links.size() + kernel->linkFds.size();
     std::atomic<size_t> next{0};
     auto destroyLinks = [&] {
-      for (size_t i = next++; i < kernel->links.size(); i = next++) bpf_link__destroy(kernel->links[i]);
+      for (size_t i = next++; i < count; i = next++) {
+        if (i < kernel->links.size()) bpf_link__destroy(kernel->links[i]);
+        else close(kernel->linkFds[i - kernel->links.size()]);
+      }
     };
     std::vector<std::thread> threads;
-    for (size_t i = 1; i < std::min(kernel->links.size(), kMaxThreads); i++) threads.emplace_back(destroyLinks);
+    for (size_t i = 1; i < std::min(count, kMaxThreads); i++) threads.emplace_back(destroyLinks);
     destroyLinks();
     for (std::thread& thread : threads) thread.join();
     if (kernel->ring) ring_buffer__free(kernel->ring);
@@ -176,8 +183,7 @@ struct Session::Watchers {
 Napi::Function Session::Define(Napi::Env env) {
   return DefineClass(env, "Session",
                      {
-                         InstanceMethod<&Session::AttachUsdt>("attachUsdt"),
-                         InstanceMethod<&Session::AttachUprobe>("attachUprobe"),
+                         InstanceMethod<&Session::AttachUprobes>("attachUprobes"),
                          InstanceMethod<&Session::AttachRawTracepoint>("attachRawTracepoint"),
                          InstanceMethod<&Session::DumpMap>("dumpMap"),
                          InstanceMethod<&Session::UpdateMap>("updateMap"),
@@ -234,6 +240,15 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
   Napi::Value constants = options.Get("constants");
   if (constants.IsObject() && !SetConstants(env, name, constants.As<Napi::Object>())) return;
 
+  // A program loaded for uprobe multi links attaches through nothing else, so either all of the
+  // object's uprobe programs are, or none.
+  multiUprobes_ = UprobeMultiSupported();
+  struct bpf_program* program;
+  bpf_object__for_each_program(program, object_) {
+    if (multiUprobes_ && bpf_program__type(program) == BPF_PROG_TYPE_KPROBE)
+      bpf_program__set_expected_attach_type(program, static_cast<enum bpf_attach_type>(kUprobeMultiAttachType));
+  }
+
   int err = bpf_object__load(object_);
   if (err) ThrowErrno(env, -err, "loading BPF object " + name);
 }
@@ -284,40 +299,38 @@ struct bpf_program* Session::ProgramNamed(Napi::Env env, const std::string& name
   return program;
 }
 
-// attachUsdt(program, pid, path, provider, name, cookie?): the program reads the cookie with
-// bpf_usdt_cookie(), e.g. to learn how to decode this probe's arguments.
-Napi::Value Session::AttachUsdt(const Napi::CallbackInfo& info) {
+// attachUprobes(program, pid, path, sites: [{ fileOffset, refCtrOffset, cookie }], retprobe):
+// every site in one uprobe_multi link where the kernel has them, else one perf uprobe per site.
+// The program reads its site's cookie with bpf_get_attach_cookie(), e.g. a usdt_specs slot.
+Napi::Value Session::AttachUprobes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct bpf_program* program = ProgramNamed(env, info[0].ToString());
   if (!program) return env.Undefined();
   int pid = info[1].As<Napi::Number>().Int32Value();
   std::string path = info[2].ToString();
-  std::string provider = info[3].ToString();
-  std::string probe = info[4].ToString();
-  LIBBPF_OPTS(bpf_usdt_opts, options, .usdt_cookie = info[5].IsUndefined() ? 0 : ToU64(info[5]));
-  struct bpf_link* link =
-      bpf_program__attach_usdt(program, pid, path.c_str(), provider.c_str(), probe.c_str(), &options);
-  if (!link) return ThrowErrno(env, errno, "attaching to USDT probe " + provider + ":" + probe);
-  links_.push_back(link);
-  return env.Undefined();
-}
-
-// attachUprobe(program, pid, path, fileOffset, refCtrOffset, retprobe, cookie?): the program
-// reads the cookie with bpf_get_attach_cookie(), e.g. to learn which function it is in.
-Napi::Value Session::AttachUprobe(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  struct bpf_program* program = ProgramNamed(env, info[0].ToString());
-  if (!program) return env.Undefined();
-  int pid = info[1].As<Napi::Number>().Int32Value();
-  std::string path = info[2].ToString();
-  uint64_t offset = ToU64(info[3]);
-  LIBBPF_OPTS(bpf_uprobe_opts, options, .ref_ctr_offset = static_cast<size_t>(ToU64(info[4])),
-              .bpf_cookie = info[6].IsUndefined() ? 0 : ToU64(info[6]),
-              .retprobe = info[5].ToBoolean().Value());
-  struct bpf_link* link =
-      bpf_program__attach_uprobe_opts(program, pid, path.c_str(), offset, &options);
-  if (!link) return ThrowErrno(env, errno, "attaching a uprobe to " + path);
-  links_.push_back(link);
+  if (!info[3].IsArray()) return ThrowType(env, "attachUprobes: sites must be an array");
+  Napi::Array given = info[3].As<Napi::Array>();
+  bool retprobe = info[4].ToBoolean().Value();
+  std::vector<UprobeSite> sites(given.Length());
+  for (uint32_t i = 0; i < given.Length(); i++) {
+    Napi::Object site = given.Get(i).As<Napi::Object>();
+    sites[i] = {ToU64(site.Get("fileOffset")), ToU64(site.Get("refCtrOffset")), ToU64(site.Get("cookie"))};
+  }
+  if (sites.empty()) return ThrowType(env, "attachUprobes: no sites");
+  if (multiUprobes_) {
+    int fd = AttachUprobeMulti(bpf_program__fd(program), pid, path, sites, retprobe);
+    if (fd < 0) return ThrowErrno(env, -fd, "attaching uprobes to " + path);
+    linkFds_.push_back(fd);
+    return env.Undefined();
+  }
+  for (const UprobeSite& site : sites) {
+    LIBBPF_OPTS(bpf_uprobe_opts, options, .ref_ctr_offset = static_cast<size_t>(site.refCtrOffset),
+                .bpf_cookie = site.cookie, .retprobe = retprobe);
+    struct bpf_link* link =
+        bpf_program__attach_uprobe_opts(program, pid, path.c_str(), site.fileOffset, &options);
+    if (!link) return ThrowErrno(env, errno, "attaching a uprobe to " + path);
+    links_.push_back(link);
+  }
   return env.Undefined();
 }
 
@@ -605,6 +618,7 @@ KernelObjects* Session::Release() {
   // uv_close has taken the ring's epoll fd out of libuv's epoll, so another thread may close it.
   KernelObjects* kernel = new KernelObjects();
   kernel->links.swap(links_);
+  kernel->linkFds.swap(linkFds_);
   kernel->ring = ring_;
   kernel->object = object_;
   ring_ = nullptr;

@@ -23,8 +23,7 @@ class Session : public Napi::ObjectWrap<Session> {
  private:
   struct Watchers;
 
-  Napi::Value AttachUsdt(const Napi::CallbackInfo& info);
-  Napi::Value AttachUprobe(const Napi::CallbackInfo& info);
+  Napi::Value AttachUprobes(const Napi::CallbackInfo& info);
   Napi::Value AttachRawTracepoint(const Napi::CallbackInfo& info);
   Napi::Value DumpMap(const Napi::CallbackInfo& info);
   Napi::Value UpdateMap(const Napi::CallbackInfo& info);
@@ -48,6 +47,10 @@ class Session : public Napi::ObjectWrap<Session> {
 
   struct bpf_object* object_ = nullptr;
   std::vector<struct bpf_link*> links_;
+  // Uprobe multi links, which libbpf cannot wrap: their fds.
+  std::vector<int> linkFds_;
+  // Set at load: the object's uprobe programs were loaded for uprobe multi links.
+  bool multiUprobes_ = false;
   struct ring_buffer* ring_ = nullptr;
   Watchers* watchers_ = nullptr;
 

@@ -2,6 +2,7 @@ import { binding, isNativeError, type NativeSession, type SessionOptions } from 
 import { requireKernelSupport } from './doctor.js'
 import { TraceError, noSuchProcess, permissionDenied } from './errors.js'
 import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from './inspect.js'
+import { attachUsdtSites } from './usdt-args.js'
 
 /**
  * Opening BPF objects and attaching them to Python processes, with every kernel refusal turned
@@ -39,7 +40,14 @@ export async function openAttached(
 /** Attaches `program` to the python provider's `probe` in the target's probe object. */
 export function attachPythonProbe(session: NativeSession, target: Inspection, program: string, probe: string): void {
   try {
-    session.attachUsdt(program, target.pid, target.probeObject!, 'python', probe)
+    const sites = target.probes.filter((p) => p.provider === 'python' && p.name === probe)
+    if (sites.length === 0) {
+      throw new TraceError(
+        'PROBE_UNAVAILABLE',
+        `${target.probeObject} has no python:${probe} probe; inspect(pid).capabilities says what this build can trace`,
+      )
+    }
+    attachUsdtSites(session, program, target.pid, sites)
   } catch (error) {
     if (isNativeError(error) && error.code === 'EINVAL') throw probeConflict(target, `python:${probe}`, error)
     throw explainNativeError(error, target, `attaching to python:${probe}`)
@@ -58,7 +66,8 @@ export function raiseLineSemaphore(session: NativeSession, target: Inspection, p
   let conflict: unknown
   for (const offset of line.coldCodeOffsets) {
     try {
-      session.attachUprobe(program, target.pid, line.object, offset, line.semaphoreFileOffset, false)
+      const site = { fileOffset: offset, refCtrOffset: line.semaphoreFileOffset, cookie: 0n }
+      session.attachUprobes(program, target.pid, line.object, [site], false)
       return
     } catch (error) {
       if (!isNativeError(error) || error.code !== 'EINVAL') {

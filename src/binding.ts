@@ -2,18 +2,12 @@ import nativeAddon from './native-addon.cjs'
 
 /** The raw addon (native/): a generic BPF session and the C layouts of the event structs. */
 export interface NativeSession {
-  /** `cookie` reaches the program through bpf_usdt_cookie(). */
-  attachUsdt(program: string, pid: number, path: string, provider: string, name: string, cookie?: bigint): void
-  /** `cookie` reaches the program through bpf_get_attach_cookie(). */
-  attachUprobe(
-    program: string,
-    pid: number,
-    path: string,
-    fileOffset: bigint,
-    refCtrOffset: bigint,
-    retprobe: boolean,
-    cookie?: bigint,
-  ): void
+  /**
+   * Uprobes on `sites` of `path` in process `pid` (-1: every process): one uprobe multi link on
+   * Linux 6.6 and later, else one perf uprobe per site (also with USDTRACE_UPROBE_MULTI=0).
+   * Each site's `cookie` reaches the program through bpf_get_attach_cookie().
+   */
+  attachUprobes(program: string, pid: number, path: string, sites: UprobeSite[], retprobe: boolean): void
   attachRawTracepoint(program: string, tracepoint: string): void
   /** Every entry of a map; with `remove`, each is taken out as it is read. */
   dumpMap(name: string, remove: boolean): MapDump
@@ -30,6 +24,13 @@ export interface NativeSession {
   resume(): void
   counters(): Record<string, bigint>
   close(): Promise<void>
+}
+
+export interface UprobeSite {
+  fileOffset: bigint
+  /** The semaphore the kernel raises while the uprobe is attached (ref_ctr_offset), 0n for none. */
+  refCtrOffset: bigint
+  cookie: bigint
 }
 
 /** Keys and values packed back to back; a per-CPU value holds one 8-byte-aligned slot per CPU. */

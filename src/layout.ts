@@ -187,3 +187,30 @@ export const PYTHON_STATS = {
     threads: 32,
   },
 } as const
+
+/** One attachment's USDT argument spec, the value of the usdt_specs map (bpf/usdt_args.bpf.h). */
+export const USDT_SPEC = {
+  size: 208,
+  fields: {
+    cookie: 0,
+    arg_count: 8,
+    args: 16,
+  },
+} as const
+
+/** One argument of a USDT_SPEC. */
+export const USDT_ARG_SPEC = {
+  size: 16,
+  fields: {
+    value: 0,
+    kind: 8,
+    reg: 9,
+    size: 10,
+    is_signed: 11,
+  },
+} as const
+
+export const USDT_SPECS_MAX = 256
+export const USDT_ARG_CONST = 0
+export const USDT_ARG_REG = 1
+export const USDT_ARG_REG_DEREF = 2

@@ -95,17 +95,17 @@ async function openLibrarySession(options: TraceLibraryCallsOptions, traced: Tra
 
   const session = await openAttached({ object: 'libcalls', ...ring }, libraries.map(subjectOf), (session) => {
     for (const library of libraries) {
-      for (const index of functionsOf.get(library.path)!) {
-        const { symbol, fileOffset } = traced[index]!
-        const cookie = BigInt(index)
-        try {
-          // The return probe first: a call that began before its entry was seen is then ignored
-          // at its return, rather than leaving a frame that never returns.
-          session.attachUprobe('on_library_return', library.pid, library.path, fileOffset, 0n, true, cookie)
-          session.attachUprobe('on_library_entry', library.pid, library.path, fileOffset, 0n, false, cookie)
-        } catch (error) {
-          throw explainNativeError(error, subjectOf(library), `attaching to ${symbol} in ${library.path}`)
-        }
+      const indexes = functionsOf.get(library.path)!
+      // The cookie of each function's probes is its index in `traced`.
+      const sites = indexes.map((index) => ({ fileOffset: traced[index]!.fileOffset, refCtrOffset: 0n, cookie: BigInt(index) }))
+      const symbols = indexes.map((index) => traced[index]!.symbol).join(', ')
+      try {
+        // The return probes first: a call that began before its entry was seen is then ignored
+        // at its return, rather than leaving a frame that never returns.
+        session.attachUprobes('on_library_return', library.pid, library.path, sites, true)
+        session.attachUprobes('on_library_entry', library.pid, library.path, sites, false)
+      } catch (error) {
+        throw explainNativeError(error, subjectOf(library), `attaching to ${symbols} in ${library.path}`)
       }
     }
   })

@@ -142,7 +142,7 @@ async function openStatsSession(options: StatsOptions): Promise<OpenedSession<St
 
 function attachThreadCounter(session: NativeSession, target: Inspection, offset: bigint): void {
   try {
-    session.attachUprobe('count_thread', target.pid, target.interpreterObject, offset, 0n, false)
+    session.attachUprobes('count_thread', target.pid, target.interpreterObject, [{ fileOffset: offset, refCtrOffset: 0n, cookie: 0n }], false)
   } catch (error) {
     throw explainNativeError(error, target, `attaching to ${THREAD_START_FUNCTION}`)
   }

@@ -10,6 +10,7 @@ import {
   USDT_STR_TRUNCATED,
 } from './layout.js'
 import { listProbes } from './probes.js'
+import { attachUsdtSites } from './usdt-args.js'
 import { binaryTarget, resolveProcesses, type TargetOptions } from './targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type RecordDecoder, type StreamOptions } from './trace.js'
 
@@ -86,7 +87,7 @@ async function openUsdtSession(options: TraceUsdtOptions, types: UsdtArgType[]):
   const session = await openAttached({ object: 'usdt', ...ring }, sites.map(subjectOf), (session) => {
     for (const site of sites) {
       try {
-        session.attachUsdt('on_usdt', site.pid, site.object, options.provider, options.name, cookie)
+        attachUsdtSites(session, 'on_usdt', site.pid, site.probes, { cookie, argCount: types.length })
       } catch (error) {
         const probe = `${options.provider}:${options.name}`
         throw explainNativeError(error, subjectOf(site), `attaching to ${probe} in ${site.object}`)

@@ -15,6 +15,7 @@ import {
   compile,
   copyExecutable,
   dynamicEntry,
+  holdUprobe,
   probeOffsets,
   tmpDir,
   waitForUprobeSlot,
@@ -204,7 +205,7 @@ t.test('PROBE_CONFLICT: another tracer holds function__return with another semap
 
   // What a bcc tool registering the wrong semaphore does: same location, another ref_ctr_offset.
   const other = rawSession(t)
-  other.session.attachUprobe('hold_semaphore', target.pid, python, ret.fileOffset, entry.semaphoreFileOffset)
+  holdUprobe(other.session, target.pid, python, ret.fileOffset, entry.semaphoreFileOffset)
 
   for (const entries of [true, false]) {
     const error = await rejection(traceCalls(target.pid, { entries }), t)
@@ -238,17 +239,17 @@ t.test('the line semaphore holder falls back from DT_FINI to DT_INIT, then confl
   t.not(wrong, line.semaphoreFileOffset, 'the squatter uses another semaphore than line')
 
   const { session: squatter } = rawSession(t)
-  squatter.attachUprobe('hold_semaphore', -1, python, fini, wrong)
+  holdUprobe(squatter, -1, python, fini, wrong)
   // The kernel refuses line's semaphore at DT_FINI now: the conflict is real.
   const { session: probe } = rawSession(t)
-  t.throws(() => probe.attachUprobe('hold_semaphore', -1, python, fini, line.semaphoreFileOffset), { code: 'EINVAL' }, 'DT_FINI is taken')
+  t.throws(() => holdUprobe(probe, -1, python, fini, line.semaphoreFileOffset), { code: 'EINVAL' }, 'DT_FINI is taken')
 
   const n = 12
   const first = await startWorkload(t, ['fib', String(n)], python)
   const trace = traceCalls(first.pid)
   await trace.ready
   t.throws(
-    () => probe.attachUprobe('hold_semaphore', -1, python, init, wrong),
+    () => holdUprobe(probe, -1, python, init, wrong),
     { code: 'EINVAL' },
     'while tracing, DT_INIT is held with another semaphore (the line one)',
   )

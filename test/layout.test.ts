@@ -114,3 +114,16 @@ t.test('library_call_event: size, offsets and constants match bpf/usdtrace.h as 
   t.same(layout.LIBRARY_CALL_EVENT.fields, c.fields, 'field offsets')
   t.equal(layout.LIBRARY_CALL_ARGS, binding.layouts.constants.LIBRARY_CALL_ARGS)
 })
+
+t.test('usdt_spec and usdt_arg_spec: size, offsets and constants match bpf/usdtrace.h as compiled', async (t) => {
+  for (const [name, mirror] of [['usdt_spec', layout.USDT_SPEC], ['usdt_arg_spec', layout.USDT_ARG_SPEC]] as const) {
+    const c = binding.layouts[name]!
+    t.equal(mirror.size, c.size, `${name} size`)
+    t.same(mirror.fields, c.fields, `${name} field offsets`)
+  }
+  const constants = binding.layouts.constants
+  t.equal(layout.USDT_SPECS_MAX, constants.USDT_SPECS_MAX)
+  t.equal(layout.USDT_ARG_CONST, constants.USDT_ARG_CONST)
+  t.equal(layout.USDT_ARG_REG, constants.USDT_ARG_REG)
+  t.equal(layout.USDT_ARG_REG_DEREF, constants.USDT_ARG_REG_DEREF)
+})

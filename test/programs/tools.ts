@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
+import type { NativeSession } from '../../src/binding.js'
 import { codeOffset, dynamicEntry as readelfDynamicEntry, expectedProbes } from '../fixtures/readelf.js'
 
 export const PROGRAMS = fileURLToPath(new URL('.', import.meta.url))
@@ -66,6 +67,13 @@ export function probeOffsets(path: string, provider: string, name: string): Prob
   return { fileOffset: probe.fileOffset, semaphoreFileOffset: probe.semaphoreFileOffset }
 }
 
+type UprobeSession = Pick<NativeSession, 'attachUprobes'>
+
+/** A uprobe of calls' empty hold_semaphore program at `fileOffset` of `path`, raising `refCtrOffset`. */
+export function holdUprobe(session: UprobeSession, pid: number, path: string, fileOffset: bigint, refCtrOffset: bigint): void {
+  session.attachUprobes('hold_semaphore', pid, path, [{ fileOffset, refCtrOffset, cookie: 0n }], false)
+}
+
 /**
  * Waits until a uprobe at `fileOffset` of `path` can be registered with `refCtrOffset`, i.e. until
  * the kernel has dropped every uprobe there with another ref_ctr_offset. Closing a BPF link only
@@ -74,7 +82,7 @@ export function probeOffsets(path: string, provider: string, name: string): Prob
  * behind for as long, which conflicts with nothing that uses the same offset.
  */
 export async function waitForUprobeSlot(
-  session: { attachUprobe(program: string, pid: number, path: string, offset: bigint, refCtr: bigint): void },
+  session: UprobeSession,
   path: string,
   fileOffset: bigint,
   refCtrOffset: bigint,
@@ -83,7 +91,7 @@ export async function waitForUprobeSlot(
   const deadline = Date.now() + timeoutMs
   for (;;) {
     try {
-      session.attachUprobe('hold_semaphore', -1, path, fileOffset, refCtrOffset)
+      holdUprobe(session, -1, path, fileOffset, refCtrOffset)
       return
     } catch (error) {
       if ((error as { code?: string }).code !== 'EINVAL' || Date.now() > deadline) throw error
