@@ -11,7 +11,9 @@ import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import * as usdtrace from '../dist/index.js'
 import { binding } from '../dist/binding.js'
+import { readUsdtProbes } from '../dist/elf.js'
 import { findLineSemaphore } from '../dist/inspect.js'
+import { encodeUsdtSpec, parseUsdtArgs } from '../dist/usdt-args.js'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const FIB = Number(process.env.FIB ?? 26)
@@ -26,6 +28,19 @@ const dir = mkdtempSync(join(tmpdir(), 'usdtrace-bench-'))
 const python = join(dir, 'python3.11')
 copyFileSync('/usr/bin/python3.11', python)
 chmodSync(python, 0o755)
+
+// What the C reference attaches to: function__return's sites and their one argument spec.
+const returnSites = readUsdtProbes(python).filter((p) => p.provider === 'python' && p.name === 'function__return')
+const returnSpec = Buffer.from(encodeUsdtSpec(parseUsdtArgs(returnSites[0]), 0n)).toString('hex')
+if (returnSites.some((site) => site.args !== returnSites[0].args)) throw new Error('function__return sites differ in their arguments')
+const referenceArgs = (mode, pid, ringBytes) => [
+  mode,
+  String(pid),
+  python,
+  String(ringBytes),
+  returnSpec,
+  ...returnSites.map((site) => `${site.fileOffset}:${site.semaphoreFileOffset}`),
+]
 
 const progress = (message) => process.stderr.write(`bench: ${message}\n`)
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
@@ -107,7 +122,7 @@ const bpftrace = (pid, action) =>
 
 const tracers = {
   untraced: async () => ({ stop: async () => {} }),
-  floor: (pid) => startTool(REFERENCE, ['floor', String(pid), python], /^attached/),
+  floor: (pid) => startTool(REFERENCE, referenceArgs('floor', pid, 8 << 20), /^attached/),
   semaphore: async (pid) => {
     const line = findLineSemaphore(await usdtrace.inspect(pid))
     const session = new binding.Session({ object: 'calls' })
@@ -189,7 +204,7 @@ async function flood(consumer, ringBytes) {
   const target = await startTarget(['flood', String(FLOOD_SECONDS)])
   let produced, delivered, lost
   if (consumer === 'c') {
-    const reference = await startTool(REFERENCE, ['drain', String(target.pid), python, String(ringBytes)], /^attached/)
+    const reference = await startTool(REFERENCE, referenceArgs('drain', target.pid, ringBytes), /^attached/)
     target.send()
     produced = Number(await target.line())
     await sleep(50)
