@@ -1,0 +1,144 @@
+// usdtrace reads USDT arguments itself (src/usdt-args.ts, bpf/usdt_args.bpf.h): the spec
+// parser against argument strings as readelf shows them on this machine, and the BPF reader
+// against probes whose values are known from elsewhere: a constant and a memory operand in
+// PostgreSQL, checked against what SQL reports.
+import t from 'tap'
+import { traceUsdt, type UsdtEvent, type UsdtTrace } from '../src/index.js'
+import type { UsdtProbe } from '../src/elf.js'
+import { parseUsdtArgs } from '../src/usdt-args.js'
+import { startCluster } from './fixtures/postgres.js'
+import { rejection } from './targets.js'
+
+function probe(args: string): UsdtProbe {
+  return {
+    provider: 'test',
+    name: 'probe',
+    object: '/test/object',
+    address: 0n,
+    fileOffset: 0n,
+    semaphore: 0n,
+    semaphoreFileOffset: 0n,
+    args,
+  }
+}
+
+// Words of x86-64's struct pt_regs: r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di orig_ax ip cs flags sp ss.
+const R13 = 2
+const R12 = 3
+const RBP = 4
+const RBX = 5
+const RAX = 10
+const RSI = 13
+const RDI = 14
+
+t.test('the spec parser, on argument strings readelf -n shows here', async (t) => {
+  t.same(
+    parseUsdtArgs(probe('8@%rbp 8@%r12 -4@%eax')),
+    [
+      { kind: 'reg', reg: RBP, value: 0n, size: 8, signed: false },
+      { kind: 'reg', reg: R12, value: 0n, size: 8, signed: false },
+      { kind: 'reg', reg: RAX, value: 0n, size: 4, signed: true },
+    ],
+    "python3.11's function__entry: two pointers and a signed 32-bit line",
+  )
+  t.same(
+    parseUsdtArgs(probe('-4@-136(%rbp) 4@-132(%rbp) 4@0(%r13) 4@4(%r13) 4@8(%r13) -4@12(%r13) 1@$0 1@$1')),
+    [
+      { kind: 'deref', reg: RBP, value: -136n, size: 4, signed: true },
+      { kind: 'deref', reg: RBP, value: -132n, size: 4, signed: false },
+      { kind: 'deref', reg: R13, value: 0n, size: 4, signed: false },
+      { kind: 'deref', reg: R13, value: 4n, size: 4, signed: false },
+      { kind: 'deref', reg: R13, value: 8n, size: 4, signed: false },
+      { kind: 'deref', reg: R13, value: 12n, size: 4, signed: true },
+      { kind: 'const', reg: 0, value: 0n, size: 1, signed: false },
+      { kind: 'const', reg: 0, value: 1n, size: 1, signed: false },
+    ],
+    "postgres's buffer__read__done: memory at a register plus a displacement, and constants",
+  )
+  t.same(
+    parseUsdtArgs(probe('4@(%r12) 2@12(%r12) 1@%dil 1@%sil -4@$1 -8@%rbx')),
+    [
+      { kind: 'deref', reg: R12, value: 0n, size: 4, signed: false },
+      { kind: 'deref', reg: R12, value: 12n, size: 2, signed: false },
+      { kind: 'reg', reg: RDI, value: 0n, size: 1, signed: false },
+      { kind: 'reg', reg: RSI, value: 0n, size: 1, signed: false },
+      { kind: 'const', reg: 0, value: 1n, size: 4, signed: true },
+      { kind: 'reg', reg: RBX, value: 0n, size: 8, signed: true },
+    ],
+    "postgres's lock__wait__start and wal__insert forms: no displacement, byte registers",
+  )
+  t.same(
+    parseUsdtArgs(probe('1@%r13b -2@%r13w 4@%r13d %r13')),
+    [
+      { kind: 'reg', reg: R13, value: 0n, size: 1, signed: false },
+      { kind: 'reg', reg: R13, value: 0n, size: 2, signed: true },
+      { kind: 'reg', reg: R13, value: 0n, size: 4, signed: false },
+      { kind: 'reg', reg: R13, value: 0n, size: 8, signed: false },
+    ],
+    "libjvm's r13 by all its names, and an old-style bare register (8 bytes)",
+  )
+  t.same(parseUsdtArgs(probe('')), [], 'a probe without arguments')
+  t.same(parseUsdtArgs(probe('-4@40+CheckpointStats(%rip) -4@NBuffers(%rip)'), 0), [], 'only the arguments asked for are parsed')
+
+  const ripRelative = t.throws(() => parseUsdtArgs(probe('-4@%ebx -4@NBuffers(%rip)')))
+  t.match(ripRelative, { code: 'PROBE_UNAVAILABLE' })
+  t.match(ripRelative, { message: /test:probe in \/test\/object passes argument 2 as "-4@NBuffers\(%rip\)"/ }, 'names the probe and the spec')
+  t.match(ripRelative, { message: /global variable/ }, 'says why')
+  t.match(ripRelative, { message: /read only the 1 argument before it/ }, 'names the fix')
+  t.match(t.throws(() => parseUsdtArgs(probe('8@(%rax,%rbx,8)'))), { code: 'PROBE_UNAVAILABLE', message: /addressing form/ })
+  t.match(t.throws(() => parseUsdtArgs(probe('8@%ah'))), { code: 'PROBE_UNAVAILABLE', message: /register %ah/ })
+  t.match(t.throws(() => parseUsdtArgs(probe('3@%rax'))), { code: 'PROBE_UNAVAILABLE', message: /a 3-byte value/ })
+})
+
+/** Events of `trace` until one satisfies `last`, inclusive. */
+async function until(trace: UsdtTrace, last: (event: UsdtEvent) => boolean): Promise<UsdtEvent[]> {
+  const events: UsdtEvent[] = []
+  for await (const event of trace) {
+    events.push(event)
+    if (last(event)) break
+  }
+  return events
+}
+
+t.test('postgres probes read in the kernel: a constant and a memory operand, against SQL', async (t) => {
+  const cluster = await startCluster(t)
+
+  t.test('clog__checkpoint__start (-4@$1): CheckPointCLOG passes true', async (t) => {
+    const trace = traceUsdt({ binary: cluster.postgres, provider: 'postgresql', name: 'clog__checkpoint__start', args: ['i32'] })
+    t.teardown(() => trace.close())
+    await trace.ready
+    cluster.query('CHECKPOINT')
+    const [event] = await until(trace, () => true)
+    t.same(event!.args, [1], 'the constant 1')
+  })
+
+  t.test('transaction__start (4@%ebx) and transaction__commit (4@60(%rax)): the local transaction id', async (t) => {
+    const probeTrace = (name: string) =>
+      traceUsdt({ binary: cluster.postgres, provider: 'postgresql', name, args: ['u32'] })
+    const starts = probeTrace('transaction__start')
+    const commits = probeTrace('transaction__commit')
+    t.teardown(() => Promise.all([starts.close(), commits.close()]))
+    await Promise.all([starts.ready, commits.ready])
+    // A virtual transaction id is "backend id/local transaction id".
+    const [backend, virtualxid] = cluster
+      .query("SELECT pg_backend_pid(), virtualtransaction FROM pg_locks WHERE locktype = 'virtualxid' AND pid = pg_backend_pid()")
+      .split('|')
+    const pid = Number(backend)
+    const lxid = Number(virtualxid!.split('/')[1])
+    t.ok(lxid > 0, `the query ran as local transaction ${lxid} of backend ${pid}`)
+    const ofQuery = (event: UsdtEvent) => event.pid === pid && event.args[0] === lxid
+    t.ok((await until(starts, ofQuery)).some(ofQuery), 'its start carries it, from a register')
+    t.ok((await until(commits, ofQuery)).some(ofQuery), 'its commit carries it, read from memory')
+  })
+
+  t.test('an argument at a global variable is a TraceError naming the probe and the fix', async (t) => {
+    const error = await rejection(
+      traceUsdt({ binary: cluster.postgres, provider: 'postgresql', name: 'checkpoint__done', args: ['i32'] }),
+      t,
+    )
+    t.equal(error.code, 'PROBE_UNAVAILABLE')
+    t.match(error.message, 'postgresql:checkpoint__done')
+    t.match(error.message, '"-4@40+CheckpointStats(%rip)"')
+    t.match(error.message, /read only the 0 arguments before it/)
+  })
+})
