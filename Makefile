@@ -30,7 +30,7 @@ $(OUTPUT)/vmlinux.h:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@
 
 $(OUTPUT)/%.bpf.o: bpf/%.bpf.c bpf/*.h $(OUTPUT)/vmlinux.h
-	clang -g -O2 -Wall -target bpf -D__TARGET_ARCH_$(ARCH) -I$(OUTPUT) -I/usr/include/$(MULTIARCH) -c $< -o $@
+	clang -g -O2 -Wall -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -I$(OUTPUT) -I/usr/include/$(MULTIARCH) -c $< -o $@
 
 $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 	bpftool gen skeleton $< name $* > $@

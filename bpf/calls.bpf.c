@@ -11,6 +11,7 @@
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 #include "thread_state.bpf.h"
+#include "python_names.bpf.h"
 
 /* Deeper frames are still reported, with their depth, but without a duration. */
 #define MAX_TIMED_DEPTH 256
@@ -84,21 +85,78 @@ static __always_inline bool starts_with(const char *name, __u32 len, const volat
 	return true;
 }
 
+/*
+ * Reads both names into rec (lengths and truncation in its header) and returns their size;
+ * *wanted tells whether the prefixes let the call through.
+ */
+static __always_inline __u32 read_names(struct call_record *rec, __u64 file, __u64 func, bool *wanted)
+{
+	__u32 file_len, func_len;
+
+	rec->event.flags = 0;
+	file_len = read_name(rec->names, file, &rec->event.flags, CALL_FILE_TRUNCATED);
+	func_len = read_name(rec->names + file_len, func, &rec->event.flags, CALL_FUNC_TRUNCATED);
+	rec->event.file_len = file_len;
+	rec->event.func_len = func_len;
+	*wanted = starts_with(rec->names, file_len, file_prefix, file_prefix_len) &&
+		  starts_with(rec->names + file_len, func_len, func_prefix, func_prefix_len);
+	return file_len + func_len;
+}
+
+/*
+ * The first call of a (file, function) pair: its names go out once in a CALL_NAMES record, and
+ * the pair is remembered only after that record is in the ring, so any call that finds it there
+ * is read after its names.
+ */
+static __always_inline struct known_name *learn_names(struct call_record *rec, struct name_key *key)
+{
+	struct known_name learnt = {};
+	bool wanted;
+	__u32 size = read_names(rec, key->file, key->func, &wanted);
+
+	if (wanted) {
+		learnt.wanted = 1;
+		learnt.id = new_name_id();
+		rec->event.kind = CALL_NAMES;
+		rec->event.name_id = learnt.id;
+		if (bpf_ringbuf_output(&events, rec, sizeof(rec->event) + size, wakeup_flag())) {
+			__sync_fetch_and_add(&dropped_ring_full, 1);
+			return NULL;
+		}
+	}
+	bpf_map_update_elem(&known_names, key, &learnt, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&known_names, key);
+}
+
+/* Fills everything but the names, their lengths and the flags they set. */
+static __always_inline void describe_call(struct call_event *event, __u64 now, __u64 pid_tgid, long line, __u32 depth, __u8 kind)
+{
+	event->timestamp_ns = now;
+	event->pid = pid_tgid >> 32;
+	event->tid = (__u32)pid_tgid;
+	event->line = line;
+	event->depth = depth > 0xffff ? 0xffff : depth;
+	event->kind = kind;
+	event->cpu = bpf_get_smp_processor_id();
+	event->reserved = 0;
+}
+
 static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
 	__u32 zero = 0;
-	struct call_record *rec = bpf_map_lookup_elem(&scratch, &zero);
+	struct call_record *rec;
 	struct thread_calls *thread;
+	struct known_name *known;
+	struct call_event *event;
+	struct name_key key;
 	long file = 0, func = 0, line = 0;
-	__u32 depth = 0, file_len, func_len;
-
-	if (!rec)
-		return 0;
-	rec->event.flags = 0;
-	rec->event.duration_ns = 0;
+	__u64 duration_ns = 0;
+	__u32 depth = 0, size;
+	__u8 flags = 0;
+	bool wanted;
 
 	/* A return creates no thread state: a missing entry has nothing to pair with. */
 	thread = !track_threads ? NULL : kind == CALL_ENTRY ? thread_state(&threads, tid, &fresh_thread) : bpf_map_lookup_elem(&threads, &tid);
@@ -112,8 +170,8 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 			depth = thread->depth - 1;
 			thread->depth = depth;
 			if (depth < MAX_TIMED_DEPTH) {
-				rec->event.duration_ns = now - thread->entry_ns[depth];
-				rec->event.flags |= CALL_HAS_DURATION;
+				duration_ns = now - thread->entry_ns[depth];
+				flags = CALL_HAS_DURATION;
 			}
 		}
 	}
@@ -123,22 +181,44 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 	func = usdt_arg(ctx, spec, 1);
 	line = usdt_arg(ctx, spec, 2);
 
-	file_len = read_name(rec->names, file, &rec->event.flags, CALL_FILE_TRUNCATED);
-	func_len = read_name(rec->names + file_len, func, &rec->event.flags, CALL_FUNC_TRUNCATED);
-	if (!starts_with(rec->names, file_len, file_prefix, file_prefix_len) ||
-	    !starts_with(rec->names + file_len, func_len, func_prefix, func_prefix_len))
+	if (names_by_identity()) {
+		key.file = file;
+		key.func = func;
+		key.tgid = pid_tgid >> 32;
+		key.zero = 0;
+		known = bpf_map_lookup_elem(&known_names, &key);
+		if (!known) {
+			rec = bpf_map_lookup_elem(&scratch, &zero);
+			if (!rec)
+				return 0;
+			known = learn_names(rec, &key);
+		}
+		if (!known || !known->wanted)
+			return 0;
+		event = reserve_event(sizeof(*event));
+		if (!event)
+			return 0;
+		describe_call(event, now, pid_tgid, line, depth, kind);
+		event->duration_ns = duration_ns;
+		event->flags = flags;
+		event->file_len = 0;
+		event->func_len = 0;
+		event->name_id = known->id;
+		commit_event(event);
 		return 0;
+	}
 
-	rec->event.timestamp_ns = now;
-	rec->event.pid = pid_tgid >> 32;
-	rec->event.tid = tid;
-	rec->event.line = line;
-	rec->event.depth = depth > 0xffff ? 0xffff : depth;
-	rec->event.kind = kind;
-	rec->event.file_len = file_len;
-	rec->event.func_len = func_len;
-	rec->event.cpu = bpf_get_smp_processor_id();
-	submit_event(rec, sizeof(rec->event) + file_len + func_len);
+	rec = bpf_map_lookup_elem(&scratch, &zero);
+	if (!rec)
+		return 0;
+	size = read_names(rec, file, func, &wanted);
+	if (!wanted)
+		return 0;
+	describe_call(&rec->event, now, pid_tgid, line, depth, kind);
+	rec->event.duration_ns = duration_ns;
+	rec->event.flags |= flags;
+	rec->event.name_id = 0;
+	submit_event(rec, sizeof(rec->event) + size);
 	return 0;
 }
 
@@ -152,6 +232,31 @@ SEC("usdt")
 int on_call_return(struct pt_regs *ctx)
 {
 	return record_call(ctx, CALL_RETURN);
+}
+
+/* On CPython's code_dealloc (python_names.bpf.h): the pair is forgotten, here and in user space. */
+SEC("uprobe")
+int forget_code(struct pt_regs *ctx)
+{
+	struct known_name *known;
+	struct call_event *event;
+	struct name_key key;
+
+	dying_code_key(ctx, &key);
+	known = bpf_map_lookup_elem(&known_names, &key);
+	if (!known)
+		return 0;
+	if (known->wanted) {
+		event = reserve_event(sizeof(*event));
+		if (event) {
+			__builtin_memset(event, 0, sizeof(*event));
+			event->kind = CALL_FORGET;
+			event->name_id = known->id;
+			commit_event(event);
+		}
+	}
+	bpf_map_delete_elem(&known_names, &key);
+	return 0;
 }
 
 /*

@@ -4,9 +4,10 @@
  * function__entry for times) and, when asked, per syscall (raw sys_enter / sys_exit). Nothing
  * is sent per call; user space reads the sums once per interval (aggregate.bpf.h).
  *
- * A function is keyed by its names' contents, never by the code object's address: CPython frees
- * code objects and reuses their memory for others. The key is a 128-bit hash of the file and
- * function names and their lengths; the names themselves are stored once per key.
+ * A function is keyed by the id python_names.bpf.h gives its names, which no other names ever
+ * get. Without that (a CPython whose layout usdtrace does not know) it is keyed by a 128-bit
+ * hash of the names read at every call: never by the strings' addresses, which CPython reuses.
+ * Either way the names are stored once per key, in function_names, for user space.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -16,6 +17,7 @@
 #include "aggregate.bpf.h"
 #include "syscall_filter.bpf.h"
 #include "thread_state.bpf.h"
+#include "python_names.bpf.h"
 
 /* Deeper frames are counted but not timed. */
 #define MAX_TIMED_DEPTH 256
@@ -208,6 +210,40 @@ static __always_inline bool pop_frame(__u64 now, __u64 *duration_ns, __u64 *self
 	return true;
 }
 
+/* Reads both names into `names`; the key is their hash. */
+static __always_inline void key_by_content(struct function_names *names, __u64 file, __u64 func, struct function_key *key)
+{
+	__u32 file_len;
+
+	names->truncated = 0;
+	file_len = read_name(names->names, file, &names->truncated);
+	names->file_len = file_len;
+	names->func_len = read_name(names->names + file_len, func, &names->truncated);
+	hash_names(names, key);
+}
+
+/* The key of the names python_names.bpf.h knows; the first call of a pair reads and stores them. */
+static __always_inline bool key_by_identity(struct function_names *names, __u64 file, __u64 func, struct function_key *key)
+{
+	struct name_key pair = { .file = file, .func = func, .tgid = bpf_get_current_pid_tgid() >> 32 };
+	struct known_name *known = bpf_map_lookup_elem(&known_names, &pair);
+	struct known_name learnt = {};
+
+	key->hash[1] = 0;
+	if (known) {
+		key->hash[0] = known->id;
+		return true;
+	}
+	learnt.id = new_name_id();
+	key_by_content(names, file, func, key);
+	key->hash[0] = learnt.id;
+	key->hash[1] = 0;
+	if (bpf_map_update_elem(&function_names, key, names, BPF_NOEXIST))
+		return false;
+	bpf_map_update_elem(&known_names, &pair, &learnt, BPF_ANY);
+	return true;
+}
+
 SEC("usdt")
 int on_function_return(struct pt_regs *ctx)
 {
@@ -215,23 +251,25 @@ int on_function_return(struct pt_regs *ctx)
 	bool timed = pop_frame(bpf_ktime_get_ns(), &duration_ns, &self_ns);
 	__u32 zero = 0;
 	struct names_scratch *buffer = bpf_map_lookup_elem(&scratch, &zero);
-	struct function_names *names;
 	struct function_key key;
 	struct latency_stats *stats;
 	long file = 0, func = 0;
-	__u32 file_len, half;
+	bool by_identity = names_by_identity();
+	__u32 half;
 
 	if (!buffer)
 		return 0;
-	names = &buffer->names;
-	names->truncated = 0;
 	const struct usdt_spec *spec = usdt_spec(ctx);
 	file = usdt_arg(ctx, spec, 0);
 	func = usdt_arg(ctx, spec, 1);
-	file_len = read_name(names->names, file, &names->truncated);
-	names->file_len = file_len;
-	names->func_len = read_name(names->names + file_len, func, &names->truncated);
-	hash_names(names, &key);
+	if (by_identity) {
+		if (!key_by_identity(&buffer->names, file, func, &key)) {
+			__sync_fetch_and_add(&dropped_function_slots, 1);
+			return 0;
+		}
+	} else {
+		key_by_content(&buffer->names, file, func, &key);
+	}
 
 	half = enter_half();
 	if (half == HALF_NONE)
@@ -239,9 +277,9 @@ int on_function_return(struct pt_regs *ctx)
 	stats = bpf_map_lookup_elem(half ? &function_stats_odd : &function_stats_even, &key);
 	if (!stats) {
 		/* First call in this interval: make sure the names are known, then open the entry. */
-		if (!bpf_map_lookup_elem(&function_names, &key))
-			bpf_map_update_elem(&function_names, &key, names, BPF_NOEXIST);
-		if (bpf_map_lookup_elem(&function_names, &key))
+		if (!by_identity && !bpf_map_lookup_elem(&function_names, &key))
+			bpf_map_update_elem(&function_names, &key, &buffer->names, BPF_NOEXIST);
+		if (by_identity || bpf_map_lookup_elem(&function_names, &key))
 			stats = stats_entry(half ? (void *)&function_stats_odd : (void *)&function_stats_even, &key);
 	}
 	if (stats)
@@ -249,6 +287,17 @@ int on_function_return(struct pt_regs *ctx)
 	else
 		__sync_fetch_and_add(&dropped_function_slots, 1);
 	leave_half(half);
+	return 0;
+}
+
+/* On CPython's code_dealloc (python_names.bpf.h): the pair's next call gets a new id. */
+SEC("uprobe")
+int forget_code(struct pt_regs *ctx)
+{
+	struct name_key key;
+
+	dying_code_key(ctx, &key);
+	bpf_map_delete_elem(&known_names, &key);
 	return 0;
 }
 

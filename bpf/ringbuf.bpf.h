@@ -19,13 +19,31 @@ const volatile __u64 wakeup_bytes = 1 << 16;
 /* Records the ring had no room for. User space reads every `dropped_*` global as lost events. */
 __u64 dropped_ring_full = 0;
 
+static __always_inline __u64 wakeup_flag(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/* Copies a record of variable size into the ring. */
 static __always_inline void submit_event(void *record, __u64 size)
 {
-	__u64 queued = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	__u64 flags = queued >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-
-	if (bpf_ringbuf_output(&events, record, size, flags))
+	if (bpf_ringbuf_output(&events, record, size, wakeup_flag()))
 		__sync_fetch_and_add(&dropped_ring_full, 1);
+}
+
+/* Room for a fixed-size record, filled in place and sent with commit_event(); NULL (counted) when full. */
+static __always_inline void *reserve_event(__u64 size)
+{
+	void *record = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!record)
+		__sync_fetch_and_add(&dropped_ring_full, 1);
+	return record;
+}
+
+static __always_inline void commit_event(void *record)
+{
+	bpf_ringbuf_submit(record, wakeup_flag());
 }
 
 #endif /* USDTRACE_RINGBUF_BPF_H */

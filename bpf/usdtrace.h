@@ -15,6 +15,10 @@
 enum call_kind {
 	CALL_ENTRY = 0,
 	CALL_RETURN = 1,
+	/* Not a call: the names behind name_id follow (file_len, func_len), for the calls that refer to it. */
+	CALL_NAMES = 2,
+	/* Not a call: name_id will not be referred to again. */
+	CALL_FORGET = 3,
 };
 
 enum call_flags {
@@ -24,7 +28,8 @@ enum call_flags {
 };
 
 /*
- * One Python function entry or return. The record is sized to its strings: the header is
+ * One Python function entry or return. Its names are those of an earlier CALL_NAMES record
+ * with the same name_id, or, when name_id is 0, the record carries them itself: the header is
  * followed by file_len bytes of the file name, then func_len bytes of the function name,
  * without NULs.
  */
@@ -40,6 +45,8 @@ struct call_event {
 	__u16 file_len;
 	__u16 func_len;
 	__u32 cpu; /* the CPU the probe fired on */
+	__u32 name_id;
+	__u32 reserved;
 };
 
 /*
@@ -98,8 +105,10 @@ struct latency_stats {
 };
 
 /*
- * A Python function by content: a 128-bit hash of its file and function names (with their
- * lengths), so that a code object freed and another allocated at its address never share a key.
+ * A Python function: the id python_names.bpf.h gave its names (in hash[0]; hash[1] is 0), or,
+ * where CPython's layout is unknown, a 128-bit hash of its file and function names (with their
+ * lengths). Never the names' addresses: a code object freed and another allocated there must
+ * not share a key.
  */
 struct function_key {
 	__u64 hash[2];

@@ -24,6 +24,7 @@ Napi::Object EventLayouts(Napi::Env env) {
     FIELD(call_event, file_len);
     FIELD(call_event, func_len);
     FIELD(call_event, cpu);
+    FIELD(call_event, name_id);
     Napi::Object layout = Napi::Object::New(env);
     layout.Set("size", Napi::Number::New(env, sizeof(struct call_event)));
     layout.Set("fields", fields);
@@ -194,6 +195,8 @@ Napi::Object EventLayouts(Napi::Env env) {
   constants.Set("USDTRACE_PREFIX_MAX", Napi::Number::New(env, USDTRACE_PREFIX_MAX));
   constants.Set("CALL_ENTRY", Napi::Number::New(env, CALL_ENTRY));
   constants.Set("CALL_RETURN", Napi::Number::New(env, CALL_RETURN));
+  constants.Set("CALL_NAMES", Napi::Number::New(env, CALL_NAMES));
+  constants.Set("CALL_FORGET", Napi::Number::New(env, CALL_FORGET));
   constants.Set("CALL_HAS_DURATION", Napi::Number::New(env, CALL_HAS_DURATION));
   constants.Set("CALL_FILE_TRUNCATED", Napi::Number::New(env, CALL_FILE_TRUNCATED));
   constants.Set("CALL_FUNC_TRUNCATED", Napi::Number::New(env, CALL_FUNC_TRUNCATED));

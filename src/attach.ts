@@ -2,6 +2,7 @@ import { binding, isNativeError, type NativeSession, type SessionOptions } from 
 import { requireKernelSupport } from './doctor.js'
 import { TraceError, noSuchProcess, permissionDenied } from './errors.js'
 import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from './inspect.js'
+import type { CodeDeallocHooks } from './python-layout.js'
 import { attachUsdtSites } from './usdt-args.js'
 
 /**
@@ -77,6 +78,17 @@ export function raiseLineSemaphore(session: NativeSession, target: Inspection, p
     }
   }
   throw probeConflict(target, 'the line semaphore holder (its _fini and _init code)', conflict)
+}
+
+/** Attaches `program` to code_dealloc in every target (bpf/python_names.bpf.h). */
+export function attachCodeDeallocHooks(session: NativeSession, hooks: CodeDeallocHooks, program: string): void {
+  for (const { target, fileOffset } of hooks.sites) {
+    try {
+      session.attachUprobes(program, target.pid, target.probeObject!, [{ fileOffset, refCtrOffset: 0n, cookie: 0n }], false)
+    } catch (error) {
+      throw explainNativeError(error, target, 'attaching to code_dealloc')
+    }
+  }
 }
 
 function probeConflict(target: Inspection, what: string, cause: unknown): TraceError {

@@ -1,13 +1,16 @@
-import { attachPythonProbe, openAttached, raiseLineSemaphore } from './attach.js'
+import { attachCodeDeallocHooks, attachPythonProbe, openAttached, raiseLineSemaphore } from './attach.js'
 import {
   CALL_ENTRY,
   CALL_EVENT,
   CALL_FILE_TRUNCATED,
+  CALL_FORGET,
   CALL_FUNC_TRUNCATED,
   CALL_HAS_DURATION,
+  CALL_NAMES,
   PREFIX_MAX,
 } from './layout.js'
 import { TraceError } from './errors.js'
+import { codeDeallocHooks } from './python-layout.js'
 import { resolveTargets, type TargetOptions } from './targets.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from './options.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
@@ -66,7 +69,7 @@ export function traceCalls(pid: number, options?: TraceCallsOptions): CallTrace
 export function traceCalls(options: TraceCallsOptions): CallTrace
 export function traceCalls(pidOrOptions: number | TraceCallsOptions, maybeOptions?: TraceCallsOptions): CallTrace {
   const options = withPid(pidOrOptions, maybeOptions)
-  return new Trace(() => openCallSession(options), decodeCall, options)
+  return new Trace(() => openCallSession(options), callDecoder(), options)
 }
 
 const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'entries', 'functionPrefix', 'filePrefix']
@@ -88,6 +91,7 @@ async function openCallSession(options: TraceCallsOptions): Promise<OpenedSessio
   const ring = ringBufferSettings(options)
   const { targets, exitPids } = await resolveTargets(options, 'calls')
   const entries = options.entries !== false
+  const hooks = codeDeallocHooks(targets)
   const session = await openAttached(
     {
       object: 'calls',
@@ -99,10 +103,12 @@ async function openCallSession(options: TraceCallsOptions): Promise<OpenedSessio
         func_prefix_len: funcPrefixLen,
         file_prefix: filePrefix,
         file_prefix_len: filePrefixLen,
+        ...hooks?.constants,
       },
     },
     targets,
     (session) => {
+      if (hooks) attachCodeDeallocHooks(session, hooks, 'forget_code')
       for (const target of targets) {
         attachPythonProbe(session, target, 'on_call_return', 'function__return')
         if (!entries) continue
@@ -116,22 +122,55 @@ async function openCallSession(options: TraceCallsOptions): Promise<OpenedSessio
 
 const { fields } = CALL_EVENT
 
-function decodeCall(view: DataView, bytes: Buffer, offset: number): CallEvent {
-  const flags = view.getUint8(offset + fields.flags)
+interface Names {
+  file: string
+  func: string
+  truncated: boolean
+}
+
+/**
+ * Decodes a trace's records; the names of most calls come from an earlier CALL_NAMES record
+ * (bpf/python_names.bpf.h), so each trace keeps its own table of them.
+ */
+function callDecoder(): (view: DataView, bytes: Buffer, offset: number) => CallEvent | undefined {
+  const known = new Map<number, Names>()
+  return (view, bytes, offset) => {
+    const kind = view.getUint8(offset + fields.kind)
+    const nameId = view.getUint32(offset + fields.name_id, true)
+    if (kind === CALL_FORGET) {
+      known.delete(nameId)
+      return undefined
+    }
+    const flags = view.getUint8(offset + fields.flags)
+    const names = nameId === 0 || kind === CALL_NAMES ? readNames(view, bytes, offset, flags) : known.get(nameId)
+    if (kind === CALL_NAMES) {
+      known.set(nameId, names!)
+      return undefined
+    }
+    if (!names) throw new Error(`usdtrace: a call refers to names ${nameId} that never arrived`)
+    return {
+      kind: kind === CALL_ENTRY ? 'entry' : 'return',
+      pid: view.getUint32(offset + fields.pid, true),
+      tid: view.getUint32(offset + fields.tid, true),
+      timestampNs: view.getBigUint64(offset + fields.timestamp_ns, true),
+      file: names.file,
+      func: names.func,
+      line: view.getInt32(offset + fields.line, true),
+      depth: view.getUint16(offset + fields.depth, true),
+      durationNs: flags & CALL_HAS_DURATION ? view.getBigUint64(offset + fields.duration_ns, true) : undefined,
+      truncated: names.truncated,
+      cpu: view.getUint32(offset + fields.cpu, true),
+    }
+  }
+}
+
+function readNames(view: DataView, bytes: Buffer, offset: number, flags: number): Names {
   const fileLen = view.getUint16(offset + fields.file_len, true)
   const funcLen = view.getUint16(offset + fields.func_len, true)
   const names = offset + CALL_EVENT.size
   return {
-    kind: view.getUint8(offset + fields.kind) === CALL_ENTRY ? 'entry' : 'return',
-    pid: view.getUint32(offset + fields.pid, true),
-    tid: view.getUint32(offset + fields.tid, true),
-    timestampNs: view.getBigUint64(offset + fields.timestamp_ns, true),
     file: bytes.toString('utf8', names, names + fileLen),
     func: bytes.toString('utf8', names + fileLen, names + fileLen + funcLen),
-    line: view.getInt32(offset + fields.line, true),
-    depth: view.getUint16(offset + fields.depth, true),
-    durationNs: flags & CALL_HAS_DURATION ? view.getBigUint64(offset + fields.duration_ns, true) : undefined,
     truncated: (flags & (CALL_FILE_TRUNCATED | CALL_FUNC_TRUNCATED)) !== 0,
-    cpu: view.getUint32(offset + fields.cpu, true),
   }
 }

@@ -1,9 +1,10 @@
-import { attachPythonProbe, explainNativeError, openAttached, raiseLineSemaphore } from './attach.js'
+import { attachCodeDeallocHooks, attachPythonProbe, explainNativeError, openAttached, raiseLineSemaphore } from './attach.js'
 import type { MapDump, NativeSession } from './binding.js'
 import { TraceError } from './errors.js'
 import { FUNCTION_KEY, FUNCTION_NAMES, HISTOGRAM_BUCKETS, LATENCY_STATS } from './layout.js'
 import { syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
 import { isProgram } from './elf.js'
+import { codeDeallocHooks } from './python-layout.js'
 import { attachSyscallTracepoints, syscallFilterConstants } from './syscalls.js'
 import { resolveTargets, type TargetOptions } from './targets.js'
 import { Trace, sumDropped, type OpenedSession, type Sampler } from './trace.js'
@@ -137,6 +138,7 @@ async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<C
   }
   const { targets, exitPids } = await resolveTargets(options, 'calls')
   const functionSlots = settings.maxFunctions
+  const hooks = codeDeallocHooks(targets)
   const session = await openAttached(
     {
       object: 'callstats',
@@ -146,10 +148,11 @@ async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<C
         function_names: functionSlots,
         traced_tgids: targets.length,
       },
-      constants: syscallFilterConstants(targets, wanted),
+      constants: { ...syscallFilterConstants(targets, wanted), ...hooks?.constants },
     },
     targets,
     (session) => {
+      if (hooks) attachCodeDeallocHooks(session, hooks, 'forget_code')
       for (const target of targets) {
         attachPythonProbe(session, target, 'on_function_return', 'function__return')
         if (!settings.latency) continue
@@ -228,23 +231,30 @@ class CallStatsSampler implements Sampler<CallStatsSnapshot> {
     }
   }
 
+  /** One row per (file, function): keys that name the same function (several processes, code objects) are summed. */
   #functions(dump: MapDump): FunctionStats[] {
     const view = new DataView(dump.values.buffer, dump.values.byteOffset, dump.values.byteLength)
-    const rows: FunctionStats[] = []
+    const rows = new Map<string, FunctionStats>()
     for (let i = 0; i < dump.count; i++) {
       const key = dump.keys.toString('hex', i * FUNCTION_KEY.size, (i + 1) * FUNCTION_KEY.size)
       const names = this.#names.get(key) ?? this.#fetchNames(key)
       const at = i * dump.valueSize
       const summary = decodeLatency(view, at)
       const self = summary.timedCalls > 0 ? { selfNs: view.getBigUint64(at + LATENCY_STATS.fields.self_ns, true) } : {}
-      rows.push({ ...names, ...summary, ...self })
+      const row: FunctionStats = { ...names, ...summary, ...self }
+      const name = `${names.file}\0${names.func}`
+      const same = rows.get(name)
+      rows.set(name, same ? sumFunctionStats(same, row) : row)
     }
-    return rows
+    return [...rows.values()]
   }
 
-  /** Reads every name the kernel holds into the cache; the names of a key are stored before its first count. */
+  /**
+   * Takes every name the kernel holds into the cache (the kernel stores a key's names before
+   * its first count, and stores them again if they were taken while the key is still counted).
+   */
   #fetchNames(wanted: string): { file: string; func: string; truncated: boolean } {
-    const dump = this.#session.dumpMap('function_names', false)
+    const dump = this.#session.dumpMap('function_names', true)
     const { fields } = FUNCTION_NAMES
     for (let i = 0; i < dump.count; i++) {
       const at = i * dump.valueSize
@@ -278,6 +288,21 @@ class CallStatsSampler implements Sampler<CallStatsSnapshot> {
       return byTime !== 0n ? (byTime > 0n ? 1 : -1) : b.calls - a.calls
     })
     return rows.length > this.#settings.top ? rows.slice(0, this.#settings.top) : rows
+  }
+}
+
+function sumFunctionStats(a: FunctionStats, b: FunctionStats): FunctionStats {
+  const sum: FunctionStats = { ...a, calls: a.calls + b.calls, timedCalls: a.timedCalls + b.timedCalls }
+  if (b.timedCalls === 0) return sum
+  if (a.timedCalls === 0) return { ...b, calls: sum.calls, timedCalls: sum.timedCalls }
+  const histogram = Array.from({ length: Math.max(a.histogram!.length, b.histogram!.length) }, (_, k) => (a.histogram![k] ?? 0) + (b.histogram![k] ?? 0))
+  return {
+    ...sum,
+    totalNs: a.totalNs! + b.totalNs!,
+    selfNs: a.selfNs! + b.selfNs!,
+    minNs: a.minNs! < b.minNs! ? a.minNs : b.minNs,
+    maxNs: a.maxNs! > b.maxNs! ? a.maxNs : b.maxNs,
+    histogram,
   }
 }
 

@@ -60,12 +60,14 @@ const PHDR_SIZE = 56
 const SHDR_SIZE = 64
 const SYM_SIZE = 24
 const DYN_SIZE = 16
+const RELA_SIZE = 24
 
 const PT_LOAD = 1
 const PT_DYNAMIC = 2
 const PT_INTERP = 3
 const PF_X = 1
 const SHT_SYMTAB = 2
+const SHT_RELA = 4
 const SHT_NOBITS = 8
 const SHT_DYNSYM = 11
 const SHF_ALLOC = 2n
@@ -76,6 +78,8 @@ const DT_NULL = 0n
 const DT_INIT = 12n
 const DT_FINI = 13n
 const NT_STAPSDT = 3
+// R_X86_64_RELATIVE and R_AARCH64_RELATIVE: the load base plus the addend.
+const RELATIVE_RELOCATIONS = new Set([8, 1027])
 
 interface Segment {
   type: number
@@ -280,6 +284,23 @@ class ElfImage {
       }
     }
     return undefined
+  }
+
+  /**
+   * The pointer the loader leaves at `vaddr`, as a link-time address: the addend of a relative
+   * relocation there (shared libraries, PIE), else the bytes themselves (fixed-address programs).
+   */
+  pointerAt(vaddr: bigint): bigint | undefined {
+    for (const table of this.sections.filter((s) => s.type === SHT_RELA)) {
+      const entries = this.sectionData(table)
+      for (let at = 0; at + RELA_SIZE <= entries.length; at += RELA_SIZE) {
+        if (entries.readBigUInt64LE(at) !== vaddr) continue
+        const type = Number(entries.readBigUInt64LE(at + 8) & 0xffffffffn)
+        return RELATIVE_RELOCATIONS.has(type) ? entries.readBigUInt64LE(at + 16) : undefined
+      }
+    }
+    const offset = this.dataOffset(vaddr)
+    return offset === undefined ? undefined : this.bytes(offset, 8n, `the pointer at ${hex(vaddr)}`).readBigUInt64LE(0)
   }
 
   /** The d_val of the first dynamic entry tagged `tag`, from the PT_DYNAMIC segment. */
@@ -488,6 +509,19 @@ export function coldCodeOffsets(path: string): bigint[] {
     ]
     const offsets = addresses.map((a) => (a ? elf.codeOffset(a) : undefined))
     return [...new Set(offsets.filter((o): o is bigint => o !== undefined))]
+  })
+}
+
+/**
+ * The file offset of the function a data symbol points to at `slot` bytes into it, e.g. a
+ * CPython type's tp_dealloc; undefined when the symbol, the pointer or the code is missing.
+ */
+export function readFunctionPointer(path: string, symbol: string, slot: number): bigint | undefined {
+  return withElf(path, (elf) => {
+    const sym = elf.symbol(symbol)
+    if (!sym || sym.size < BigInt(slot + 8)) return undefined
+    const target = elf.pointerAt(sym.value + BigInt(slot))
+    return target ? elf.codeOffset(target) : undefined
   })
 }
 

@@ -3,7 +3,7 @@
  * layout by test/layout.test.ts.
  */
 export const CALL_EVENT = {
-  size: 40,
+  size: 48,
   fields: {
     timestamp_ns: 0,
     duration_ns: 8,
@@ -16,11 +16,14 @@ export const CALL_EVENT = {
     file_len: 32,
     func_len: 34,
     cpu: 36,
+    name_id: 40,
   },
 } as const
 
 export const CALL_ENTRY = 0
 export const CALL_RETURN = 1
+export const CALL_NAMES = 2
+export const CALL_FORGET = 3
 export const CALL_HAS_DURATION = 1 << 0
 export const CALL_FILE_TRUNCATED = 1 << 1
 export const CALL_FUNC_TRUNCATED = 1 << 2

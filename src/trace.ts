@@ -1,8 +1,8 @@
 import type { NativeSession } from './binding.js'
 import { TraceError } from './errors.js'
 
-/** Decodes one ring-buffer record that starts at `offset` of the batch. */
-export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, length: number) => T
+/** Decodes one ring-buffer record that starts at `offset` of the batch; undefined for a record that is not an event. */
+export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, length: number) => T | undefined
 
 /** Options every trace takes. */
 export interface StreamOptions {
@@ -227,15 +227,16 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   #onBatch(bytes: number, count: number): void {
     this.#batches++
     this.#servedThisTurn = 0
-    const events = new Array<T>(count)
+    const events: T[] = []
     let offset = 0
     for (let i = 0; i < count; i++) {
       const length = this.#view.getUint32(offset, true)
-      events[i] = this.#decode!(this.#view, this.#bytes, offset + 4, length)
+      const event = this.#decode!(this.#view, this.#bytes, offset + 4, length)
+      if (event !== undefined) events.push(event)
       offset += 4 + length
     }
     if (offset !== bytes) throw new Error(`usdtrace: batch of ${bytes} bytes decoded as ${offset}`)
-    this.#enqueue(events)
+    if (events.length > 0) this.#enqueue(events)
   }
 
   #enqueue(events: T[]): void {

@@ -138,11 +138,15 @@ t.test('entries: false traces returns only, without depth or durations', async (
 t.test('thousands of functions made and freed in turn each arrive under their own name', async (t) => {
   const count = 3000
   const target = await startWorkload(t, ['unique', String(count)])
+  let output = ''
+  target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
   const trace = traceCalls(target.pid)
   await trace.ready
   target.go()
   const seen = new Map<string, number>()
   for (const e of await collect(trace)) if (e.func.startsWith('unique_')) seen.set(e.func, (seen.get(e.func) ?? 0) + 1)
+  const reused = Number(/^reused (\d+)$/m.exec(output)?.[1])
+  t.ok(reused > count / 2, `name strings took earlier ones' addresses ${reused} times`)
   const expected = Array.from({ length: count }, (_, i) => `unique_${i}`)
   t.same([...seen.keys()].sort(), expected.sort(), 'every name, none mixed up')
   t.ok([...seen.values()].every((n) => n === 2), 'each with one entry and one return')

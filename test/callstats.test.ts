@@ -112,7 +112,9 @@ t.test('self times: per thread, they add up to its outermost frame, and to its o
 
 t.test('thousands of functions created and freed, addresses reused: every name, every count', async (t) => {
   const count = 3000
-  const { snapshot } = await finalSnapshot(t, ['churn', String(count)], { latency: false })
+  const { snapshot, output } = await finalSnapshot(t, ['churn', String(count)], { latency: false })
+  const reused = Number(/^reused (\d+)$/m.exec(output)?.[1])
+  t.ok(reused > count / 2, `name strings took earlier ones' addresses ${reused} times`)
   const churned = snapshot.functions.filter((f) => /^churn_\d+$/.test(f.func))
   t.equal(churned.length, count, 'one row per function')
   let wrong = 0

@@ -16,6 +16,8 @@ t.test('call_event: sizes, offsets and constants match bpf/usdtrace.h as compile
   t.equal(layout.PREFIX_MAX, constants.USDTRACE_PREFIX_MAX)
   t.equal(layout.CALL_ENTRY, constants.CALL_ENTRY)
   t.equal(layout.CALL_RETURN, constants.CALL_RETURN)
+  t.equal(layout.CALL_NAMES, constants.CALL_NAMES)
+  t.equal(layout.CALL_FORGET, constants.CALL_FORGET)
   t.equal(layout.CALL_HAS_DURATION, constants.CALL_HAS_DURATION)
   t.equal(layout.CALL_FILE_TRUNCATED, constants.CALL_FILE_TRUNCATED)
   t.equal(layout.CALL_FUNC_TRUNCATED, constants.CALL_FUNC_TRUNCATED)

@@ -66,12 +66,16 @@ def run_names(name_bytes, path_bytes):
 
 
 def run_unique(count):
-    # Each function's code object is freed before the next is made, so addresses get reused.
+    # Each function's code object is freed before the next is made, so addresses get reused:
+    # the output says how often a name string took the place of an earlier one.
+    addresses = set()
     for i in range(int(count)):
         scope = {}
         exec(f"def unique_{i}():\n    return {i}\n", scope)
+        addresses.add(id(scope[f"unique_{i}"].__code__.co_name))
         scope[f"unique_{i}"]()
         del scope
+    print("reused", int(count) - len(addresses), flush=True)
 
 
 def leaf():
@@ -169,13 +173,16 @@ def run_selftime(count, n):
 def run_churn(count):
     # Each function lives only for its calls: its code object and name strings are freed, and
     # the next function's are allocated at the addresses they leave.
+    addresses = set()
     for i in range(int(count)):
         scope = {}
         exec(compile(f"def churn_{i}():\n    return {i}\n", f"<churn {i // 100}>", "exec"), scope)
         func = scope[f"churn_{i}"]
+        addresses.add(id(func.__code__.co_name))
         for _ in range(i % 5 + 1):
             func()
         del scope, func
+    print("reused", int(count) - len(addresses), flush=True)
 
 
 def run_phases():
