@@ -61,6 +61,8 @@ interface Binding {
   layouts: Record<string, StructLayout> & { constants: Record<string, number> }
   /** The errno of a perf_event_open on the uprobe PMU naming no probe: EACCES/EPERM when uprobes are refused, EINVAL when allowed. */
   uprobeAccess(pmuType: number): number
+  /** Whether this process attaches through uprobe multi links (see native/uprobe_multi.h). */
+  uprobeMultiLinks(): boolean
 }
 
 /** Errors thrown by the addon carry the errno of the failed call. */

@@ -161,8 +161,12 @@ function privilegesCheck(): DoctorCheck {
   }
 }
 
-/** Asks the kernel (see native/uprobe_access.cc); undefined without a uprobe PMU to ask. */
+/**
+ * Asks the kernel (see native/uprobe_access.cc); undefined without a uprobe PMU to ask. Uprobe
+ * multi links, where this process makes them, need only what loading BPF needs.
+ */
 function uprobesAllowed(): boolean | undefined {
+  if (binding.uprobeMultiLinks()) return true
   let pmuType: number
   try {
     pmuType = Number(readFileSync(UPROBE_PMU, 'utf8'))

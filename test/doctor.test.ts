@@ -21,8 +21,10 @@ const DIST = pathToFileURL(join(ROOT, 'dist', 'index.js')).href
 function nodeAsNobody(privileges: string[], body: string, args: string[]): [string, string[]] {
   const script = `const usdtrace = await import(${JSON.stringify(DIST)})\n${body}`
   // `env -u NODE_OPTIONS`: tap adds its process-info hook to every child's NODE_OPTIONS, and it
-  // would try to write .tap/ as nobody.
-  const node = ['env', '-u', 'NODE_OPTIONS', process.execPath, '--input-type=module', '-e', script, ...args]
+  // would try to write .tap/ as nobody. Other privileges of the form NAME=VALUE go to env.
+  const assignments = privileges.filter((p) => p.includes('=') && !p.startsWith('--'))
+  privileges = privileges.filter((p) => !assignments.includes(p))
+  const node = ['env', '-u', 'NODE_OPTIONS', ...assignments, process.execPath, '--input-type=module', '-e', script, ...args]
   return ['setpriv', [...NOBODY, ...privileges, ...node]]
 }
 
@@ -84,20 +86,24 @@ t.test('as nobody the privileges check fails, naming the fix', async (t) => {
   t.equal(lines[failLine + 2], `${' '.repeat(18)}fix: ${privileges.fix}`, 'and the fix')
 })
 
-// Which capability uprobes need changed in Linux 6.16 (CAP_PERFMON before, CAP_SYS_ADMIN again
-// since): whatever this kernel wants, doctor() must say what tracing then finds.
+// Which capability perf-event uprobes need changed in Linux 6.16 (CAP_PERFMON before,
+// CAP_SYS_ADMIN again since); uprobe multi links (Linux 6.6 on) need no more than loading BPF.
+// Whatever this kernel wants, doctor() must say what tracing then finds.
 const [major, minor] = KERNEL.split('.').map(Number) as [number, number]
-const uprobesNeedSysAdmin = major > 6 || (major === 6 && minor >= 16)
+const atLeast = (wantMajor: number, wantMinor: number) => major > wantMajor || (major === wantMajor && minor >= wantMinor)
+const perfUprobesNeedSysAdmin = atLeast(6, 16)
+const hasUprobeMulti = atLeast(6, 6)
 
-for (const caps of [['bpf', 'perfmon'], ['sys_admin']]) {
-  t.test(`as nobody with ${caps.join(' + ')}: doctor() says what tracing finds`, async (t) => {
+for (const [caps, multi] of [[['bpf', 'perfmon'], true], [['bpf', 'perfmon'], false], [['sys_admin'], true]] as const) {
+  const path = multi ? '' : ', USDTRACE_UPROBE_MULTI=0'
+  t.test(`as nobody with ${caps.join(' + ')}${path}: doctor() says what tracing finds`, async (t) => {
     const grant = caps.map((cap) => `+${cap}`).join(',')
-    const privileges = [`--inh-caps=${grant}`, `--ambient-caps=${grant}`]
+    const privileges = [`--inh-caps=${grant}`, `--ambient-caps=${grant}`, ...(multi ? [] : ['USDTRACE_UPROBE_MULTI=0'])]
     const { checks } = asNobody<{ checks: DoctorCheck[] }>(privileges, DOCTOR)
     const verdict = checks.find((check) => check.name === 'privileges')!
     const traced = await traceAsNobody(t, privileges)
     t.equal(verdict.ok, traced.attached, `doctor ${verdict.ok ? 'ok' : 'FAIL'}, tracing ${traced.attached ? 'attached' : traced.code}`)
-    if (caps.includes('sys_admin') || !uprobesNeedSysAdmin) {
+    if ((caps as readonly string[]).includes('sys_admin') || !perfUprobesNeedSysAdmin || (multi && hasUprobeMulti)) {
       t.ok(traced.attached, 'tracing works')
       const calls = 2 * fibonacci(FIB_N + 1) - 1
       t.same([traced.entries, traced.returns], [calls, calls], 'every fib call traced')

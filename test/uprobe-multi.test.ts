@@ -21,7 +21,7 @@ t.test('on this kernel: one uprobe_multi link per program, every call traced', a
   const trace = traceCalls(target.pid)
   await trace.ready
   const added = linkTypes().filter((type) => type === 'uprobe_multi').length - before.filter((type) => type === 'uprobe_multi').length
-  t.equal(added, 3, 'function__entry, function__return and the line semaphore holder: three links')
+  t.equal(added, 4, 'function__entry, function__return, the line semaphore holder and the code_dealloc hook: four links')
   t.same(readSemaphores(target.pid), { entry: 1, return: 1, line: 1 }, 'each semaphore raised once')
   await trace.close()
   t.same(readSemaphores(target.pid), { entry: 0, return: 0, line: 0 }, 'and lowered once closed')
@@ -42,7 +42,7 @@ t.test('USDTRACE_UPROBE_MULTI=0: one perf-event uprobe per site, every call trac
   const lines = createInterface({ input: tracer.stdout! })[Symbol.asyncIterator]()
   const { links } = JSON.parse((await lines.next()).value as string) as { links: string[] }
   // python3.11 has one site each of function__entry and function__return (readelf -n).
-  t.same(links, ['perf', 'perf', 'perf'], 'entry, return and the semaphore holder: a perf-event link each')
+  t.same(links, ['perf', 'perf', 'perf', 'perf'], 'entry, return, the semaphore holder and the code_dealloc hook: a perf-event link each')
   t.same(readSemaphores(target.pid), { entry: 1, return: 1, line: 1 }, 'each semaphore raised once')
   target.go()
   const counts = JSON.parse((await lines.next()).value as string) as { entries: number; returns: number }
