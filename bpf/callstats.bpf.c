@@ -95,6 +95,9 @@ struct {
 	__type(value, struct latency_stats);
 } syscall_stats_even SEC(".maps"), syscall_stats_odd SEC(".maps");
 
+/* Set by user space: without latency no entries are traced, so there is no frame to pop. */
+const volatile bool latency = true;
+
 /* Function calls not counted: the function maps were full. */
 __u64 dropped_function_slots = 0;
 /* Function entries not timed for want of a slot in `threads`: dropped_thread_slots. */
@@ -210,8 +213,8 @@ static __always_inline bool pop_frame(__u64 now, __u64 *duration_ns, __u64 *self
 	return true;
 }
 
-/* Reads both names into `names`; the key is their hash. */
-static __always_inline void key_by_content(struct function_names *names, __u64 file, __u64 func, struct function_key *key)
+/* Reads both names into `names`. */
+static __always_inline void read_names(struct function_names *names, __u64 file, __u64 func)
 {
 	__u32 file_len;
 
@@ -219,56 +222,49 @@ static __always_inline void key_by_content(struct function_names *names, __u64 f
 	file_len = read_name(names->names, file, &names->truncated);
 	names->file_len = file_len;
 	names->func_len = read_name(names->names + file_len, func, &names->truncated);
-	hash_names(names, key);
 }
 
-/* The key of the names python_names.bpf.h knows; the first call of a pair reads and stores them. */
-static __always_inline bool key_by_identity(struct function_names *names, __u64 file, __u64 func, struct function_key *key)
+/* The id python_names.bpf.h knows the pair by, given now if it has none; 0 when none can be kept. */
+static __always_inline __u32 name_id(__u64 file, __u64 func)
 {
 	struct name_key pair = { .file = file, .func = func, .tgid = bpf_get_current_pid_tgid() >> 32 };
 	struct known_name *known = bpf_map_lookup_elem(&known_names, &pair);
-	struct known_name learnt = {};
+	struct known_name learnt = { .wanted = 1 };
 
-	key->hash[1] = 0;
-	if (known) {
-		key->hash[0] = known->id;
-		return true;
-	}
+	if (known)
+		return known->id;
 	learnt.id = new_name_id();
-	key_by_content(names, file, func, key);
-	key->hash[0] = learnt.id;
-	key->hash[1] = 0;
-	if (bpf_map_update_elem(&function_names, key, names, BPF_NOEXIST))
-		return false;
-	bpf_map_update_elem(&known_names, &pair, &learnt, BPF_ANY);
-	return true;
+	bpf_map_update_elem(&known_names, &pair, &learnt, BPF_NOEXIST);
+	known = bpf_map_lookup_elem(&known_names, &pair);
+	return known ? known->id : 0;
 }
 
 SEC("usdt")
 int on_function_return(struct pt_regs *ctx)
 {
 	__u64 duration_ns = 0, self_ns = 0;
-	bool timed = pop_frame(bpf_ktime_get_ns(), &duration_ns, &self_ns);
-	__u32 zero = 0;
-	struct names_scratch *buffer = bpf_map_lookup_elem(&scratch, &zero);
-	struct function_key key;
+	bool timed = latency && pop_frame(bpf_ktime_get_ns(), &duration_ns, &self_ns);
+	struct names_scratch *buffer = NULL;
+	struct function_key key = {};
 	struct latency_stats *stats;
 	long file = 0, func = 0;
-	bool by_identity = names_by_identity();
-	__u32 half;
+	__u32 zero = 0, half;
 
-	if (!buffer)
-		return 0;
 	const struct usdt_spec *spec = usdt_spec(ctx);
 	file = usdt_arg(ctx, spec, 0);
 	func = usdt_arg(ctx, spec, 1);
-	if (by_identity) {
-		if (!key_by_identity(&buffer->names, file, func, &key)) {
+	if (names_by_identity()) {
+		key.hash[0] = name_id(file, func);
+		if (!key.hash[0]) {
 			__sync_fetch_and_add(&dropped_function_slots, 1);
 			return 0;
 		}
 	} else {
-		key_by_content(&buffer->names, file, func, &key);
+		buffer = bpf_map_lookup_elem(&scratch, &zero);
+		if (!buffer)
+			return 0;
+		read_names(&buffer->names, file, func);
+		hash_names(&buffer->names, &key);
 	}
 
 	half = enter_half();
@@ -276,10 +272,17 @@ int on_function_return(struct pt_regs *ctx)
 		return 0;
 	stats = bpf_map_lookup_elem(half ? &function_stats_odd : &function_stats_even, &key);
 	if (!stats) {
-		/* First call in this interval: make sure the names are known, then open the entry. */
-		if (!by_identity && !bpf_map_lookup_elem(&function_names, &key))
-			bpf_map_update_elem(&function_names, &key, &buffer->names, BPF_NOEXIST);
-		if (by_identity || bpf_map_lookup_elem(&function_names, &key))
+		/* First call in this interval: make sure the names are there for user space, then open the entry. */
+		if (!bpf_map_lookup_elem(&function_names, &key)) {
+			if (!buffer) {
+				buffer = bpf_map_lookup_elem(&scratch, &zero);
+				if (buffer)
+					read_names(&buffer->names, file, func);
+			}
+			if (buffer)
+				bpf_map_update_elem(&function_names, &key, &buffer->names, BPF_NOEXIST);
+		}
+		if (bpf_map_lookup_elem(&function_names, &key))
 			stats = stats_entry(half ? (void *)&function_stats_odd : (void *)&function_stats_even, &key);
 	}
 	if (stats)

@@ -148,7 +148,7 @@ async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<C
         function_names: functionSlots,
         traced_tgids: targets.length,
       },
-      constants: { ...syscallFilterConstants(targets, wanted), ...hooks?.constants },
+      constants: { ...syscallFilterConstants(targets, wanted), ...hooks?.constants, latency: settings.latency ? 1 : 0 },
     },
     targets,
     (session) => {
