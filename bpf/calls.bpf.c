@@ -234,7 +234,11 @@ int on_call_return(struct pt_regs *ctx)
 	return record_call(ctx, CALL_RETURN);
 }
 
-/* On CPython's code_dealloc (python_names.bpf.h): the pair is forgotten, here and in user space. */
+/*
+ * On CPython's code_dealloc (python_names.bpf.h): the pair is forgotten, here and in user
+ * space. Telling user space only frees its copy of the names: when the ring is full that is
+ * skipped, and no call is lost, so nothing is counted.
+ */
 SEC("uprobe")
 int forget_code(struct pt_regs *ctx)
 {
@@ -247,7 +251,7 @@ int forget_code(struct pt_regs *ctx)
 	if (!known)
 		return 0;
 	if (known->wanted) {
-		event = reserve_event(sizeof(*event));
+		event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
 		if (event) {
 			__builtin_memset(event, 0, sizeof(*event));
 			event->kind = CALL_FORGET;
