@@ -289,7 +289,7 @@ int on_audit(struct pt_regs *ctx)
 
 	if (!rec)
 		return 0;
-	const struct usdt_spec *spec = usdt_spec(ctx);
+	const volatile struct usdt_spec *spec = usdt_spec(ctx, NULL);
 	name = usdt_arg(ctx, spec, 0);
 	args = usdt_arg(ctx, spec, 1);
 	__builtin_memset(rec->key, 0, sizeof(rec->key));

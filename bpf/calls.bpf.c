@@ -56,6 +56,31 @@ const volatile __u32 func_prefix_len = 0;
 const volatile char file_prefix[USDTRACE_PREFIX_MAX] = {};
 const volatile __u32 file_prefix_len = 0;
 
+/*
+ * A direct-mapped cache in front of known_names (python_names.bpf.h), shared by every CPU: a call
+ * whose pair sits in its slot costs an inlined array lookup instead of a hash map's helper call.
+ * Slots are written without a lock, so each carries a check over its fields: a slot two writers
+ * tore reads as a miss, and the call asks known_names, never taking another pair's id.
+ */
+#define NAME_CACHE_SLOTS 8192
+
+struct cached_name {
+	struct name_key key;
+	struct known_name name;
+	__u64 check;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NAME_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct cached_name);
+} name_cache SEC(".maps");
+
+/* The probes' argument specs, when user space could fix them before load (usdt_args.bpf.h). */
+const volatile struct usdt_spec on_call_entry_spec = {};
+const volatile struct usdt_spec on_call_return_spec = {};
+
 /* An entry whose thread finds no slot in `threads` is counted in dropped_thread_slots. */
 static const struct thread_calls fresh_thread;
 
@@ -103,14 +128,74 @@ static __always_inline __u32 read_names(struct call_record *rec, __u64 file, __u
 	return file_len + func_len;
 }
 
+static __always_inline __u64 mix(__u64 h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h;
+}
+
+static __always_inline __u64 cache_check(const struct name_key *key, const struct known_name *name)
+{
+	__u64 h = mix(key->file);
+
+	h = mix(h ^ key->func);
+	h = mix(h ^ key->tgid);
+	return mix(h ^ ((__u64)name->wanted << 32 | name->id));
+}
+
+static __always_inline struct cached_name *cache_slot(const struct name_key *key)
+{
+	__u32 slot = (__u32)(mix(key->file ^ (key->func << 7)) & (NAME_CACHE_SLOTS - 1));
+
+	return bpf_map_lookup_elem(&name_cache, &slot);
+}
+
+static __always_inline bool holds(const struct cached_name *cached, const struct name_key *key)
+{
+	return cached->key.file == key->file && cached->key.func == key->func && cached->key.tgid == key->tgid;
+}
+
+static __always_inline void remember(const struct name_key *key, const struct known_name *name)
+{
+	struct cached_name *cached = cache_slot(key);
+
+	if (!cached)
+		return;
+	cached->key = *key;
+	cached->name = *name;
+	cached->check = cache_check(key, name);
+}
+
+/* What is known of the pair: from the cache, else from known_names (and then cached); false when neither knows it. */
+static __always_inline bool recall(const struct name_key *key, struct known_name *name)
+{
+	struct cached_name *cached = cache_slot(key);
+	struct known_name *known;
+
+	if (cached && holds(cached, key)) {
+		*name = cached->name;
+		if (cached->check == cache_check(key, name))
+			return true;
+	}
+	known = bpf_map_lookup_elem(&known_names, key);
+	if (!known)
+		return false;
+	*name = *known;
+	remember(key, name);
+	return true;
+}
+
 /*
  * The first call of a (file, function) pair: its names go out once in a CALL_NAMES record, and
  * the pair is remembered only after that record is in the ring, so any call that finds it there
  * is read after its names.
  */
-static __always_inline struct known_name *learn_names(struct call_record *rec, struct name_key *key)
+static __always_inline bool learn_names(struct call_record *rec, const struct name_key *key, struct known_name *name)
 {
 	struct known_name learnt = {};
+	struct known_name *known;
 	bool wanted;
 	__u32 size = read_names(rec, key->file, key->func, &wanted);
 
@@ -119,13 +204,18 @@ static __always_inline struct known_name *learn_names(struct call_record *rec, s
 		learnt.id = new_name_id();
 		rec->event.kind = CALL_NAMES;
 		rec->event.name_id = learnt.id;
-		if (bpf_ringbuf_output(&events, rec, sizeof(rec->event) + size, wakeup_flag())) {
+		if (bpf_ringbuf_output(&events, rec, sizeof(rec->event) + size, wakeup_flag(sizeof(rec->event) + size))) {
 			__sync_fetch_and_add(&dropped_ring_full, 1);
-			return NULL;
+			return false;
 		}
 	}
+	/* Another CPU may have learnt the pair meanwhile: then its id is the one kept. */
 	bpf_map_update_elem(&known_names, key, &learnt, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&known_names, key);
+	known = bpf_map_lookup_elem(&known_names, key);
+	if (!known)
+		return false;
+	*name = *known;
+	return true;
 }
 
 /* Fills everything but the names, their lengths and the flags they set. */
@@ -141,7 +231,7 @@ static __always_inline void describe_call(struct call_event *event, __u64 now, _
 	event->reserved = 0;
 }
 
-static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
+static __always_inline int record_call(struct pt_regs *ctx, __u8 kind, const volatile struct usdt_spec *fixed_spec)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -149,7 +239,7 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 	__u32 zero = 0;
 	struct call_record *rec;
 	struct thread_calls *thread;
-	struct known_name *known;
+	struct known_name known;
 	struct call_event *event;
 	struct name_key key;
 	long file = 0, func = 0, line = 0;
@@ -176,7 +266,7 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 		}
 	}
 
-	const struct usdt_spec *spec = usdt_spec(ctx);
+	const volatile struct usdt_spec *spec = usdt_spec(ctx, fixed_spec);
 	file = usdt_arg(ctx, spec, 0);
 	func = usdt_arg(ctx, spec, 1);
 	line = usdt_arg(ctx, spec, 2);
@@ -185,15 +275,13 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 		key.file = file;
 		key.func = func;
 		key.tgid = pid_tgid >> 32;
-		key.zero = 0;
-		known = bpf_map_lookup_elem(&known_names, &key);
-		if (!known) {
+		key.retired = 0;
+		if (!recall(&key, &known)) {
 			rec = bpf_map_lookup_elem(&scratch, &zero);
-			if (!rec)
+			if (!rec || !learn_names(rec, &key, &known))
 				return 0;
-			known = learn_names(rec, &key);
 		}
-		if (!known || !known->wanted)
+		if (!known.wanted)
 			return 0;
 		event = reserve_event(sizeof(*event));
 		if (!event)
@@ -203,8 +291,8 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 		event->flags = flags;
 		event->file_len = 0;
 		event->func_len = 0;
-		event->name_id = known->id;
-		commit_event(event);
+		event->name_id = known.id;
+		commit_event(event, sizeof(*event));
 		return 0;
 	}
 
@@ -225,23 +313,24 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind)
 SEC("usdt")
 int on_call_entry(struct pt_regs *ctx)
 {
-	return record_call(ctx, CALL_ENTRY);
+	return record_call(ctx, CALL_ENTRY, &on_call_entry_spec);
 }
 
 SEC("usdt")
 int on_call_return(struct pt_regs *ctx)
 {
-	return record_call(ctx, CALL_RETURN);
+	return record_call(ctx, CALL_RETURN, &on_call_return_spec);
 }
 
 /*
- * On CPython's code_dealloc (python_names.bpf.h): the pair is forgotten, here and in user
- * space. Telling user space only frees its copy of the names: when the ring is full that is
+ * On CPython's code_dealloc (python_names.bpf.h): the pair is forgotten, here (known_names and
+ * the cache) and in user space. Telling user space only frees its copy of the names: when the ring is full that is
  * skipped, and no call is lost, so nothing is counted.
  */
 SEC("uprobe")
 int forget_code(struct pt_regs *ctx)
 {
+	struct cached_name *cached;
 	struct known_name *known;
 	struct call_event *event;
 	struct name_key key;
@@ -256,10 +345,13 @@ int forget_code(struct pt_regs *ctx)
 			__builtin_memset(event, 0, sizeof(*event));
 			event->kind = CALL_FORGET;
 			event->name_id = known->id;
-			commit_event(event);
+			commit_event(event, sizeof(*event));
 		}
 	}
 	bpf_map_delete_elem(&known_names, &key);
+	cached = cache_slot(&key);
+	if (cached && holds(cached, &key))
+		__builtin_memset(cached, 0, sizeof(*cached));
 	return 0;
 }
 

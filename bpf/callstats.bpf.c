@@ -250,7 +250,7 @@ int on_function_return(struct pt_regs *ctx)
 	long file = 0, func = 0;
 	__u32 zero = 0, half;
 
-	const struct usdt_spec *spec = usdt_spec(ctx);
+	const volatile struct usdt_spec *spec = usdt_spec(ctx, NULL);
 	file = usdt_arg(ctx, spec, 0);
 	func = usdt_arg(ctx, spec, 1);
 	if (names_by_identity()) {

@@ -37,7 +37,7 @@ int on_gc_start(struct pt_regs *ctx)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct gc_start start = { .start_ns = bpf_ktime_get_ns() };
 
-	start.generation = usdt_arg(ctx, usdt_spec(ctx), 0);
+	start.generation = usdt_arg(ctx, usdt_spec(ctx, NULL), 0);
 	if (bpf_map_update_elem(&starts, &tid, &start, BPF_ANY))
 		__sync_fetch_and_add(&dropped_gc_slots, 1);
 	return 0;
@@ -61,7 +61,7 @@ int on_gc_done(struct pt_regs *ctx)
 	event.duration_ns = now - event.start_ns;
 	if (event.duration_ns < min_duration_ns)
 		return 0;
-	event.collected = usdt_arg(ctx, usdt_spec(ctx), 0);
+	event.collected = usdt_arg(ctx, usdt_spec(ctx, NULL), 0);
 	event.pid = pid_tgid >> 32;
 	event.tid = tid;
 	submit_event(&event, sizeof(event));

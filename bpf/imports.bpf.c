@@ -91,7 +91,7 @@ int on_import_done(struct pt_regs *ctx)
 		}
 	}
 
-	const struct usdt_spec *spec = usdt_spec(ctx);
+	const volatile struct usdt_spec *spec = usdt_spec(ctx, NULL);
 	name = usdt_arg(ctx, spec, 0);
 	found = usdt_arg(ctx, spec, 1);
 	copied = bpf_probe_read_user_str(rec->name, NAME_READ, (const void *)name);

@@ -20,7 +20,7 @@ struct name_key {
 	__u64 file; /* the UTF-8 the probe passed */
 	__u64 func;
 	__u32 tgid;
-	__u32 zero;
+	__u32 retired; /* 0; 1 only in callstats.bpf.c's keys for functions whose code is gone */
 };
 
 struct known_name {
@@ -83,7 +83,7 @@ static __always_inline void dying_code_key(struct pt_regs *ctx, struct name_key 
 	key->file = utf8_of(file);
 	key->func = utf8_of(func);
 	key->tgid = bpf_get_current_pid_tgid() >> 32;
-	key->zero = 0;
+	key->retired = 0;
 }
 
 #endif /* USDTRACE_PYTHON_NAMES_BPF_H */

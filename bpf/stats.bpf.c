@@ -54,7 +54,7 @@ int count_gc(struct pt_regs *ctx)
 	if (!counts)
 		return 0;
 	counts->gc_runs++;
-	counts->gc_collected += usdt_arg(ctx, usdt_spec(ctx), 0);
+	counts->gc_collected += usdt_arg(ctx, usdt_spec(ctx, NULL), 0);
 	return 0;
 }
 

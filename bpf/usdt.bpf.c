@@ -34,7 +34,7 @@ struct {
  * A function of its own, verified once: inlined into the loop below, each argument's register
  * switch would multiply the paths the verifier walks past its limit.
  */
-__noinline long read_usdt_arg(struct pt_regs *ctx, const struct usdt_spec *spec, __u32 n)
+__noinline long read_usdt_arg(struct pt_regs *ctx, const volatile struct usdt_spec *spec, __u32 n)
 {
 	return usdt_arg(ctx, spec, n);
 }
@@ -43,7 +43,7 @@ SEC("usdt")
 int on_usdt(struct pt_regs *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	const struct usdt_spec *spec = usdt_spec(ctx);
+	const volatile struct usdt_spec *spec = usdt_spec(ctx, NULL);
 	__u64 cookie = usdt_cookie(spec);
 	__u32 count = cookie & USDT_COOKIE_COUNT_MASK;
 	__u32 zero = 0, strings_at, strings_len = 0, i;

@@ -2,6 +2,11 @@
 // session opens them generically (bpf_object__open_mem), so one attach/drain path serves all.
 #include "objects.h"
 
+#include <linux/types.h>
+
+// The skeletons name the structs of their constants (a fixed USDT argument spec).
+#include "usdtrace.h"
+
 #include "calls.skel.h"
 #include "syscalls.skel.h"
 #include "callstats.skel.h"

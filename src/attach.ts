@@ -3,7 +3,7 @@ import { requireKernelSupport } from './doctor.js'
 import { TraceError, noSuchProcess, permissionDenied } from './errors.js'
 import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from './inspect.js'
 import type { CodeDeallocHooks } from './python-layout.js'
-import { attachUsdtSites } from './usdt-args.js'
+import { attachUsdtSites, encodeUsdtSpec, parseUsdtArgs } from './usdt-args.js'
 
 /**
  * Opening BPF objects and attaching them to Python processes, with every kernel refusal turned
@@ -38,10 +38,34 @@ export async function openAttached(
   return session
 }
 
+function pythonSites(target: Inspection, probe: string) {
+  return target.probes.filter((p) => p.provider === 'python' && p.name === probe)
+}
+
+/**
+ * The `<program>_spec` constants (bpf/usdt_args.bpf.h) of the programs, each attached to the
+ * named python probe, whose every site in every target passes its arguments alike: those
+ * programs read their arguments with no lookup. Any other program keeps reading its spec per
+ * attachment, and an unreadable spec is left for the attach to report.
+ */
+export function fixedPythonSpecs(targets: Inspection[], probeOfProgram: Record<string, string>): Record<string, Uint8Array> {
+  const constants: Record<string, Uint8Array> = {}
+  for (const [program, probe] of Object.entries(probeOfProgram)) {
+    const sites = targets.flatMap((target) => pythonSites(target, probe))
+    if (sites.length === 0 || sites.some((site) => site.args !== sites[0]!.args)) continue
+    try {
+      constants[`${program}_spec`] = encodeUsdtSpec(parseUsdtArgs(sites[0]!), 0n)
+    } catch {
+      continue
+    }
+  }
+  return constants
+}
+
 /** Attaches `program` to the python provider's `probe` in the target's probe object. */
 export function attachPythonProbe(session: NativeSession, target: Inspection, program: string, probe: string): void {
   try {
-    const sites = target.probes.filter((p) => p.provider === 'python' && p.name === probe)
+    const sites = pythonSites(target, probe)
     if (sites.length === 0) {
       throw new TraceError(
         'PROBE_UNAVAILABLE',

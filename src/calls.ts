@@ -1,4 +1,4 @@
-import { attachCodeDeallocHooks, attachPythonProbe, openAttached, raiseLineSemaphore } from './attach.js'
+import { attachCodeDeallocHooks, attachPythonProbe, fixedPythonSpecs, openAttached, raiseLineSemaphore } from './attach.js'
 import {
   CALL_ENTRY,
   CALL_EVENT,
@@ -103,6 +103,7 @@ async function openCallSession(options: TraceCallsOptions): Promise<OpenedSessio
         func_prefix_len: funcPrefixLen,
         file_prefix: filePrefix,
         file_prefix_len: filePrefixLen,
+        ...fixedPythonSpecs(targets, { on_call_return: 'function__return', on_call_entry: 'function__entry' }),
         ...hooks?.constants,
       },
     },

@@ -1,3 +1,4 @@
+import { cpus } from 'node:os'
 import type { NativeSession } from './binding.js'
 import { TraceError } from './errors.js'
 
@@ -50,8 +51,9 @@ export function ringBufferSettings(options: StreamOptions): {
   constants: Record<string, number>
 } {
   const bytes = ringBufferBytes(options)
-  // Wake the reader early enough that a burst cannot fill the ring before the timer drains it.
-  return { maxEntries: { events: bytes }, constants: { wakeup_bytes: bytes / 8 } }
+  // Wake the reader early enough that a burst cannot fill the ring before the timer drains it:
+  // each CPU counts what it sends (bpf/ringbuf.bpf.h), so all of them together wake it by 1/8.
+  return { maxEntries: { events: bytes }, constants: { wakeup_bytes: Math.max(1, Math.floor(bytes / 8 / cpus().length)) } }
 }
 
 // One JS call per batch; a record is at most a few KiB, so a batch holds thousands.
