@@ -66,12 +66,31 @@ static __always_inline void leave_half(__u32 half)
 	ordered_add(half ? &writers_odd : &writers_even, -1);
 }
 
+/*
+ * `key`'s value in the half's map. Each half has a lookup of its own: the verifier inlines a
+ * lookup only when it knows the map, and one whose map is picked at run time goes through the
+ * generic helper and an indirect call. The empty asm keeps clang from merging the two calls.
+ */
+static __always_inline void *lookup_in_half(__u32 half, void *even, void *odd, const void *key)
+{
+	void *value;
+
+	if (half) {
+		value = bpf_map_lookup_elem(odd, key);
+		asm volatile("" : "+r"(value));
+	} else {
+		value = bpf_map_lookup_elem(even, key);
+	}
+	return value;
+}
+
 static const struct latency_stats fresh_stats = { .min_ns = ~0ULL };
 
-/* The entry for `key` in `map`, created empty if missing; NULL when the map is full. */
-static __always_inline struct latency_stats *stats_entry(void *map, const void *key)
+/* The entry for `key` in the half's map, created empty if missing; NULL when the map is full. */
+static __always_inline struct latency_stats *stats_entry(__u32 half, void *even, void *odd, const void *key)
 {
-	struct latency_stats *stats = bpf_map_lookup_elem(map, key);
+	struct latency_stats *stats = lookup_in_half(half, even, odd, key);
+	void *map = half ? odd : even;
 
 	if (stats)
 		return stats;

@@ -4,10 +4,12 @@
  * function__entry for times) and, when asked, per syscall (raw sys_enter / sys_exit). Nothing
  * is sent per call; user space reads the sums once per interval (aggregate.bpf.h).
  *
- * A function is keyed by the id python_names.bpf.h gives its names, which no other names ever
- * get. Without that (a CPython whose layout usdtrace does not know) it is keyed by a 128-bit
- * hash of the names read at every call: never by the strings' addresses, which CPython reuses.
- * Either way the names are stored once per key, in function_names, for user space.
+ * A function is counted under what the probe hands over for it, the pointers to its names and
+ * the process (python_names.bpf.h): a call costs one map lookup and no string read. An entry
+ * carries the id its names are stored under in function_names, read once per function. When
+ * CPython frees the code object, forget_code moves the entry to a key no pointers can make, so
+ * names that take the freed memory start an entry of their own. Without the hook (a CPython
+ * whose layout usdtrace does not know) the key is a 128-bit hash of the names read at every call.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -43,21 +45,24 @@ struct {
 	__type(value, struct thread_frames);
 } threads SEC(".maps");
 
-/* Per function: sized by user space (maxFunctions). */
+/*
+ * Per function: sized by user space (maxFunctions). Keyed by name_key: the names' pointers and
+ * process; with names read per call, their hash (tgid 0); once retired, the names' id (retired 1).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
-	__type(key, struct function_key);
-	__type(value, struct latency_stats);
+	__type(key, struct name_key);
+	__type(value, struct function_stats);
 } function_stats_even SEC(".maps"), function_stats_odd SEC(".maps");
 
-/* Kept for the whole session: user space reads it only when a snapshot holds a key it has not named yet. */
+/* By name id, stored as the id is given; user space takes them out when it meets an id it does not know. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
-	__type(key, struct function_key);
+	__type(key, __u32);
 	__type(value, struct function_names);
 } function_names SEC(".maps");
 
@@ -73,6 +78,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct names_scratch);
 } scratch SEC(".maps");
+
+/* Where forget_code holds an entry while it moves it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct function_stats);
+} retiring SEC(".maps");
 
 struct syscall_in_flight {
 	__u64 entry_ns;
@@ -95,8 +108,14 @@ struct {
 	__type(value, struct latency_stats);
 } syscall_stats_even SEC(".maps"), syscall_stats_odd SEC(".maps");
 
+/* function__return's argument spec, when user space could fix it before load (usdt_args.bpf.h). */
+const volatile struct usdt_spec on_function_return_spec = {};
+
 /* Set by user space: without latency no entries are traced, so there is no frame to pop. */
 const volatile bool latency = true;
+
+/* The process traced, when it is the only one: its calls need no helper call to tell whose they are. */
+const volatile __u32 only_tgid = 0;
 
 /* Function calls not counted: the function maps were full. */
 __u64 dropped_function_slots = 0;
@@ -143,7 +162,7 @@ static __always_inline __u64 fmix(__u64 h)
  * boundary between file and function is part of the key. Not built to resist names crafted to
  * collide; for any two real names a collision has a probability around 2^-128.
  */
-static __always_inline void hash_names(const struct function_names *names, struct function_key *key)
+static __always_inline void hash_names(const struct function_names *names, struct name_key *key)
 {
 	const __u64 c1 = 0x87c37b91114253d5ULL, c2 = 0x4cf5ad432745937fULL;
 	__u32 total = names->file_len + names->func_len;
@@ -172,8 +191,10 @@ static __always_inline void hash_names(const struct function_names *names, struc
 	h2 = fmix(h2);
 	h1 += h2;
 	h2 += h1;
-	key->hash[0] = h1;
-	key->hash[1] = h2;
+	key->file = h1;
+	key->func = h2;
+	key->tgid = 0;
+	key->retired = 0;
 }
 
 /* Reads a name to `dst`, cut to USDTRACE_NAME_MAX; returns its length. */
@@ -224,41 +245,75 @@ static __always_inline void read_names(struct function_names *names, __u64 file,
 	names->func_len = read_name(names->names + file_len, func, &names->truncated);
 }
 
-/* The id python_names.bpf.h knows the pair by, given now if it has none; 0 when none can be kept. */
-static __always_inline __u32 name_id(__u64 file, __u64 func)
+/*
+ * The id the names behind `key` are stored under, given now if they have none; 0 when there is
+ * no room for them. `buffer` holds the names already when they were read for the key.
+ */
+static __always_inline __u32 name_id(const struct name_key *key, struct names_scratch *buffer, __u64 file, __u64 func)
 {
-	struct name_key pair = { .file = file, .func = func, .tgid = bpf_get_current_pid_tgid() >> 32 };
-	struct known_name *known = bpf_map_lookup_elem(&known_names, &pair);
+	struct known_name *known = bpf_map_lookup_elem(&known_names, key);
 	struct known_name learnt = { .wanted = 1 };
+	__u32 zero = 0;
 
 	if (known)
 		return known->id;
+	if (!buffer) {
+		buffer = bpf_map_lookup_elem(&scratch, &zero);
+		if (!buffer)
+			return 0;
+		read_names(&buffer->names, file, func);
+	}
 	learnt.id = new_name_id();
-	bpf_map_update_elem(&known_names, &pair, &learnt, BPF_NOEXIST);
-	known = bpf_map_lookup_elem(&known_names, &pair);
-	return known ? known->id : 0;
+	if (bpf_map_update_elem(&function_names, &learnt.id, &buffer->names, BPF_NOEXIST))
+		return 0;
+	/* Remembered only once the names are stored, so an id found here always has them. */
+	bpf_map_update_elem(&known_names, key, &learnt, BPF_ANY);
+	return learnt.id;
+}
+
+static const struct function_stats no_calls = { .stats.min_ns = ~0ULL };
+
+/*
+ * The entry for `key` in the current half, opened on the function's first call in this
+ * interval; NULL when there is no room. User space reads a half only once nothing writes to it,
+ * so an entry is never read before its opener has given it its names' id.
+ */
+static __always_inline struct function_stats *function_entry(__u32 half, const struct name_key *key, struct names_scratch *buffer,
+							     __u64 file, __u64 func)
+{
+	struct function_stats *stats = lookup_in_half(half, &function_stats_even, &function_stats_odd, key);
+	void *map = half ? (void *)&function_stats_odd : (void *)&function_stats_even;
+	__u32 id;
+
+	if (stats)
+		return stats;
+	id = name_id(key, buffer, file, func);
+	if (!id)
+		return NULL;
+	bpf_map_update_elem(map, key, &no_calls, BPF_NOEXIST);
+	stats = bpf_map_lookup_elem(map, key);
+	if (stats)
+		stats->name_id = id;
+	return stats;
 }
 
 SEC("usdt")
 int on_function_return(struct pt_regs *ctx)
 {
+	const volatile struct usdt_spec *spec = usdt_spec(ctx, &on_function_return_spec);
+	__u64 file = usdt_arg(ctx, spec, 0), func = usdt_arg(ctx, spec, 1);
 	__u64 duration_ns = 0, self_ns = 0;
 	bool timed = latency && pop_frame(bpf_ktime_get_ns(), &duration_ns, &self_ns);
 	struct names_scratch *buffer = NULL;
-	struct function_key key = {};
-	struct latency_stats *stats;
-	long file = 0, func = 0;
+	struct function_stats *stats;
+	struct name_key key;
 	__u32 zero = 0, half;
 
-	const volatile struct usdt_spec *spec = usdt_spec(ctx, NULL);
-	file = usdt_arg(ctx, spec, 0);
-	func = usdt_arg(ctx, spec, 1);
 	if (names_by_identity()) {
-		key.hash[0] = name_id(file, func);
-		if (!key.hash[0]) {
-			__sync_fetch_and_add(&dropped_function_slots, 1);
-			return 0;
-		}
+		key.file = file;
+		key.func = func;
+		key.tgid = only_tgid ? only_tgid : bpf_get_current_pid_tgid() >> 32;
+		key.retired = 0;
 	} else {
 		buffer = bpf_map_lookup_elem(&scratch, &zero);
 		if (!buffer)
@@ -270,37 +325,47 @@ int on_function_return(struct pt_regs *ctx)
 	half = enter_half();
 	if (half == HALF_NONE)
 		return 0;
-	stats = bpf_map_lookup_elem(half ? &function_stats_odd : &function_stats_even, &key);
-	if (!stats) {
-		/* First call in this interval: make sure the names are there for user space, then open the entry. */
-		if (!bpf_map_lookup_elem(&function_names, &key)) {
-			if (!buffer) {
-				buffer = bpf_map_lookup_elem(&scratch, &zero);
-				if (buffer)
-					read_names(&buffer->names, file, func);
-			}
-			if (buffer)
-				bpf_map_update_elem(&function_names, &key, &buffer->names, BPF_NOEXIST);
-		}
-		if (bpf_map_lookup_elem(&function_names, &key))
-			stats = stats_entry(half ? (void *)&function_stats_odd : (void *)&function_stats_even, &key);
-	}
+	stats = function_entry(half, &key, buffer, file, func);
 	if (stats)
-		add_call(stats, timed, duration_ns, self_ns);
+		add_call(&stats->stats, timed, duration_ns, self_ns);
 	else
 		__sync_fetch_and_add(&dropped_function_slots, 1);
 	leave_half(half);
 	return 0;
 }
 
-/* On CPython's code_dealloc (python_names.bpf.h): the pair's next call gets a new id. */
+/*
+ * On CPython's code_dealloc (python_names.bpf.h): the pair is forgotten, and its entry in the
+ * current half moves under its names' id, so names that take the freed memory open an entry of
+ * their own. The half user space may be reading holds no call made since the switch, so its
+ * entries stay where they are. CPython holds the GIL here: no call of this process adds to the
+ * entry while it moves.
+ */
 SEC("uprobe")
 int forget_code(struct pt_regs *ctx)
 {
-	struct name_key key;
+	struct name_key key, retired = { .retired = 1 };
+	struct function_stats *stats, *moving;
+	__u32 zero = 0, half;
 
 	dying_code_key(ctx, &key);
 	bpf_map_delete_elem(&known_names, &key);
+	moving = bpf_map_lookup_elem(&retiring, &zero);
+	if (!moving)
+		return 0;
+	half = enter_half();
+	if (half == HALF_NONE)
+		return 0;
+	stats = lookup_in_half(half, &function_stats_even, &function_stats_odd, &key);
+	if (stats) {
+		/* Out before in, so a map with room for this entry has room for it under its new key. */
+		*moving = *stats;
+		retired.file = moving->name_id;
+		bpf_map_delete_elem(half ? (void *)&function_stats_odd : (void *)&function_stats_even, &key);
+		if (bpf_map_update_elem(half ? (void *)&function_stats_odd : (void *)&function_stats_even, &retired, moving, BPF_NOEXIST))
+			__sync_fetch_and_add(&dropped_function_slots, moving->stats.calls);
+	}
+	leave_half(half);
 	return 0;
 }
 
@@ -312,7 +377,7 @@ static __always_inline void count_syscall(__u32 nr, bool timed, __u64 duration_n
 
 	if (half == HALF_NONE)
 		return;
-	stats = stats_entry(half ? (void *)&syscall_stats_odd : (void *)&syscall_stats_even, &nr);
+	stats = stats_entry(half, &syscall_stats_even, &syscall_stats_odd, &nr);
 	if (stats)
 		add_call(stats, timed, duration_ns, duration_ns);
 	else

@@ -91,7 +91,7 @@ struct syscall_event {
 #define USDTRACE_HISTOGRAM_BUCKETS 64
 
 /*
- * What the kernel sums per Python function (keyed by struct function_key) and per syscall
+ * What the kernel sums per Python function (in struct function_stats) and per syscall
  * (keyed by its number) over one snapshot interval. Only calls with a known duration are timed.
  */
 struct latency_stats {
@@ -104,17 +104,14 @@ struct latency_stats {
 	__u64 histogram[USDTRACE_HISTOGRAM_BUCKETS];
 };
 
-/*
- * A Python function: the id python_names.bpf.h gave its names (in hash[0]; hash[1] is 0), or,
- * where CPython's layout is unknown, a 128-bit hash of its file and function names (with their
- * lengths). Never the names' addresses: a code object freed and another allocated there must
- * not share a key.
- */
-struct function_key {
-	__u64 hash[2];
+/* A Python function's sums over one interval, and the id its names are stored under (function_names). */
+struct function_stats {
+	__u32 name_id;
+	__u32 reserved;
+	struct latency_stats stats;
 };
 
-/* The names behind a function_key, stored once: file_len bytes of file, then func_len of function. */
+/* The names behind a name id, stored once: file_len bytes of file, then func_len of function. */
 struct function_names {
 	__u16 file_len;
 	__u16 func_len;

@@ -62,11 +62,12 @@ Napi::Object EventLayouts(Napi::Env env) {
   }
   {
     Napi::Object fields = Napi::Object::New(env);
-    FIELD(function_key, hash);
+    FIELD(function_stats, name_id);
+    FIELD(function_stats, stats);
     Napi::Object layout = Napi::Object::New(env);
-    layout.Set("size", Napi::Number::New(env, sizeof(struct function_key)));
+    layout.Set("size", Napi::Number::New(env, sizeof(struct function_stats)));
     layout.Set("fields", fields);
-    layouts.Set("function_key", layout);
+    layouts.Set("function_stats", layout);
   }
   {
     Napi::Object fields = Napi::Object::New(env);

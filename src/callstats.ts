@@ -1,7 +1,7 @@
-import { attachCodeDeallocHooks, attachPythonProbe, explainNativeError, openAttached, raiseLineSemaphore } from './attach.js'
+import { attachCodeDeallocHooks, attachPythonProbe, explainNativeError, fixedPythonSpecs, openAttached, raiseLineSemaphore } from './attach.js'
 import type { MapDump, NativeSession } from './binding.js'
 import { TraceError } from './errors.js'
-import { FUNCTION_KEY, FUNCTION_NAMES, HISTOGRAM_BUCKETS, LATENCY_STATS } from './layout.js'
+import { FUNCTION_NAMES, FUNCTION_STATS, HISTOGRAM_BUCKETS, LATENCY_STATS } from './layout.js'
 import { syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
 import { isProgram } from './elf.js'
 import { codeDeallocHooks } from './python-layout.js'
@@ -148,7 +148,14 @@ async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<C
         function_names: functionSlots,
         traced_tgids: targets.length,
       },
-      constants: { ...syscallFilterConstants(targets, wanted), ...hooks?.constants, latency: settings.latency ? 1 : 0 },
+      constants: {
+        ...syscallFilterConstants(targets, wanted),
+        ...hooks?.constants,
+        ...fixedPythonSpecs(targets, { on_function_return: 'function__return' }),
+        // Its probes fire only in its threads (the link's pid filter), so BPF need not ask whose call it is.
+        only_tgid: targets.length === 1 && targets[0]!.pid > 0 ? targets[0]!.pid : 0,
+        latency: settings.latency ? 1 : 0,
+      },
     },
     targets,
     (session) => {
@@ -186,8 +193,8 @@ class CallStatsSampler implements Sampler<CallStatsSnapshot> {
   #generation = 0n
   #startNs = process.hrtime.bigint()
   #dropped = 0n
-  /** Function names by key (hex), fetched from the kernel the first time a key is seen. */
-  #names = new Map<string, { file: string; func: string; truncated: boolean }>()
+  /** Function names by id, taken from the kernel the first time an id is met. */
+  #names = new Map<number, { file: string; func: string; truncated: boolean }>()
 
   constructor(session: NativeSession, settings: Settings, table: SyscallTable | undefined) {
     this.#session = session
@@ -231,16 +238,17 @@ class CallStatsSampler implements Sampler<CallStatsSnapshot> {
     }
   }
 
-  /** One row per (file, function): keys that name the same function (several processes, code objects) are summed. */
+  /** One row per (file, function): entries that name the same function (several processes, code objects) are summed. */
   #functions(dump: MapDump): FunctionStats[] {
     const view = new DataView(dump.values.buffer, dump.values.byteOffset, dump.values.byteLength)
     const rows = new Map<string, FunctionStats>()
     for (let i = 0; i < dump.count; i++) {
-      const key = dump.keys.toString('hex', i * FUNCTION_KEY.size, (i + 1) * FUNCTION_KEY.size)
-      const names = this.#names.get(key) ?? this.#fetchNames(key)
       const at = i * dump.valueSize
-      const summary = decodeLatency(view, at)
-      const self = summary.timedCalls > 0 ? { selfNs: view.getBigUint64(at + LATENCY_STATS.fields.self_ns, true) } : {}
+      const id = view.getUint32(at + FUNCTION_STATS.fields.name_id, true)
+      const names = this.#names.get(id) ?? this.#fetchNames(id)
+      const stats = at + FUNCTION_STATS.fields.stats
+      const summary = decodeLatency(view, stats)
+      const self = summary.timedCalls > 0 ? { selfNs: view.getBigUint64(stats + LATENCY_STATS.fields.self_ns, true) } : {}
       const row: FunctionStats = { ...names, ...summary, ...self }
       const name = `${names.file}\0${names.func}`
       const same = rows.get(name)
@@ -249,11 +257,8 @@ class CallStatsSampler implements Sampler<CallStatsSnapshot> {
     return [...rows.values()]
   }
 
-  /**
-   * Takes every name the kernel holds into the cache (the kernel stores a key's names before
-   * its first count, and stores them again if they were taken while the key is still counted).
-   */
-  #fetchNames(wanted: string): { file: string; func: string; truncated: boolean } {
+  /** Takes every name the kernel holds into the cache: an id's names are stored before anything is counted under it. */
+  #fetchNames(wanted: number): { file: string; func: string; truncated: boolean } {
     const dump = this.#session.dumpMap('function_names', true)
     const { fields } = FUNCTION_NAMES
     for (let i = 0; i < dump.count; i++) {
@@ -261,14 +266,14 @@ class CallStatsSampler implements Sampler<CallStatsSnapshot> {
       const fileLen = dump.values.readUInt16LE(at + fields.file_len)
       const funcLen = dump.values.readUInt16LE(at + fields.func_len)
       const names = at + fields.names
-      this.#names.set(dump.keys.toString('hex', i * FUNCTION_KEY.size, (i + 1) * FUNCTION_KEY.size), {
+      this.#names.set(dump.keys.readUInt32LE(i * 4), {
         file: dump.values.toString('utf8', names, names + fileLen),
         func: dump.values.toString('utf8', names + fileLen, names + fileLen + funcLen),
         truncated: dump.values.readUInt8(at + fields.truncated) !== 0,
       })
     }
     const names = this.#names.get(wanted)
-    if (!names) throw new Error(`usdtrace: the kernel counted function ${wanted} but holds no names for it`)
+    if (!names) throw new Error(`usdtrace: the kernel counted under names ${wanted} but holds none for it`)
     return names
   }
 

@@ -68,7 +68,7 @@ export const LATENCY_STATS = {
 
 export const HISTOGRAM_BUCKETS = 64
 
-export const FUNCTION_KEY = { size: 16, fields: { hash: 0 } } as const
+export const FUNCTION_STATS = { size: 568, fields: { name_id: 0, stats: 8 } } as const
 
 export const FUNCTION_NAMES = {
   size: 1032,

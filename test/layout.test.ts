@@ -23,11 +23,11 @@ t.test('call_event: sizes, offsets and constants match bpf/usdtrace.h as compile
   t.equal(layout.CALL_FUNC_TRUNCATED, constants.CALL_FUNC_TRUNCATED)
 })
 
-t.test('syscall_event, latency_stats, function_key, function_names: as compiled', async (t) => {
+t.test('syscall_event, latency_stats, function_stats, function_names: as compiled', async (t) => {
   const structs = {
     syscall_event: layout.SYSCALL_EVENT,
     latency_stats: layout.LATENCY_STATS,
-    function_key: layout.FUNCTION_KEY,
+    function_stats: layout.FUNCTION_STATS,
     function_names: layout.FUNCTION_NAMES,
   }
   for (const [name, mirror] of Object.entries(structs)) {
