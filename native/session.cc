@@ -3,8 +3,9 @@
 //
 // Draining: BPF submits without waking the reader until a threshold fills, so the ring's epoll
 // fd only fires on bursts; a short repeating timer collects the rest. Each drain copies at most
-// one batch (the JS-owned buffer) and hands it to JS in one call; when the batch fills, the next
-// drain is scheduled for the next turn of the loop instead of starving it.
+// one batch into a JS-owned buffer and hands it over in one call, which gives back the buffer
+// for the next drain (JS decodes its batches lazily, so it keeps each until it is read); when the
+// batch fills, the next drain is scheduled for the next turn of the loop instead of starving it.
 #include "session.h"
 
 #include <bpf/bpf.h>
@@ -146,6 +147,9 @@ struct Session::Watchers {
   Session* owner;
   uv_poll_t ring;
   uv_timer_t flush;
+  // A drain that filled its batch goes on in the next turn of the loop, after timers and I/O
+  // had theirs (a zero timer would run again in the same turn, before any other timer).
+  uv_idle_t nextTurn;
   std::vector<Target*> targets;
   size_t running = 0;
   int openHandles = 0;
@@ -157,6 +161,10 @@ struct Session::Watchers {
     if (Session* session = OwnerOf(handle)) session->Drain();
   }
   static void OnFlushTick(uv_timer_t* handle) {
+    if (Session* session = OwnerOf(handle)) session->Drain();
+  }
+  static void OnNextTurn(uv_idle_t* handle) {
+    uv_idle_stop(handle);
     if (Session* session = OwnerOf(handle)) session->Drain();
   }
   static void OnTargetExit(uv_poll_t* handle, int, int) {
@@ -188,7 +196,6 @@ Napi::Function Session::Define(Napi::Env env) {
                          InstanceMethod<&Session::DumpMap>("dumpMap"),
                          InstanceMethod<&Session::UpdateMap>("updateMap"),
                          InstanceMethod<&Session::Start>("start"),
-                         InstanceMethod<&Session::Pause>("pause"),
                          InstanceMethod<&Session::Resume>("resume"),
                          InstanceMethod<&Session::Counters>("counters"),
                          InstanceMethod<&Session::Close>("close"),
@@ -418,15 +425,14 @@ Napi::Value Session::UpdateMap(const Napi::CallbackInfo& info) {
 }
 
 // start({ batch: Uint8Array, onBatch(bytes, count), onEnd(), exitPids, flushIntervalMs }): the
-// stream ends once every process in exitPids has exited (never, when there is none).
+// stream ends once every process in exitPids has exited (never, when there is none). onBatch
+// takes the filled buffer and returns the one to fill next; returning none pauses the drain
+// until resume(buffer).
 Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (started_ || closed_) return ThrowType(env, "session already started or closed");
   Napi::Object options = info[0].As<Napi::Object>();
-  Napi::Uint8Array batch = options.Get("batch").As<Napi::Uint8Array>();
-  batchRef_ = Napi::Persistent(batch.As<Napi::Object>());
-  batch_ = batch.Data();
-  batchCapacity_ = batch.ByteLength();
+  SetBatch(options.Get("batch"));
   onBatch_ = Napi::Persistent(options.Get("onBatch").As<Napi::Function>());
   onEnd_ = Napi::Persistent(options.Get("onEnd").As<Napi::Function>());
   if (options.Get("flushIntervalMs").IsNumber())
@@ -446,7 +452,9 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   watchers_->owner = this;
   uv_timer_init(loop, &watchers_->flush);
   watchers_->flush.data = watchers_;
-  watchers_->openHandles = 1;
+  uv_idle_init(loop, &watchers_->nextTurn);
+  watchers_->nextTurn.data = watchers_;
+  watchers_->openHandles = 2;
   if (ring_) {
     uv_poll_init(loop, &watchers_->ring, ring_buffer__epoll_fd(ring_));
     watchers_->ring.data = watchers_;
@@ -472,20 +480,21 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value Session::Pause(const Napi::CallbackInfo& info) {
-  if (started_ && !closed_ && !paused_) {
-    paused_ = true;
-    Unwatch();
-  }
-  return info.Env().Undefined();
-}
-
+// resume(buffer): the drain goes on into `buffer` after onBatch returned none.
 Napi::Value Session::Resume(const Napi::CallbackInfo& info) {
   if (started_ && !closed_ && paused_) {
+    SetBatch(info[0]);
     paused_ = false;
     Watch();
   }
   return info.Env().Undefined();
+}
+
+void Session::SetBatch(Napi::Value buffer) {
+  Napi::Uint8Array batch = buffer.As<Napi::Uint8Array>();
+  batchRef_ = Napi::Persistent(batch.As<Napi::Object>());
+  batch_ = batch.Data();
+  batchCapacity_ = batch.ByteLength();
 }
 
 // Every global of the object's .bss (the BPF side's counters), by name, as BigInts, and the
@@ -534,6 +543,7 @@ void Session::Unwatch() {
   if (ring_) uv_poll_stop(&watchers_->ring);
   for (Watchers::Target* target : watchers_->targets) uv_poll_stop(&target->poll);
   uv_timer_stop(&watchers_->flush);
+  uv_idle_stop(&watchers_->nextTurn);
 }
 
 void Session::OnTargetsExited() {
@@ -579,14 +589,23 @@ void Session::Drain() {
   bool full = !carry_.empty() || (ring_ && ring_buffer__consume(ring_) == -ENOSPC);
 
   if (batchCount_ > 0) {
-    onBatch_.MakeCallback(Value(), {Napi::Number::New(env, static_cast<double>(batchUsed_)),
-                                    Napi::Number::New(env, batchCount_)},
-                          *asyncContext_);
+    Napi::Value next = onBatch_.MakeCallback(Value(), {Napi::Number::New(env, static_cast<double>(batchUsed_)),
+                                                      Napi::Number::New(env, batchCount_)},
+                                             *asyncContext_);
     if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
-    if (closed_ || paused_) return;
+    if (closed_) return;
+    if (!next.IsTypedArray()) {
+      // Every buffer JS has is waiting to be read: the ring holds the rest until resume().
+      batchRef_.Reset();
+      batch_ = nullptr;
+      paused_ = true;
+      Unwatch();
+      return;
+    }
+    SetBatch(next);
   }
   if (full) {
-    uv_timer_start(&watchers_->flush, Watchers::OnFlushTick, 0, flushIntervalMs_);
+    uv_idle_start(&watchers_->nextTurn, Watchers::OnNextTurn);
     return;
   }
   if (targetsExited_) {
@@ -607,6 +626,7 @@ KernelObjects* Session::Release() {
     watchers->owner = nullptr;
     if (ring_) uv_close(reinterpret_cast<uv_handle_t*>(&watchers->ring), Watchers::OnClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&watchers->flush), Watchers::OnClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&watchers->nextTurn), Watchers::OnClosed);
     for (Watchers::Target* target : watchers->targets)
       uv_close(reinterpret_cast<uv_handle_t*>(&target->poll), Watchers::OnClosed);
   }

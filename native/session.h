@@ -28,7 +28,6 @@ class Session : public Napi::ObjectWrap<Session> {
   Napi::Value DumpMap(const Napi::CallbackInfo& info);
   Napi::Value UpdateMap(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
-  Napi::Value Pause(const Napi::CallbackInfo& info);
   Napi::Value Resume(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
@@ -36,6 +35,7 @@ class Session : public Napi::ObjectWrap<Session> {
   bool SetConstants(Napi::Env env, const std::string& objectName, Napi::Object values);
   struct bpf_program* ProgramNamed(Napi::Env env, const std::string& name);
   struct bpf_map* MapNamed(Napi::Env env, const std::string& name);
+  void SetBatch(Napi::Value buffer);
   void Watch();
   void Unwatch();
   void Drain();

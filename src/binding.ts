@@ -12,16 +12,19 @@ export interface NativeSession {
   /** Every entry of a map; with `remove`, each is taken out as it is read. */
   dumpMap(name: string, remove: boolean): MapDump
   updateMap(name: string, key: Uint8Array, value: Uint8Array): void
+  /**
+   * Drains the ring into `batch`: each filled batch goes to onBatch, which returns the buffer to
+   * fill next, or none to pause the drain until resume() brings one.
+   */
   start(options: {
     batch: Uint8Array
-    onBatch(bytes: number, count: number): void
+    onBatch(bytes: number, count: number): Uint8Array | undefined
     onEnd(): void
     /** The stream ends once all of these have exited; never when empty. */
     exitPids: number[]
     flushIntervalMs: number
   }): void
-  pause(): void
-  resume(): void
+  resume(batch: Uint8Array): void
   counters(): Record<string, bigint>
   close(): Promise<void>
 }

@@ -56,11 +56,13 @@ export function ringBufferSettings(options: StreamOptions): {
   return { maxEntries: { events: bytes }, constants: { wakeup_bytes: Math.max(1, Math.floor(bytes / 8 / cpus().length)) } }
 }
 
-// One JS call per batch; a record is at most a few KiB, so a batch holds thousands.
-const BATCH_BYTES = 1 << 20
-// Decoded events the consumer has not taken yet, past which the kernel side waits (and drops
-// when its ring fills, counting every drop in `lost`).
-const HIGH_WATER_EVENTS = 1 << 16
+// One JS call per batch; a record is at most a few KiB, so a batch holds hundreds to thousands.
+// Batches stay raw until the consumer takes their events, so an event is made only when it is
+// wanted and is garbage young; small batches keep the records being read in the CPU's caches.
+const BATCH_BYTES = 1 << 16
+// Batches waiting to be read, at most: past that the addon stops draining and the kernel's ring
+// holds the records (when it fills, the BPF side drops and counts every drop in `lost`).
+const MAX_BATCHES = 16
 const FLUSH_INTERVAL_MS = 5
 // Events handed out without a turn of the event loop: a consumer that keeps up with a flood
 // would otherwise run on microtasks alone and starve timers and I/O.
@@ -89,15 +91,15 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     this.#finish(abortError(this.#signal!))
   }
 
-  #batch = new Uint8Array(BATCH_BYTES)
-  #view = new DataView(this.#batch.buffer)
-  #bytes = Buffer.from(this.#batch.buffer)
-
-  #queue: T[][] = []
-  #head: T[] = []
-  #headIndex = 0
-  #queued = 0
-  #paused = false
+  /** Filled batches not read to their end yet, oldest first; the addon fills #filling. */
+  #pending: Batch[] = []
+  #filling: Batch | undefined
+  #spare: Batch[] = []
+  #batchCount = 0
+  /** The addon waits for a batch to fill: every one is pending. */
+  #starved = false
+  /** A summary trace's items, from its sampler. */
+  #summaries: T[] = []
   #servedThisTurn = 0
 
   #waiter: { resolve(result: IteratorResult<T>): void; reject(error: unknown): void } | undefined
@@ -139,7 +141,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
 
   /** The next event; done once the trace ended, rejected with the error that ended it. */
   next(): Promise<IteratorResult<T>> {
-    if (this.#queued > 0 && ++this.#servedThisTurn > EVENTS_PER_TURN) {
+    if (this.#hasItems() && ++this.#servedThisTurn > EVENTS_PER_TURN) {
       return new Promise((resolve) =>
         setImmediate(() => {
           this.#servedThisTurn = 0
@@ -147,7 +149,10 @@ export class Trace<T> implements AsyncIterableIterator<T> {
         }),
       )
     }
-    if (this.#queued > 0) return Promise.resolve({ done: false, value: this.#take() })
+    if (this.#hasItems()) {
+      const value = this.#take()
+      if (value !== undefined) return Promise.resolve({ done: false, value })
+    }
     if (this.#error !== undefined) return Promise.reject(this.#error)
     if (this.#done) return Promise.resolve({ done: true, value: undefined })
     return new Promise((resolve, reject) => {
@@ -187,8 +192,9 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     }
     this.#session = opened.session
     const sampler = opened.sampler
+    this.#filling = this.#newBatch()
     this.#session.start({
-      batch: this.#batch,
+      batch: this.#filling.buffer,
       exitPids: opened.exitPids,
       flushIntervalMs: FLUSH_INTERVAL_MS,
       onBatch: (bytes, count) => this.#onBatch(bytes, count),
@@ -217,7 +223,10 @@ export class Trace<T> implements AsyncIterableIterator<T> {
       if (this.#done) return
       try {
         const item = await sampler.read(final)
-        if (!this.#done) this.#enqueue([item])
+        if (!this.#done) {
+          this.#summaries.push(item)
+          this.#wake()
+        }
         if (final) this.#finish()
       } catch (error) {
         // A read that a close() cut short has nothing to report.
@@ -226,53 +235,87 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     })
   }
 
-  #onBatch(bytes: number, count: number): void {
+  /** Takes the batch the addon filled; returns the buffer to fill next, none while every one is pending. */
+  #onBatch(bytes: number, count: number): Uint8Array | undefined {
     this.#batches++
     this.#servedThisTurn = 0
-    const events: T[] = []
-    let offset = 0
-    for (let i = 0; i < count; i++) {
-      const length = this.#view.getUint32(offset, true)
-      const event = this.#decode!(this.#view, this.#bytes, offset + 4, length)
-      if (event !== undefined) events.push(event)
-      offset += 4 + length
-    }
-    if (offset !== bytes) throw new Error(`usdtrace: batch of ${bytes} bytes decoded as ${offset}`)
-    if (events.length > 0) this.#enqueue(events)
+    const batch = this.#filling!
+    batch.end = bytes
+    batch.records = count
+    this.#pending.push(batch)
+    this.#filling = this.#spare.pop() ?? (this.#batchCount < MAX_BATCHES ? this.#newBatch() : undefined)
+    this.#starved = this.#filling === undefined
+    this.#wake()
+    return this.#filling?.buffer
   }
 
-  #enqueue(events: T[]): void {
-    this.#queue.push(events)
-    this.#queued += events.length
-    if (this.#waiter) {
-      const waiter = this.#waiter
-      this.#waiter = undefined
-      waiter.resolve({ done: false, value: this.#take() })
+  #newBatch(): Batch {
+    this.#batchCount++
+    const buffer = new Uint8Array(BATCH_BYTES)
+    return { buffer, view: new DataView(buffer.buffer), bytes: Buffer.from(buffer.buffer), at: 0, end: 0, records: 0 }
+  }
+
+  #hasItems(): boolean {
+    return this.#pending.length > 0 || this.#summaries.length > 0
+  }
+
+  /** Hands the next item to a waiting `next()`, if there is one to hand. */
+  #wake(): void {
+    if (!this.#waiter || !this.#hasItems()) return
+    const value = this.#take()
+    if (value === undefined) return
+    const waiter = this.#waiter
+    this.#waiter = undefined
+    waiter.resolve({ done: false, value })
+  }
+
+  /**
+   * The next item: a summary, or the next record that decodes to an event (the others, such as
+   * the names calls refer to, only inform the decoder). Undefined when the batches run out
+   * first; a record that cannot be decoded ends the trace with that error.
+   */
+  #take(): T | undefined {
+    if (this.#summaries.length > 0) return this.#summaries.shift()
+    while (this.#pending.length > 0) {
+      const batch = this.#pending[0]!
+      while (batch.records > 0) {
+        const length = batch.view.getUint32(batch.at, true)
+        const offset = batch.at + 4
+        batch.at = offset + length
+        batch.records--
+        let event: T | undefined
+        try {
+          event = this.#decode!(batch.view, batch.bytes, offset, length)
+        } catch (error) {
+          this.#discardQueued()
+          this.#finish(error)
+          return undefined
+        }
+        if (event !== undefined) return event
+      }
+      if (batch.at !== batch.end) throw new Error(`usdtrace: batch of ${batch.end} bytes decoded as ${batch.at}`)
+      this.#pending.shift()
+      this.#recycle(batch)
     }
-    if (this.#queued > HIGH_WATER_EVENTS && !this.#paused) {
-      this.#paused = true
-      this.#session?.pause()
+    return undefined
+  }
+
+  /** A read batch goes back to the addon if it waits for one, else to the spares. */
+  #recycle(batch: Batch): void {
+    batch.at = 0
+    if (this.#starved && this.#session) {
+      this.#starved = false
+      this.#filling = batch
+      this.#session.resume(batch.buffer)
+    } else {
+      this.#spare.push(batch)
     }
   }
 
-  #take(): T {
-    while (this.#headIndex >= this.#head.length) {
-      this.#head = this.#queue.shift()!
-      this.#headIndex = 0
-    }
-    this.#queued--
-    if (this.#paused && this.#queued < HIGH_WATER_EVENTS / 2) {
-      this.#paused = false
-      this.#session?.resume()
-    }
-    return this.#head[this.#headIndex++]
-  }
-
+  /** Drops what was not taken; only ever followed by the end of the trace. */
   #discardQueued(): void {
-    this.#queue = []
-    this.#head = []
-    this.#headIndex = 0
-    this.#queued = 0
+    this.#pending = []
+    this.#summaries = []
   }
 
   /** Ends the stream once: releases the session and settles a waiting `next()`. */
@@ -293,6 +336,18 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     else if (waiter) waiter.resolve({ done: true, value: undefined })
     return error
   }
+}
+
+/** A buffer the addon fills with records ([u32 length][record], repeated) and the trace reads them from. */
+interface Batch {
+  buffer: Uint8Array
+  view: DataView
+  bytes: Buffer
+  /** The next record's offset, while the trace reads it. */
+  at: number
+  end: number
+  /** Records not read yet. */
+  records: number
 }
 
 /** Everything the kernel side could not deliver or count: the sum of its `dropped_*` counters. */
