@@ -71,9 +71,9 @@ demo: setup
 clean:
 	rm -rf $(OUTPUT) build dist dist-cjs prebuilds
 
-# The C reference points share the addon's BPF object (bench/reference.c).
-$(OUTPUT)/bench-reference: bench/reference.c $(OUTPUT)/calls.skel.h
-	cc -O2 -Wall -I$(OUTPUT) -o $@ $< -l:libbpf.a -l:libelf.a -l:libz.a
+# The C reference points share the addon's BPF object and its uprobe multi attach (bench/reference.cc).
+$(OUTPUT)/bench-reference: bench/reference.cc native/uprobe_multi.cc native/uprobe_multi.h bpf/usdtrace.h $(OUTPUT)/calls.skel.h
+	g++ -std=c++17 -O2 -Wall -I$(OUTPUT) -Ibpf -Inative -o $@ $(filter %.cc,$^) -l:libbpf.a -l:libelf.a -l:libz.a
 
 bench: setup
 	@command -v bpftrace >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftrace >/dev/null)

@@ -1,6 +1,9 @@
-"""The benchmarks' target. `fib N`: each stdin line runs fib(N) once and prints the seconds it took,
-measured inside the target so the tracer's own CPU time is not counted. `flood SECONDS`: after
-one stdin line, calls a trivial function as fast as it can for SECONDS, then prints the count."""
+"""The benchmarks' target. Each stdin line runs one piece of work and prints the seconds it took,
+measured inside the target so the tracer's own CPU time is not counted. `fib N`: fib(N), a
+Python call every few tens of nanoseconds. `calls N`: N calls of a trivial function, as fast as
+it can, so N + 1 returns (the leaf's, then the loop's own): a fixed count, so every consumer of
+a flood gets the same events. Lines are read as bytes: decoding them would run Python code
+(codecs), whose returns would be traced too."""
 import sys
 import time
 
@@ -13,26 +16,16 @@ def leaf():
     return 1
 
 
-def run_fib(n):
-    for _ in sys.stdin:
-        start = time.perf_counter()
-        fib(n)
-        print(time.perf_counter() - start, flush=True)
+def calls(count):
+    for _ in range(count):
+        leaf()
 
 
-def run_flood(seconds):
-    sys.stdin.readline()
-    deadline = time.monotonic() + seconds
-    calls = 0
-    while time.monotonic() < deadline:
-        for _ in range(1000):
-            leaf()
-        calls += 1000
-    print(calls, flush=True)
-
+WORK = {"fib": fib, "calls": calls}
 
 print("ready", flush=True)
-if sys.argv[1] == "fib":
-    run_fib(int(sys.argv[2]))
-else:
-    run_flood(float(sys.argv[2]))
+work, argument = WORK[sys.argv[1]], int(sys.argv[2])
+for _ in sys.stdin.buffer:
+    start = time.perf_counter()
+    work(argument)
+    print(time.perf_counter() - start, flush=True)

@@ -9,7 +9,9 @@ import {
   CALL_NAMES,
   PREFIX_MAX,
 } from './layout.js'
+import type { SessionOptions } from './binding.js'
 import { TraceError } from './errors.js'
+import type { Inspection } from './inspect.js'
 import { codeDeallocHooks } from './python-layout.js'
 import { resolveTargets, type TargetOptions } from './targets.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from './options.js'
@@ -84,40 +86,44 @@ function prefixConstants(option: 'functionPrefix' | 'filePrefix', prefix: string
   return [bytes, bytes.length]
 }
 
-async function openCallSession(options: TraceCallsOptions): Promise<OpenedSession<CallEvent>> {
-  checkOptions('traceCalls', options, OPTIONS)
+/**
+ * What the `calls` BPF object is loaded with for these options and targets: its ring and its
+ * constants. Also what bench/ loads its C reference of the same object with.
+ */
+export function callSessionOptions(options: TraceCallsOptions, targets: Inspection[]): SessionOptions {
   const [funcPrefix, funcPrefixLen] = prefixConstants('functionPrefix', options.functionPrefix)
   const [filePrefix, filePrefixLen] = prefixConstants('filePrefix', options.filePrefix)
   const ring = ringBufferSettings(options)
+  return {
+    object: 'calls',
+    maxEntries: ring.maxEntries,
+    constants: {
+      ...ring.constants,
+      track_threads: options.entries !== false ? 1 : 0,
+      func_prefix: funcPrefix,
+      func_prefix_len: funcPrefixLen,
+      file_prefix: filePrefix,
+      file_prefix_len: filePrefixLen,
+      ...fixedPythonSpecs(targets, { on_call_return: 'function__return', on_call_entry: 'function__entry' }),
+      ...codeDeallocHooks(targets)?.constants,
+    },
+  }
+}
+
+async function openCallSession(options: TraceCallsOptions): Promise<OpenedSession<CallEvent>> {
+  checkOptions('traceCalls', options, OPTIONS)
   const { targets, exitPids } = await resolveTargets(options, 'calls')
   const entries = options.entries !== false
   const hooks = codeDeallocHooks(targets)
-  const session = await openAttached(
-    {
-      object: 'calls',
-      maxEntries: ring.maxEntries,
-      constants: {
-        ...ring.constants,
-        track_threads: entries ? 1 : 0,
-        func_prefix: funcPrefix,
-        func_prefix_len: funcPrefixLen,
-        file_prefix: filePrefix,
-        file_prefix_len: filePrefixLen,
-        ...fixedPythonSpecs(targets, { on_call_return: 'function__return', on_call_entry: 'function__entry' }),
-        ...hooks?.constants,
-      },
-    },
-    targets,
-    (session) => {
-      if (hooks) attachCodeDeallocHooks(session, hooks, 'forget_code')
-      for (const target of targets) {
-        attachPythonProbe(session, target, 'on_call_return', 'function__return')
-        if (!entries) continue
-        attachPythonProbe(session, target, 'on_call_entry', 'function__entry')
-        if (target.capabilities.calls.mode === 'line-semaphore') raiseLineSemaphore(session, target, 'hold_semaphore')
-      }
-    },
-  )
+  const session = await openAttached(callSessionOptions(options, targets), targets, (session) => {
+    if (hooks) attachCodeDeallocHooks(session, hooks, 'forget_code')
+    for (const target of targets) {
+      attachPythonProbe(session, target, 'on_call_return', 'function__return')
+      if (!entries) continue
+      attachPythonProbe(session, target, 'on_call_entry', 'function__entry')
+      if (target.capabilities.calls.mode === 'line-semaphore') raiseLineSemaphore(session, target, 'hold_semaphore')
+    }
+  })
   return { session, exitPids }
 }
 

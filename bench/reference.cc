@@ -1,0 +1,171 @@
+// The C reference points of the benchmarks, on the BPF object the addon embeds (calls.skel.h):
+//   reference floor   ...  an empty BPF program (hold_semaphore) on python:function__return:
+//                          the uprobe alone
+//   reference drain   ...  on_call_return and its ring buffer, consumed as records arrive
+//   reference backlog ...  the same, but nothing is consumed until a line arrives on stdin; the
+//                          ring is then drained once, timed
+// Arguments: MODE PID PATH RING_BYTES SPEC_HEX SITE... [CONSTANT=HEX...]
+// SPEC_HEX is the probe's usdt_spec, as src/usdt-args.ts encodes it; each SITE is
+// FILE_OFFSET:SEMAPHORE_FILE_OFFSET in decimal; each CONSTANT is a .rodata global set before
+// load to the bytes HEX (little-endian), zero-padded to its size as the addon pads them.
+// Sites attach as the addon attaches them (native/uprobe_multi.h): one uprobe multi link where
+// the kernel has them, else one perf-event uprobe per site, which USDTRACE_UPROBE_MULTI=0 forces.
+// Prints "attached uprobe-multi" or "attached perf-event" and runs until stdin closes. Then
+// drain prints "<returns> <dropped_ring_full>"; backlog prints
+// "<returns> <dropped_ring_full> <seconds>" as soon as its drain is done.
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <linux/types.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <string>
+#include <vector>
+
+#include "usdtrace.h"
+#include "calls.skel.h"
+#include "uprobe_multi.h"
+
+namespace {
+
+unsigned long long returns;
+
+// Counts what the addon would yield: returns, not the CALL_NAMES records that name them.
+int CountReturn(void* context, void* data, size_t size) {
+  if (static_cast<const struct call_event*>(data)->kind == CALL_RETURN) returns++;
+  return 0;
+}
+
+int Quiet(enum libbpf_print_level level, const char* format, va_list args) {
+  return level == LIBBPF_WARN ? vfprintf(stderr, format, args) : 0;
+}
+
+bool ParseHex(const char* hex, std::vector<unsigned char>* bytes) {
+  size_t length = strlen(hex);
+  if (length % 2) return false;
+  bytes->resize(length / 2);
+  for (size_t i = 0; i < bytes->size(); i++)
+    if (sscanf(hex + 2 * i, "%2hhx", &(*bytes)[i]) != 1) return false;
+  return true;
+}
+
+// NAME=HEX into the skeleton's .rodata, found by name in the object's BTF.
+bool SetConstant(struct calls* skel, const char* assignment) {
+  const char* equals = strchr(assignment, '=');
+  std::vector<unsigned char> value;
+  if (!ParseHex(equals + 1, &value)) return false;
+  const std::string name(assignment, equals);
+  const struct btf* btf = bpf_object__btf(skel->obj);
+  const struct btf_type* rodata = btf__type_by_id(btf, btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC));
+  const struct btf_var_secinfo* vars = btf_var_secinfos(rodata);
+  for (int i = 0; i < btf_vlen(rodata); i++) {
+    if (name != btf__name_by_offset(btf, btf__type_by_id(btf, vars[i].type)->name_off)) continue;
+    unsigned char* at = reinterpret_cast<unsigned char*>(skel->rodata) + vars[i].offset;
+    memset(at, 0, vars[i].size);
+    memcpy(at, value.data(), std::min<size_t>(value.size(), vars[i].size));
+    return true;
+  }
+  return false;
+}
+
+double Now() {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec + now.tv_nsec / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (argc < 7 || (mode != "floor" && mode != "drain" && mode != "backlog")) {
+    fprintf(stderr, "usage: %s floor|drain|backlog PID PATH RING_BYTES SPEC_HEX SITE... [CONSTANT=HEX...]\n", argv[0]);
+    return 2;
+  }
+  int pid = atoi(argv[2]);
+  const char* path = argv[3];
+  libbpf_set_print(Quiet);
+
+  struct calls* skel = calls__open();
+  if (!skel) return 1;
+  bpf_map__set_max_entries(skel->maps.events, atoi(argv[4]));
+  std::vector<UprobeSite> sites;
+  for (int i = 6; i < argc; i++) {
+    bool parsed;
+    if (strchr(argv[i], '=')) {
+      parsed = SetConstant(skel, argv[i]);
+    } else {
+      UprobeSite site = {0, 0, 0};  // cookie 0: the spec's slot in usdt_specs
+      parsed = sscanf(argv[i], "%" SCNu64 ":%" SCNu64, &site.fileOffset, &site.refCtrOffset) == 2;
+      sites.push_back(site);
+    }
+    if (!parsed) {
+      fprintf(stderr, "bad site or constant %s\n", argv[i]);
+      return 2;
+    }
+  }
+  struct bpf_program* program = mode == "floor" ? skel->progs.hold_semaphore : skel->progs.on_call_return;
+  const bool multi = UprobeMultiSupported();
+  if (multi) bpf_program__set_expected_attach_type(program, static_cast<enum bpf_attach_type>(kUprobeMultiAttachType));
+  if (calls__load(skel)) return 1;
+
+  std::vector<unsigned char> spec;
+  __u32 slot = 0;
+  if (!ParseHex(argv[5], &spec) || spec.size() != bpf_map__value_size(skel->maps.usdt_specs)) {
+    fprintf(stderr, "SPEC must be %u bytes in hex\n", bpf_map__value_size(skel->maps.usdt_specs));
+    return 2;
+  }
+  if (bpf_map__update_elem(skel->maps.usdt_specs, &slot, sizeof(slot), spec.data(), spec.size(), BPF_ANY)) return 1;
+
+  int multiLink = -1;
+  std::vector<struct bpf_link*> perfLinks;
+  if (multi) {
+    multiLink = AttachUprobeMulti(bpf_program__fd(program), pid, path, sites, false);
+    if (multiLink < 0) {
+      fprintf(stderr, "attach: %s\n", strerror(-multiLink));
+      return 1;
+    }
+  } else {
+    for (const UprobeSite& site : sites) {
+      LIBBPF_OPTS(bpf_uprobe_opts, options, .ref_ctr_offset = site.refCtrOffset, .bpf_cookie = site.cookie);
+      perfLinks.push_back(bpf_program__attach_uprobe_opts(program, pid, path, site.fileOffset, &options));
+      if (!perfLinks.back()) {
+        perror("attach");
+        return 1;
+      }
+    }
+  }
+  struct ring_buffer* ring = ring_buffer__new(bpf_map__fd(skel->maps.events), CountReturn, nullptr, nullptr);
+  printf("attached %s\n", multi ? "uprobe-multi" : "perf-event");
+  fflush(stdout);
+
+  if (mode == "backlog") {
+    char byte;
+    while (read(0, &byte, 1) == 1 && byte != '\n') {
+    }
+    double start = Now();
+    // Nothing arrives any more: one consume takes every record there is.
+    ring_buffer__consume(ring);
+    printf("%llu %llu %.6f\n", returns, static_cast<unsigned long long>(skel->bss->dropped_ring_full), Now() - start);
+    fflush(stdout);
+  }
+  // Same cadence as the addon: wake on the BPF side's threshold, else every 5 ms.
+  struct pollfd input = {0, POLLIN, 0};
+  while (poll(&input, 1, 0) == 0 || !(input.revents & (POLLIN | POLLHUP))) {
+    ring_buffer__poll(ring, 5);
+    ring_buffer__consume(ring);
+  }
+  ring_buffer__consume(ring);
+  if (mode == "drain") printf("%llu %llu\n", returns, static_cast<unsigned long long>(skel->bss->dropped_ring_full));
+  if (multiLink >= 0) close(multiLink);
+  for (struct bpf_link* link : perfLinks) bpf_link__destroy(link);
+  ring_buffer__free(ring);
+  calls__destroy(skel);
+  return 0;
+}
