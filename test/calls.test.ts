@@ -1,8 +1,12 @@
 // traceCalls against real python3.11 processes: exact counts, nesting, durations, threads,
 // generators, coroutines, exceptions and long names.
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { traceCalls, type CallEvent } from '../src/index.js'
+import { inspect, traceCalls, type CallEvent } from '../src/index.js'
+import { fixedPythonSpecs } from '../src/attach.js'
+import { DEBIAN_PYTHON } from './fixtures/processes.js'
+import { tmpDir } from './fixtures/package.js'
 import { WORKLOADS, collect, fibonacci, startWorkload } from './targets.js'
 
 /** Replays each thread's events on a stack of its own: every check the nesting implies. */
@@ -150,6 +154,36 @@ t.test('thousands of functions made and freed in turn each arrive under their ow
   const expected = Array.from({ length: count }, (_, i) => `unique_${i}`)
   t.same([...seen.keys()].sort(), expected.sort(), 'every name, none mixed up')
   t.ok([...seen.values()].every((n) => n === 2), 'each with one entry and one return')
+})
+
+t.test('where the targets spell a probe\'s arguments differently, each site is read through its own spec', async (t) => {
+  // A copy whose call probes name the line's register unsigned ("4@%eax" for "-4@%eax"): read
+  // the same for every real line, but no longer one spec for every site the program attaches to.
+  const spelled = '8@%rbp 8@%r12 -4@%eax'
+  const image = readFileSync(DEBIAN_PYTHON)
+  const at: number[] = []
+  for (let i = image.indexOf(spelled); i >= 0; i = image.indexOf(spelled, i + 1)) at.push(i)
+  t.equal(at.length, 2, 'function__entry and function__return spell their arguments alike in python3.11')
+  for (const index of at) image.write(spelled.replace('-4@', ' 4@'), index, 'latin1')
+  const respelled = join(tmpDir(t, 'respelled'), 'python3.11')
+  writeFileSync(respelled, image, { mode: 0o755 })
+
+  const n = 12
+  const targets = [await startWorkload(t, ['fib', String(n)]), await startWorkload(t, ['fib', String(n)], respelled)]
+  const inspections = await Promise.all(targets.map((target) => inspect(target.pid)))
+  t.ok(fixedPythonSpecs([inspections[0]!], { on_call_return: 'function__return' }).on_call_return_spec, 'either alone: its spec fixed before load')
+  t.same(fixedPythonSpecs(inspections, { on_call_return: 'function__return' }), {}, 'both: none fixed, the cookie says')
+  const trace = traceCalls({ pids: targets.map((target) => target.pid) })
+  await trace.ready
+  for (const target of targets) target.go()
+  const events = await collect(trace)
+  const defLine = readFileSync(WORKLOADS, 'utf8').split('\n').indexOf('def fib(n):') + 1
+  for (const target of targets) {
+    const fib = ours(events.filter((e) => e.pid === target.pid), 'fib')
+    t.equal(fib.entries.length, 2 * fibonacci(n + 1) - 1, `entries of ${target.pid}`)
+    t.equal(fib.returns.length, 2 * fibonacci(n + 1) - 1, `returns of ${target.pid}`)
+    t.ok(fib.entries.every((e) => e.line === defLine), `every entry of ${target.pid} on the def line`)
+  }
 })
 
 t.test('functionPrefix and filePrefix filter in the kernel; what passes keeps its true depth', async (t) => {
