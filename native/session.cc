@@ -1,8 +1,10 @@
 // The one generic path every probe takes: open an embedded BPF object, attach its programs to
 // USDT probes or uprobes, then drain its `events` ring buffer in batches on the event loop.
 //
-// Draining: BPF submits without waking the reader until a threshold fills, so the ring's epoll
-// fd only fires on bursts; a short repeating timer collects the rest. Each drain copies at most
+// Draining: BPF submits without waking the reader until a threshold fills, and the ring is
+// watched edge-triggered, so only those wakeups start a drain (level-triggered, a ring that
+// holds any record reads as ready, and a busy target would keep the loop draining a few records
+// at a time); a short repeating timer collects the rest. Each drain copies at most
 // one batch into a JS-owned buffer and hands it over in one call, which gives back the buffer
 // for the next drain (JS decodes its batches lazily, so it keeps each until it is read); when the
 // batch fills, the next drain is scheduled for the next turn of the loop instead of starving it.
@@ -13,6 +15,7 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -145,6 +148,9 @@ struct Session::Watchers {
   };
 
   Session* owner;
+  // An epoll of its own holding the ring's fd edge-triggered: it turns readable on the BPF
+  // side's wakeups only, and each is taken off it before the drain.
+  int ringWakeups = -1;
   uv_poll_t ring;
   uv_timer_t flush;
   // A drain that filled its batch goes on in the next turn of the loop, after timers and I/O
@@ -158,7 +164,11 @@ struct Session::Watchers {
     return static_cast<Watchers*>(static_cast<uv_handle_t*>(handle)->data)->owner;
   }
   static void OnRingReadable(uv_poll_t* handle, int, int) {
-    if (Session* session = OwnerOf(handle)) session->Drain();
+    Watchers* watchers = static_cast<Watchers*>(handle->data);
+    struct epoll_event wakeup;
+    while (epoll_wait(watchers->ringWakeups, &wakeup, 1, 0) > 0) {
+    }
+    if (watchers->owner) watchers->owner->Drain();
   }
   static void OnFlushTick(uv_timer_t* handle) {
     if (Session* session = OwnerOf(handle)) session->Drain();
@@ -184,6 +194,7 @@ struct Session::Watchers {
       close(target->pidfd);
       delete target;
     }
+    if (watchers->ringWakeups >= 0) close(watchers->ringWakeups);
     delete watchers;
   }
 };
@@ -441,9 +452,18 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
 
   // An object without an `events` ring (a summary read from its maps) only watches its targets.
   struct bpf_map* events = bpf_object__find_map_by_name(object_, "events");
+  int ringWakeups = -1;
   if (events) {
     ring_ = ring_buffer__new(bpf_map__fd(events), OnRecord, this, nullptr);
     if (!ring_) return ThrowErrno(env, errno, "opening the ring buffer");
+    ringWakeups = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event wakeups = {};
+    wakeups.events = EPOLLIN | EPOLLET;
+    if (ringWakeups < 0 || epoll_ctl(ringWakeups, EPOLL_CTL_ADD, bpf_map__fd(events), &wakeups) < 0) {
+      int err = errno;
+      if (ringWakeups >= 0) close(ringWakeups);
+      return ThrowErrno(env, err, "watching the ring buffer");
+    }
   }
 
   uv_loop_t* loop;
@@ -456,7 +476,8 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   watchers_->nextTurn.data = watchers_;
   watchers_->openHandles = 2;
   if (ring_) {
-    uv_poll_init(loop, &watchers_->ring, ring_buffer__epoll_fd(ring_));
+    watchers_->ringWakeups = ringWakeups;
+    uv_poll_init(loop, &watchers_->ring, ringWakeups);
     watchers_->ring.data = watchers_;
     watchers_->openHandles++;
   }
@@ -635,7 +656,7 @@ KernelObjects* Session::Release() {
   if (!batchRef_.IsEmpty()) batchRef_.Reset();
   if (!onBatch_.IsEmpty()) onBatch_.Reset();
   if (!onEnd_.IsEmpty()) onEnd_.Reset();
-  // uv_close has taken the ring's epoll fd out of libuv's epoll, so another thread may close it.
+  // The ring's own epoll fd never was in libuv's, so another thread may free the ring.
   KernelObjects* kernel = new KernelObjects();
   kernel->links.swap(links_);
   kernel->linkFds.swap(linkFds_);
