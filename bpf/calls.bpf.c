@@ -324,34 +324,42 @@ int on_call_return(struct pt_regs *ctx)
 
 /*
  * On CPython's code_dealloc (python_names.bpf.h): the pair is forgotten, here (known_names and
- * the cache) and in user space. Telling user space only frees its copy of the names: when the ring is full that is
- * skipped, and no call is lost, so nothing is counted.
+ * the cache) and in user space. Telling user space only frees its copy of the names: when the
+ * ring is full that is skipped, and no call is lost, so nothing is counted.
  */
 SEC("uprobe")
 int forget_code(struct pt_regs *ctx)
 {
+	struct known_name forgotten = {};
 	struct cached_name *cached;
 	struct known_name *known;
 	struct call_event *event;
 	struct name_key key;
 
 	dying_code_key(ctx, &key);
-	known = bpf_map_lookup_elem(&known_names, &key);
-	if (!known)
-		return 0;
-	if (known->wanted) {
-		event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
-		if (event) {
-			__builtin_memset(event, 0, sizeof(*event));
-			event->kind = CALL_FORGET;
-			event->name_id = known->id;
-			commit_event(event, sizeof(*event));
-		}
-	}
-	bpf_map_delete_elem(&known_names, &key);
+	/* The cache may still hold a pair known_names has evicted: it goes either way. */
 	cached = cache_slot(&key);
-	if (cached && holds(cached, &key))
+	if (cached && holds(cached, &key)) {
+		struct known_name name = cached->name;
+
+		if (cached->check == cache_check(&key, &name))
+			forgotten = name;
 		__builtin_memset(cached, 0, sizeof(*cached));
+	}
+	known = bpf_map_lookup_elem(&known_names, &key);
+	if (known) {
+		forgotten = *known;
+		bpf_map_delete_elem(&known_names, &key);
+	}
+	if (!forgotten.wanted)
+		return 0;
+	event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	if (event) {
+		__builtin_memset(event, 0, sizeof(*event));
+		event->kind = CALL_FORGET;
+		event->name_id = forgotten.id;
+		commit_event(event, sizeof(*event));
+	}
 	return 0;
 }
 
