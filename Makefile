@@ -75,7 +75,21 @@ clean:
 $(OUTPUT)/bench-reference: bench/reference.cc native/uprobe_multi.cc native/uprobe_multi.h bpf/usdtrace.h $(OUTPUT)/calls.skel.h
 	g++ -std=c++17 -O2 -Wall -I$(OUTPUT) -Ibpf -Inative -o $@ $(filter %.cc,$^) -l:libbpf.a -l:libelf.a -l:libz.a
 
+# What bench/run.js compares usdtrace with: bpftrace, and bcc's python tools with kernel headers to
+# compile against (Debian 12's 6.1 headers: bcc's python tools compile with them on newer kernels too).
+DEB_ARCH = $(shell dpkg --print-architecture)
+BENCH_PACKAGES = bpftrace bpfcc-tools linux-headers-$(DEB_ARCH)
+KERNEL_HEADERS_COMMON := $(lastword $(shell ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V))
+
+# bcc takes kernel headers from the one directory BCC_KERNEL_SOURCE names, and Debian splits them
+# into a common and an architecture tree: the newest installed pair, merged here as symlinks.
+$(OUTPUT)/bcc-kernel-headers: $(KERNEL_HEADERS_COMMON)
+	@[ -n "$<" ] || { echo "no kernel headers in /usr/src: apt-get install linux-headers-$(DEB_ARCH)"; exit 1; }
+	rm -rf $@ $@.tmp && mkdir -p $@.tmp
+	cp -rs $</. $@.tmp/ && cp -rs --remove-destination $(<:-common=-$(DEB_ARCH))/. $@.tmp/
+	mv $@.tmp $@
+
 bench: setup
-	@command -v bpftrace >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftrace >/dev/null)
-	$(MAKE) build $(OUTPUT)/bench-reference
+	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_PACKAGES) >/dev/null)
+	$(MAKE) build $(OUTPUT)/bench-reference $(OUTPUT)/bcc-kernel-headers
 	node bench/run.js

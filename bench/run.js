@@ -3,7 +3,7 @@
 // the same run (the median of interleaved rounds), because the machine is shared and noisy.
 // Writes bench/RESULTS.md and prints it.
 import { spawn, spawnSync } from 'node:child_process'
-import { chmodSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,6 +21,7 @@ const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const FIB = Number(process.env.FIB ?? 26)
 const FLOOD_CALLS = Number(process.env.FLOOD_CALLS ?? 2_000_000)
 const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 60)
+const QUIET_CALLS = 2000
 // traceCalls' default ring, and the 8x the issue asks about.
 const DEFAULT_RING_BYTES = 8 << 20
 const FLOOD_RINGS = [DEFAULT_RING_BYTES, 8 * DEFAULT_RING_BYTES]
@@ -34,6 +35,8 @@ const BACKLOG_TIMEOUT_MS = 120_000
 const REFERENCE = new URL('../.output/bench-reference', import.meta.url).pathname
 const WORKLOAD = new URL('workload.py', import.meta.url).pathname
 const DIST = new URL('../dist/index.js', import.meta.url).href
+// Debian's kernel headers merged into the one tree bcc compiles against (`make bench` builds it).
+const BCC_KERNEL_HEADERS = new URL('../.output/bcc-kernel-headers', import.meta.url).pathname
 
 // A byte-identical python3.11 with its own inode: nothing else on the machine is traced with it.
 const dir = mkdtempSync(join(tmpdir(), 'usdtrace-bench-'))
@@ -45,6 +48,44 @@ chmodSync(python, 0o755)
 const returnSites = readUsdtProbes(python).filter((p) => p.provider === 'python' && p.name === 'function__return')
 const returnSpec = Buffer.from(encodeUsdtSpec(parseUsdtArgs(returnSites[0]), 0n)).toString('hex')
 if (returnSites.some((site) => site.args !== returnSites[0].args)) throw new Error('function__return sites differ in their arguments')
+
+// Every python probe with a semaphore, once: its sites share it. /proc/PID/maps names the python
+// they live in by its real path.
+const pythonRealPath = realpathSync(python)
+const semaphoreProbes = [
+  ...new Map(readUsdtProbes(python).filter((probe) => probe.semaphore !== 0n).map((probe) => [probe.name, probe])).values(),
+]
+
+/**
+ * The python probes whose semaphore is raised in the target now, read from its memory. A tracer
+ * that leaves one raised (bcc undoes its own only on a clean exit) would change every later row.
+ */
+function raisedSemaphores(pid) {
+  const pythonMappings = readFileSync(`/proc/${pid}/maps`, 'utf8')
+    .split('\n')
+    .map((line) => line.split(/\s+/))
+    .filter((fields) => fields[5] === pythonRealPath)
+    .map(([range, , offset]) => {
+      const [start, end] = range.split('-').map((hex) => BigInt(`0x${hex}`))
+      return { start, end, offset: BigInt(`0x${offset}`) }
+    })
+  const addressOf = (fileOffset) => {
+    const mapping = pythonMappings.find(({ start, end, offset }) => fileOffset >= offset && fileOffset < offset + end - start)
+    return mapping.start + fileOffset - mapping.offset
+  }
+  const memory = openSync(`/proc/${pid}/mem`, 'r')
+  const counter = Buffer.alloc(2)
+  try {
+    return semaphoreProbes
+      .filter((probe) => {
+        readSync(memory, counter, 0, counter.length, addressOf(probe.semaphoreFileOffset))
+        return counter.readUInt16LE() !== 0
+      })
+      .map((probe) => probe.name)
+  } finally {
+    closeSync(memory)
+  }
+}
 
 /** A constant's bytes as the addon writes them: byte arrays as given, numbers as 64-bit little-endian. */
 function constantHex(value) {
@@ -100,10 +141,15 @@ async function startTarget(args) {
   }
 }
 
+const STOP_RESEND_MS = 500
+
 /**
  * Starts a helper process and resolves once a line of its output matches `ready`. Tools stopped
  * by a signal get no stdin (bpftrace does not exit on SIGINT while its stdin is a pipe); the
- * others are stopped by closing it, and send() writes them a line.
+ * others are stopped by closing it, and send() writes them a line. The stop signal is sent again
+ * every STOP_RESEND_MS until the tool exits: uflow takes SIGINT as a Python exception, which
+ * ctypes swallows when it arrives inside a perf buffer callback; by the next one the target is
+ * idle and its backlog drained.
  */
 async function startTool(command, args, ready, { stopSignal, quiet, env } = {}) {
   const tool = spawn(command, args, {
@@ -129,9 +175,15 @@ async function startTool(command, args, ready, { stopSignal, quiet, env } = {}) 
     nextLine,
     send: () => tool.stdin.write('\n'),
     async stop() {
-      if (stopSignal) tool.kill(stopSignal)
-      else tool.stdin.end()
+      if (!stopSignal) {
+        tool.stdin.end()
+        await exited
+        return
+      }
+      tool.kill(stopSignal)
+      const resend = setInterval(() => tool.kill(stopSignal), STOP_RESEND_MS)
       await exited
+      clearInterval(resend)
     },
   }
 }
@@ -148,11 +200,13 @@ async function referenceFloor(pid, attach) {
 }
 
 /** Consumes a usdtrace stream in a for-await loop until stopped. */
-function consume(trace) {
+function consume(trace, { latencyEvery = 0 } = {}) {
   let events = 0
+  const latenciesMs = []
   const done = (async () => {
     for await (const event of trace) {
-      void event
+      // The probe's timestamp and hrtime are both CLOCK_MONOTONIC.
+      if (latencyEvery && events % latencyEvery === 0) latenciesMs.push(Number(process.hrtime.bigint() - event.timestampNs) / 1e6)
       events++
     }
   })()
@@ -160,6 +214,8 @@ function consume(trace) {
     get events() {
       return events
     },
+    /** How long after its probe fired every `latencyEvery`th event reached the loop, in ms. */
+    latenciesMs,
     async stop() {
       await trace.close()
       await done
@@ -177,32 +233,64 @@ const bpftrace = (pid, action) =>
     { stopSignal: 'SIGINT', quiet: true },
   )
 
+/** Raises 3.11's line semaphore, which turns function__entry on, with no probe on any call. */
+async function holdLineSemaphore(pid) {
+  const line = findLineSemaphore(await usdtrace.inspect(pid))
+  const session = new binding.Session({ object: 'calls' })
+  const site = { fileOffset: line.coldCodeOffsets[0], refCtrOffset: line.semaphoreFileOffset, cookie: 0n }
+  session.attachUprobes('hold_semaphore', pid, python, [site], false)
+  return { stop: () => session.close() }
+}
+
+/** A usdtrace tracer (traceCalls, callStats) started with `options` and read in a for-await loop. */
+const usdtraceTracer = (start, options) => async (pid) => {
+  const trace = start(pid, options)
+  await trace.ready
+  return consume(trace)
+}
+
+// bcc's python tools, run as the pythoncalls-bpfcc and pythonflow-bpfcc wrappers run them but
+// without those bash scripts, which do not pass SIGINT on. `ready` is printed once every uprobe
+// is attached. PYTHONUNBUFFERED: a pipe would hold that line back.
+const UCALLS_READY = /^Tracing calls in process \d+ \(language: python\)\.\.\. Ctrl-C to quit\./
+const BCC_TOOLS = {
+  bccCalls: { script: '/usr/sbin/ucalls', options: [], ready: UCALLS_READY },
+  bccCallsLatency: { script: '/usr/sbin/ucalls', options: ['-L'], ready: UCALLS_READY },
+  bccFlow: { script: '/usr/sbin/uflow', options: [], ready: /^Tracing method calls in python process \d+\.\.\. Ctrl-C to quit\./ },
+}
+
+/**
+ * A bcc tool with the line semaphore held around it: bcc raises function__entry's semaphore but
+ * never the line probe's, without which 3.11 fires no entries (ucalls would count nothing, uflow
+ * see returns only). Stopped by SIGINT alone, since bcc lowers the semaphores it raised through
+ * /proc/PID/mem only on a clean exit. Its stderr is dropped: without tracefs its cleanup reports
+ * a harmless failure, and uflow reports the samples it loses.
+ */
+const bcc = (name) => async (pid) => {
+  const lineSemaphore = await holdLineSemaphore(pid)
+  const { script, options, ready } = BCC_TOOLS[name]
+  const tool = await startTool(script, [...options, '-l', 'python', String(pid)], ready, {
+    stopSignal: 'SIGINT',
+    quiet: true,
+    env: { BCC_KERNEL_SOURCE: BCC_KERNEL_HEADERS, PYTHONUNBUFFERED: '1' },
+  })
+  return {
+    async stop() {
+      await tool.stop()
+      await lineSemaphore.stop()
+    },
+  }
+}
+
 const tracers = {
   untraced: async () => ({ stop: async () => {} }),
   floor: (pid) => referenceFloor(pid, 'uprobe-multi'),
   floorPerf: (pid) => referenceFloor(pid, 'perf-event'),
-  semaphore: async (pid) => {
-    const line = findLineSemaphore(await usdtrace.inspect(pid))
-    const session = new binding.Session({ object: 'calls' })
-    const site = { fileOffset: line.coldCodeOffsets[0], refCtrOffset: line.semaphoreFileOffset, cookie: 0n }
-    session.attachUprobes('hold_semaphore', pid, python, [site], false)
-    return { stop: () => session.close() }
-  },
-  callStats: async (pid) => {
-    const stats = usdtrace.callStats(pid, { intervalMs: 1000, latency: false })
-    await stats.ready
-    return consume(stats)
-  },
-  returns: async (pid) => {
-    const trace = usdtrace.traceCalls(pid, { entries: false })
-    await trace.ready
-    return consume(trace)
-  },
-  entries: async (pid) => {
-    const trace = usdtrace.traceCalls(pid)
-    await trace.ready
-    return consume(trace)
-  },
+  semaphore: holdLineSemaphore,
+  callStats: usdtraceTracer(usdtrace.callStats, { intervalMs: 1000, latency: false }),
+  callStatsLatency: usdtraceTracer(usdtrace.callStats, { intervalMs: 1000 }),
+  returns: usdtraceTracer(usdtrace.traceCalls, { entries: false }),
+  entries: usdtraceTracer(usdtrace.traceCalls, {}),
   // The kernel undoes what a killed tracer raised: the target is measured right after the kill.
   afterSigkill: async (pid) => {
     const script = `import { traceCalls } from ${JSON.stringify(DIST)}
@@ -216,6 +304,9 @@ const tracers = {
   },
   bpftraceCount: (pid) => bpftrace(pid, '@calls = count();'),
   bpftracePrintf: (pid) => bpftrace(pid, 'printf("%s %s %d\\n", str(arg0), str(arg1), arg2);'),
+  bccCalls: bcc('bccCalls'),
+  bccCallsLatency: bcc('bccCallsLatency'),
+  bccFlow: bcc('bccFlow'),
 }
 
 const rows = [
@@ -224,17 +315,23 @@ const rows = [
   ['floorPerf', 'floor, perf-event uprobes: the same program, one perf-event uprobe per site (as bpftrace attaches)'],
   ['semaphore', '3.11 line semaphore raised, no probe attached'],
   ['callStats', 'usdtrace callStats, in-kernel counts (latency: false)'],
+  ['callStatsLatency', 'usdtrace callStats with latency (entries, 3.11 line semaphore)'],
   ['returns', 'usdtrace traceCalls returns only, into for-await'],
   ['entries', 'usdtrace traceCalls with entries (3.11 line semaphore)'],
   ['afterSigkill', 'untraced, right after a traceCalls tracer was SIGKILLed'],
   ['bpftraceCount', 'bpftrace counting the same probe'],
   ['bpftracePrintf', 'bpftrace printing file, function, line'],
+  ['bccCalls', 'bcc pythoncalls (ucalls -l python), line semaphore held'],
+  ['bccCallsLatency', 'bcc pythoncalls -L, with latency (ucalls -L -l python), line semaphore held'],
+  ['bccFlow', 'bcc pythonflow (uflow -l python), line semaphore held'],
 ]
 
 function available(name) {
   if (name === 'floor' && !binding.uprobeMultiLinks()) return 'usdtrace attaches perf-event uprobes here'
-  if (name === 'callStats' && typeof usdtrace.callStats !== 'function') return 'callStats is not in this build'
+  if (name.startsWith('callStats') && typeof usdtrace.callStats !== 'function') return 'callStats is not in this build'
   if (name.startsWith('bpftrace') && spawnSync('bpftrace', ['--version']).status !== 0) return 'bpftrace is not installed'
+  if (name in BCC_TOOLS && !existsSync(BCC_TOOLS[name].script)) return 'bcc (bpfcc-tools) is not installed'
+  if (name in BCC_TOOLS && !existsSync(BCC_KERNEL_HEADERS)) return 'no kernel headers for bcc: `make bench` merges them into .output/bcc-kernel-headers'
   return true
 }
 
@@ -253,6 +350,8 @@ async function overhead() {
       const tracer = await tracers[name](target.pid)
       samples[name].push(await run())
       await tracer.stop()
+      const raised = raisedSemaphores(target.pid)
+      if (raised.length > 0) throw new Error(`${name} left the semaphores of ${raised.join(', ')} raised in the target`)
     }
   }
   await target.stop()
@@ -340,6 +439,19 @@ async function backlog(consumer) {
   return { ...drained, perSecond: drained.events / drained.seconds }
 }
 
+/** How late each event of a quiet trace (a call every millisecond) reaches a for-await loop, in ms. */
+async function quietLatency() {
+  const target = await startTarget(['paced', String(QUIET_CALLS)])
+  const trace = usdtrace.traceCalls(target.pid, { entries: false })
+  await trace.ready
+  const consumer = consume(trace, { latencyEvery: 1 })
+  target.send()
+  await target.line()
+  await consumer.stop()
+  await target.stop()
+  return consumer.latenciesMs
+}
+
 async function cost() {
   const attach = []
   const firstEvent = []
@@ -360,7 +472,7 @@ async function cost() {
 
   const trace = usdtrace.traceCalls(target.pid)
   await trace.ready
-  const consumer = consume(trace)
+  const consumer = consume(trace, { latencyEvery: 1000 })
   const rss = []
   const cpuStart = process.cpuUsage()
   const wallStart = performance.now()
@@ -376,6 +488,8 @@ async function cost() {
   await target.stop()
   const warm = Math.min(10, Math.floor(SOAK_SECONDS / 3))
   return {
+    floodLatencyMs: consumer.latenciesMs,
+    quietLatencyMs: await quietLatency(),
     attachMs: median(attach),
     firstEventMs: median(firstEvent),
     detachMs: median(detach),
@@ -410,6 +524,8 @@ const costs = await cost()
 rmSync(dir, { recursive: true, force: true })
 
 const medianOf = (runs, key) => median(runs.map((run) => run[key]))
+const p99 = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length * 0.99)]
+const latencies = (ms) => [median(ms), p99(ms), Math.max(...ms)].map((value) => `${value.toFixed(1)} ms`).join(' / ')
 // Lost events are shown as the most any round lost, so that one bad round is not hidden.
 const mostLost = (runs) => Math.max(...runs.map((run) => run.lost))
 const count = (value) => Math.round(value).toLocaleString('en')
@@ -441,11 +557,20 @@ for (const [name, label] of rows) {
   out.push(`| ${label} | ${seconds.toFixed(3)} s | ${ratio(seconds, base)} | ${name === 'untraced' ? '' : `${vsFloor(name).toFixed(2)}x`} |`)
 }
 out.push(
-  "| bcc's pythoncalls / pythonflow | not run: bcc compiles its programs against kernel headers, and this kernel has none | | |",
   '',
   'The last column compares the time each tracer adds to the time the floor adds (1.00x = the floor). The floor ' +
     `is the cheaper of the two floor rows, here the ${floorAttach}: the least an attached BPF program costs per ` +
     'probe hit on this kernel.',
+  '',
+  "bcc's rows run its ucalls and uflow scripts (bpfcc-tools) as pythoncalls-bpfcc and pythonflow-bpfcc run them, " +
+    "compiled against Debian 12's kernel headers merged into one tree (BCC_KERNEL_SOURCE=.output/bcc-kernel-headers). " +
+    "bcc raises function__entry's semaphore but not the line probe's, without which 3.11 fires no entries, so " +
+    "usdtrace holds the line semaphore (as in the '3.11 line semaphore raised' row) while bcc runs. ucalls counts " +
+    'calls at function__entry in a BPF hash keyed by file and function name; its counterpart is callStats, ' +
+    'which counts the same per function at function__return and so needs no semaphore on 3.11. With -L it ' +
+    'also times each call at both probes, like callStats with latency (it counts recursive calls once). uflow sends every entry and return through a perf buffer to Python, which ' +
+    "prints them and loses what it cannot keep up with (bcc reports the losses on its stderr, dropped here); its " +
+    'counterpart is traceCalls with entries.',
   '',
 )
 
@@ -497,9 +622,22 @@ out.push(
   `| tracer CPU over a ${SOAK_SECONDS} s flood (entries and returns) | ${costs.cpuPercent.toFixed(0)}% of a core |`,
   `| events/s over that flood; lost | ${count(costs.eventsPerSecond)}; ${costs.lost} |`,
   `| tracer RSS after warm-up, at the end, highest | ${costs.rssWarmMiB.toFixed(0)} / ${costs.rssEndMiB.toFixed(0)} / ${costs.rssMaxMiB.toFixed(0)} MiB |`,
+  `| event latency, probe to for-await, a call every ms: median / p99 / max | ${latencies(costs.quietLatencyMs)} |`,
+  `| event latency during that flood (every 1000th event): median / p99 / max | ${latencies(costs.floodLatencyMs)} |`,
+  '',
+  'Event latency is the time from the probe firing (the event\'s timestampNs) to the for-await loop taking ' +
+    'the event. A quiet trace waits for the addon\'s 5 ms drain timer; under a flood the BPF side wakes the ' +
+    'reader once the CPUs have sent an eighth of the ring.',
   '',
 )
 const met = (ok) => (ok ? 'met' : 'NOT met')
+/** The target line for row `name` making the traced program take less time than row `rival` does. */
+function ahead(what, name, rivalLabel, rival) {
+  const target = `- ${what} ahead of ${rivalLabel}`
+  const why = [name, rival].map(available).find((result) => result !== true)
+  if (why) return `${target}: not measured (${why})`
+  return `${target}: ${ratio(overheadOf(name), overheadOf(rival))} of its time, ${met(overheadOf(name) < overheadOf(rival))}`
+}
 const defaultLost = mostLost(floods[`usdtrace:${DEFAULT_RING_BYTES}`])
 const targets = [
   available('callStats') === true
@@ -509,12 +647,15 @@ const targets = [
   `- 0 lost at default settings: ${defaultLost} lost, ${met(defaultLost === 0)}`,
   `- Delivered events/s >= 50% of the C drain ceiling: ${(drainRatio * 100).toFixed(1)}% ` +
     `(${count(returnsPerSecond.usdtrace)} vs ${count(returnsPerSecond.c)} returns/s draining a backlog), ${met(drainRatio >= 0.5)}`,
-  available('callStats') === true
-    ? `- In-kernel aggregation ahead of bpftrace counting: ${ratio(overheadOf('callStats'), overheadOf('bpftraceCount'))} of its time, ${met(overheadOf('callStats') < overheadOf('bpftraceCount'))}`
-    : '- Ahead of bpftrace counting: not measured (callStats is not in this build)',
-  `- Streaming ahead of bpftrace printing: ${ratio(overheadOf('returns'), overheadOf('bpftracePrintf'))} of its time, ${met(overheadOf('returns') < overheadOf('bpftracePrintf'))}`,
+  ahead('In-kernel aggregation', 'callStats', 'bpftrace counting', 'bpftraceCount'),
+  ahead('Streaming', 'returns', 'bpftrace printing', 'bpftracePrintf'),
+  ahead('In-kernel aggregation', 'callStats', "bcc's pythoncalls", 'bccCalls'),
+  ahead('In-kernel aggregation with latency', 'callStatsLatency', "bcc's pythoncalls -L", 'bccCallsLatency'),
+  ahead('Streaming with entries', 'entries', "bcc's pythonflow", 'bccFlow'),
   `- Attach < 200 ms: ${costs.attachMs.toFixed(0)} ms, ${met(costs.attachMs < 200)}; detach < 100 ms: ${costs.detachMs.toFixed(0)} ms, ${met(costs.detachMs < 100)}`,
   `- RSS flat after warm-up: ${met(costs.rssMaxMiB <= costs.rssWarmMiB * 1.1 + 8)}`,
+  `- Event latency <= 10 ms at p99, quiet and under a flood: ${p99(costs.quietLatencyMs).toFixed(1)} and ` +
+    `${p99(costs.floodLatencyMs).toFixed(1)} ms, ${met(Math.max(p99(costs.quietLatencyMs), p99(costs.floodLatencyMs)) <= 10)}`,
 ]
 out.push('## Targets', '', ...targets, '')
 const report = out.join('\n')
