@@ -10,6 +10,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "usdtrace.h"
+#include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 
@@ -280,7 +281,7 @@ static __always_inline bool put_arguments(struct audit_record *rec, __u32 start,
 SEC("usdt")
 int on_audit(struct pt_regs *ctx)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 pid_tgid = current_pid_tgid();
 	__u32 zero = 0;
 	struct audit_record *rec = bpf_map_lookup_elem(&scratch, &zero);
 	long name = 0, args = 0, copied;

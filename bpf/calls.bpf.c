@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "usdtrace.h"
+#include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 #include "thread_state.bpf.h"
@@ -234,7 +235,7 @@ static __always_inline void describe_call(struct call_event *event, __u64 now, _
 static __always_inline int record_call(struct pt_regs *ctx, __u8 kind, const volatile struct usdt_spec *fixed_spec)
 {
 	__u64 now = bpf_ktime_get_ns();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 pid_tgid = current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
 	__u32 zero = 0;
 	struct call_record *rec;

@@ -15,6 +15,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "usdtrace.h"
+#include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "aggregate.bpf.h"
 #include "syscall_filter.bpf.h"
@@ -128,7 +129,7 @@ static const struct thread_frames fresh_thread;
 SEC("usdt")
 int on_function_entry(struct pt_regs *ctx)
 {
-	struct thread_frames *thread = thread_state(&threads, (__u32)bpf_get_current_pid_tgid(), &fresh_thread);
+	struct thread_frames *thread = thread_state(&threads, (__u32)current_pid_tgid(), &fresh_thread);
 	__u32 depth;
 
 	if (!thread)
@@ -214,7 +215,7 @@ static __always_inline __u32 read_name(char *dst, __u64 src, __u8 *truncated)
 /* Pops the returning frame: its duration and self time, charged to its caller as callee time. */
 static __always_inline bool pop_frame(__u64 now, __u64 *duration_ns, __u64 *self_ns)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)current_pid_tgid();
 	struct thread_frames *thread = bpf_map_lookup_elem(&threads, &tid);
 	struct frame *frame;
 	__u32 depth;
@@ -312,7 +313,7 @@ int on_function_return(struct pt_regs *ctx)
 	if (names_by_identity()) {
 		key.file = file;
 		key.func = func;
-		key.tgid = only_tgid ? only_tgid : bpf_get_current_pid_tgid() >> 32;
+		key.tgid = only_tgid ? only_tgid : current_pid_tgid() >> 32;
 		key.retired = 0;
 	} else {
 		buffer = bpf_map_lookup_elem(&scratch, &zero);
@@ -390,7 +391,7 @@ static const struct syscall_in_flight idle_syscall = { .nr = -1 };
 SEC("raw_tp")
 int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 pid_tgid = current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
 	long nr = (long)ctx->args[1];
 	__u8 flags = traced_syscall(pid_tgid >> 32, nr);
@@ -420,7 +421,7 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp")
 int on_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)current_pid_tgid();
 	struct syscall_in_flight *slot = bpf_map_lookup_elem(&syscall_threads, &tid);
 	__s64 nr;
 
@@ -436,7 +437,7 @@ int on_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp")
 int forget_thread(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)current_pid_tgid();
 
 	bpf_map_delete_elem(&threads, &tid);
 	bpf_map_delete_elem(&syscall_threads, &tid);

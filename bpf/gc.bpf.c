@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "usdtrace.h"
+#include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 
@@ -34,7 +35,7 @@ __u64 dropped_gc_slots = 0;
 SEC("usdt")
 int on_gc_start(struct pt_regs *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)current_pid_tgid();
 	struct gc_start start = { .start_ns = bpf_ktime_get_ns() };
 
 	start.generation = usdt_arg(ctx, usdt_spec(ctx, NULL), 0);
@@ -47,7 +48,7 @@ SEC("usdt")
 int on_gc_done(struct pt_regs *ctx)
 {
 	__u64 now = bpf_ktime_get_ns();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 pid_tgid = current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
 	struct gc_start *start = bpf_map_lookup_elem(&starts, &tid);
 	struct gc_event event = {};

@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "usdtrace.h"
+#include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 #include "thread_state.bpf.h"
@@ -50,7 +51,7 @@ static const struct thread_imports fresh_thread;
 SEC("usdt")
 int on_import_start(struct pt_regs *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)current_pid_tgid();
 	struct thread_imports *thread = thread_state(&threads, tid, &fresh_thread);
 	__u32 depth;
 
@@ -67,7 +68,7 @@ SEC("usdt")
 int on_import_done(struct pt_regs *ctx)
 {
 	__u64 now = bpf_ktime_get_ns();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 pid_tgid = current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
 	__u32 zero = 0;
 	struct import_record *rec = bpf_map_lookup_elem(&scratch, &zero);

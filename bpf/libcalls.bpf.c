@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "usdtrace.h"
+#include "current.bpf.h"
 #include "ringbuf.bpf.h"
 #include "thread_state.bpf.h"
 
@@ -60,7 +61,7 @@ static const struct thread_calls fresh_thread;
 SEC("uprobe")
 int on_library_entry(struct pt_regs *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)current_pid_tgid();
 	struct thread_calls *thread = thread_state(&threads, tid, &fresh_thread);
 	struct pending_call *call;
 	__u32 depth;
@@ -90,7 +91,7 @@ SEC("uretprobe")
 int on_library_return(struct pt_regs *ctx)
 {
 	__u64 now = bpf_ktime_get_ns();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 pid_tgid = current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
 	__u64 entry_sp = PT_REGS_SP(ctx) - RETURN_SP_SHIFT;
 	struct thread_calls *thread = bpf_map_lookup_elem(&threads, &tid);

@@ -16,6 +16,8 @@
 #ifndef USDTRACE_PYTHON_NAMES_BPF_H
 #define USDTRACE_PYTHON_NAMES_BPF_H
 
+#include "current.bpf.h"
+
 struct name_key {
 	__u64 file; /* the UTF-8 the probe passed */
 	__u64 func;
@@ -82,7 +84,7 @@ static __always_inline void dying_code_key(struct pt_regs *ctx, struct name_key 
 	bpf_probe_read_user(&func, sizeof(func), (const void *)(code + code_name_offset));
 	key->file = utf8_of(file);
 	key->func = utf8_of(func);
-	key->tgid = bpf_get_current_pid_tgid() >> 32;
+	key->tgid = current_pid_tgid() >> 32;
 	key->retired = 0;
 }
 

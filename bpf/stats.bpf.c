@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "usdtrace.h"
+#include "current.bpf.h"
 #include "usdt_args.bpf.h"
 
 struct {
@@ -24,7 +25,7 @@ static const struct python_stats no_stats;
 
 static __always_inline struct python_stats *stats_of_current(void)
 {
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u32 pid = current_pid_tgid() >> 32;
 	struct python_stats *counts = bpf_map_lookup_elem(&stats, &pid);
 
 	if (counts)

@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "usdtrace.h"
+#include "current.bpf.h"
 #include "ringbuf.bpf.h"
 #include "syscall_filter.bpf.h"
 #include "thread_state.bpf.h"
@@ -66,7 +67,7 @@ static __always_inline void read_path(struct syscall_record *record, __u8 flags)
 SEC("raw_tp")
 int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 pid_tgid = current_pid_tgid();
 	long nr = (long)ctx->args[1];
 	__u8 flags = traced_syscall(pid_tgid >> 32, nr);
 	struct syscall_record *record;
@@ -94,7 +95,7 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp")
 int on_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)current_pid_tgid();
 	struct syscall_record *record = bpf_map_lookup_elem(&in_flight, &tid);
 
 	if (!record || record->event.timestamp_ns == 0)
@@ -110,7 +111,7 @@ int on_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp")
 int forget_thread(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)current_pid_tgid();
 
 	bpf_map_delete_elem(&in_flight, &tid);
 	return 0;

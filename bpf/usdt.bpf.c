@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "usdtrace.h"
+#include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 
@@ -42,7 +43,7 @@ __noinline long read_usdt_arg(struct pt_regs *ctx, const volatile struct usdt_sp
 SEC("usdt")
 int on_usdt(struct pt_regs *ctx)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 pid_tgid = current_pid_tgid();
 	const volatile struct usdt_spec *spec = usdt_spec(ctx, NULL);
 	__u64 cookie = usdt_cookie(spec);
 	__u32 count = cookie & USDT_COOKIE_COUNT_MASK;
