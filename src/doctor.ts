@@ -18,7 +18,7 @@ export type DoctorCheckName = 'addon' | 'kernel' | 'btf' | 'uprobe' | 'privilege
 export interface DoctorCheck {
   /** Which requirement. */
   name: DoctorCheckName
-  /** What usdtrace needs, e.g. `Linux 5.8 or newer (the BPF ring buffer)`. */
+  /** What usdtrace needs, e.g. `Linux 5.15 or newer (BPF cookies on uprobes)`. */
   requirement: string
   /** Whether this machine meets it. */
   ok: boolean
@@ -28,7 +28,8 @@ export interface DoctorCheck {
   fix?: string
 }
 
-const RING_BUFFER_KERNEL = { major: 5, minor: 8 }
+// BPF cookies on uprobes (bpf_get_attach_cookie), which tell a program its probe's argument spec.
+const MINIMUM_KERNEL = { major: 5, minor: 15 }
 const KERNEL_BTF = '/sys/kernel/btf/vmlinux'
 const UPROBE_PMU = '/sys/bus/event_source/devices/uprobe/type'
 // Bit numbers in /proc/PID/status's CapEff (linux/capability.h).
@@ -101,17 +102,17 @@ function addonCheck(): DoctorCheck {
 function kernelChecks(): DoctorCheck[] {
   const kernel = release()
   const [major = 0, minor = 0] = kernel.split(/[.-]/).map(Number)
-  const { major: needMajor, minor: needMinor } = RING_BUFFER_KERNEL
+  const { major: needMajor, minor: needMinor } = MINIMUM_KERNEL
   const btf = existsSync(KERNEL_BTF)
   const uprobePmu = existsSync(UPROBE_PMU)
   return [
     {
       name: 'kernel',
-      requirement: `Linux ${needMajor}.${needMinor} or newer (the BPF ring buffer)`,
+      requirement: `Linux ${needMajor}.${needMinor} or newer (BPF cookies on uprobes)`,
       ...verdict(
         major > needMajor || (major === needMajor && minor >= needMinor),
         `Linux ${kernel}`,
-        `upgrade the kernel: the BPF ring buffer usdtrace streams events through arrived in Linux ${needMajor}.${needMinor}`,
+        `upgrade the kernel: BPF cookies on uprobes, through which usdtrace tells each probe how to read its arguments, arrived in Linux ${needMajor}.${needMinor}`,
       ),
     },
     {
