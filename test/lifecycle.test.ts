@@ -1,6 +1,7 @@
 // How a trace ends and what it leaves behind: break, abort, close and the target's exit detach
 // every probe (the target's semaphores drop to 0) and free every fd; traces can follow each
 // other and run side by side; draining never starves the event loop.
+import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import t from 'tap'
@@ -140,6 +141,21 @@ t.test('a flood is drained in batches without starving the event loop', async (t
   t.ok(ticks >= 20, `the interval kept firing during the flood (${ticks} ticks)`)
   t.ok(longestGapNs < 1_000_000_000n, `no tick waited a second (longest gap ${Number(longestGapNs) / 1e6} ms)`)
   t.ok(leaves / trace.batches > 10, `events arrive in batches (${trace.batches} batches for ${leaves} events)`)
+})
+
+t.test('a consumer that takes nothing until the target has exited still gets every event, in order', async (t) => {
+  const calls = 200_000
+  const target = await startWorkload(t, ['calls', String(calls)])
+  const exited = once(target, 'exit')
+  const trace = traceCalls(target.pid, { entries: false, ringBufferBytes: 64 << 20 })
+  await trace.ready
+  target.go()
+  await exited
+  const leaves = (await collect(trace)).filter((e) => e.func === 'leaf')
+  t.equal(leaves.length, calls, 'every leaf return, though most waited in the ring while the batches were unread')
+  t.equal(trace.lost, 0, 'nothing lost')
+  t.ok(leaves.every((e, i) => i === 0 || e.timestampNs >= leaves[i - 1]!.timestampNs), 'in the order they happened')
+  t.ok(trace.batches > 16, `more batches (${trace.batches}) than the trace keeps unread at once`)
 })
 
 t.test('a ring too small for the flood loses events, and counts every one of them', async (t) => {
