@@ -14,6 +14,8 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
@@ -267,7 +269,14 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
       bpf_program__set_expected_attach_type(program, static_cast<enum bpf_attach_type>(kUprobeMultiAttachType));
   }
 
+  // The verifier gives up with EAGAIN whenever a signal is pending, and a sampling profiler
+  // (node --cpu-prof) signals this thread more often than a program takes to verify: signals
+  // wait until the load is done instead.
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &previous);
   int err = bpf_object__load(object_);
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (err) ThrowErrno(env, -err, "loading BPF object " + name);
 }
 

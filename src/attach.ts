@@ -56,7 +56,7 @@ export function fixedPythonSpecs(targets: Inspection[], probeOfProgram: Record<s
     try {
       constants[`${program}_spec`] = encodeUsdtSpec(parseUsdtArgs(sites[0]!), 0n)
     } catch {
-      continue
+      // Unreadable: the attach reports it.
     }
   }
   return constants

@@ -1,11 +1,13 @@
 // How a trace ends and what it leaves behind: break, abort, close and the target's exit detach
 // every probe (the target's semaphores drop to 0) and free every fd; traces can follow each
 // other and run side by side; draining never starves the event loop.
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import t from 'tap'
 import { traceCalls } from '../src/index.js'
+import { tmpDir } from './fixtures/package.js'
 import { readSemaphores } from './semaphores.js'
 import { WORKLOADS, collect, fibonacci, startWorkload } from './targets.js'
 
@@ -156,6 +158,35 @@ t.test('a consumer that takes nothing until the target has exited still gets eve
   t.equal(trace.lost, 0, 'nothing lost')
   t.ok(leaves.every((e, i) => i === 0 || e.timestampNs >= leaves[i - 1]!.timestampNs), 'in the order they happened')
   t.ok(trace.batches > 16, `more batches (${trace.batches}) than the trace keeps unread at once`)
+})
+
+t.test('a process under a sampling profiler attaches: its signals wait until the programs are verified', async (t) => {
+  // node --cpu-prof signals its main thread every 100 µs here, and the verifier stops with
+  // EAGAIN whenever a signal is pending; the tracer is the built package, run without tap's hooks.
+  const n = 10
+  const target = await startWorkload(t, ['fib', String(n)])
+  const script = `import { traceCalls } from ${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)}
+    const trace = traceCalls(${target.pid}); await trace.ready; console.log('attached')
+    let fib = 0; for await (const e of trace) if (e.func === 'fib' && e.kind === 'return') fib++
+    console.log(fib)`
+  const profiled = spawn(
+    process.execPath,
+    ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', tmpDir(t, 'profile'), '--input-type=module', '-e', script],
+    { env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let output = ''
+  let going = false
+  profiled.stdout!.on('data', (chunk: Buffer) => {
+    output += chunk
+    if (!going && output.startsWith('attached\n')) {
+      going = true
+      target.go()
+    }
+  })
+  profiled.stderr!.on('data', (chunk: Buffer) => (output += chunk))
+  const [code] = await once(profiled, 'exit')
+  t.equal(code, 0, `the traced run completes (${output.trim().split('\n').at(-1)})`)
+  t.equal(output, `attached\n${2 * fibonacci(n + 1) - 1}\n`, 'every fib return arrives')
 })
 
 t.test('a ring too small for the flood loses events, and counts every one of them', async (t) => {
