@@ -4,10 +4,10 @@
 // Draining: BPF submits without waking the reader until a threshold fills, and the ring is
 // watched edge-triggered, so only those wakeups start a drain (level-triggered, a ring that
 // holds any record reads as ready, and a busy target would keep the loop draining a few records
-// at a time); a short repeating timer collects the rest. Each drain copies at most
-// one batch into a JS-owned buffer and hands it over in one call, which gives back the buffer
-// for the next drain (JS decodes its batches lazily, so it keeps each until it is read); when the
-// batch fills, the next drain is scheduled for the next turn of the loop instead of starving it.
+// at a time); a short repeating timer collects the rest. Each drain copies at most one batch
+// into a JS-owned buffer and hands it over in one call, which gives back the buffer for the next
+// drain (JS decodes its batches lazily, so it keeps each until it is read); when the batch
+// fills, the next drain is scheduled for the next turn of the loop instead of starving it.
 #include "session.h"
 
 #include <bpf/bpf.h>
