@@ -91,13 +91,11 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     this.#finish(abortError(this.#signal!))
   }
 
-  /** Filled batches not read to their end yet, oldest first; the addon fills #filling. */
+  /** Filled batches not read to their end yet, oldest first. */
   #pending: Batch[] = []
+  /** The batch the addon fills; none once the trace started while every batch is pending. */
   #filling: Batch | undefined
   #spare: Batch[] = []
-  #batchCount = 0
-  /** The addon waits for a batch to fill: every one is pending. */
-  #starved = false
   /** A summary trace's items, from its sampler. */
   #summaries: T[] = []
   #servedThisTurn = 0
@@ -243,14 +241,13 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     batch.end = bytes
     batch.records = count
     this.#pending.push(batch)
-    this.#filling = this.#spare.pop() ?? (this.#batchCount < MAX_BATCHES ? this.#newBatch() : undefined)
-    this.#starved = this.#filling === undefined
+    // With no spare, every batch made so far is pending.
+    this.#filling = this.#spare.pop() ?? (this.#pending.length < MAX_BATCHES ? this.#newBatch() : undefined)
     this.#wake()
     return this.#filling?.buffer
   }
 
   #newBatch(): Batch {
-    this.#batchCount++
     const buffer = new Uint8Array(BATCH_BYTES)
     return { buffer, view: new DataView(buffer.buffer), bytes: Buffer.from(buffer.buffer), at: 0, end: 0, records: 0 }
   }
@@ -303,8 +300,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   /** A read batch goes back to the addon if it waits for one, else to the spares. */
   #recycle(batch: Batch): void {
     batch.at = 0
-    if (this.#starved && this.#session) {
-      this.#starved = false
+    if (!this.#filling && this.#session) {
       this.#filling = batch
       this.#session.resume(batch.buffer)
     } else {
