@@ -158,17 +158,6 @@ static __always_inline bool holds(const struct cached_name *cached, const struct
 	return cached->key.file == key->file && cached->key.func == key->func && cached->key.tgid == key->tgid;
 }
 
-static __always_inline void remember(const struct name_key *key, const struct known_name *name)
-{
-	struct cached_name *cached = cache_slot(key);
-
-	if (!cached)
-		return;
-	cached->key = *key;
-	cached->name = *name;
-	cached->check = cache_check(key, name);
-}
-
 /* What is known of the pair: from the cache, else from known_names (and then cached); false when neither knows it. */
 static __always_inline bool recall(const struct name_key *key, struct known_name *name)
 {
@@ -184,7 +173,11 @@ static __always_inline bool recall(const struct name_key *key, struct known_name
 	if (!known)
 		return false;
 	*name = *known;
-	remember(key, name);
+	if (cached) {
+		cached->key = *key;
+		cached->name = *name;
+		cached->check = cache_check(key, name);
+	}
 	return true;
 }
 
