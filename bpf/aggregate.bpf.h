@@ -84,18 +84,27 @@ static __always_inline void *lookup_in_half(__u32 half, void *even, void *odd, c
 	return value;
 }
 
+/*
+ * Creates `key`'s entry in the half's map from `fresh` unless it is there, and returns it; NULL
+ * when the map is full. Another CPU may create it between the two calls: NOEXIST fails, and the
+ * lookup finds that one.
+ */
+static __always_inline void *open_in_half(__u32 half, void *even, void *odd, const void *key, const void *fresh)
+{
+	void *map = half ? odd : even;
+
+	bpf_map_update_elem(map, key, fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
 static const struct latency_stats fresh_stats = { .min_ns = ~0ULL };
 
 /* The entry for `key` in the half's map, created empty if missing; NULL when the map is full. */
 static __always_inline struct latency_stats *stats_entry(__u32 half, void *even, void *odd, const void *key)
 {
 	struct latency_stats *stats = lookup_in_half(half, even, odd, key);
-	void *map = half ? odd : even;
 
-	if (stats)
-		return stats;
-	bpf_map_update_elem(map, key, &fresh_stats, BPF_NOEXIST);
-	return bpf_map_lookup_elem(map, key);
+	return stats ? stats : open_in_half(half, even, odd, key, &fresh_stats);
 }
 
 static __always_inline __u32 log2_bucket(__u64 value)

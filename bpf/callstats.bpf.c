@@ -283,7 +283,6 @@ static __always_inline struct function_stats *function_entry(__u32 half, const s
 							     __u64 file, __u64 func)
 {
 	struct function_stats *stats = lookup_in_half(half, &function_stats_even, &function_stats_odd, key);
-	void *map = half ? (void *)&function_stats_odd : (void *)&function_stats_even;
 	__u32 id;
 
 	if (stats)
@@ -291,8 +290,7 @@ static __always_inline struct function_stats *function_entry(__u32 half, const s
 	id = name_id(key, buffer, file, func);
 	if (!id)
 		return NULL;
-	bpf_map_update_elem(map, key, &no_calls, BPF_NOEXIST);
-	stats = bpf_map_lookup_elem(map, key);
+	stats = open_in_half(half, &function_stats_even, &function_stats_odd, key, &no_calls);
 	if (stats)
 		stats->name_id = id;
 	return stats;
@@ -348,6 +346,7 @@ int forget_code(struct pt_regs *ctx)
 	struct name_key key, retired = { .retired = 1 };
 	struct function_stats *stats, *moving;
 	__u32 zero = 0, half;
+	void *map;
 
 	dying_code_key(ctx, &key);
 	bpf_map_delete_elem(&known_names, &key);
@@ -357,13 +356,14 @@ int forget_code(struct pt_regs *ctx)
 	half = enter_half();
 	if (half == HALF_NONE)
 		return 0;
-	stats = lookup_in_half(half, &function_stats_even, &function_stats_odd, &key);
+	map = half ? (void *)&function_stats_odd : (void *)&function_stats_even;
+	stats = bpf_map_lookup_elem(map, &key);
 	if (stats) {
 		/* Out before in, so a map with room for this entry has room for it under its new key. */
 		*moving = *stats;
 		retired.file = moving->name_id;
-		bpf_map_delete_elem(half ? (void *)&function_stats_odd : (void *)&function_stats_even, &key);
-		if (bpf_map_update_elem(half ? (void *)&function_stats_odd : (void *)&function_stats_even, &retired, moving, BPF_NOEXIST))
+		bpf_map_delete_elem(map, &key);
+		if (bpf_map_update_elem(map, &retired, moving, BPF_NOEXIST))
 			__sync_fetch_and_add(&dropped_function_slots, moving->stats.calls);
 	}
 	leave_half(half);
