@@ -13,7 +13,6 @@
 // Prints "attached uprobe-multi" or "attached perf-event" and runs until stdin closes. Then
 // drain prints "<returns> <dropped_ring_full>"; backlog prints
 // "<returns> <dropped_ring_full> <seconds>" as soon as its drain is done.
-#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/types.h>
 #include <poll.h>
@@ -30,6 +29,7 @@
 
 #include "usdtrace.h"
 #include "calls.skel.h"
+#include "globals.h"
 #include "uprobe_multi.h"
 
 namespace {
@@ -61,17 +61,15 @@ bool SetConstant(struct calls* skel, const char* assignment) {
   std::vector<unsigned char> value;
   if (!ParseHex(equals + 1, &value)) return false;
   const std::string name(assignment, equals);
-  const struct btf* btf = bpf_object__btf(skel->obj);
-  const struct btf_type* rodata = btf__type_by_id(btf, btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC));
-  const struct btf_var_secinfo* vars = btf_var_secinfos(rodata);
-  for (int i = 0; i < btf_vlen(rodata); i++) {
-    if (name != btf__name_by_offset(btf, btf__type_by_id(btf, vars[i].type)->name_off)) continue;
-    unsigned char* at = reinterpret_cast<unsigned char*>(skel->rodata) + vars[i].offset;
-    memset(at, 0, vars[i].size);
-    memcpy(at, value.data(), std::min<size_t>(value.size(), vars[i].size));
-    return true;
-  }
-  return false;
+  bool found = false;
+  ForEachGlobal(skel->obj, ".rodata", [&](const char* var, uint32_t offset, uint32_t size) {
+    if (name != var) return;
+    unsigned char* at = reinterpret_cast<unsigned char*>(skel->rodata) + offset;
+    memset(at, 0, size);
+    memcpy(at, value.data(), std::min<size_t>(value.size(), size));
+    found = true;
+  });
+  return found;
 }
 
 double Now() {

@@ -11,7 +11,6 @@
 #include "session.h"
 
 #include <bpf/bpf.h>
-#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <pthread.h>
@@ -23,9 +22,9 @@
 
 #include <atomic>
 #include <cstring>
-#include <functional>
 #include <thread>
 
+#include "globals.h"
 #include "libbpf_log.h"
 #include "objects.h"
 #include "uprobe_multi.h"
@@ -87,22 +86,6 @@ uint64_t ToU64(Napi::Value value) {
     return value.As<Napi::BigInt>().Uint64Value(&lossless);
   }
   return static_cast<uint64_t>(value.As<Napi::Number>().Int64Value());
-}
-
-// Calls visit(name, offset, size) for every variable in a global data section (.rodata, .bss).
-bool ForEachGlobal(struct bpf_object* object, const char* section,
-                   const std::function<void(const char*, uint32_t, uint32_t)>& visit) {
-  const struct btf* btf = bpf_object__btf(object);
-  if (!btf) return false;
-  int id = btf__find_by_name_kind(btf, section, BTF_KIND_DATASEC);
-  if (id < 0) return false;
-  const struct btf_type* datasec = btf__type_by_id(btf, id);
-  const struct btf_var_secinfo* vars = btf_var_secinfos(datasec);
-  for (int i = 0; i < btf_vlen(datasec); i++) {
-    const struct btf_type* var = btf__type_by_id(btf, vars[i].type);
-    visit(btf__name_by_offset(btf, var->name_off), vars[i].offset, vars[i].size);
-  }
-  return true;
 }
 
 uint64_t ReadUnsigned(const uint8_t* data, uint32_t size) {
