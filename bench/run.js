@@ -3,7 +3,7 @@
 // the same run (the median of interleaved rounds), because the machine is shared and noisy.
 // Writes bench/RESULTS.md and prints it.
 import { spawn, spawnSync } from 'node:child_process'
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -50,9 +50,8 @@ const returnSites = readUsdtProbes(python).filter((p) => p.provider === 'python'
 const returnSpec = Buffer.from(encodeUsdtSpec(parseUsdtArgs(returnSites[0]), 0n)).toString('hex')
 if (returnSites.some((site) => site.args !== returnSites[0].args)) throw new Error('function__return sites differ in their arguments')
 
-// Every python probe with a semaphore, once: its sites share it. /proc/PID/maps names the python
-// they live in by its real path.
-const pythonRealPath = realpathSync(python)
+// Every python probe with a semaphore, once: its sites share it. Debian's python3.11 is not
+// position-independent, so a semaphore's address in the file is its address in the process.
 const semaphoreProbes = [
   ...new Map(readUsdtProbes(python).filter((probe) => probe.semaphore !== 0n).map((probe) => [probe.name, probe])).values(),
 ]
@@ -62,24 +61,12 @@ const semaphoreProbes = [
  * that leaves one raised (bcc undoes its own only on a clean exit) would change every later row.
  */
 function raisedSemaphores(pid) {
-  const pythonMappings = readFileSync(`/proc/${pid}/maps`, 'utf8')
-    .split('\n')
-    .map((line) => line.split(/\s+/))
-    .filter((fields) => fields[5] === pythonRealPath)
-    .map(([range, , offset]) => {
-      const [start, end] = range.split('-').map((hex) => BigInt(`0x${hex}`))
-      return { start, end, offset: BigInt(`0x${offset}`) }
-    })
-  const addressOf = (fileOffset) => {
-    const mapping = pythonMappings.find(({ start, end, offset }) => fileOffset >= offset && fileOffset < offset + end - start)
-    return mapping.start + fileOffset - mapping.offset
-  }
   const memory = openSync(`/proc/${pid}/mem`, 'r')
   const counter = Buffer.alloc(2)
   try {
     return semaphoreProbes
       .filter((probe) => {
-        readSync(memory, counter, 0, counter.length, addressOf(probe.semaphoreFileOffset))
+        readSync(memory, counter, 0, counter.length, probe.semaphore)
         return counter.readUInt16LE() !== 0
       })
       .map((probe) => probe.name)
