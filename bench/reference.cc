@@ -4,7 +4,7 @@
 //   reference drain   ...  on_call_return and its ring buffer, consumed as records arrive
 //   reference backlog ...  the same, but nothing is consumed until a line arrives on stdin; the
 //                          ring is then drained once, timed
-// Arguments: MODE PID PATH RING_BYTES SPEC_HEX SITE... [CONSTANT=HEX...]
+// Arguments: MODE PID PATH RING_BYTES SPEC_HEX SITE... [CONSTANT=HEX...]; PID -1 traces every process running PATH.
 // SPEC_HEX is the probe's usdt_spec, as src/usdt-args.ts encodes it; each SITE is
 // FILE_OFFSET:SEMAPHORE_FILE_OFFSET in decimal; each CONSTANT is a .rodata global set before
 // load to the bytes HEX (little-endian), zero-padded to its size as the addon pads them.
