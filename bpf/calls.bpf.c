@@ -13,6 +13,7 @@
 #include "ringbuf.bpf.h"
 #include "thread_state.bpf.h"
 #include "python_names.bpf.h"
+#include "hash.bpf.h"
 
 /* Deeper frames are still reported, with their depth, but without a duration. */
 #define MAX_TIMED_DEPTH 256
@@ -129,14 +130,6 @@ static __always_inline __u32 read_names(struct call_record *rec, __u64 file, __u
 	return file_len + func_len;
 }
 
-static __always_inline __u64 mix(__u64 h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	return h;
-}
-
 static __always_inline __u64 cache_check(const struct name_key *key, const struct known_name *name)
 {
 	__u64 h = mix(key->file);
@@ -158,17 +151,23 @@ static __always_inline bool holds(const struct cached_name *cached, const struct
 	return cached->key.file == key->file && cached->key.func == key->func && cached->key.tgid == key->tgid;
 }
 
+/* The slot's name for the pair, when it holds the pair and its check shows no two writers tore it. */
+static __always_inline bool cached_name(const struct cached_name *cached, const struct name_key *key, struct known_name *name)
+{
+	if (!holds(cached, key))
+		return false;
+	*name = cached->name;
+	return cached->check == cache_check(key, name);
+}
+
 /* What is known of the pair: from the cache, else from known_names (and then cached); false when neither knows it. */
 static __always_inline bool recall(const struct name_key *key, struct known_name *name)
 {
 	struct cached_name *cached = cache_slot(key);
 	struct known_name *known;
 
-	if (cached && holds(cached, key)) {
-		*name = cached->name;
-		if (cached->check == cache_check(key, name))
-			return true;
-	}
+	if (cached && cached_name(cached, key, name))
+		return true;
 	known = bpf_map_lookup_elem(&known_names, key);
 	if (!known)
 		return false;
@@ -334,9 +333,9 @@ int forget_code(struct pt_regs *ctx)
 	/* The cache may still hold a pair known_names has evicted: it goes either way. */
 	cached = cache_slot(&key);
 	if (cached && holds(cached, &key)) {
-		struct known_name name = cached->name;
+		struct known_name name;
 
-		if (cached->check == cache_check(&key, &name))
+		if (cached_name(cached, &key, &name))
 			forgotten = name;
 		__builtin_memset(cached, 0, sizeof(*cached));
 	}

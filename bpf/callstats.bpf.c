@@ -21,6 +21,7 @@
 #include "syscall_filter.bpf.h"
 #include "thread_state.bpf.h"
 #include "python_names.bpf.h"
+#include "hash.bpf.h"
 
 /* Deeper frames are counted but not timed. */
 #define MAX_TIMED_DEPTH 256
@@ -146,16 +147,6 @@ int on_function_entry(struct pt_regs *ctx)
 static __always_inline __u64 rotl(__u64 x, int r)
 {
 	return (x << r) | (x >> (64 - r));
-}
-
-static __always_inline __u64 fmix(__u64 h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return h;
 }
 
 /*
