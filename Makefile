@@ -51,12 +51,12 @@ $(ADDON) $(PREBUILD) &: $(SKELETONS) $(OUTPUT)/libelf-shared.a binding.gyp nativ
 
 prebuild: $(PREBUILD)
 
-dist/index.js: $(wildcard src/*.ts src/*.cts src/*/*.ts) tsconfig.json
+dist/index.js: $(wildcard src/*.ts src/*/*.ts src/*/*.cts) tsconfig.json
 	npx tsc -p tsconfig.json
 	chmod +x dist/cli/main.js
 
 # The CommonJS build, for require('usdtrace'): the same sources, one level below the root like dist/.
-dist-cjs/index.js: $(wildcard src/*.ts src/*.cts src/*/*.ts) tsconfig.json tsconfig.cjs.json
+dist-cjs/index.js: $(wildcard src/*.ts src/*/*.ts src/*/*.cts) tsconfig.json tsconfig.cjs.json
 	npx tsc -p tsconfig.cjs.json
 	echo '{ "type": "commonjs" }' > dist-cjs/package.json
 

@@ -5,7 +5,7 @@
 //   reference backlog ...  the same, but nothing is consumed until a line arrives on stdin; the
 //                          ring is then drained once, timed
 // Arguments: MODE PID PATH RING_BYTES SPEC_HEX SITE... [CONSTANT=HEX...]; PID -1 traces every process running PATH.
-// SPEC_HEX is the probe's usdt_spec, as src/usdt-args.ts encodes it; each SITE is
+// SPEC_HEX is the probe's usdt_spec, as src/kernel/usdt-args.ts encodes it; each SITE is
 // FILE_OFFSET:SEMAPHORE_FILE_OFFSET in decimal; each CONSTANT is a .rodata global set before
 // load to the bytes HEX (little-endian), zero-padded to its size as the addon pads them.
 // Sites attach as the addon attaches them (native/uprobe_multi.h): one uprobe multi link where

@@ -10,12 +10,12 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import * as usdtrace from '../dist/index.js'
-import { binding } from '../dist/binding.js'
-import { callSessionOptions } from '../dist/calls.js'
-import { resolveTargets } from '../dist/targets.js'
-import { readUsdtProbes } from '../dist/elf.js'
-import { findLineSemaphore } from '../dist/inspect.js'
-import { encodeUsdtSpec, parseUsdtArgs } from '../dist/usdt-args.js'
+import { binding } from '../dist/kernel/binding.js'
+import { callSessionOptions } from '../dist/streams/calls.js'
+import { resolveTargets } from '../dist/process/targets.js'
+import { readUsdtProbes } from '../dist/process/elf.js'
+import { findLineSemaphore } from '../dist/process/inspect.js'
+import { encodeUsdtSpec, parseUsdtArgs } from '../dist/kernel/usdt-args.js'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const FIB = Number(process.env.FIB ?? 26)
@@ -408,7 +408,7 @@ async function backlog(consumer) {
     await reference.stop()
     drained = { events, lost, seconds }
   } else {
-    // The Trace copies MAX_BATCHES batches (src/trace.ts) out of the ring and then leaves it
+    // The Trace copies MAX_BATCHES batches (src/streams/trace.ts) out of the ring and then leaves it
     // alone until they are read, so the rest of the backlog is still there when the loop starts.
     const trace = usdtrace.traceCalls(target.pid, {
       entries: false,
@@ -654,7 +654,7 @@ out.push(
     `records) in a ${BACKLOG_RING_BYTES >> 20} MiB ring; then the consumer drains them as fast as it can, timed ` +
     'from its first take to its last. The C reference reads nothing before then and drains with ' +
     "ring_buffer__consume; usdtrace's Trace copies 1 MiB of records out of the ring before it pauses " +
-    '(MAX_BATCHES in src/trace.ts), undecoded, and leaves the rest there until its loop starts. Both load the same BPF object with the options traceCalls uses for returns only, ' +
+    '(MAX_BATCHES in src/streams/trace.ts), undecoded, and leaves the rest there until its loop starts. Both load the same BPF object with the options traceCalls uses for returns only, ' +
     'and count only the returns; with 0 lost, both drained the same backlog. The last row traces nothing: a ' +
     'for-await loop over as many events made on the spot, objects like the ones usdtrace yields, which is ' +
     'the most any consumer that takes events one by one through an async iterator gets in this Node. ' +

@@ -42,7 +42,7 @@ _Static_assert(AUDIT_VALUE_MAX <= TEXT_MASK, "a text fits under its mask");
 /* Set by user space before load. Without decode_args, events carry the name alone. */
 const volatile __u8 filter_events = 0;
 const volatile __u8 decode_args = 0;
-/* The target's object layout (offsets in bytes), for its CPython version: see src/audit.ts. */
+/* The target's object layout (offsets in bytes), for its CPython version: see src/streams/audit.ts. */
 const volatile __u32 ob_type_offset = 0;
 const volatile __u32 var_size_offset = 0;
 const volatile __u32 tp_name_offset = 0;

@@ -10,7 +10,7 @@
  * another name, once every code object holding it is gone, and each of those forgets the pair
  * as it goes. A pair that another live code object still uses is simply learnt again.
  *
- * The hook needs the version's struct offsets (src/python-layout.ts); without them
+ * The hook needs the version's struct offsets (src/cpython/layout.ts); without them
  * code_filename_offset stays 0 and programs read the names on every call instead.
  */
 #ifndef USDTRACE_PYTHON_NAMES_BPF_H

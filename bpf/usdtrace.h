@@ -2,7 +2,7 @@
 /*
  * The records BPF writes into ring buffers. This header is the one definition: the BPF programs
  * fill these structs, the addon reports their sizes and offsets (native/layout.cc), and the
- * TypeScript decoders (src/layout.ts) are checked against that report by test/layout.test.ts.
+ * TypeScript decoders (src/kernel/layout.ts) are checked against that report by test/layout.test.ts.
  */
 #ifndef USDTRACE_H
 #define USDTRACE_H

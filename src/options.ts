@@ -5,9 +5,9 @@ import { TraceError } from './errors.js'
  * be ignored silently and the trace would run with the default.
  */
 
-/** What every target-taking function accepts (src/targets.ts). */
+/** What every target-taking function accepts (src/process/targets.ts). */
 export const TARGET_OPTIONS = ['pid', 'pids', 'binary'] as const
-/** What every ring-buffer stream accepts (src/trace.ts). */
+/** What every ring-buffer stream accepts (src/streams/trace.ts). */
 export const STREAM_OPTIONS = ['signal', 'ringBufferBytes'] as const
 
 /** Throws INVALID_ARGUMENT naming the first option `fn` does not know, and listing those it does. */

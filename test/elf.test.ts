@@ -3,7 +3,7 @@ import { closeSync, copyFileSync, openSync, readFileSync, readSync, writeFileSyn
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { TraceError } from '../src/errors.js'
-import { coldCodeOffsets, readFunctionSymbols, readPythonVersion, readUsdtProbes } from '../src/elf.js'
+import { coldCodeOffsets, readFunctionSymbols, readPythonVersion, readUsdtProbes } from '../src/process/elf.js'
 import {
   codeOffset,
   dynamicEntry,

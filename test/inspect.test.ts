@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { TraceError } from '../src/errors.js'
-import { type CapabilityName, LINE_SEMAPHORE_COST, findLineSemaphore, inspect, requireProbes } from '../src/inspect.js'
+import { type CapabilityName, LINE_SEMAPHORE_COST, findLineSemaphore, inspect, requireProbes } from '../src/process/inspect.js'
 import {
   CONTAINER_PYTHON,
   DEBIAN_PYTHON,
@@ -215,9 +215,9 @@ t.test('a dead pid is NO_SUCH_PROCESS', async (t) => {
 
 t.test("an unprivileged user inspecting root's python gets PERMISSION_DENIED", async (t) => {
   const python = await startReady(t, DEBIAN_PYTHON, ['-c', PYTHON_WAIT])
-  // The child loads src/inspect.ts through the same ts-node loader tap uses for these tests.
+  // The child loads src/process/inspect.ts through the same ts-node loader tap uses for these tests.
   const script = `
-    const { inspect } = await import(${JSON.stringify(`${PROJECT}/src/inspect.js`)})
+    const { inspect } = await import(${JSON.stringify(`${PROJECT}/src/process/inspect.js`)})
     const result = await inspect(${python.pid}).then(() => ({ code: 'RESOLVED' }), (e) => ({ code: e.code, message: e.message }))
     console.log(JSON.stringify(result))`
   // `env -u NODE_OPTIONS`: tap's process-info hook, which it adds to every child's NODE_OPTIONS,

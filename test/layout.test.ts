@@ -4,8 +4,8 @@ import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { binding } from '../src/binding.js'
-import * as layout from '../src/layout.js'
+import { binding } from '../src/kernel/binding.js'
+import * as layout from '../src/kernel/layout.js'
 
 t.test('call_event: sizes, offsets and constants match bpf/usdtrace.h as compiled', async (t) => {
   const c = binding.layouts.call_event

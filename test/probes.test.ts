@@ -1,7 +1,7 @@
 import { readFileSync, realpathSync } from 'node:fs'
 import t from 'tap'
 import { TraceError } from '../src/errors.js'
-import { listProbes } from '../src/probes.js'
+import { listProbes } from '../src/process/probes.js'
 import {
   CONTAINER_PYTHON,
   DEBIAN_PYTHON,

@@ -3,8 +3,8 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import t from 'tap'
-import { inspectBinary } from '../src/inspect.js'
-import { CODE_LAYOUTS, codeDeallocHooks } from '../src/python-layout.js'
+import { inspectBinary } from '../src/process/inspect.js'
+import { CODE_LAYOUTS, codeDeallocHooks } from '../src/cpython/layout.js'
 import { DEBIAN_PYTHON } from './fixtures/processes.js'
 import { loadSegments, sections } from './fixtures/readelf.js'
 

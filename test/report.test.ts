@@ -1,9 +1,9 @@
-// src/report.ts: the flow and the summary, fed by a real traced python3.11, plus pure checks of
+// src/export/report.ts: the flow and the summary, fed by a real traced python3.11, plus pure checks of
 // units, paths and the self-time arithmetic on made-up events.
 import { relative } from 'node:path'
 import t from 'tap'
 import { traceCalls, type CallEvent } from '../src/index.js'
-import { CallSummary, FlowFormatter, formatDuration, formatMilliseconds, shortenPath } from '../src/report.js'
+import { CallSummary, FlowFormatter, formatDuration, formatMilliseconds, shortenPath } from '../src/export/report.js'
 import { WORKLOADS, collect, fibonacci, startWorkload } from './targets.js'
 
 const ms = 1_000_000n

@@ -2,7 +2,7 @@
 // independently (linux-libc-dev's asm/unistd_64.h), and the names a few numbers must have.
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { syscallTable } from '../src/syscall-table.js'
+import { syscallTable } from '../src/streams/syscall-table.js'
 
 t.test('x86_64: every __NR_ of asm/unistd_64.h has that number and name', async (t) => {
   t.equal(process.arch, 'x64', 'the suite runs on x86_64')

@@ -1,11 +1,11 @@
-// usdtrace reads USDT arguments itself (src/usdt-args.ts, bpf/usdt_args.bpf.h): the spec
+// usdtrace reads USDT arguments itself (src/kernel/usdt-args.ts, bpf/usdt_args.bpf.h): the spec
 // parser against argument strings as readelf shows them on this machine, and the BPF reader
 // against probes whose values are known from elsewhere: a constant and a memory operand in
 // PostgreSQL, checked against what SQL reports.
 import t from 'tap'
 import { traceUsdt, type UsdtEvent, type UsdtTrace } from '../src/index.js'
-import type { UsdtProbe } from '../src/elf.js'
-import { parseUsdtArgs } from '../src/usdt-args.js'
+import type { UsdtProbe } from '../src/process/elf.js'
+import { parseUsdtArgs } from '../src/kernel/usdt-args.js'
 import { startCluster } from './fixtures/postgres.js'
 import { rejection } from './targets.js'
 

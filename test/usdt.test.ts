@@ -269,7 +269,7 @@ t.test('bad probes and types are TraceErrors that say what exists', async (t) =>
   t.equal(badType.code, 'INVALID_ARGUMENT')
   t.match(badType.message, 'args[1] is "int", which is not an argument type; use one of u8, i8, u16, i16, u32, i32, u64, i64, str, ptr')
 
-  // readelf gives function__entry's argument count, independently of src/elf.ts.
+  // readelf gives function__entry's argument count, independently of src/process/elf.ts.
   const spec = /Name: function__entry\n.*\n\s+Arguments: (.*)/.exec(
     execFileSync('readelf', ['-n', DEBIAN_PYTHON], { encoding: 'utf8', maxBuffer: 64 << 20 }),
   )![1]!

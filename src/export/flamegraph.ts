@@ -3,7 +3,7 @@
  * calls), callers below callees, siblings in name order. Each box's tooltip (<title>) names the
  * function and gives its time, share and calls. No script, no external resources.
  */
-import { formatDuration } from '../report.js'
+import { formatDuration } from './report.js'
 import { callTree, inclusiveWeight, type CallTreeNode, type StackWeight } from './calltree.js'
 import { frameLabels, type CallTimeline, type FrameLabelOptions } from './timeline.js'
 

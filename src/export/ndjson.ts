@@ -2,7 +2,7 @@
  * Call events as newline-delimited JSON, one object per line, for jq and friends. Times are
  * nanoseconds since `startNs` as plain JSON numbers (exact for 104 days).
  */
-import type { CallEvent } from '../calls.js'
+import type { CallEvent } from '../streams/calls.js'
 
 /** A CallEvent as plain JSON: what each line of `usdtrace flow --json` and `record --format ndjson` holds. */
 export interface CallRecord {

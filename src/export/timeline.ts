@@ -3,8 +3,8 @@
  * sequence of frame opens and closes with times relative to the start, frames interned once.
  * Each exporter in this directory is a pure function of a CallTimeline.
  */
-import type { CallEvent } from '../calls.js'
-import { shortenPath } from '../report.js'
+import type { CallEvent } from '../streams/calls.js'
+import { shortenPath } from './report.js'
 
 /** One Python function, as its entry reported it. */
 export interface TimelineFrame {

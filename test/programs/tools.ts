@@ -1,13 +1,13 @@
 // Helpers for test/errors.test.ts and test/libpython.test.ts: build the C programs of this
 // directory into a per-test tmp dir, copy an interpreter onto an inode of its own, and read the
-// offsets the tests need from binutils' readelf (test/fixtures/readelf.ts, independent of src/elf.ts).
+// offsets the tests need from binutils' readelf (test/fixtures/readelf.ts, independent of src/process/elf.ts).
 import { execFileSync } from 'node:child_process'
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
-import type { NativeSession } from '../../src/binding.js'
+import type { NativeSession } from '../../src/kernel/binding.js'
 import { codeOffset, dynamicEntry as readelfDynamicEntry, expectedProbes } from '../fixtures/readelf.js'
 
 export const PROGRAMS = fileURLToPath(new URL('.', import.meta.url))

@@ -3,7 +3,7 @@
  * which kinds of events (capabilities) its build can deliver, each with a reason when it can't.
  */
 import { basename } from 'node:path'
-import { TraceError } from './errors.js'
+import { TraceError } from '../errors.js'
 import { type PythonVersion, type UsdtProbe, coldCodeOffsets, readPythonVersion, readUsdtProbes } from './elf.js'
 import { executablePath, mappedObjects } from './probes.js'
 

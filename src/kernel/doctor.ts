@@ -8,8 +8,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { constants, release } from 'node:os'
 import { relative } from 'node:path'
 import { binding } from './binding.js'
-import { TraceError, privilegeFix } from './errors.js'
-import nativeAddon from './native-addon.cjs'
+import { TraceError, privilegeFix } from '../errors.js'
+import nativeAddon from './addon.cjs'
 
 /** The requirements `doctor()` checks, in the order it reports them. */
 export type DoctorCheckName = 'addon' | 'kernel' | 'btf' | 'uprobe' | 'privileges'

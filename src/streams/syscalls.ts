@@ -1,8 +1,8 @@
 import { statSync } from 'node:fs'
-import { explainNativeError, openAttached } from './attach.js'
-import type { NativeSession } from './binding.js'
+import { explainNativeError, openAttached } from '../kernel/attach.js'
+import type { NativeSession } from '../kernel/binding.js'
 import { errnoName } from './errno.js'
-import type { TraceSubject } from './inspect.js'
+import type { TraceSubject } from '../process/inspect.js'
 import {
   SYSCALL_DETAIL_TRUNCATED,
   SYSCALL_EVENT,
@@ -11,9 +11,9 @@ import {
   SYSCALL_RETURNED,
   SYSCALL_TABLE_SIZE,
   SYSCALL_WANTED,
-} from './layout.js'
+} from '../kernel/layout.js'
 import { NEVER_RETURN, PATH_ARGUMENTS, syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
-import { resolveProcesses, type TargetOptions } from './targets.js'
+import { resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 
 /** One system call of a traced process, as it returned (exit and exit_group: as it began). */

@@ -3,7 +3,7 @@
  * /proc plumbing that inspect() shares.
  */
 import { readFile, readlink, stat } from 'node:fs/promises'
-import { TraceError, noSuchProcess, processAccessDenied } from './errors.js'
+import { TraceError, noSuchProcess, processAccessDenied } from '../errors.js'
 import { type UsdtProbe, readUsdtProbes } from './elf.js'
 
 /**

@@ -4,8 +4,8 @@
  * `usdt_specs` map, and the site is attached as a plain uprobe whose cookie is the spec's slot.
  */
 import type { NativeSession } from './binding.js'
-import type { UsdtProbe } from './elf.js'
-import { TraceError } from './errors.js'
+import type { UsdtProbe } from '../process/elf.js'
+import { TraceError } from '../errors.js'
 import {
   USDT_ARG_CONST,
   USDT_ARG_REG,

@@ -4,7 +4,7 @@
  * bcc's pythoncalls -L). Pure: no I/O, no clocks; per event they allocate only the line they
  * return (flow) or nothing at all once a function and a thread have been seen (summary).
  */
-import type { CallEvent } from './calls.js'
+import type { CallEvent } from '../streams/calls.js'
 
 const UNITS = [
   { scale: 1e3, name: 'µs' },

@@ -1,7 +1,7 @@
-import { attachPythonProbe, openAttached } from './attach.js'
-import { GC_EVENT } from './layout.js'
-import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, nonNegativeInteger, withPid } from './options.js'
-import { resolveTargets, type TargetOptions } from './targets.js'
+import { attachPythonProbe, openAttached } from '../kernel/attach.js'
+import { GC_EVENT } from '../kernel/layout.js'
+import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, nonNegativeInteger, withPid } from '../options.js'
+import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 
 /** One garbage collection of a CPython process. */

@@ -1,6 +1,6 @@
 import { cpus } from 'node:os'
-import type { NativeSession } from './binding.js'
-import { TraceError } from './errors.js'
+import type { NativeSession } from '../kernel/binding.js'
+import { TraceError } from '../errors.js'
 
 /** Decodes one ring-buffer record that starts at `offset` of the batch; undefined for a record that is not an event. */
 export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, length: number) => T | undefined

@@ -1,4 +1,4 @@
-import { attachCodeDeallocHooks, attachPythonProbe, fixedPythonSpecs, openAttached, raiseLineSemaphore } from './attach.js'
+import { attachCodeDeallocHooks, attachPythonProbe, fixedPythonSpecs, openAttached, raiseLineSemaphore } from '../kernel/attach.js'
 import {
   CALL_ENTRY,
   CALL_EVENT,
@@ -8,13 +8,13 @@ import {
   CALL_HAS_DURATION,
   CALL_NAMES,
   PREFIX_MAX,
-} from './layout.js'
-import type { SessionOptions } from './binding.js'
-import { TraceError } from './errors.js'
-import type { Inspection } from './inspect.js'
-import { codeDeallocHooks } from './python-layout.js'
-import { resolveTargets, type TargetOptions } from './targets.js'
-import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from './options.js'
+} from '../kernel/layout.js'
+import type { SessionOptions } from '../kernel/binding.js'
+import { TraceError } from '../errors.js'
+import type { Inspection } from '../process/inspect.js'
+import { codeDeallocHooks } from '../cpython/layout.js'
+import { resolveTargets, type TargetOptions } from '../process/targets.js'
+import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 
 /** A Python function entry or return. */

@@ -1,8 +1,8 @@
-import { attachPythonProbe, openAttached } from './attach.js'
+import { attachPythonProbe, openAttached } from '../kernel/attach.js'
 import { CPYTHON_AUDIT_EVENTS } from './audit-events.js'
-import type { PythonVersion } from './elf.js'
-import { TraceError } from './errors.js'
-import type { Inspection } from './inspect.js'
+import type { PythonVersion } from '../process/elf.js'
+import { TraceError } from '../errors.js'
+import type { Inspection } from '../process/inspect.js'
 import {
   AUDIT_ARGS_DECODED,
   AUDIT_ARGS_TRUNCATED,
@@ -17,9 +17,9 @@ import {
   AUDIT_VALUE_LIST,
   AUDIT_VALUE_STR,
   AUDIT_VALUE_TUPLE,
-} from './layout.js'
-import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from './options.js'
-import { resolveTargets, type TargetOptions } from './targets.js'
+} from '../kernel/layout.js'
+import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
+import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 
 /**

@@ -1,4 +1,4 @@
-import nativeAddon from './native-addon.cjs'
+import nativeAddon from './addon.cjs'
 
 /** The raw addon (native/): a generic BPF session and the C layouts of the event structs. */
 export interface NativeSession {

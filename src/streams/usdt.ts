@@ -1,17 +1,17 @@
 import { statSync } from 'node:fs'
-import { explainNativeError, openAttached } from './attach.js'
-import { type UsdtProbe, readUsdtProbes } from './elf.js'
-import { TraceError } from './errors.js'
-import type { TraceSubject } from './inspect.js'
+import { explainNativeError, openAttached } from '../kernel/attach.js'
+import { type UsdtProbe, readUsdtProbes } from '../process/elf.js'
+import { TraceError } from '../errors.js'
+import type { TraceSubject } from '../process/inspect.js'
 import {
   USDT_COOKIE_STR_SHIFT,
   USDT_EVENT,
   USDT_MAX_ARGS,
   USDT_STR_TRUNCATED,
-} from './layout.js'
-import { listProbes } from './probes.js'
-import { attachUsdtSites } from './usdt-args.js'
-import { binaryTarget, resolveProcesses, type TargetOptions } from './targets.js'
+} from '../kernel/layout.js'
+import { listProbes } from '../process/probes.js'
+import { attachUsdtSites } from '../kernel/usdt-args.js'
+import { binaryTarget, resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type RecordDecoder, type StreamOptions } from './trace.js'
 
 /** How to read one probe argument: an integer of that width and sign, a pointer, or a C string. */

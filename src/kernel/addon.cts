@@ -1,8 +1,8 @@
 // CommonJS on purpose: `__dirname` serves the ESM build (dist/) and the CommonJS build
-// (dist-cjs/) alike, both one level below the package root, so neither needs import.meta.
+// (dist-cjs/) alike, both two levels below the package root (dist/kernel/), so neither needs import.meta.
 import { join } from 'node:path'
 
-const packageRoot = join(__dirname, '..')
+const packageRoot = join(__dirname, '..', '..')
 
 const addonPath = locateAddon()
 
@@ -11,7 +11,7 @@ export = {
   packageRoot,
   /** The file node-gyp-build chose: a local build (build/Release) first, else a prebuild (prebuilds/). */
   addonPath,
-  /** The raw addon; src/binding.ts gives it its types. */
+  /** The raw addon; src/kernel/binding.ts gives it its types. */
   addon: require(addonPath) as unknown,
 }
 

@@ -1,4 +1,4 @@
-import { TraceError } from './errors.js'
+import { TraceError } from '../errors.js'
 import { inspect, inspectBinary, requireProbes, type CapabilityName, type Inspection, type TraceSubject } from './inspect.js'
 import { isProgram } from './elf.js'
 import { executablePath } from './probes.js'

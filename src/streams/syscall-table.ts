@@ -6,7 +6,7 @@
  * the kernel's syscall tables (x86_64 335–336, both 451–470). test/syscall-table.test.ts checks
  * the x86_64 table against the headers installed on the machine.
  */
-import { TraceError } from './errors.js'
+import { TraceError } from '../errors.js'
 
 /** Runs of consecutive numbers: [first number, names from it on]. */
 type SyscallRuns = [number, string[]][]

@@ -1,8 +1,8 @@
 import { binding, isNativeError, type NativeSession, type SessionOptions } from './binding.js'
 import { requireKernelSupport } from './doctor.js'
-import { TraceError, noSuchProcess, permissionDenied } from './errors.js'
-import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from './inspect.js'
-import type { CodeDeallocHooks } from './python-layout.js'
+import { TraceError, noSuchProcess, permissionDenied } from '../errors.js'
+import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from '../process/inspect.js'
+import type { CodeDeallocHooks } from '../cpython/layout.js'
 import { attachUsdtSites, encodeUsdtSpec, parseUsdtArgs } from './usdt-args.js'
 
 /**

@@ -1,7 +1,7 @@
-import { attachPythonProbe, openAttached } from './attach.js'
-import { IMPORT_EVENT, IMPORT_FOUND, IMPORT_HAS_START, IMPORT_NAME_TRUNCATED } from './layout.js'
-import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from './options.js'
-import { resolveTargets, type TargetOptions } from './targets.js'
+import { attachPythonProbe, openAttached } from '../kernel/attach.js'
+import { IMPORT_EVENT, IMPORT_FOUND, IMPORT_HAS_START, IMPORT_NAME_TRUNCATED } from '../kernel/layout.js'
+import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
+import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 
 /** One module load, reported when it ends: a module's own imports end (and arrive) before it. */

@@ -7,7 +7,7 @@
  */
 import { closeSync, constants, openSync, readSync, statSync } from 'node:fs'
 import { basename } from 'node:path'
-import { TraceError, permissionDenied } from './errors.js'
+import { TraceError, permissionDenied } from '../errors.js'
 
 /** A USDT probe as its ELF note (`.note.stapsdt`) describes it. */
 export interface UsdtProbe {

@@ -5,8 +5,8 @@
  * them again with ctypes wherever such a build is installed); a version not listed gets no hook,
  * and its calls are named by reading their strings every time, as correct and slower.
  */
-import { readFunctionPointer } from './elf.js'
-import type { Inspection } from './inspect.js'
+import { readFunctionPointer } from '../process/elf.js'
+import type { Inspection } from '../process/inspect.js'
 
 interface CodeLayout {
   code_filename_offset: number
