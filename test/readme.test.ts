@@ -1,6 +1,6 @@
-// The README is the API's documentation, so it is held to the code: every name src/index.ts
-// exports is named in it, and every `js`/`ts` block type-checks against the package's types
-// (tsc --strict) and runs against a live python3.11.
+// The README and docs/*.md are the API's documentation, so they are held to the code: every name
+// src/index.ts exports is named in them, and every `js`/`ts` block type-checks against the
+// package's types (tsc --strict) and runs against a live python3.11.
 //
 // The convention for blocks: `pid` is in scope (unless the block declares it) and is
 // process.argv[2], the pid of a python3.11 that handles requests (a file read and a ~2 ms sleep)
@@ -9,7 +9,7 @@
 // by `<!-- no-run: why -->` is only type-checked.
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import t, { type Test } from 'tap'
@@ -17,10 +17,13 @@ import ts from 'typescript'
 import { ROOT, tmpDir } from './fixtures/package.js'
 import { startWorkload } from './targets.js'
 
-const README = readFileSync(join(ROOT, 'README.md'), 'utf8')
+/** The documents a user reads: the README first, then docs/. */
+const DOCUMENTS = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)]
 const SILENCE_LIMIT_MS = 60_000
 
 interface Block {
+  /** the document it is in, e.g. docs/cli.md */
+  document: string
   /** 1-based line of the opening fence */
   line: number
   language: 'js' | 'ts'
@@ -30,20 +33,20 @@ interface Block {
   commonjs: boolean
 }
 
-function codeBlocks(markdown: string): Block[] {
-  const lines = markdown.split('\n')
+function codeBlocks(document: string): Block[] {
+  const lines = readFileSync(join(ROOT, document), 'utf8').split('\n')
   const blocks: Block[] = []
   for (let i = 0; i < lines.length; i++) {
     const fence = /^```(\w*)\s*$/.exec(lines[i]!)
     if (!fence) continue
     const end = lines.indexOf('```', i + 1)
-    if (end === -1) throw new Error(`README.md:${i + 1}: unclosed code block`)
+    if (end === -1) throw new Error(`${document}:${i + 1}: unclosed code block`)
     const language = fence[1]
     if (language === 'js' || language === 'ts') {
       const code = lines.slice(i + 1, end).join('\n')
       const before = lines.slice(0, i).reverse().find((line) => line.trim() !== '') ?? ''
       const noRun = /^<!-- no-run: (.+) -->$/.exec(before)?.[1]
-      blocks.push({ line: i + 1, language, code, noRun, commonjs: /\brequire\(/.test(code) })
+      blocks.push({ document, line: i + 1, language, code, noRun, commonjs: /\brequire\(/.test(code) })
     }
     i = end
   }
@@ -59,19 +62,21 @@ function exportedNames(): string[] {
   return checker.getExportsOfModule(module).map((symbol) => symbol.name)
 }
 
-const blocks = codeBlocks(README)
+const blocks = DOCUMENTS.flatMap(codeBlocks)
+const where = (block: Block) => `${block.document}:${block.line}`
 
-t.test('every exported name is documented in README.md', async (t) => {
+t.test('every exported name is documented in README.md or docs/', async (t) => {
   const names = exportedNames()
   t.ok(names.includes('traceCalls') && names.includes('TraceErrorCode'), 'values and types are both seen')
   // Documented = named in code: an inline `span` or a code block.
-  const code = [...README.matchAll(/`([^`\n]+)`/g)].map((m) => m[1]).join('\n') + blocks.map((b) => b.code).join('\n')
+  const text = DOCUMENTS.map((document) => readFileSync(join(ROOT, document), 'utf8')).join('\n')
+  const code = [...text.matchAll(/`([^`\n]+)`/g)].map((m) => m[1]).join('\n') + blocks.map((b) => b.code).join('\n')
   for (const name of names) t.match(code, new RegExp(`\\b${name}\\b`), `${name} is documented`)
 })
 
 t.test('every no-run block says why it does not run', async (t) => {
   const noRun = blocks.filter((block) => block.noRun !== undefined)
-  for (const block of noRun) t.ok(block.noRun!.length > 20, `README.md:${block.line}: ${block.noRun}`)
+  for (const block of noRun) t.ok(block.noRun!.length > 20, `${where(block)}: ${block.noRun}`)
   t.ok(noRun.length < blocks.length / 2, 'most blocks run')
 })
 
@@ -85,7 +90,7 @@ function project(t: Test): string {
 
 function fileName(block: Block, index: number): string {
   const extension = { js: block.commonjs ? 'cjs' : 'mjs', ts: block.commonjs ? 'cts' : 'mts' }[block.language]
-  return `block-${index}-line-${block.line}.${extension}`
+  return `block-${index}-${block.document.replace(/\W/g, '-')}-line-${block.line}.${extension}`
 }
 
 t.test('every block type-checks with tsc --strict against the package types', async (t) => {
@@ -126,7 +131,7 @@ t.test('every block type-checks with tsc --strict against the package types', as
 
 blocks.forEach((block, index) => {
   if (block.noRun !== undefined) return
-  t.test(`README.md:${block.line} (${block.language}${block.commonjs ? ', CommonJS' : ''}) runs`, async (t) => {
+  t.test(`${where(block)} (${block.language}${block.commonjs ? ', CommonJS' : ''}) runs`, async (t) => {
     const dir = project(t)
     const source =
       block.language === 'ts'
