@@ -292,4 +292,135 @@ struct usdt_spec {
 	struct usdt_arg_spec args[USDT_MAX_ARGS];
 };
 
+/*
+ * Python stacks, read by walking the interpreter's frames in the target's memory
+ * (bpf/python_stack.bpf.h). A frame is the code object's id (a CODE record names it) and how
+ * far into its instructions the frame is, from which user space finds the line.
+ */
+enum python_stack_limits {
+	/* Frames a stack carries; a deeper stack keeps its innermost ones and is flagged truncated. */
+	STACK_FRAMES_MAX = 127,
+	/* Bytes of a code object's line table a CODE record carries; a longer one is cut and flagged. */
+	LINETABLE_MAX = 16384,
+	/* CPython layouts one trace can hold (processes of several versions at once). */
+	PYTHON_LAYOUTS_MAX = 8,
+	/* An offset the layout does not have (e.g. no _PyCFrame before 3.11 or after 3.12). */
+	LAYOUT_NONE = 0xffff,
+};
+
+enum stack_record_kind {
+	STACK_SAMPLE = 1,  /* struct stack_sample, then depth struct python_frame */
+	STACK_CODE = 2,    /* struct code_record, then the file, function and line table bytes */
+	STACK_FORGET = 3,  /* struct code_record alone: the id will not be referred to again */
+	STACK_PROCESS = 4, /* struct stack_sample alone: a process of the traced binary not yet described */
+	STACK_EXIT = 5,    /* struct stack_sample alone: the process exited or ran another program */
+};
+
+enum stack_sample_flags {
+	SAMPLE_ON_CPU = 1 << 0,     /* taken while the thread ran; else as it left the CPU to wait */
+	SAMPLE_TRUNCATED = 1 << 1,  /* the stack was deeper than STACK_FRAMES_MAX */
+	SAMPLE_UNREADABLE = 1 << 2, /* a frame could not be read: the stack ends early */
+};
+
+struct python_frame {
+	__u32 code_id;
+	/* Bytes into the code's instructions: where the frame is (3.10: its last instruction). */
+	__u32 offset;
+};
+
+/* Every record of a stack trace starts with its kind (enum stack_record_kind), whatever follows. */
+struct stack_sample {
+	__u8 kind;          /* STACK_SAMPLE, STACK_PROCESS or STACK_EXIT */
+	__u8 flags;         /* enum stack_sample_flags */
+	__u16 depth;        /* frames that follow, innermost first */
+	__u32 pid;
+	__u32 tid;
+	__u32 cpu;
+	__u64 timestamp_ns; /* CLOCK_MONOTONIC: the sample, or the thread's return to a CPU */
+	__u64 off_cpu_ns;   /* off-CPU samples: how long the thread waited */
+};
+
+enum code_record_flags {
+	CODE_FILE_TRUNCATED = 1 << 0,
+	CODE_FUNC_TRUNCATED = 1 << 1,
+	CODE_LINETABLE_TRUNCATED = 1 << 2,
+};
+
+/*
+ * A code object's names and line table, the first time a process's stack holds it. The text of
+ * each name is its str's own storage: file_kind and func_kind say how many bytes a character
+ * takes (1: Latin-1, which ASCII is, 2: UCS-2, 4: UCS-4; 0: unreadable).
+ */
+struct code_record {
+	__u8 kind;          /* STACK_CODE or STACK_FORGET */
+	__u8 flags;         /* enum code_record_flags */
+	__u8 file_kind;
+	__u8 func_kind;
+	__u32 id;
+	__u32 pid;
+	__s32 first_line;
+	__u32 linetable_len;
+	__u16 file_len;
+	__u16 func_len;
+};
+
+/*
+ * Where one CPython version keeps what the frame walk reads, in bytes from the start of each
+ * struct (src/cpython/layout.ts fills it from the version's headers or from _Py_DebugOffsets).
+ */
+struct python_offsets {
+	__u16 runtime_interpreters;   /* _PyRuntimeState: interpreters.head */
+	__u16 interpreter_next;
+	__u16 interpreter_threads;    /* PyInterpreterState: the head of its thread states */
+	__u16 thread_next;
+	__u16 thread_id;              /* PyThreadState: native_thread_id, or 3.10's pthread thread_id */
+	__u16 thread_frame;           /* PyThreadState: frame (3.10), cframe (3.11, 3.12), current_frame */
+	__u16 cframe_current_frame;   /* _PyCFrame: current_frame, or LAYOUT_NONE */
+	__u16 frame_previous;         /* f_back / previous */
+	__u16 frame_code;             /* f_code / f_executable */
+	__u16 frame_instruction;      /* f_lasti (3.10), prev_instr, instr_ptr */
+	__u16 frame_owner;            /* owner, or LAYOUT_NONE (3.10) */
+	__u16 code_filename;
+	__u16 code_name;              /* co_qualname, co_name before 3.11 */
+	__u16 code_first_line;
+	__u16 code_linetable;
+	__u16 code_instructions;      /* co_code_adaptive, or LAYOUT_NONE (3.10) */
+	__u16 code_first_traceable;   /* _co_firsttraceable, or LAYOUT_NONE */
+	__u16 object_type;            /* ob_type */
+	__u16 unicode_state;
+	__u16 unicode_length;
+	__u16 unicode_ascii_data;     /* sizeof(PyASCIIObject): a compact ASCII str's text */
+	__u16 unicode_compact_data;   /* sizeof(PyCompactUnicodeObject): any other compact str's */
+	__u16 bytes_size;
+	__u16 bytes_data;
+	__u16 frame_window;           /* bytes of a frame the walk reads: up to its last field used */
+	__u16 code_window;            /* bytes of a code object read: up to its last field used */
+	__u8 owner_cstack;            /* the owner value of the C-stack shim frames 3.12 interleaves */
+	__u8 owner_generator;         /* the owner value of a generator's frame */
+	__u8 thread_id_is_pthread;    /* 3.10: match the thread by its pthread (fs base), not its tid */
+	__u8 instruction_is_index;    /* 3.10: f_lasti counts 2-byte code units */
+};
+
+/* One traced process: where its runtime and code type are, and which layout reads it. */
+struct python_process {
+	__u64 runtime;   /* the address of _PyRuntime */
+	__u64 code_type; /* the address of PyCode_Type */
+	__u32 layout;    /* index into python_layouts */
+	__u32 reserved;
+};
+
+/* What stackProfile sums per distinct stack: the key is the process, the flags and the frames. */
+struct stack_key {
+	__u32 pid;
+	__u16 depth;
+	__u8 flags;      /* SAMPLE_ON_CPU, SAMPLE_TRUNCATED, SAMPLE_UNREADABLE */
+	__u8 reserved;
+	struct python_frame frames[STACK_FRAMES_MAX];
+};
+
+struct stack_counts {
+	__u64 samples;
+	__u64 off_cpu_ns;
+};
+
 #endif /* USDTRACE_H */

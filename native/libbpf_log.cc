@@ -15,12 +15,19 @@ constexpr size_t kKeptBytes = 8192;
 std::mutex keptLock;
 std::string kept;
 
+// libbpf hands over a whole verifier log in one message, so a message is measured, not cut.
 int Keep(enum libbpf_print_level level, const char* format, va_list args) {
   if (level == LIBBPF_DEBUG) return 0;
-  char line[1024];
-  int length = vsnprintf(line, sizeof line, format, args);
+  va_list measure;
+  va_copy(measure, args);
+  int length = vsnprintf(nullptr, 0, format, measure);
+  va_end(measure);
+  if (length <= 0) return 0;
+  std::string message(static_cast<size_t>(length) + 1, '\0');
+  vsnprintf(message.data(), message.size(), format, args);
+  message.pop_back();
   std::lock_guard<std::mutex> guard(keptLock);
-  kept.append(line, length < 0 ? 0 : std::min<size_t>(length, sizeof line - 1));
+  kept += message;
   if (kept.size() > kKeptBytes) kept.erase(0, kept.size() - kKeptBytes);
   return 0;
 }

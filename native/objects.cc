@@ -16,6 +16,7 @@
 #include "imports.skel.h"
 #include "audit.skel.h"
 #include "stats.skel.h"
+#include "stacks.skel.h"
 
 namespace {
 
@@ -34,6 +35,7 @@ const Entry kObjects[] = {
     {"imports", imports__elf_bytes},
     {"audit", audit__elf_bytes},
     {"stats", stats__elf_bytes},
+    {"stacks", stacks__elf_bytes},
 };
 
 }  // namespace

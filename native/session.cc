@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/perf_event.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -189,6 +190,9 @@ Napi::Function Session::Define(Napi::Env env) {
                      {
                          InstanceMethod<&Session::AttachUprobes>("attachUprobes"),
                          InstanceMethod<&Session::AttachRawTracepoint>("attachRawTracepoint"),
+                         InstanceMethod<&Session::AttachTracing>("attachTracing"),
+                         InstanceMethod<&Session::AttachPerfEvents>("attachPerfEvents"),
+                         InstanceMethod<&Session::RunIterator>("runIterator"),
                          InstanceMethod<&Session::DumpMap>("dumpMap"),
                          InstanceMethod<&Session::UpdateMap>("updateMap"),
                          InstanceMethod<&Session::Start>("start"),
@@ -354,6 +358,123 @@ Napi::Value Session::AttachRawTracepoint(const Napi::CallbackInfo& info) {
   if (!link) return ThrowErrno(env, errno, "attaching to raw tracepoint " + tracepoint);
   links_.push_back(link);
   return env.Undefined();
+}
+
+// attachTracing(program): a BTF tracepoint (tp_btf/...), attached where its section names.
+Napi::Value Session::AttachTracing(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_program* program = ProgramNamed(env, info[0].ToString());
+  if (!program) return env.Undefined();
+  struct bpf_link* link = bpf_program__attach_trace(program);
+  if (!link) return ThrowErrno(env, errno, "attaching " + info[0].ToString().Utf8Value());
+  links_.push_back(link);
+  return env.Undefined();
+}
+
+// attachPerfEvents(program, frequency): a CPU clock event on every online CPU, sampling at
+// `frequency` Hz, each running the program in whatever task it interrupts.
+Napi::Value Session::AttachPerfEvents(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_program* program = ProgramNamed(env, info[0].ToString());
+  if (!program) return env.Undefined();
+  uint64_t frequency = ToU64(info[1]);
+  int cpus = libbpf_num_possible_cpus();
+  if (cpus < 0) return ThrowErrno(env, -cpus, "counting CPUs");
+  int attached = 0;
+  for (int cpu = 0; cpu < cpus; cpu++) {
+    struct perf_event_attr attr = {};
+    attr.size = sizeof(attr);
+    attr.type = PERF_TYPE_SOFTWARE;
+    attr.config = PERF_COUNT_SW_CPU_CLOCK;
+    attr.freq = 1;
+    attr.sample_freq = frequency;
+    int fd = static_cast<int>(syscall(SYS_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC));
+    if (fd < 0) {
+      if (errno == ENODEV) continue;  // a possible CPU that is offline
+      return ThrowErrno(env, errno, "opening a CPU clock event on CPU " + std::to_string(cpu));
+    }
+    // The link owns the event from here: destroying it closes the fd.
+    struct bpf_link* link = bpf_program__attach_perf_event(program, fd);
+    if (!link) {
+      int err = errno;
+      close(fd);
+      return ThrowErrno(env, err, "attaching to the CPU clock event of CPU " + std::to_string(cpu));
+    }
+    links_.push_back(link);
+    attached++;
+  }
+  if (attached == 0) return ThrowErrno(env, ENODEV, "no CPU is online");
+  return env.Undefined();
+}
+
+namespace {
+
+// Runs a BPF iterator to its end off the event loop: its programs may sleep (reading another
+// task's memory faults its pages in).
+class IteratorWorker : public Napi::AsyncWorker {
+ public:
+  IteratorWorker(Napi::Env env, struct bpf_program* program, std::string name)
+      : Napi::AsyncWorker(env, "usdtrace:iterate"), program_(program), name_(std::move(name)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    struct bpf_link* link = bpf_program__attach_iter(program_, nullptr);
+    if (!link) return Fail(errno, "attaching iterator " + name_);
+    int fd = bpf_iter_create(bpf_link__fd(link));
+    if (fd < 0) {
+      Fail(errno, "starting iterator " + name_);
+    } else {
+      char chunk[1 << 16];
+      ssize_t n;
+      while ((n = read(fd, chunk, sizeof chunk)) > 0) output_.insert(output_.end(), chunk, chunk + n);
+      if (n < 0) Fail(errno, "reading iterator " + name_);
+      close(fd);
+    }
+    bpf_link__destroy(link);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_) {
+      std::string message = what_ + ": " + strerror(err_);
+      if (!log_.empty()) message += "\n" + log_;
+      Napi::Error error = Napi::Error::New(env, message);
+      error.Set("errno", Napi::Number::New(env, err_));
+      const char* name = strerrorname_np(err_);
+      error.Set("code", Napi::String::New(env, name ? name : "EUNKNOWN"));
+      deferred_.Reject(error.Value());
+      return;
+    }
+    deferred_.Resolve(Napi::Buffer<uint8_t>::Copy(env, output_.data(), output_.size()));
+  }
+
+ private:
+  void Fail(int err, std::string what) {
+    if (err_) return;
+    err_ = err;
+    what_ = std::move(what);
+    log_ = TakeLibbpfLog();
+  }
+
+  struct bpf_program* program_;
+  std::string name_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<uint8_t> output_;
+  int err_ = 0;
+  std::string what_;
+  std::string log_;
+};
+
+}  // namespace
+
+// runIterator(program): resolves to everything the iterator wrote, as [u32 length][record]...
+Napi::Value Session::RunIterator(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_program* program = ProgramNamed(env, info[0].ToString());
+  if (!program) return env.Undefined();
+  IteratorWorker* worker = new IteratorWorker(env, program, info[0].ToString());
+  Napi::Promise output = worker->Promise();
+  worker->Queue();
+  return output;
 }
 
 struct bpf_map* Session::MapNamed(Napi::Env env, const std::string& name) {

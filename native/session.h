@@ -25,6 +25,9 @@ class Session : public Napi::ObjectWrap<Session> {
 
   Napi::Value AttachUprobes(const Napi::CallbackInfo& info);
   Napi::Value AttachRawTracepoint(const Napi::CallbackInfo& info);
+  Napi::Value AttachTracing(const Napi::CallbackInfo& info);
+  Napi::Value AttachPerfEvents(const Napi::CallbackInfo& info);
+  Napi::Value RunIterator(const Napi::CallbackInfo& info);
   Napi::Value DumpMap(const Napi::CallbackInfo& info);
   Napi::Value UpdateMap(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);

@@ -25,6 +25,11 @@ export type TraceErrorCode =
   | 'UNKNOWN_PROBE'
   /** The kernel lacks something usdtrace needs: Linux 5.15+, BTF or the uprobe PMU (see `doctor()`). */
   | 'UNSUPPORTED_KERNEL'
+  /**
+   * The interpreter's stacks cannot be read: older than CPython 3.10, a free-threaded build,
+   * PyPy, or a layout usdtrace cannot verify against the running interpreter.
+   */
+  | 'UNSUPPORTED_PYTHON'
 
 /** A failure usdtrace can explain: branch on `code`, show `message` (cause and fix) to people. */
 export class TraceError extends Error {

@@ -23,3 +23,16 @@ export { speedscopeFile, type SpeedscopeFile, type SpeedscopeOptions, type Speed
 export { chromeTrace, type ChromeTrace, type ChromeTraceEvent, type ChromeTraceOptions } from './export/chrome.js'
 export { callRecord, ndjsonLine, type CallRecord } from './export/ndjson.js'
 export { flameGraphSvg, type FlameGraphOptions } from './export/flamegraph.js'
+export {
+  dumpStacks,
+  sampleStacks,
+  stackProfile,
+  type DumpStacksOptions,
+  type ProfiledStack,
+  type SampleStacksOptions,
+  type StackFrame,
+  type StackProfileOptions,
+  type StackProfileSnapshot,
+  type StackSample,
+  type ThreadStack,
+} from './streams/stacks.js'

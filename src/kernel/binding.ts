@@ -9,6 +9,12 @@ export interface NativeSession {
    */
   attachUprobes(program: string, pid: number, path: string, sites: UprobeSite[], retprobe: boolean): void
   attachRawTracepoint(program: string, tracepoint: string): void
+  /** A BTF tracepoint program (tp_btf/...), where its section names. */
+  attachTracing(program: string): void
+  /** A CPU clock event on every online CPU at `frequency` Hz, running the program in whatever it interrupts. */
+  attachPerfEvents(program: string, frequency: number): void
+  /** Runs an iterator program to its end, off the event loop: what it wrote, as [u32 length][record]... */
+  runIterator(program: string): Promise<Buffer>
   /** Every entry of a map; with `remove`, each is taken out as it is read. */
   dumpMap(name: string, remove: boolean): MapDump
   updateMap(name: string, key: Uint8Array, value: Uint8Array): void

@@ -217,3 +217,50 @@ export const USDT_SPECS_MAX = 256
 export const USDT_ARG_CONST = 0
 export const USDT_ARG_REG = 1
 export const USDT_ARG_REG_DEREF = 2
+
+export const STACK_SAMPLE = {
+  size: 32,
+  fields: { kind: 0, flags: 1, depth: 2, pid: 4, tid: 8, cpu: 12, timestamp_ns: 16, off_cpu_ns: 24 },
+} as const
+
+export const CODE_RECORD = {
+  size: 24,
+  fields: { kind: 0, flags: 1, file_kind: 2, func_kind: 3, id: 4, pid: 8, first_line: 12, linetable_len: 16, file_len: 20, func_len: 22 },
+} as const
+
+/** One frame of a stack: its code object's id and its offset into the instructions. */
+export const PYTHON_FRAME = { size: 8, fields: { code_id: 0, offset: 4 } } as const
+
+export const PYTHON_PROCESS = { size: 24, fields: { runtime: 0, code_type: 8, layout: 16 } } as const
+
+export const STACK_KEY = { size: 1024, fields: { pid: 0, depth: 4, flags: 6, frames: 8 } } as const
+
+export const STACK_COUNTS = { size: 16, fields: { samples: 0, off_cpu_ns: 8 } } as const
+
+/** struct python_offsets: 26 u16 fields, then 4 u8 flags, in this order. */
+export const PYTHON_OFFSETS = {
+  size: 56,
+  u16: [
+    'runtime_interpreters', 'interpreter_next', 'interpreter_threads', 'thread_next', 'thread_id', 'thread_frame',
+    'cframe_current_frame', 'frame_previous', 'frame_code', 'frame_instruction', 'frame_owner', 'code_filename',
+    'code_name', 'code_first_line', 'code_linetable', 'code_instructions', 'code_first_traceable', 'object_type',
+    'unicode_state', 'unicode_length', 'unicode_ascii_data', 'unicode_compact_data', 'bytes_size', 'bytes_data',
+    'frame_window', 'code_window',
+  ],
+  u8: ['owner_cstack', 'owner_generator', 'thread_id_is_pthread', 'instruction_is_index'],
+} as const
+
+export const STACK_FRAMES_MAX = 127
+export const LINETABLE_MAX = 16384
+export const PYTHON_LAYOUTS_MAX = 8
+export const STACK_SAMPLE_KIND = 1
+export const STACK_CODE = 2
+export const STACK_FORGET = 3
+export const STACK_PROCESS = 4
+export const STACK_EXIT = 5
+export const SAMPLE_ON_CPU = 1 << 0
+export const SAMPLE_TRUNCATED = 1 << 1
+export const SAMPLE_UNREADABLE = 1 << 2
+export const CODE_FILE_TRUNCATED = 1 << 0
+export const CODE_FUNC_TRUNCATED = 1 << 1
+export const CODE_LINETABLE_TRUNCATED = 1 << 2

@@ -525,6 +525,40 @@ export function readFunctionPointer(path: string, symbol: string, slot: number):
   })
 }
 
+/** A data symbol: where the file links it, and the start of its initial value. */
+export interface DataSymbol {
+  address: bigint
+  size: bigint
+  /** Its first bytes as the file holds them (at most the length asked for, at most its size). */
+  bytes: Buffer
+}
+
+/** The named data symbols of an ELF file (.dynsym, then .symtab) that it has, with their first `length` bytes. */
+export function readDataSymbols(path: string, names: readonly string[], length: number): Map<string, DataSymbol> {
+  return withElf(path, (elf) => {
+    const found = new Map<string, DataSymbol>()
+    for (const name of names) {
+      const sym = elf.symbol(name)
+      const offset = sym && elf.dataOffset(sym.value)
+      if (!sym || offset === undefined) continue
+      const wanted = sym.size < BigInt(length) ? sym.size : BigInt(length)
+      found.set(name, { address: sym.value, size: sym.size, bytes: elf.bytes(offset, wanted, `symbol ${name}`) })
+    }
+    return found
+  })
+}
+
+/**
+ * The address the file links its byte at `fileOffset` to (through the PT_LOAD segment holding
+ * it): with where a process mapped that byte, the distance it was loaded at.
+ */
+export function linkAddress(path: string, fileOffset: bigint): bigint | undefined {
+  return withElf(path, (elf) => {
+    const seg = elf.segments.find((s) => s.type === PT_LOAD && s.offset <= fileOffset && fileOffset < s.offset + s.filesz)
+    return seg && fileOffset - seg.offset + seg.vaddr
+  })
+}
+
 /**
  * CPython's version, from the `Py_Version` symbol (PY_VERSION_HEX, exported since 3.11), else
  * from a file name such as python3.10 or libpython3.10.so.1.0 (then without micro); null if

@@ -6,17 +6,24 @@ import { basename } from 'node:path'
 import { TraceError } from '../errors.js'
 import { type PythonVersion, type UsdtProbe, coldCodeOffsets, readPythonVersion, readUsdtProbes } from './elf.js'
 import { executablePath, mappedObjects } from './probes.js'
+import { stackReadingOrReason } from '../cpython/runtime.js'
 
-/** The kinds of events a CPython build can deliver, each through its own probes. */
-export type CapabilityName = 'calls' | 'gc' | 'imports' | 'audit' | 'line'
+/**
+ * The kinds of events a CPython build can deliver: each through its own probes, and `stacks`
+ * (sampled or dumped) by reading the interpreter's frames, probes or not.
+ */
+export type CapabilityName = 'calls' | 'gc' | 'imports' | 'audit' | 'line' | 'stacks'
 
 /**
  * Whether a capability can be traced: through its probes (`native`), through the line probe's
- * semaphore with its `cost` (calls on 3.11), or not at all, with the `reason` and its fix.
+ * semaphore with its `cost` (calls on 3.11), for stacks by a frame layout the interpreter states
+ * itself (`debug-offsets`, 3.13 on) or usdtrace's table for its version (`version-table`), or not
+ * at all, with the `reason` and its fix.
  */
 export type Capability =
   | { available: true; mode: 'native' }
   | { available: true; mode: 'line-semaphore'; cost: string }
+  | { available: true; mode: 'debug-offsets' | 'version-table' }
   | { available: false; mode: 'unavailable'; reason: string }
 
 /** What a CPython process (or, from `{ binary }`, every process of an interpreter file) offers. */
@@ -47,7 +54,9 @@ export const LINE_SEMAPHORE_COST =
 
 const PROVIDER = 'python'
 
-const CAPABILITY_PROBES: Record<CapabilityName, readonly string[]> = {
+type ProbeCapability = Exclude<CapabilityName, 'stacks'>
+
+const CAPABILITY_PROBES: Record<ProbeCapability, readonly string[]> = {
   calls: ['function__entry', 'function__return'],
   gc: ['gc__start', 'gc__done'],
   imports: ['import__find__load__start', 'import__find__load__done'],
@@ -56,7 +65,7 @@ const CAPABILITY_PROBES: Record<CapabilityName, readonly string[]> = {
 }
 
 /** The CPython 3.x minor version that introduced each capability's probes (3.6 brought the first). */
-const ADDED_IN_MINOR: Record<CapabilityName, number> = { calls: 6, gc: 6, imports: 7, audit: 8, line: 6 }
+const ADDED_IN_MINOR: Record<ProbeCapability, number> = { calls: 6, gc: 6, imports: 7, audit: 8, line: 6 }
 const FIRST_PROBES_MINOR = 6
 
 /** Minor versions of 3.x without function__entry/return and line (gh-104280). */
@@ -168,8 +177,11 @@ function capabilities(
   object: string,
 ): Record<CapabilityName, Capability> {
   const names = new Set(probes.map((p) => p.name))
-  const result = {} as Record<CapabilityName, Capability>
-  for (const cap of Object.keys(CAPABILITY_PROBES) as CapabilityName[]) {
+  const reading = stackReadingOrReason({ interpreterObject: object, version })
+  const result = {
+    stacks: typeof reading === 'string' ? { available: false, mode: 'unavailable', reason: reading } : { available: true, mode: reading.source },
+  } as Record<CapabilityName, Capability>
+  for (const cap of Object.keys(CAPABILITY_PROBES) as ProbeCapability[]) {
     const missing = CAPABILITY_PROBES[cap].find((probe) => !names.has(probe))
     result[cap] =
       missing === undefined
@@ -179,7 +191,7 @@ function capabilities(
   return result
 }
 
-function availableMode(cap: CapabilityName, version: PythonVersion | null): Capability {
+function availableMode(cap: ProbeCapability, version: PythonVersion | null): Capability {
   // 3.11 only fires function__entry while tracing is on, which raising the line semaphore turns on.
   if (cap === 'calls' && version?.major === 3 && version.minor === 11) {
     return { available: true, mode: 'line-semaphore', cost: LINE_SEMAPHORE_COST }
@@ -188,7 +200,7 @@ function availableMode(cap: CapabilityName, version: PythonVersion | null): Capa
 }
 
 function unavailableReason(
-  cap: CapabilityName,
+  cap: ProbeCapability,
   missing: string,
   probes: UsdtProbe[],
   version: PythonVersion | null,
@@ -214,10 +226,15 @@ function inCallProbeGap(version: PythonVersion): boolean {
   return version.major === 3 && version.minor >= CALL_PROBES_REMOVED.from && version.minor <= CALL_PROBES_REMOVED.until
 }
 
+/** What works without probes: reading the interpreter's frames. */
+const SAMPLING_WORKS =
+  'its stacks can still be sampled, which needs no probes: `usdtrace top PID`, `usdtrace dump PID`, ' +
+  '`usdtrace record PID --sample`, or sampleStacks() / stackProfile() / dumpStacks()'
+
 function callProbesRemoved(version: PythonVersion): string {
   return (
     `this is CPython ${versionText(version)}: 3.12 removed the function__entry, function__return and line probes (gh-104280) ` +
-    'and 3.15 restores them; gc, imports and audit still work: try `usdtrace gc` or `usdtrace stat`'
+    `and 3.15 restores them; gc, imports and audit still work (try \`usdtrace gc\` or \`usdtrace stat\`), and ${SAMPLING_WORKS}`
   )
 }
 
@@ -227,7 +244,7 @@ function noProbesExplanation(object: string, version: PythonVersion | null): str
   }
   return (
     `${object} has no python USDT probes: it was built without --with-dtrace ` +
-    `(as pyenv builds and the docker \`python\` images are); ${PROBE_ENABLED_PYTHON}`
+    `(as pyenv builds and the docker \`python\` images are); ${PROBE_ENABLED_PYTHON}; ${SAMPLING_WORKS}`
   )
 }
 
@@ -236,6 +253,11 @@ function noProbesExplanation(object: string, version: PythonVersion | null): str
  * without `cap`, only that it has no python probes at all.
  */
 export function requireProbes(insp: Inspection, cap?: CapabilityName): void {
+  if (cap === 'stacks') {
+    const stacks = insp.capabilities.stacks
+    if (!stacks.available) throw new TraceError('UNSUPPORTED_PYTHON', `cannot read the Python stacks of ${subjectOf(insp)}: ${stacks.reason}`)
+    return
+  }
   if (insp.probes.length === 0) {
     throw new TraceError(
       'NO_PROBES',

@@ -97,3 +97,27 @@ export async function executablePath(pid: number): Promise<string> {
   if (target.endsWith(' (deleted)')) return `/proc/${pid}/exe`
   return (await hostPrefix(pid)) + target
 }
+
+/** One file-backed mapping of a process, as /proc/PID/maps lists it. */
+export interface Mapping {
+  start: bigint
+  end: bigint
+  /** the offset in the file of the mapping's first byte */
+  offset: bigint
+  /** the file, as a path we can open */
+  path: string
+}
+
+/** The file-backed mappings of a process, in address order. */
+export async function mappings(pid: number): Promise<Mapping[]> {
+  assertPid(pid)
+  const maps = await readProc(pid, 'maps', (p) => readFile(p, 'utf8'))
+  const prefix = await hostPrefix(pid)
+  const found: Mapping[] = []
+  for (const line of maps.split('\n')) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+)\s+\S+\s+([0-9a-f]+)\s+\S+\s+(\d+)\s+(\/.*)$/.exec(line)
+    if (!m || m[4] === '0' || m[5]!.endsWith(' (deleted)')) continue
+    found.push({ start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`), offset: BigInt(`0x${m[3]}`), path: prefix + m[5]! })
+  }
+  return found
+}

@@ -1,7 +1,7 @@
 import { attachPythonProbe, openAttached } from '../kernel/attach.js'
 import { CPYTHON_AUDIT_EVENTS } from './audit-events.js'
-import type { PythonVersion } from '../process/elf.js'
 import { TraceError } from '../errors.js'
+import { objectLayout, type ObjectLayout } from '../cpython/layout.js'
 import type { Inspection } from '../process/inspect.js'
 import {
   AUDIT_ARGS_DECODED,
@@ -63,38 +63,8 @@ export interface TraceAuditOptions extends StreamOptions, TargetOptions {
 
 const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'events', 'customEvents']
 
-/**
- * Where CPython keeps what the decoder reads, in bytes, for the BPF constants of the same names.
- * These are the layouts of 64-bit builds from 3.8 (the first with audit events) through 3.11,
- * unchanged in that span: Include/cpython/unicodeobject.h's PyASCIIObject still has `wstr`
- * (ASCII text at 48) and its state has interned:2, kind:3, compact:1, ascii:1, ready:1; longs are
- * a signed digit count and 30-bit digits. 3.12 removed `wstr` and `ready` and reworked longs, so
- * later versions stream names without arguments until their layout is added here.
- */
-const OBJECT_LAYOUT_3_8_TO_3_11 = {
-  ob_type_offset: 8,
-  var_size_offset: 16,
-  tp_name_offset: 24,
-  tp_flags_offset: 168,
-  tuple_items_offset: 24,
-  list_items_offset: 24,
-  str_length_offset: 16,
-  str_state_offset: 32,
-  // compact (1 << 5), ascii (1 << 6), ready (1 << 7)
-  str_ascii_state_mask: 0xe0,
-  str_ascii_data_offset: 48,
-  bytes_data_offset: 32,
-  long_digits_offset: 24,
-  long_digit_bits: 30,
-}
-
-function objectLayout(version: PythonVersion | null): typeof OBJECT_LAYOUT_3_8_TO_3_11 | undefined {
-  if (version?.major === 3 && version.minor >= 8 && version.minor <= 11) return OBJECT_LAYOUT_3_8_TO_3_11
-  return undefined
-}
-
 /** The layout every target shares, if there is one: a session has one set of constants. */
-function sharedLayout(targets: Inspection[]): typeof OBJECT_LAYOUT_3_8_TO_3_11 | undefined {
+function sharedLayout(targets: Inspection[]): ObjectLayout | undefined {
   const layouts = new Set(targets.map((target) => objectLayout(target.version)))
   return layouts.size === 1 ? [...layouts][0] : undefined
 }

@@ -7,6 +7,7 @@ import { isProgram } from '../process/elf.js'
 import { codeDeallocHooks } from '../cpython/layout.js'
 import { attachSyscallTracepoints, syscallFilterConstants } from './syscalls.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
+import { AggregateHalves } from './aggregate.js'
 import { Trace, sumDropped, type OpenedSession, type Sampler } from './trace.js'
 
 /** Calls and, for the timed ones, their time; the times are undefined when no call was timed. */
@@ -82,8 +83,6 @@ export type CallStats = Trace<CallStatsSnapshot>
 
 const DEFAULT_INTERVAL_MS = 1000
 const DEFAULT_MAX_FUNCTIONS = 16384
-// A writer runs for microseconds; one still registered after this is a bug, not a slow CPU.
-const QUIESCE_LIMIT_MS = 10_000
 
 /**
  * Per-function call statistics of running CPython processes, summed in the kernel and read as a
@@ -190,7 +189,7 @@ class CallStatsSampler implements Sampler<CallStatsSnapshot> {
   #session: NativeSession
   #settings: Settings
   #table: SyscallTable | undefined
-  #generation = 0n
+  #halves: AggregateHalves
   #startNs = process.hrtime.bigint()
   #dropped = 0n
   /** Function names by id, taken from the kernel the first time an id is met. */
@@ -200,20 +199,15 @@ class CallStatsSampler implements Sampler<CallStatsSnapshot> {
     this.#session = session
     this.#settings = settings
     this.#table = table
+    this.#halves = new AggregateHalves(session, 'callStats')
     this.intervalMs = settings.intervalMs
   }
 
   async read(final: boolean): Promise<CallStatsSnapshot> {
-    const half = this.#generation & 1n ? 'odd' : 'even'
     const endNs = process.hrtime.bigint()
-    this.#generation++
-    const generation = new Uint8Array(8)
-    new DataView(generation.buffer).setBigUint64(0, this.#generation, true)
-    this.#session.updateMap('generation', new Uint8Array(4), generation)
-    await this.#quiesce(`writers_${half}`)
-
-    const functions = this.#functions(this.#session.dumpMap(`function_stats_${half}`, true))
-    const syscalls = this.#table && this.#syscalls(this.#table, this.#session.dumpMap(`syscall_stats_${half}`, true))
+    const [functionDump, syscallDump] = await this.#halves.take(this.#table ? ['function_stats', 'syscall_stats'] : ['function_stats'])
+    const functions = this.#functions(functionDump!)
+    const syscalls = this.#table && this.#syscalls(this.#table, syscallDump!)
     const dropped = sumDropped(this.#session.counters())
     const snapshot: CallStatsSnapshot = {
       startNs: this.#startNs,
@@ -226,16 +220,6 @@ class CallStatsSampler implements Sampler<CallStatsSnapshot> {
     this.#startNs = endNs
     this.#dropped = dropped
     return snapshot
-  }
-
-  async #quiesce(writers: string): Promise<void> {
-    const deadline = performance.now() + QUIESCE_LIMIT_MS
-    while (this.#session.counters()[writers] !== 0n) {
-      if (performance.now() > deadline) {
-        throw new TraceError('ATTACH_FAILED', `the kernel side of callStats never released ${writers}; please report this bug`)
-      }
-      await new Promise((resolve) => setImmediate(resolve))
-    }
   }
 
   /** One row per (file, function): entries that name the same function (several processes, code objects) are summed. */

@@ -15,7 +15,9 @@ export interface StreamOptions {
 
 /**
  * A summary read from a session's maps instead of records from its ring: every `intervalMs`
- * (Infinity: never), and once more, `final`, when every traced process has exited.
+ * (Infinity: never), and once more, `final`, when every traced process has exited. A summary
+ * stream may still have a ring for what its reads need to know (names): its decoder takes each
+ * batch as it arrives and yields nothing.
  */
 export interface Sampler<T> {
   intervalMs: number
@@ -108,6 +110,8 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   #batches = 0
   #sampleTimer: NodeJS.Timeout | undefined
   #sampling: Promise<void> = Promise.resolve()
+  /** A summary's ring only informs its reads: each batch is decoded as it arrives. */
+  #informsSampler = false
 
   /**
    * @internal Traces come from functions like `traceCalls`. `decode` is null for a summary, whose
@@ -190,6 +194,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     }
     this.#session = opened.session
     const sampler = opened.sampler
+    this.#informsSampler = sampler !== undefined && this.#decode !== null
     this.#filling = this.#newBatch()
     this.#session.start({
       batch: this.#filling.buffer,
@@ -240,11 +245,27 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     const batch = this.#filling!
     batch.end = bytes
     batch.records = count
+    if (this.#informsSampler) {
+      this.#inform(batch)
+      return batch.buffer
+    }
     this.#pending.push(batch)
     // With no spare, every batch made so far is pending.
     this.#filling = this.#spare.pop() ?? (this.#pending.length < MAX_BATCHES ? this.#newBatch() : undefined)
     this.#wake()
     return this.#filling?.buffer
+  }
+
+  /** Decodes every record of a summary's batch now: they only inform its reads. */
+  #inform(batch: Batch): void {
+    for (let at = 0; at < batch.end; at += 4 + batch.view.getUint32(at, true)) {
+      try {
+        this.#decode!(batch.view, batch.bytes, at + 4, batch.view.getUint32(at, true))
+      } catch (error) {
+        this.#finish(error)
+        return
+      }
+    }
   }
 
   #newBatch(): Batch {

@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Python stacks of running CPython processes, probes or not (python_stack.bpf.h walks them).
+ *
+ * On CPU: a perf event per CPU interrupts whatever runs; a thread of a traced process has its
+ * stack walked right there. Off CPU: when a traced thread blocks, sched_switch walks its stack as
+ * it leaves (its memory is still the current one) and parks it; when the thread is switched back
+ * in, the parked stack goes out with how long it waited. Each stack is either sent as a sample
+ * or, for profiles, summed in the kernel under the stack itself (aggregate.bpf.h's halves), one
+ * entry per distinct stack however long the profile runs. The dump iterator walks every thread of
+ * a process once, reading another task's memory, and writes to its own seq_file.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "usdtrace.h"
+#include "current.bpf.h"
+#include "ringbuf.bpf.h"
+#include "aggregate.bpf.h"
+#include "python_stack.bpf.h"
+
+/* Set by user space before load: stacks are summed in stack_counts_* rather than sent. */
+const volatile bool aggregate = false;
+/* With { binary }: processes appear as they start, and user space is asked to describe them. */
+const volatile bool follow_binary = false;
+
+struct sample_record {
+	struct stack_sample sample;
+	struct python_frame frames[STACK_FRAMES_MAX];
+};
+
+struct stack_scratch {
+	struct stack_key key;
+	struct sample_record record;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_scratch);
+} stack_scratch SEC(".maps");
+
+/* A blocked thread's stack as it left the CPU, until it returns; sized by user space. */
+struct parked_stack {
+	__u64 since_ns;
+	struct stack_key key;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct parked_stack);
+} parked_stacks SEC(".maps");
+
+/* Per distinct stack (and process, and on or off CPU): sized by user space (maxStacks). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct stack_key);
+	__type(value, struct stack_counts);
+} stack_counts_even SEC(".maps"), stack_counts_odd SEC(".maps");
+
+enum process_verdict {
+	PROCESS_ASKED = 1, /* user space was asked to describe it and has not (it is not of the binary) */
+};
+
+/* With { binary }: processes user space was asked about, so each is asked about once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} asked_processes SEC(".maps");
+
+/* Samples not summed: stack_counts was full. */
+__u64 dropped_stack_slots = 0;
+/* Waits not timed: parked_stacks was full. */
+__u64 dropped_parked_threads = 0;
+
+static const struct parked_stack no_parked_stack;
+
+/* Asks user space, once, whether a process it has not described is one of the binary's. */
+static __always_inline void ask_about(__u32 tgid)
+{
+	__u8 asked = PROCESS_ASKED;
+	struct stack_sample *question;
+
+	if (!follow_binary || bpf_map_lookup_elem(&asked_processes, &tgid))
+		return;
+	if (bpf_map_update_elem(&asked_processes, &tgid, &asked, BPF_NOEXIST))
+		return;
+	question = reserve_event(sizeof(*question));
+	if (!question)
+		return;
+	__builtin_memset(question, 0, sizeof(*question));
+	question->kind = STACK_PROCESS;
+	question->pid = tgid;
+	commit_event(question, sizeof(*question));
+}
+
+/* Walks `task`'s stack (the current task) into `key`; false when it is not a traced Python thread. */
+static __always_inline bool walk_current(struct task_struct *task, struct stack_key *key, __u8 flags)
+{
+	struct stack_walk walk = {};
+	__u32 tgid = task->tgid;
+
+	if (!bpf_map_lookup_elem(&python_processes, &tgid)) {
+		ask_about(tgid);
+		return false;
+	}
+	if (aggregate)
+		__builtin_memset(key->frames, 0, sizeof(key->frames));
+	walk.frames = key->frames;
+	walk.flags = flags;
+	if (!start_walk(&walk, task, tgid))
+		return false;
+	walk_frames(&walk);
+	key->pid = tgid;
+	key->depth = walk.depth;
+	key->flags = walk.flags;
+	key->reserved = 0;
+	return true;
+}
+
+/* Sums one sample of `key` (and its wait) into the current half. */
+static __always_inline void count_stack(const struct stack_key *key, __u64 off_cpu_ns)
+{
+	static const struct stack_counts none;
+	struct stack_counts *counts;
+	__u32 half = enter_half();
+
+	if (half == HALF_NONE)
+		return;
+	counts = lookup_in_half(half, &stack_counts_even, &stack_counts_odd, key);
+	if (!counts)
+		counts = open_in_half(half, &stack_counts_even, &stack_counts_odd, key, &none);
+	if (counts) {
+		__sync_fetch_and_add(&counts->samples, 1);
+		if (off_cpu_ns)
+			__sync_fetch_and_add(&counts->off_cpu_ns, off_cpu_ns);
+	} else {
+		__sync_fetch_and_add(&dropped_stack_slots, 1);
+	}
+	leave_half(half);
+}
+
+/* Sends `key`'s stack as a sample of thread `tid`, or sums it. */
+static __always_inline void deliver(struct stack_scratch *scratch, const struct stack_key *key, __u32 tid, __u64 now,
+				    __u64 off_cpu_ns)
+{
+	struct sample_record *record = &scratch->record;
+	__u32 depth = key->depth;
+
+	if (aggregate) {
+		count_stack(key, off_cpu_ns);
+		return;
+	}
+	record->sample.timestamp_ns = now;
+	record->sample.off_cpu_ns = off_cpu_ns;
+	record->sample.pid = key->pid;
+	record->sample.tid = tid;
+	record->sample.cpu = bpf_get_smp_processor_id();
+	record->sample.depth = depth;
+	record->sample.kind = STACK_SAMPLE;
+	record->sample.flags = key->flags;
+	__builtin_memcpy(record->frames, key->frames, sizeof(record->frames));
+	if (depth > STACK_FRAMES_MAX)
+		return;
+	submit_event(record, sizeof(record->sample) + depth * sizeof(struct python_frame));
+}
+
+static __always_inline struct stack_scratch *scratch(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&stack_scratch, &zero);
+}
+
+SEC("perf_event")
+int sample_on_cpu(struct bpf_perf_event_data *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct stack_scratch *buffers;
+
+	if (task->pid == 0)
+		return 0;
+	buffers = scratch();
+	if (!buffers || !walk_current(task, &buffers->key, SAMPLE_ON_CPU))
+		return 0;
+	deliver(buffers, &buffers->key, task->pid, bpf_ktime_get_ns(), 0);
+	return 0;
+}
+
+/*
+ * A traced thread that blocks has its stack parked as it leaves; one that comes back has the
+ * parked stack delivered with the time it was away. A thread preempted while it could still run
+ * is not waiting in the program: only blocking (prev_state other than running) counts.
+ */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 prev_tid = prev->pid, next_tid = next->pid;
+	struct stack_scratch *buffers;
+	struct parked_stack *parked;
+
+	parked = next_tid ? bpf_map_lookup_elem(&parked_stacks, &next_tid) : NULL;
+	if (parked) {
+		buffers = scratch();
+		if (buffers)
+			deliver(buffers, &parked->key, next_tid, now, now - parked->since_ns);
+		bpf_map_delete_elem(&parked_stacks, &next_tid);
+	}
+	if (preempt || prev_state == 0 || prev_tid == 0)
+		return 0;
+	buffers = scratch();
+	if (!buffers || !walk_current(prev, &buffers->key, 0))
+		return 0;
+	bpf_map_update_elem(&parked_stacks, &prev_tid, &no_parked_stack, BPF_ANY);
+	parked = bpf_map_lookup_elem(&parked_stacks, &prev_tid);
+	if (!parked) {
+		__sync_fetch_and_add(&dropped_parked_threads, 1);
+		return 0;
+	}
+	parked->since_ns = now;
+	__builtin_memcpy(&parked->key, &buffers->key, sizeof(parked->key));
+	return 0;
+}
+
+/* CPython's code_dealloc, with the dying code object as its argument (python_stack.bpf.h). */
+SEC("uprobe")
+int forget_code(struct pt_regs *ctx)
+{
+	struct stack_walk walk = {};
+
+	forget_dying_code(&walk, PT_REGS_PARM1(ctx), current_pid_tgid() >> 32);
+	return 0;
+}
+
+/* Tells user space the process's code ids are gone; with { binary }, a process of that pid is asked about anew. */
+static __always_inline void forget_process(__u32 tgid)
+{
+	struct stack_sample *gone;
+
+	if (!follow_binary)
+		return;
+	if (bpf_map_delete_elem(&python_processes, &tgid) == 0) {
+		gone = reserve_event(sizeof(*gone));
+		if (gone) {
+			__builtin_memset(gone, 0, sizeof(*gone));
+			gone->kind = STACK_EXIT;
+			gone->pid = tgid;
+			commit_event(gone, sizeof(*gone));
+		}
+	}
+	bpf_map_delete_elem(&asked_processes, &tgid);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(forget_thread, struct task_struct *task)
+{
+	__u32 tid = task->pid;
+
+	bpf_map_delete_elem(&thread_states, &tid);
+	bpf_map_delete_elem(&parked_stacks, &tid);
+	if (tid == task->tgid)
+		forget_process(tid);
+	return 0;
+}
+
+/* A process that runs another program keeps its pid: what was known of it no longer holds. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(forget_image, struct task_struct *task)
+{
+	forget_process(task->tgid);
+	return 0;
+}
+
+/* Every thread of the traced processes, once, with its stack; records go to the iterator's output. */
+SEC("iter.s/task")
+int dump_threads(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct stack_walk walk = {};
+	struct sample_record *record;
+	struct stack_scratch *buffers;
+	__u32 size;
+
+	if (!task)
+		return 0;
+	buffers = scratch();
+	if (!buffers)
+		return 0;
+	record = &buffers->record;
+	walk.task = task;
+	walk.seq = ctx->meta->seq;
+	walk.frames = record->frames;
+	if (!start_walk(&walk, task, task->tgid))
+		return 0;
+	walk_frames(&walk);
+	record->sample.timestamp_ns = bpf_ktime_get_ns();
+	record->sample.off_cpu_ns = 0;
+	record->sample.pid = walk.tgid;
+	record->sample.tid = task->pid;
+	record->sample.cpu = task->thread_info.cpu;
+	record->sample.depth = walk.depth;
+	record->sample.kind = STACK_SAMPLE;
+	record->sample.flags = walk.flags | (task->on_cpu ? SAMPLE_ON_CPU : 0);
+	size = sizeof(record->sample) + walk.depth * sizeof(struct python_frame);
+	if (size <= sizeof(*record))
+		emit_record(&walk, record, size);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,39 @@
+import type { MapDump, NativeSession } from '../kernel/binding.js'
+import { TraceError } from '../errors.js'
+
+// A writer runs for microseconds; one still registered after this is a bug, not a slow CPU.
+const QUIESCE_LIMIT_MS = 10_000
+
+/**
+ * The two halves of a session's kernel sums (bpf/aggregate.bpf.h): taking one switches the BPF
+ * side to the other half, waits until no program still writes into the finished one, then reads
+ * and empties it, so no update falls between the read and the removal.
+ */
+export class AggregateHalves {
+  #session: NativeSession
+  #what: string
+  #generation = 0n
+
+  /** `what` names the stream in the error a stuck half would raise. */
+  constructor(session: NativeSession, what: string) {
+    this.#session = session
+    this.#what = what
+  }
+
+  /** Takes the half written so far: every map named `<name>_even` or `<name>_odd`, in order. */
+  async take(names: string[]): Promise<MapDump[]> {
+    const half = this.#generation & 1n ? 'odd' : 'even'
+    this.#generation++
+    const generation = new Uint8Array(8)
+    new DataView(generation.buffer).setBigUint64(0, this.#generation, true)
+    this.#session.updateMap('generation', new Uint8Array(4), generation)
+    const deadline = performance.now() + QUIESCE_LIMIT_MS
+    while (this.#session.counters()[`writers_${half}`] !== 0n) {
+      if (performance.now() > deadline) {
+        throw new TraceError('ATTACH_FAILED', `the kernel side of ${this.#what} never released writers_${half}; please report this bug`)
+      }
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    return names.map((name) => this.#session.dumpMap(`${name}_${half}`, true))
+  }
+}

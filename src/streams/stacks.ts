@@ -1,0 +1,585 @@
+/**
+ * Python stacks of running CPython processes, probes or not: every thread's stack now
+ * (dumpStacks), samples as threads run and wait (sampleStacks), and profiles summed in the
+ * kernel (stackProfile). BPF walks the frames (bpf/python_stack.bpf.h, bpf/stacks.bpf.c); here a
+ * frame's code id becomes its names and its offset a line.
+ */
+import { readFileSync, readdirSync } from 'node:fs'
+import { openAttached, explainNativeError } from '../kernel/attach.js'
+import type { MapDump, NativeSession } from '../kernel/binding.js'
+import {
+  CODE_FILE_TRUNCATED,
+  CODE_FUNC_TRUNCATED,
+  CODE_LINETABLE_TRUNCATED,
+  CODE_RECORD,
+  NAME_MAX,
+  PYTHON_FRAME,
+  PYTHON_LAYOUTS_MAX,
+  PYTHON_OFFSETS,
+  PYTHON_PROCESS,
+  SAMPLE_ON_CPU,
+  SAMPLE_TRUNCATED,
+  SAMPLE_UNREADABLE,
+  STACK_CODE,
+  STACK_COUNTS,
+  STACK_EXIT,
+  STACK_FORGET,
+  STACK_KEY,
+  STACK_PROCESS,
+  STACK_SAMPLE,
+  STACK_SAMPLE_KIND,
+} from '../kernel/layout.js'
+import { TraceError } from '../errors.js'
+import type { FrameLayout } from '../cpython/layout.js'
+import { LineTable } from '../cpython/linetable.js'
+import { checkRuntime, locateRuntime, stackReading, type LocatedRuntime, type StackReading } from '../cpython/runtime.js'
+import type { Inspection } from '../process/inspect.js'
+import { resolveTargets, type TargetOptions } from '../process/targets.js'
+import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
+import { AggregateHalves } from './aggregate.js'
+import { Trace, ringBufferSettings, sumDropped, type OpenedSession, type Sampler, type StreamOptions } from './trace.js'
+
+/** One frame of a Python stack. */
+export interface StackFrame {
+  /** The code's file (co_filename). */
+  file: string
+  /** The function's qualified name (co_qualname; co_name on 3.10, which has no other). */
+  func: string
+  /** The line the frame is at, as its f_lineno says; 0 where CPython has none. */
+  line: number
+}
+
+/** A thread's stack in a dump. */
+export interface ThreadStack {
+  /** The process. */
+  pid: number
+  /** The kernel thread id; the main thread's is the pid. */
+  tid: number
+  /** The `threading` name where the interpreter has one, else the kernel's name of the thread. */
+  name: string
+  /** Innermost first, as far as the stack was read. */
+  frames: StackFrame[]
+  /** The thread was running on a CPU as it was read. */
+  onCpu: boolean
+  /** The stack was deeper than 127 frames (or a frame could not be read): the outermost are missing. */
+  truncated: boolean
+}
+
+/** One sample of a thread's stack. */
+export interface StackSample {
+  /** The process. */
+  pid: number
+  /** The kernel thread id. */
+  tid: number
+  /** The CPU it ran on (off CPU: the one it came back on). */
+  cpu: number
+  /** CLOCK_MONOTONIC: when it was taken (off CPU: when the thread came back). */
+  timestampNs: bigint
+  /** Taken while the thread ran; false: as it waited (offCpu), for offCpuNs. */
+  onCpu: boolean
+  /** Off CPU: how long the thread waited with this stack. */
+  offCpuNs?: bigint
+  /** Innermost first. */
+  frames: StackFrame[]
+  /** The stack was deeper than 127 frames (or a frame could not be read): the outermost are missing. */
+  truncated: boolean
+}
+
+/** A distinct stack of one process in a profile, with what was summed under it. */
+export interface ProfiledStack {
+  /** The process. */
+  pid: number
+  /** Sampled on CPU; false: waits (offCpu). */
+  onCpu: boolean
+  /** Innermost first. */
+  frames: StackFrame[]
+  /** Samples (on CPU) or waits (off CPU) with this stack. */
+  samples: number
+  /** Off CPU: the time waited with this stack in all. */
+  offCpuNs: bigint
+  /** The stack was cut (deeper than 127 frames, or a frame could not be read). */
+  truncated: boolean
+}
+
+/** One interval of a profile. */
+export interface StackProfileSnapshot {
+  /** The interval covered: CLOCK_MONOTONIC, comparable with process.hrtime.bigint(). */
+  startNs: bigint
+  /** Where the interval ends, on the same clock. */
+  endNs: bigint
+  /** Every distinct stack of the interval, most samples first. */
+  stacks: ProfiledStack[]
+  /** Samples in this interval lost: a kernel map was full, the ring had no room for a name. */
+  dropped: number
+  /** The snapshot taken once every traced process has exited. */
+  final: boolean
+}
+
+/** What sampleStacks takes: the targets, the stream's options, and what to sample. */
+export interface SampleStacksOptions extends StreamOptions, TargetOptions {
+  /** Samples per second of each CPU (default 99). */
+  hz?: number
+  /** Also take a thread's stack as it blocks, delivered with how long it waited (default false). */
+  offCpu?: boolean
+}
+
+/** What stackProfile takes: sampleStacks' options, and the snapshot interval. */
+export interface StackProfileOptions extends SampleStacksOptions {
+  /** A snapshot every this many ms (default 1000). */
+  intervalMs?: number
+  /** Distinct stacks one interval can hold (default 16384); samples of more are counted in `dropped`. */
+  maxStacks?: number
+}
+
+/** What dumpStacks takes: which processes. */
+export type DumpStacksOptions = TargetOptions
+
+const DEFAULT_HZ = 99
+// perf's own limit on this machine is kernel.perf_event_max_sample_rate; this keeps a typo (99999) out.
+const MAX_HZ = 10_000
+const DEFAULT_INTERVAL_MS = 1000
+const DEFAULT_MAX_STACKS = 16384
+// Threads one trace keeps a parked (off-CPU) stack for at once.
+const PARKED_THREADS = 16384
+// Processes a { binary } trace follows at once.
+const BINARY_PROCESSES = 4096
+const UNKNOWN_FRAME: StackFrame = Object.freeze({ file: '<unknown>', func: '<unknown>', line: 0 })
+const UNKNOWN_OFFSET = 0xffffffff
+
+const SAMPLE_OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'hz', 'offCpu']
+const PROFILE_OPTIONS = [...SAMPLE_OPTIONS, 'intervalMs', 'maxStacks']
+
+/**
+ * Every thread's Python stack in the processes named, now: what each thread's own
+ * `sys._current_frames()` entry would say, frame by frame, innermost first. Read in the kernel,
+ * without stopping or signalling the process.
+ */
+export async function dumpStacks(pid: number): Promise<ThreadStack[]>
+export async function dumpStacks(options: DumpStacksOptions): Promise<ThreadStack[]>
+export async function dumpStacks(pidOrOptions: number | DumpStacksOptions): Promise<ThreadStack[]> {
+  const options = withPid(pidOrOptions, undefined)
+  checkOptions('dumpStacks', options, TARGET_OPTIONS)
+  if (options.binary !== undefined) throw new TraceError('INVALID_ARGUMENT', 'dumpStacks reads processes that run now: name them with { pid } or { pids }')
+  const stacks = await openStackSession(options, { mode: 'dump' })
+  try {
+    const records = await stacks.session.runIterator('dump_threads')
+    const threads: ThreadStack[] = []
+    const view = new DataView(records.buffer, records.byteOffset, records.byteLength)
+    for (let at = 0; at < records.length; at += 4 + view.getUint32(at, true)) {
+      const sample = stacks.decoder.decode(view, records, at + 4)
+      if (sample) threads.push({ pid: sample.pid, tid: sample.tid, name: threadName(sample.pid, sample.tid), frames: sample.frames, onCpu: sample.onCpu, truncated: sample.truncated })
+    }
+    return threads.sort((a, b) => a.pid - b.pid || a.tid - b.tid)
+  } catch (error) {
+    throw explainNativeError(error, stacks.targets[0]!, 'reading the stacks')
+  } finally {
+    await stacks.session.close()
+  }
+}
+
+/**
+ * Samples the Python stacks of running CPython processes (any from 3.10 on, probes or not): on
+ * CPU `hz` times a second on every CPU, and with `offCpu` each time a thread blocks, delivered
+ * when it runs again with how long it waited. Costs the same whatever the program's call rate.
+ */
+export function sampleStacks(pid: number, options?: SampleStacksOptions): Trace<StackSample>
+export function sampleStacks(options: SampleStacksOptions): Trace<StackSample>
+export function sampleStacks(pidOrOptions: number | SampleStacksOptions, maybeOptions?: SampleStacksOptions): Trace<StackSample> {
+  const options = withPid(pidOrOptions, maybeOptions)
+  let decoder: StackDecoder | undefined
+  return new Trace(
+    async () => {
+      checkOptions('sampleStacks', options, SAMPLE_OPTIONS)
+      const stacks = await openStackSession(options, { mode: 'sample' })
+      decoder = stacks.decoder
+      return stacks
+    },
+    (view, bytes, offset) => decoder!.decode(view, bytes, offset),
+    options,
+  )
+}
+
+/**
+ * Profiles of the Python stacks of running CPython processes: sampled as sampleStacks does, but
+ * summed in the kernel per distinct stack, and read every `intervalMs`, so an hour costs the
+ * memory of a minute.
+ */
+export function stackProfile(pid: number, options?: StackProfileOptions): Trace<StackProfileSnapshot>
+export function stackProfile(options: StackProfileOptions): Trace<StackProfileSnapshot>
+export function stackProfile(pidOrOptions: number | StackProfileOptions, maybeOptions?: StackProfileOptions): Trace<StackProfileSnapshot> {
+  const options = withPid(pidOrOptions, maybeOptions)
+  let decoder: StackDecoder | undefined
+  return new Trace<StackProfileSnapshot>(
+    async () => {
+      checkOptions('stackProfile', options, PROFILE_OPTIONS)
+      const intervalMs = options.intervalMs ?? DEFAULT_INTERVAL_MS
+      if (!(intervalMs > 0) || !Number.isFinite(intervalMs)) {
+        throw new TraceError('INVALID_ARGUMENT', `stackProfile: intervalMs must be a positive number of milliseconds, got ${String(options.intervalMs)}`)
+      }
+      const maxStacks = positiveInteger('stackProfile', 'maxStacks', options.maxStacks, DEFAULT_MAX_STACKS)
+      const stacks = await openStackSession(options, { mode: 'profile', maxStacks })
+      decoder = stacks.decoder
+      return { ...stacks, sampler: new ProfileSampler(stacks.session, stacks.decoder, intervalMs) }
+    },
+    (view, bytes, offset) => {
+      decoder!.decode(view, bytes, offset)
+      return undefined
+    },
+    options,
+  )
+}
+
+function positiveInteger(fn: string, name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || value <= 0) throw new TraceError('INVALID_ARGUMENT', `${fn}: ${name} must be a positive integer, got ${String(value)}`)
+  return value
+}
+
+interface StackSession extends OpenedSession<never> {
+  decoder: StackDecoder
+  targets: Inspection[]
+}
+
+type StackMode = { mode: 'dump' } | { mode: 'sample' } | { mode: 'profile'; maxStacks: number }
+
+async function openStackSession(options: SampleStacksOptions, how: StackMode): Promise<StackSession> {
+  const sampling = how.mode !== 'dump'
+  const hz = sampling ? positiveInteger('sampleStacks', 'hz', options.hz, DEFAULT_HZ) : 0
+  if (hz > MAX_HZ) throw new TraceError('INVALID_ARGUMENT', `hz must be at most ${MAX_HZ} samples a second, got ${hz}`)
+  const { targets, exitPids } = await resolveTargets(options, 'stacks')
+  const binary = options.binary !== undefined
+  const readings = targets.map((target) => stackReading(target))
+  const layouts = new Layouts(readings)
+  const located = binary ? [] : await Promise.all(targets.map((target, i) => locateChecked(readings[i]!, target.pid)))
+  // A dump writes to its iterator's output, not to the ring: the ring is the smallest there is.
+  const ring = ringBufferSettings(sampling ? options : { ringBufferBytes: 4096 })
+  const maxStacks = how.mode === 'profile' ? how.maxStacks : 1
+  const decoder = new StackDecoder(how.mode === 'profile')
+  const session = await openAttached(
+    {
+      object: 'stacks',
+      maxEntries: {
+        ...ring.maxEntries,
+        python_processes: binary ? BINARY_PROCESSES : targets.length,
+        parked_stacks: PARKED_THREADS,
+        stack_counts_even: maxStacks,
+        stack_counts_odd: maxStacks,
+      },
+      constants: { ...ring.constants, aggregate: how.mode === 'profile' ? 1 : 0, follow_binary: binary ? 1 : 0 },
+    },
+    targets,
+    (session) => {
+      layouts.write(session)
+      located.forEach((runtime, i) => describe(session, decoder, layouts, readings[i]!, runtime))
+      if (!sampling) return
+      readings.forEach((reading, i) => {
+        const site = { fileOffset: reading.codeDealloc, refCtrOffset: 0n, cookie: 0n }
+        try {
+          session.attachUprobes('forget_code', targets[i]!.pid, reading.object, [site], false)
+        } catch (error) {
+          throw explainNativeError(error, targets[i]!, 'attaching to code_dealloc')
+        }
+      })
+      const programs = ['forget_thread', 'forget_image', ...(options.offCpu ? ['on_switch'] : [])]
+      for (const program of programs) {
+        try {
+          session.attachTracing(program)
+        } catch (error) {
+          throw explainNativeError(error, targets[0]!, `attaching ${program}`)
+        }
+      }
+      try {
+        session.attachPerfEvents('sample_on_cpu', hz)
+      } catch (error) {
+        throw explainNativeError(error, targets[0]!, `opening a ${hz} Hz CPU clock on every CPU`)
+      }
+    },
+  )
+  if (binary) decoder.followBinary(session, layouts, readings[0]!)
+  return { session, exitPids, decoder, targets }
+}
+
+/** Locates a pid's runtime and checks it against the live interpreter; UNSUPPORTED_PYTHON when it does not hold. */
+async function locateChecked(reading: StackReading, pid: number): Promise<LocatedRuntime> {
+  const located = await locateRuntime(reading, pid)
+  const problem = located ? checkRuntime(reading, located, threadIds(pid)) : `it has not mapped ${reading.object}`
+  if (problem) {
+    throw new TraceError(
+      'UNSUPPORTED_PYTHON',
+      `cannot read the Python stacks of process ${pid}: usdtrace's layout for CPython ${reading.version.major}.${reading.version.minor} ` +
+        `(${reading.source}) does not hold in it: ${problem}. Please report it with the output of \`${reading.object} -VV\``,
+    )
+  }
+  return located!
+}
+
+function threadIds(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map(Number)
+  } catch {
+    return []
+  }
+}
+
+/** The kernel's name of a thread (/proc/PID/task/TID/comm), or '' when it is gone. */
+function threadName(pid: number, tid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()
+  } catch {
+    return ''
+  }
+}
+
+/** The distinct layouts a session reads with, by interpreter file: python_layouts' slots. */
+class Layouts {
+  #slots = new Map<string, number>()
+  #layouts: FrameLayout[] = []
+
+  constructor(readings: StackReading[]) {
+    for (const reading of readings) {
+      if (this.#slots.has(reading.object)) continue
+      if (this.#layouts.length === PYTHON_LAYOUTS_MAX) {
+        throw new TraceError('INVALID_ARGUMENT', `one stack trace reads at most ${PYTHON_LAYOUTS_MAX} distinct interpreters; split the targets over several traces`)
+      }
+      this.#slots.set(reading.object, this.#layouts.length)
+      this.#layouts.push(reading.layout)
+    }
+  }
+
+  slot(reading: StackReading): number {
+    return this.#slots.get(reading.object)!
+  }
+
+  write(session: NativeSession): void {
+    this.#layouts.forEach((layout, slot) => session.updateMap('python_layouts', u32(slot), encodeLayout(layout)))
+  }
+}
+
+function u32(value: number): Uint8Array {
+  const bytes = new Uint8Array(4)
+  new DataView(bytes.buffer).setUint32(0, value, true)
+  return bytes
+}
+
+function encodeLayout(layout: FrameLayout): Uint8Array {
+  const bytes = new Uint8Array(PYTHON_OFFSETS.size)
+  const view = new DataView(bytes.buffer)
+  PYTHON_OFFSETS.u16.forEach((field, i) => view.setUint16(2 * i, layout[field], true))
+  PYTHON_OFFSETS.u8.forEach((field, i) => view.setUint8(2 * PYTHON_OFFSETS.u16.length + i, layout[field]))
+  return bytes
+}
+
+/** Tells the BPF side where a process's runtime is and which layout reads it. */
+function describe(session: NativeSession, decoder: StackDecoder, layouts: Layouts, reading: StackReading, runtime: LocatedRuntime): void {
+  const value = new Uint8Array(PYTHON_PROCESS.size)
+  const view = new DataView(value.buffer)
+  view.setBigUint64(PYTHON_PROCESS.fields.runtime, runtime.runtime, true)
+  view.setBigUint64(PYTHON_PROCESS.fields.code_type, runtime.codeType, true)
+  view.setUint32(PYTHON_PROCESS.fields.layout, layouts.slot(reading), true)
+  decoder.addProcess(runtime.pid, reading.version.minor)
+  session.updateMap('python_processes', u32(runtime.pid), value)
+}
+
+interface Code {
+  file: string
+  func: string
+  lines: LineTable
+}
+
+/**
+ * Reads a stack session's records: names code ids as their CODE records arrive (and forgets them
+ * on FORGET), turns samples' frames into names and lines, and with { binary } describes the
+ * processes the BPF side asks about. A profile keeps forgotten ids until its next read, since
+ * its kernel sums may still hold them.
+ */
+class StackDecoder {
+  #codes = new Map<number, Code>()
+  #codesOf = new Map<number, number[]>()
+  #minorOf = new Map<number, number>()
+  #frames = new Map<string, StackFrame>()
+  #deferForget: boolean
+  #forgotten: number[] = []
+  #follow: ((pid: number) => void) | undefined
+
+  constructor(deferForget: boolean) {
+    this.#deferForget = deferForget
+  }
+
+  addProcess(pid: number, minor: number): void {
+    this.#minorOf.set(pid, minor)
+  }
+
+  /** With { binary }: processes the kernel asks about are described if they run it. */
+  followBinary(session: NativeSession, layouts: Layouts, reading: StackReading): void {
+    this.#follow = (pid) => {
+      void locateRuntime(reading, pid).then(
+        (located) => {
+          if (located && !checkRuntime(reading, located, threadIds(pid))) describe(session, this, layouts, reading, located)
+        },
+        // Gone already, or not ours to read: nothing to describe.
+        () => {},
+      )
+    }
+  }
+
+  /** The sample a record is, or undefined for the records that only inform. */
+  decode(view: DataView, bytes: Buffer, offset: number): StackSample | undefined {
+    const kind = view.getUint8(offset)
+    if (kind === STACK_SAMPLE_KIND) return this.#sample(view, offset)
+    if (kind === STACK_CODE) this.#learn(view, bytes, offset)
+    else if (kind === STACK_FORGET) this.#forget([view.getUint32(offset + CODE_RECORD.fields.id, true)])
+    else if (kind === STACK_PROCESS) this.#follow?.(view.getUint32(offset + STACK_SAMPLE.fields.pid, true))
+    else if (kind === STACK_EXIT) this.#exited(view.getUint32(offset + STACK_SAMPLE.fields.pid, true))
+    return undefined
+  }
+
+  /** The frames `depth` python_frame values at `offset` stand for. */
+  frames(view: DataView, offset: number, depth: number): StackFrame[] {
+    const frames: StackFrame[] = new Array(depth)
+    for (let i = 0; i < depth; i++) {
+      const at = offset + i * PYTHON_FRAME.size
+      frames[i] = this.#frame(view.getUint32(at + PYTHON_FRAME.fields.code_id, true), view.getUint32(at + PYTHON_FRAME.fields.offset, true))
+    }
+    return frames
+  }
+
+  /** After a profile's read: the ids forgotten before it go now. */
+  sweep(): void {
+    const forgotten = this.#forgotten
+    this.#forgotten = []
+    for (const id of forgotten) this.#drop(id)
+  }
+
+  #sample(view: DataView, offset: number): StackSample {
+    const f = STACK_SAMPLE.fields
+    const flags = view.getUint8(offset + f.flags)
+    const sample: StackSample = {
+      pid: view.getUint32(offset + f.pid, true),
+      tid: view.getUint32(offset + f.tid, true),
+      cpu: view.getUint32(offset + f.cpu, true),
+      timestampNs: view.getBigUint64(offset + f.timestamp_ns, true),
+      onCpu: (flags & SAMPLE_ON_CPU) !== 0,
+      frames: this.frames(view, offset + STACK_SAMPLE.size, view.getUint16(offset + f.depth, true)),
+      truncated: (flags & (SAMPLE_TRUNCATED | SAMPLE_UNREADABLE)) !== 0,
+    }
+    if (!sample.onCpu) sample.offCpuNs = view.getBigUint64(offset + f.off_cpu_ns, true)
+    return sample
+  }
+
+  /** A frame is the same object for the same code and offset: samples share them. */
+  #frame(id: number, offset: number): StackFrame {
+    const code = this.#codes.get(id)
+    if (!code) return UNKNOWN_FRAME
+    const key = `${id}:${offset}`
+    let frame = this.#frames.get(key)
+    if (!frame) {
+      const line = code.lines.lineAt(offset === UNKNOWN_OFFSET ? -1 : offset)
+      frame = Object.freeze({ file: code.file, func: code.func, line: line === undefined || line < 0 ? 0 : line })
+      this.#frames.set(key, frame)
+    }
+    return frame
+  }
+
+  #learn(view: DataView, bytes: Buffer, offset: number): void {
+    const f = CODE_RECORD.fields
+    const id = view.getUint32(offset + f.id, true)
+    const pid = view.getUint32(offset + f.pid, true)
+    const flags = view.getUint8(offset + f.flags)
+    const names = offset + CODE_RECORD.size
+    const linetable = names + 2 * NAME_MAX
+    const linetableLength = view.getUint32(offset + f.linetable_len, true)
+    // A name cut at NAME_MAX bytes says so with an ellipsis rather than passing for the whole.
+    const cut = (flag: number) => (flags & flag ? '…' : '')
+    this.#codes.set(id, {
+      file: text(bytes, names, view.getUint16(offset + f.file_len, true), view.getUint8(offset + f.file_kind)) + cut(CODE_FILE_TRUNCATED),
+      func: text(bytes, names + NAME_MAX, view.getUint16(offset + f.func_len, true), view.getUint8(offset + f.func_kind)) + cut(CODE_FUNC_TRUNCATED),
+      lines: new LineTable({
+        minor: this.#minorOf.get(pid)!,
+        bytes: Buffer.from(bytes.subarray(linetable, linetable + linetableLength)),
+        firstLine: view.getInt32(offset + f.first_line, true),
+        truncated: (flags & CODE_LINETABLE_TRUNCATED) !== 0,
+      }),
+    })
+    const ids = this.#codesOf.get(pid)
+    if (ids) ids.push(id)
+    else this.#codesOf.set(pid, [id])
+  }
+
+  #forget(ids: number[]): void {
+    if (this.#deferForget) this.#forgotten.push(...ids)
+    else for (const id of ids) this.#drop(id)
+  }
+
+  #drop(id: number): void {
+    this.#codes.delete(id)
+    // Frames made from it are few (a code object's offsets sampled): a sweep of the cache is cheap next to a read.
+    for (const key of this.#frames.keys()) if (key.startsWith(`${id}:`)) this.#frames.delete(key)
+  }
+
+  #exited(pid: number): void {
+    this.#forget(this.#codesOf.get(pid) ?? [])
+    this.#codesOf.delete(pid)
+    this.#minorOf.delete(pid)
+  }
+}
+
+/** A str's text in its own storage: 1 byte a character (Latin-1), 2 (UCS-2) or 4 (UCS-4). */
+function text(bytes: Buffer, at: number, length: number, kind: number): string {
+  if (kind === 1) return bytes.toString('latin1', at, at + length)
+  if (kind === 2) return bytes.toString('utf16le', at, at + length)
+  if (kind === 4) {
+    let decoded = ''
+    for (let i = at; i + 4 <= at + length; i += 4) decoded += String.fromCodePoint(bytes.readUInt32LE(i))
+    return decoded
+  }
+  return '<unreadable>'
+}
+
+/** Reads a profile's half of the kernel sums each interval, its stacks named by the decoder. */
+class ProfileSampler implements Sampler<StackProfileSnapshot> {
+  readonly intervalMs: number
+  #session: NativeSession
+  #decoder: StackDecoder
+  #halves: AggregateHalves
+  #startNs = process.hrtime.bigint()
+  #dropped = 0n
+
+  constructor(session: NativeSession, decoder: StackDecoder, intervalMs: number) {
+    this.#session = session
+    this.#decoder = decoder
+    this.#halves = new AggregateHalves(session, 'stackProfile')
+    this.intervalMs = intervalMs
+  }
+
+  async read(final: boolean): Promise<StackProfileSnapshot> {
+    const endNs = process.hrtime.bigint()
+    const [dump] = await this.#halves.take(['stack_counts'])
+    const stacks = this.#stacks(dump!)
+    this.#decoder.sweep()
+    const dropped = sumDropped(this.#session.counters())
+    const snapshot = { startNs: this.#startNs, endNs, stacks, dropped: Number(dropped - this.#dropped), final }
+    this.#startNs = endNs
+    this.#dropped = dropped
+    return snapshot
+  }
+
+  #stacks(dump: MapDump): ProfiledStack[] {
+    const keys = new DataView(dump.keys.buffer, dump.keys.byteOffset, dump.keys.byteLength)
+    const values = new DataView(dump.values.buffer, dump.values.byteOffset, dump.values.byteLength)
+    const stacks: ProfiledStack[] = []
+    for (let i = 0; i < dump.count; i++) {
+      const key = i * dump.keySize
+      const value = i * dump.valueSize
+      const flags = keys.getUint8(key + STACK_KEY.fields.flags)
+      stacks.push({
+        pid: keys.getUint32(key + STACK_KEY.fields.pid, true),
+        onCpu: (flags & SAMPLE_ON_CPU) !== 0,
+        frames: this.#decoder.frames(keys, key + STACK_KEY.fields.frames, keys.getUint16(key + STACK_KEY.fields.depth, true)),
+        samples: Number(values.getBigUint64(value + STACK_COUNTS.fields.samples, true)),
+        offCpuNs: values.getBigUint64(value + STACK_COUNTS.fields.off_cpu_ns, true),
+        truncated: (flags & (SAMPLE_TRUNCATED | SAMPLE_UNREADABLE)) !== 0,
+      })
+    }
+    return stacks.sort((a, b) => b.samples - a.samples)
+  }
+}
