@@ -202,8 +202,8 @@ Napi::Function Session::Define(Napi::Env env) {
                      });
 }
 
-// new Session({ object, maxEntries?: { map: n }, constants?: { name: value } }): opens and
-// loads, attaches nothing.
+// new Session({ object, maxEntries?: { map: n }, constants?: { name: value }, programs?: [name] }):
+// opens and loads (only `programs`, when given), attaches nothing.
 Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) {
@@ -246,6 +246,20 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
 
   Napi::Value constants = options.Get("constants");
   if (constants.IsObject() && !SetConstants(env, name, constants.As<Napi::Object>())) return;
+
+  // Only the programs named are loaded, when a list is given: verifying one that will not be
+  // attached would cost the trace's start for nothing.
+  Napi::Value programs = options.Get("programs");
+  if (programs.IsArray()) {
+    Napi::Array wanted = programs.As<Napi::Array>();
+    struct bpf_program* program;
+    bpf_object__for_each_program(program, object_) {
+      bool load = false;
+      for (uint32_t i = 0; i < wanted.Length() && !load; i++)
+        load = wanted.Get(i).ToString().Utf8Value() == bpf_program__name(program);
+      bpf_program__set_autoload(program, load);
+    }
+  }
 
   // A program loaded for uprobe multi links attaches through nothing else, so either all of the
   // object's uprobe programs are, or none.
@@ -310,7 +324,8 @@ struct bpf_program* Session::ProgramNamed(Napi::Env env, const std::string& name
   struct bpf_program* program =
       object_ ? bpf_object__find_program_by_name(object_, name.c_str()) : nullptr;
   if (!program) ThrowType(env, "no BPF program named " + name);
-  return program;
+  else if (!bpf_program__autoload(program)) ThrowType(env, "BPF program " + name + " was not loaded: name it in `programs`");
+  return program && bpf_program__autoload(program) ? program : nullptr;
 }
 
 // attachUprobes(program, pid, path, sites: [{ fileOffset, refCtrOffset, cookie }], retprobe):

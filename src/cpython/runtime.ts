@@ -156,14 +156,15 @@ export function checkRuntime(reading: StackReading, located: LocatedRuntime, tid
     for (; thread && ids.length < CHECKED_THREADS; thread = memory.pointer(thread + BigInt(layout.thread_next))) {
       const id = memory.pointer(thread + BigInt(layout.thread_id))
       if (id === undefined) return `the thread state at 0x${thread.toString(16)} is not readable`
-      const plausible = layout.thread_id_is_pthread ? id > 0xfffn && id < USER_SPACE_END : id > 0n && id <= PID_MAX
+      // 0: a thread state made for a thread that has not started running yet.
+      const plausible = id === 0n || (layout.thread_id_is_pthread ? id > 0xfffn && id < USER_SPACE_END : id <= PID_MAX)
       if (!plausible) return `a thread state names thread 0x${id.toString(16)}, which no thread of CPython ${versionOf(reading)} is`
       const problem = checkFrames(memory, reading, located, thread, id)
       if (problem) return problem
       ids.push(id)
     }
     if (thread === undefined) return 'a thread state is not readable'
-    if (!layout.thread_id_is_pthread && ids.length > 0 && !ids.some((id) => tids.includes(Number(id)))) {
+    if (!layout.thread_id_is_pthread && ids.some((id) => id !== 0n) && !ids.some((id) => tids.includes(Number(id)))) {
       return `no thread state names a thread of process ${located.pid} (they name ${ids.join(', ')})`
     }
     return undefined

@@ -58,6 +58,8 @@ export interface SessionOptions {
   maxEntries?: Record<string, number>
   /** Values for the object's `const volatile` globals, set before load (bytes for char arrays). */
   constants?: Record<string, number | bigint | Uint8Array>
+  /** Only these programs are loaded (the others cannot be attached); all of them by default. */
+  programs?: string[]
 }
 
 export interface StructLayout {

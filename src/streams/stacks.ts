@@ -255,6 +255,7 @@ async function openStackSession(options: SampleStacksOptions, how: StackMode): P
   const ring = ringBufferSettings(sampling ? options : { ringBufferBytes: 4096 })
   const maxStacks = how.mode === 'profile' ? how.maxStacks : 1
   const decoder = new StackDecoder(how.mode === 'profile')
+  const tracing = ['forget_thread', 'forget_image', ...(options.offCpu ? ['on_switch'] : [])]
   const session = await openAttached(
     {
       object: 'stacks',
@@ -266,6 +267,7 @@ async function openStackSession(options: SampleStacksOptions, how: StackMode): P
         stack_counts_odd: maxStacks,
       },
       constants: { ...ring.constants, aggregate: how.mode === 'profile' ? 1 : 0, follow_binary: binary ? 1 : 0 },
+      programs: sampling ? ['sample_on_cpu', 'forget_code', ...tracing] : ['dump_threads'],
     },
     targets,
     (session) => {
@@ -280,8 +282,7 @@ async function openStackSession(options: SampleStacksOptions, how: StackMode): P
           throw explainNativeError(error, targets[i]!, 'attaching to code_dealloc')
         }
       })
-      const programs = ['forget_thread', 'forget_image', ...(options.offCpu ? ['on_switch'] : [])]
-      for (const program of programs) {
+      for (const program of tracing) {
         try {
           session.attachTracing(program)
         } catch (error) {
@@ -563,23 +564,32 @@ class ProfileSampler implements Sampler<StackProfileSnapshot> {
     return snapshot
   }
 
+  /** The interval's stacks; kernel entries that differ only in offsets on the same lines are one stack here. */
   #stacks(dump: MapDump): ProfiledStack[] {
     const keys = new DataView(dump.keys.buffer, dump.keys.byteOffset, dump.keys.byteLength)
     const values = new DataView(dump.values.buffer, dump.values.byteOffset, dump.values.byteLength)
-    const stacks: ProfiledStack[] = []
+    const stacks = new Map<string, ProfiledStack>()
     for (let i = 0; i < dump.count; i++) {
       const key = i * dump.keySize
       const value = i * dump.valueSize
       const flags = keys.getUint8(key + STACK_KEY.fields.flags)
-      stacks.push({
+      const stack: ProfiledStack = {
         pid: keys.getUint32(key + STACK_KEY.fields.pid, true),
         onCpu: (flags & SAMPLE_ON_CPU) !== 0,
         frames: this.#decoder.frames(keys, key + STACK_KEY.fields.frames, keys.getUint16(key + STACK_KEY.fields.depth, true)),
         samples: Number(values.getBigUint64(value + STACK_COUNTS.fields.samples, true)),
         offCpuNs: values.getBigUint64(value + STACK_COUNTS.fields.off_cpu_ns, true),
         truncated: (flags & (SAMPLE_TRUNCATED | SAMPLE_UNREADABLE)) !== 0,
-      })
+      }
+      const name = [stack.pid, stack.onCpu, stack.truncated, ...stack.frames.map((f) => `${f.file}\0${f.func}\0${f.line}`)].join('\n')
+      const same = stacks.get(name)
+      if (same) {
+        same.samples += stack.samples
+        same.offCpuNs += stack.offCpuNs
+      } else {
+        stacks.set(name, stack)
+      }
     }
-    return stacks.sort((a, b) => b.samples - a.samples)
+    return [...stacks.values()].sort((a, b) => b.samples - a.samples)
   }
 }
