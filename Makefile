@@ -78,7 +78,7 @@ $(OUTPUT)/bench-reference: bench/reference.cc native/uprobe_multi.cc native/upro
 # What bench/run.js compares usdtrace with: bpftrace, and bcc's python tools with kernel headers to
 # compile against (Debian 12's 6.1 headers: bcc's python tools compile with them on newer kernels too).
 DEB_ARCH = $(shell dpkg --print-architecture)
-BENCH_PACKAGES = bpftrace bpfcc-tools linux-headers-$(DEB_ARCH)
+BENCH_PACKAGES = bpftrace bpfcc-tools linux-headers-$(DEB_ARCH) linux-perf
 KERNEL_HEADERS_COMMON := $(lastword $(shell ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V))
 
 # bcc takes kernel headers from the one directory BCC_KERNEL_SOURCE names, and Debian splits them
@@ -93,3 +93,4 @@ bench: setup
 	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_PACKAGES) >/dev/null)
 	$(MAKE) build $(OUTPUT)/bench-reference $(OUTPUT)/bcc-kernel-headers
 	node bench/run.js
+	node bench/sampling.js
