@@ -258,6 +258,8 @@ t.test('bad targets get typed errors', async (t) => {
   const error = await dumpStacks(old.pid).catch((e: unknown) => e)
   t.type(error, TraceError)
   t.match(error, { code: 'UNSUPPORTED_PYTHON', message: /CPython 3\.9 predates 3\.10/ })
+  const pypy = await startReady(t, '/usr/bin/pypy3', ['-c', 'import sys; print("ready", flush=True); sys.stdin.read()'])
+  await t.rejects(dumpStacks(pypy.pid), { code: 'UNSUPPORTED_PYTHON', message: /runs PyPy \(.*pypy3.*\): usdtrace reads CPython/ })
   const { pid } = await start(t, PYTHONS[0]!, ['busy', '0.05'])
   for (const hz of [0, 1.5, 100_000]) {
     const trace = sampleStacks(pid, { hz })

@@ -99,9 +99,21 @@ function addonCheck(): DoctorCheck {
   }
 }
 
+/** Whether the running kernel is `major`.`minor` or newer. */
+function kernelAtLeast(major: number, minor: number): boolean {
+  const [have = 0, haveMinor = 0] = release().split(/[.-]/).map(Number)
+  return have > major || (have === major && haveMinor >= minor)
+}
+
+/** UNSUPPORTED_KERNEL unless the kernel is `major`.`minor` or newer, which `what` needs. */
+export function requireKernelVersion(major: number, minor: number, what: string): void {
+  if (!kernelAtLeast(major, minor)) {
+    throw new TraceError('UNSUPPORTED_KERNEL', `${what} needs Linux ${major}.${minor} or newer; this machine runs Linux ${release()}. Fix: upgrade the kernel`)
+  }
+}
+
 function kernelChecks(): DoctorCheck[] {
   const kernel = release()
-  const [major = 0, minor = 0] = kernel.split(/[.-]/).map(Number)
   const { major: needMajor, minor: needMinor } = MINIMUM_KERNEL
   const btf = existsSync(KERNEL_BTF)
   const uprobePmu = existsSync(UPROBE_PMU)
@@ -110,7 +122,7 @@ function kernelChecks(): DoctorCheck[] {
       name: 'kernel',
       requirement: `Linux ${needMajor}.${needMinor} or newer (BPF cookies on uprobes)`,
       ...verdict(
-        major > needMajor || (major === needMajor && minor >= needMinor),
+        kernelAtLeast(needMajor, needMinor),
         `Linux ${kernel}`,
         `upgrade the kernel: BPF cookies on uprobes, through which usdtrace tells each probe how to read its arguments, arrived in Linux ${needMajor}.${needMinor}`,
       ),

@@ -80,7 +80,16 @@ const PROBE_ENABLED_PYTHON =
  */
 export async function inspect(pid: number): Promise<Inspection> {
   const executable = await executablePath(pid)
-  const libpythons = (await mappedObjects(pid)).filter(isLibpython)
+  const objects = await mappedObjects(pid)
+  const pypy = [executable, ...objects].find((path) => /^(?:lib)?pypy/.test(basename(path)))
+  if (pypy) {
+    throw new TraceError(
+      'UNSUPPORTED_PYTHON',
+      `process ${pid} runs PyPy (${pypy}): usdtrace reads CPython, through its USDT probes and its frames, and PyPy has ` +
+        'neither; run the program under CPython to trace it',
+    )
+  }
+  const libpythons = objects.filter(isLibpython)
   const looksPython = libpythons.length > 0 || /^python\d/.test(basename(executable))
   const carrier = findProbeCarrier([...libpythons, executable], looksPython)
   if (!carrier && !looksPython) throw notPython(pid, executable)

@@ -6,6 +6,7 @@
  */
 import { readFileSync, readdirSync } from 'node:fs'
 import { openAttached, explainNativeError } from '../kernel/attach.js'
+import { requireKernelVersion } from '../kernel/doctor.js'
 import type { MapDump, NativeSession } from '../kernel/binding.js'
 import {
   CODE_FILE_TRUNCATED,
@@ -246,6 +247,8 @@ async function openStackSession(options: SampleStacksOptions, how: StackMode): P
   const sampling = how.mode !== 'dump'
   const hz = sampling ? positiveInteger('sampleStacks', 'hz', options.hz, DEFAULT_HZ) : 0
   if (hz > MAX_HZ) throw new TraceError('INVALID_ARGUMENT', `hz must be at most ${MAX_HZ} samples a second, got ${hz}`)
+  // bpf_loop (5.17) walks the frames; a dump reads another task's memory (bpf_copy_from_user_task, 5.18).
+  requireKernelVersion(5, 18, 'reading Python stacks')
   const { targets, exitPids } = await resolveTargets(options, 'stacks')
   const binary = options.binary !== undefined
   const readings = targets.map((target) => stackReading(target))
