@@ -1,18 +1,19 @@
 /**
- * Call events turned into what every recording format needs: for each thread, a balanced
- * sequence of frame opens and closes with times relative to the start, frames interned once.
- * Each exporter in this directory is a pure function of a CallTimeline.
+ * Call events, or sampled stacks, turned into what every recording format needs: for each
+ * thread, a balanced sequence of frame opens and closes with times relative to the start, frames
+ * interned once. Each exporter in this directory is a pure function of a CallTimeline.
  */
 import type { CallEvent } from '../streams/calls.js'
+import type { StackSample } from '../streams/stacks.js'
 import { shortenPath } from './report.js'
 
-/** One Python function, as its entry reported it. */
+/** One Python function (with calls: as its entry reported it), or one line of one (with samples). */
 export interface TimelineFrame {
   /** the function's name */
   func: string
   /** its file, as the interpreter reported it */
   file: string
-  /** the function's first line */
+  /** calls: the function's first line; samples: the line the frame was at */
   line: number
 }
 
@@ -31,6 +32,8 @@ export interface ThreadTimeline {
 interface OpenThread {
   timeline: ThreadTimeline
   stack: number[]
+  /** With samples: where the last sample ended, up to which its frames ran. */
+  sampledTo?: number
 }
 
 /**
@@ -78,7 +81,7 @@ export class CallTimeline {
     const thread = this.#thread(event)
     if (event.kind === 'entry') {
       this.repairedCalls += closeDownTo(thread, event.depth, at)
-      const frame = this.#frame(event)
+      const frame = this.#intern(event)
       thread.stack.push(frame)
       thread.timeline.ops.push(frame)
       thread.timeline.times.push(at)
@@ -90,11 +93,45 @@ export class CallTimeline {
     }
   }
 
+  /**
+   * Adds a sampled stack (in order per thread): it stands for the time from `periodNs` before
+   * the sample (on CPU) or for its wait (off CPU) up to it. Frames shared with the thread's
+   * previous sample stay open when the two touch; a gap between them closes every frame.
+   */
+  addSample(sample: StackSample, periodNs: number): void {
+    if (this.#ended) throw new Error('CallTimeline: addSample() after end()')
+    const spanNs = sample.onCpu ? BigInt(Math.round(periodNs)) : sample.offCpuNs!
+    this.startNs ??= sample.timestampNs - spanNs
+    const end = Math.max(0, Number(sample.timestampNs - this.startNs))
+    const start = Math.max(0, end - Number(spanNs))
+    if (end > this.endNs) this.endNs = end
+    const thread = this.#thread(sample)
+    const previousEnd = thread.sampledTo ?? thread.timeline.times.at(-1) ?? 0
+    // A sample a little late still touches the previous one; one more than a period apart does not.
+    const gap = start > previousEnd + periodNs
+    if (gap) closeDownTo(thread, 0, previousEnd)
+    const at = gap ? start : Math.max(previousEnd, thread.timeline.times.at(-1) ?? 0)
+    const frames = sample.frames.map((frame) => this.#intern(frame)).reverse()
+    let shared = 0
+    while (shared < thread.stack.length && shared < frames.length && thread.stack[shared] === frames[shared]) shared++
+    closeDownTo(thread, shared, at)
+    for (const frame of frames.slice(shared)) {
+      thread.stack.push(frame)
+      thread.timeline.ops.push(frame)
+      thread.timeline.times.push(at)
+    }
+    // The sample's end is where its frames are known to have still been running.
+    thread.sampledTo = end
+  }
+
   /** Closes every frame still open at the last event's time; the timeline is complete after this. */
   end(): this {
     if (this.#ended) return this
     this.#ended = true
-    for (const thread of this.#open.values()) this.unfinishedCalls += closeDownTo(thread, 0, this.endNs)
+    for (const thread of this.#open.values()) {
+      if (thread.sampledTo !== undefined) closeDownTo(thread, 0, thread.sampledTo)
+      else this.unfinishedCalls += closeDownTo(thread, 0, this.endNs)
+    }
     this.#open.clear()
     return this
   }
@@ -106,7 +143,7 @@ export class CallTimeline {
     return calls
   }
 
-  #thread(event: CallEvent): OpenThread {
+  #thread(event: Pick<CallEvent, 'pid' | 'tid'>): OpenThread {
     let thread = this.#open.get(event.tid)
     if (thread === undefined || thread.timeline.pid !== event.pid) {
       // A thread id reused by another process: the old thread is gone, its frames with it.
@@ -119,12 +156,12 @@ export class CallTimeline {
     return thread
   }
 
-  #frame(event: CallEvent): number {
-    const key = `${event.line}\0${event.func}\0${event.file}`
+  #intern(frame: TimelineFrame): number {
+    const key = `${frame.line}\0${frame.func}\0${frame.file}`
     let id = this.#frameIds.get(key)
     if (id === undefined) {
       id = this.frames.length
-      this.frames.push({ func: event.func, file: event.file, line: event.line })
+      this.frames.push({ func: frame.func, file: frame.file, line: frame.line })
       this.#frameIds.set(key, id)
     }
     return id
