@@ -241,13 +241,25 @@ int forget_code(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Tells user space the process's code ids are gone; with { binary }, a process of that pid is asked about anew. */
+static long forget_code_of(struct bpf_map *map, const struct code_key *key, struct known_code *value, __u32 *tgid)
+{
+	if (key->tgid == *tgid)
+		bpf_map_delete_elem(map, key);
+	return 0;
+}
+
+/*
+ * With { binary } processes come and go for as long as the trace runs: one that exits (or runs
+ * another program) takes its code ids with it, here and in user space, and a process that gets
+ * its pid later is asked about anew.
+ */
 static __always_inline void forget_process(__u32 tgid)
 {
 	struct stack_sample *gone;
 
 	if (!follow_binary)
 		return;
+	bpf_for_each_map_elem(&known_codes, forget_code_of, &tgid, 0);
 	if (bpf_map_delete_elem(&python_processes, &tgid) == 0) {
 		gone = reserve_event(sizeof(*gone));
 		if (gone) {

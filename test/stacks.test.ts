@@ -2,12 +2,15 @@
 // target's own sys._current_frames(), sampled shares against the threads' own CPU time, waits
 // against their sleeps, names across thousands of code objects freed and reused.
 import { once } from 'node:events'
-import { readFileSync, readdirSync } from 'node:fs'
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { TraceError, dumpStacks, inspect, sampleStacks, stackProfile, type StackFrame, type StackSample } from '../src/index.js'
 import { DEBIAN_PYTHON, deadPid, startContainerPython, startReady } from './fixtures/processes.js'
+import { ownMapEntries } from './fixtures/bpf-maps.js'
 
 const TARGET = fileURLToPath(new URL('targets/stacks.py', import.meta.url))
 const PYENV = '/root/.pyenv/versions'
@@ -237,6 +240,51 @@ t.test('{ binary } follows every process of a libpython, including those started
   }
   clearTimeout(deadline)
   t.same([...seen].sort(), [...wanted].sort(), `the forked children of ${pid}, started after the trace, are sampled in spin()`)
+})
+
+t.test('{ binary } on a shared build\'s program reads the libpython it loads', async (t) => {
+  const python = PYTHONS[3]!
+  const trace = sampleStacks({ binary: python, hz: 199 })
+  await trace.ready
+  const { pid, report } = await start(t, python, ['busy', '0.05'])
+  for await (const sample of trace) {
+    if (sample.pid !== pid || sample.tid !== report.spinner) continue
+    t.equal(sample.frames[0]?.func, 'spin', 'the spinner, sampled in spin()')
+    break
+  }
+})
+
+t.test('{ binary } over processes that come and go keeps its kernel maps flat', async (t) => {
+  // A python3.11 of our own, so that only our processes run it.
+  const dir = mkdtempSync(join(tmpdir(), 'usdtrace-stacks-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const python = join(dir, 'python3.11')
+  copyFileSync(DEBIAN_PYTHON, python)
+  chmodSync(python, 0o755)
+  const trace = sampleStacks({ binary: python, hz: 999 })
+  await trace.ready
+  const sampledPids = new Set<number>()
+  const consumed = (async () => {
+    for await (const sample of trace) if (sample.frames[0]?.func.startsWith('f_')) sampledPids.add(sample.pid)
+  })()
+  const processes = 25
+  const pids: number[] = []
+  for (let i = 0; i < processes; i++) {
+    const { child, pid } = await start(t, python, ['unique', '40', '2'])
+    pids.push(pid)
+    const exited = once(child, 'exit')
+    child.stdin!.write('go\n')
+    await exited
+  }
+  await sleep(100)
+  const [known] = ownMapEntries('known_codes')
+  const [described] = ownMapEntries('python_processe')
+  await trace.close()
+  await consumed
+  t.ok(pids.filter((pid) => sampledPids.has(pid)).length >= processes * 0.8, `${sampledPids.size} of ${processes} processes sampled in their functions`)
+  t.equal(trace.lost, 0, 'nothing lost')
+  t.equal(described, 0, 'no process described once all exited')
+  t.equal(known, 0, 'no code object remembered once all exited')
 })
 
 t.test('a python in a container has its stacks read through /proc/PID/root', async (t) => {

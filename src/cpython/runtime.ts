@@ -119,11 +119,15 @@ function sameFile(a: string, b: string): boolean {
   return !!first && !!second && first.dev === second.dev && first.ino === second.ino
 }
 
-/** Where the process loaded `reading.object`, from its maps; undefined when it has not mapped it. */
-export async function locateRuntime(reading: StackReading, pid: number): Promise<LocatedRuntime | undefined> {
-  const mapped = (await mappings(pid)).filter((mapping) => basename(mapping.path) === basename(reading.object))
-  const mapping = mapped.find((m: Mapping) => sameFile(m.path, reading.object))
-  if (!mapping) return undefined
+/**
+ * Where the process loaded `reading.object`, from its maps; undefined when it has not mapped it,
+ * or not `also` (the program a { binary } trace follows, when that is not the interpreter itself).
+ */
+export async function locateRuntime(reading: StackReading, pid: number, also?: string): Promise<LocatedRuntime | undefined> {
+  const all = await mappings(pid)
+  const mappingOf = (path: string) => all.find((m: Mapping) => basename(m.path) === basename(path) && sameFile(m.path, path))
+  const mapping = mappingOf(reading.object)
+  if (!mapping || (also !== undefined && !mappingOf(also))) return undefined
   const linked = linkAddress(reading.object, mapping.offset)
   if (linked === undefined) return undefined
   const bias = mapping.start - linked

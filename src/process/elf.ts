@@ -5,8 +5,8 @@
  * the headers and the sections it needs, and every offset and size taken from the file is
  * checked, so a corrupt file becomes a TraceError('MALFORMED_ELF') rather than a RangeError.
  */
-import { closeSync, constants, openSync, readSync, statSync } from 'node:fs'
-import { basename } from 'node:path'
+import { closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
 import { TraceError, permissionDenied } from '../errors.js'
 
 /** A USDT probe as its ELF note (`.note.stapsdt`) describes it. */
@@ -77,6 +77,11 @@ const STT_GNU_IFUNC = 10
 const DT_NULL = 0n
 const DT_INIT = 12n
 const DT_FINI = 13n
+const DT_NEEDED = 1n
+const DT_STRTAB = 5n
+const DT_STRSZ = 10n
+const DT_RPATH = 15n
+const DT_RUNPATH = 29n
 const NT_STAPSDT = 3
 // R_X86_64_RELATIVE and R_AARCH64_RELATIVE: the load base plus the addend.
 const RELATIVE_RELOCATIONS = new Set([8, 1027])
@@ -305,15 +310,33 @@ class ElfImage {
 
   /** The d_val of the first dynamic entry tagged `tag`, from the PT_DYNAMIC segment. */
   dynamicValue(tag: bigint): bigint | undefined {
+    return this.dynamicValues(tag)[0]
+  }
+
+  /** The d_vals of every dynamic entry tagged `tag`, in order. */
+  dynamicValues(tag: bigint): bigint[] {
     const dyn = this.segments.find((s) => s.type === PT_DYNAMIC)
-    if (!dyn) return undefined
+    if (!dyn) return []
     const entries = this.bytes(dyn.offset, dyn.filesz, 'the dynamic segment')
+    const values: bigint[] = []
     for (let at = 0; at + DYN_SIZE <= entries.length; at += DYN_SIZE) {
       const entryTag = entries.readBigInt64LE(at)
       if (entryTag === DT_NULL) break
-      if (entryTag === tag) return entries.readBigUInt64LE(at + 8)
+      if (entryTag === tag) values.push(entries.readBigUInt64LE(at + 8))
     }
-    return undefined
+    return values
+  }
+
+  /** The strings of the dynamic entries tagged `tag` (DT_NEEDED, DT_RUNPATH...), from DT_STRTAB. */
+  dynamicStrings(tag: bigint): string[] {
+    const table = this.dynamicValue(DT_STRTAB)
+    const offset = table === undefined ? undefined : this.dataOffset(table)
+    if (offset === undefined) return []
+    const size = this.dynamicValue(DT_STRSZ) ?? 0n
+    const strings = this.bytes(offset, size, 'the dynamic string table')
+    return this.dynamicValues(tag).map((at) =>
+      cString(strings, Number(at), () => this.fail(`a dynamic entry's string at ${at} lies outside the dynamic string table`)),
+    )
   }
 }
 
@@ -556,6 +579,26 @@ export function linkAddress(path: string, fileOffset: bigint): bigint | undefine
   return withElf(path, (elf) => {
     const seg = elf.segments.find((s) => s.type === PT_LOAD && s.offset <= fileOffset && fileOffset < s.offset + s.filesz)
     return seg && fileOffset - seg.offset + seg.vaddr
+  })
+}
+
+/** Where the dynamic loader looks after a program's own run paths (x86-64 and aarch64 Debian, Fedora, Alpine). */
+const LIBRARY_DIRECTORIES = ['/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib/aarch64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/lib64', '/usr/local/lib', '/usr/lib', '/lib']
+
+/**
+ * The shared library a program needs whose name matches `pattern` (e.g. its libpython), found as
+ * the dynamic loader finds it: in the program's DT_RPATH or DT_RUNPATH ($ORIGIN expanded), then
+ * in the usual library directories. Undefined when it needs none or it is nowhere there.
+ */
+export function neededLibrary(path: string, pattern: RegExp): string | undefined {
+  return withElf(path, (elf) => {
+    const name = elf.dynamicStrings(DT_NEEDED).find((needed) => pattern.test(needed))
+    if (!name) return undefined
+    const origin = dirname(path)
+    const runPaths = [...elf.dynamicStrings(DT_RPATH), ...elf.dynamicStrings(DT_RUNPATH)]
+      .flatMap((list) => list.split(':'))
+      .map((dir) => dir.replace(/\$(?:ORIGIN|\{ORIGIN\})/g, origin))
+    return [...runPaths, ...LIBRARY_DIRECTORIES].map((dir) => join(dir, name)).find((candidate) => existsSync(candidate))
   })
 }
 

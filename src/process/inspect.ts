@@ -4,7 +4,7 @@
  */
 import { basename } from 'node:path'
 import { TraceError } from '../errors.js'
-import { type PythonVersion, type UsdtProbe, coldCodeOffsets, readPythonVersion, readUsdtProbes } from './elf.js'
+import { type PythonVersion, type UsdtProbe, coldCodeOffsets, isProgram, neededLibrary, readPythonVersion, readUsdtProbes } from './elf.js'
 import { executablePath, mappedObjects } from './probes.js'
 import { stackReadingOrReason } from '../cpython/runtime.js'
 
@@ -114,7 +114,9 @@ export async function inspect(pid: number): Promise<Inspection> {
  */
 export function inspectBinary(path: string): Inspection {
   const probes = pythonProbesIfReadable(path)
-  const version = readPythonVersion(path)
+  // A shared build's program keeps the interpreter in the libpython it loads.
+  const interpreterObject = (isProgram(path) && neededLibrary(path, LIBPYTHON)) || path
+  const version = readPythonVersion(path) ?? readPythonVersion(interpreterObject)
   if (probes.length === 0 && !version) {
     throw new TraceError(
       'NOT_PYTHON',
@@ -128,8 +130,8 @@ export function inspectBinary(path: string): Inspection {
     executable: path,
     probeObject: probes.length > 0 ? path : null,
     probes,
-    interpreterObject: path,
-    capabilities: capabilities(probes, version, path),
+    interpreterObject,
+    capabilities: capabilities(probes, version, interpreterObject),
   }
 }
 
@@ -141,9 +143,11 @@ export function subjectOf(insp: TraceSubject): string {
   return insp.pid > 0 ? `process ${insp.pid}` : `processes of ${insp.interpreterObject}`
 }
 
+// libpython3.so is only the stable-ABI forwarding stub, hence major.minor.
+const LIBPYTHON = /^libpython\d+\.\d+[a-z]*\.so(\.|$)/
+
 function isLibpython(path: string): boolean {
-  // libpython3.so is only the stable-ABI forwarding stub, hence major.minor.
-  return /^libpython\d+\.\d+[a-z]*\.so(\.|$)/.test(basename(path))
+  return LIBPYTHON.test(basename(path))
 }
 
 /**

@@ -299,7 +299,7 @@ async function openStackSession(options: SampleStacksOptions, how: StackMode): P
       }
     },
   )
-  if (binary) decoder.followBinary(session, layouts, readings[0]!)
+  if (binary) decoder.followBinary(session, layouts, readings[0]!, options.binary!)
   return { session, exitPids, decoder, targets }
 }
 
@@ -413,10 +413,10 @@ class StackDecoder {
     this.#minorOf.set(pid, minor)
   }
 
-  /** With { binary }: processes the kernel asks about are described if they run it. */
-  followBinary(session: NativeSession, layouts: Layouts, reading: StackReading): void {
+  /** With { binary }: processes the kernel asks about are described if they map it. */
+  followBinary(session: NativeSession, layouts: Layouts, reading: StackReading, binary: string): void {
     this.#follow = (pid) => {
-      void locateRuntime(reading, pid).then(
+      void locateRuntime(reading, pid, binary).then(
         (located) => {
           if (located && !checkRuntime(reading, located, threadIds(pid))) describe(session, this, layouts, reading, located)
         },
