@@ -9,19 +9,10 @@ import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { TraceError, dumpStacks, inspect, sampleStacks, stackProfile, type StackFrame, type StackSample } from '../src/index.js'
-import { DEBIAN_PYTHON, deadPid, startContainerPython, startReady } from './fixtures/processes.js'
+import { DEBIAN_PYTHON, PYENV, STACK_PYTHONS, deadPid, startContainerPython, startReady } from './fixtures/processes.js'
 import { ownMapEntries } from './fixtures/bpf-maps.js'
 
 const TARGET = fileURLToPath(new URL('targets/stacks.py', import.meta.url))
-const PYENV = '/root/.pyenv/versions'
-/** Every CPython here: pyenv's shared builds without probes, and Debian's with them. */
-const PYTHONS = [
-  `${PYENV}/3.10.13/bin/python3.10`,
-  `${PYENV}/3.11.7/bin/python3.11`,
-  `${PYENV}/3.12.1/bin/python3.12`,
-  `${PYENV}/3.13.0/bin/python3.13`,
-  DEBIAN_PYTHON,
-]
 /** The deepest stack a sample carries (STACK_FRAMES_MAX in bpf/usdtrace.h). */
 const FRAMES_KEPT = 127
 /** Clock ticks per second of /proc/PID/task/TID/stat's utime and stime (USER_HZ). */
@@ -45,7 +36,7 @@ async function threadGone(pid: number, tid: number): Promise<void> {
   while (readdirSync(`/proc/${pid}/task`).includes(String(tid))) await sleep(10)
 }
 
-for (const python of PYTHONS) {
+for (const python of STACK_PYTHONS) {
   t.test(`${python}: dumpStacks equals the target's sys._current_frames()`, async (t) => {
     const deep = 200
     const { pid, report } = await start(t, python, ['blocked', String(deep)])
@@ -187,7 +178,7 @@ for (const python of PYTHONS) {
 }
 
 t.test('inspect says how each CPython stacks are read', async (t) => {
-  for (const python of PYTHONS) {
+  for (const python of STACK_PYTHONS) {
     const { pid } = await start(t, python, ['idle'])
     const { capabilities, version } = await inspect(pid)
     const mode = version!.minor >= 13 ? 'debug-offsets' : 'version-table'
@@ -196,7 +187,7 @@ t.test('inspect says how each CPython stacks are read', async (t) => {
 })
 
 t.test('break, abort and close free everything the stack streams hold', async (t) => {
-  const { pid } = await start(t, PYTHONS[2]!, ['busy', '0.01'])
+  const { pid } = await start(t, STACK_PYTHONS[2]!, ['busy', '0.01'])
   const openFds = () => readdirSync('/proc/self/fd').length
   const first = sampleStacks(pid, { offCpu: true })
   await first.ready
@@ -224,7 +215,7 @@ t.test('break, abort and close free everything the stack streams hold', async (t
 })
 
 t.test('{ binary } follows every process of a libpython, including those started later and their forks', async (t) => {
-  const python = PYTHONS[2]!
+  const python = STACK_PYTHONS[2]!
   const libpython = `${PYENV}/3.12.1/lib/libpython3.12.so.1.0`
   const trace = sampleStacks({ binary: libpython, hz: 199 })
   await trace.ready
@@ -243,7 +234,7 @@ t.test('{ binary } follows every process of a libpython, including those started
 })
 
 t.test('{ binary } on a shared build\'s program reads the libpython it loads', async (t) => {
-  const python = PYTHONS[3]!
+  const python = STACK_PYTHONS[3]!
   const trace = sampleStacks({ binary: python, hz: 199 })
   await trace.ready
   const { pid, report } = await start(t, python, ['busy', '0.05'])
@@ -308,12 +299,12 @@ t.test('bad targets get typed errors', async (t) => {
   t.match(error, { code: 'UNSUPPORTED_PYTHON', message: /CPython 3\.9 predates 3\.10/ })
   const pypy = await startReady(t, '/usr/bin/pypy3', ['-c', 'import sys; print("ready", flush=True); sys.stdin.read()'])
   await t.rejects(dumpStacks(pypy.pid), { code: 'UNSUPPORTED_PYTHON', message: /runs PyPy \(.*pypy3.*\): usdtrace reads CPython/ })
-  const { pid } = await start(t, PYTHONS[0]!, ['busy', '0.05'])
+  const { pid } = await start(t, STACK_PYTHONS[0]!, ['busy', '0.05'])
   for (const hz of [0, 1.5, 100_000]) {
     const trace = sampleStacks(pid, { hz })
     await t.rejects(trace.ready, { code: 'INVALID_ARGUMENT', message: /hz/ }, `hz ${hz}`)
   }
   await t.rejects(stackProfile(pid, { intervalMs: -1 }).ready, { code: 'INVALID_ARGUMENT', message: /intervalMs/ })
   await t.rejects(sampleStacks(pid, { hertz: 99 } as never).ready, { code: 'INVALID_ARGUMENT', message: /no option "hertz"/ })
-  await t.rejects(dumpStacks({ binary: PYTHONS[0]! }), { code: 'INVALID_ARGUMENT', message: /pid/ })
+  await t.rejects(dumpStacks({ binary: STACK_PYTHONS[0]! }), { code: 'INVALID_ARGUMENT', message: /pid/ })
 })

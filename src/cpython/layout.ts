@@ -1,7 +1,8 @@
 /**
  * Everything usdtrace knows about how CPython lays out its structs in memory, in one place: what
  * names a function by identity on the call probes (bpf/python_names.bpf.h), what decodes audit
- * arguments (bpf/audit.bpf.c), and what walks a thread's frames (bpf/python_stack.bpf.h).
+ * arguments (bpf/audit.bpf.c), what walks a thread's frames (bpf/python_stack.bpf.h), and what
+ * finds the threads' `threading` names in user space (src/cpython/threads.ts).
  *
  * Offsets are in bytes for 64-bit builds (x86-64 and aarch64 alike). Where a version describes
  * itself (3.13 on: `_Py_DebugOffsets` at the start of `_PyRuntime`) the layout is read from the
@@ -402,4 +403,182 @@ export function debugOffsetsLayout(offsets: DebugOffsets, minor: number): FrameL
     return `_Py_DebugOffsets places a frame or code field further than usdtrace reads (frame ${layout.frame_window} bytes, code ${layout.code_window})`
   }
   return layout
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects read in user space for the threads' `threading` names (src/cpython/threads.ts):
+// sys.modules['threading']._active, each Thread's _name and _native_id.
+
+/** PyASCIIObject.state (cpython/unicodeobject.h): interned:2, kind:3, compact:1, ascii:1, the same bits in 3.10 to 3.13. */
+export const UNICODE_STATE = { kindShift: 2, kindMask: 7, compact: 1 << 5, ascii: 1 << 6 }
+
+/** PyDictKeyEntry (Objects/dict-common.h in 3.10, internal/pycore_dict.h on): me_hash, me_key, me_value; every entry in 3.10, DICT_KEYS_GENERAL's from 3.11. */
+export const DICT_ENTRY = { size: 24, key: 8, value: 16 }
+/** PyDictUnicodeEntry (internal/pycore_dict.h, 3.11 on): me_key, me_value, for DICT_KEYS_UNICODE and DICT_KEYS_SPLIT. */
+export const DICT_UNICODE_ENTRY = { size: 16, key: 0, value: 8 }
+/** internal/pycore_dict.h's DictKeysKind: the one whose entries are PyDictKeyEntry. */
+export const DICT_KEYS_GENERAL = 0
+
+/** PyLong_SHIFT (cpython/longintrepr.h): 30-bit digits, in uint32s, on every 64-bit build. */
+export const LONG_DIGIT_BITS = 30
+/** The sign in lv_tag's low bits, from 3.12 (internal/pycore_long.h: SIGN_MASK, SIGN_ZERO, SIGN_NEGATIVE; 0 is positive). */
+export const LONG_TAG_SIGN = { mask: 3, zero: 1, negative: 2 }
+
+/**
+ * The bytes of 3.10's indices for a table of `size` slots: each index the smallest of 1, 2, 4 or
+ * 8 bytes that holds `size` (DK_IXSIZE in Objects/dictobject.c).
+ */
+export function sizedIndexBytes(size: bigint): bigint {
+  return size * (size <= 0xffn ? 1n : size <= 0xffffn ? 2n : size <= 0xffffffffn ? 4n : 8n)
+}
+
+/** A PyDictKeysObject's header: its size, where its entries start, how many are used. */
+export type DictKeysLayout =
+  /** 3.10: dk_size, a Py_ssize_t; indices 1, 2, 4 or 8 bytes wide by it; every entry a PyDictKeyEntry. */
+  | { form: 'size'; size: number; nentries: number; indices: number }
+  /** 3.11 on: dk_log2_size, dk_log2_index_bytes (the indices' bytes), dk_kind (which entries), all bytes. */
+  | { form: 'log2'; log2_size: number; log2_index_bytes: number; kind: number; nentries: number; indices: number }
+
+/**
+ * Where an instance of a Python class keeps its attributes. A type without the flag(s) named
+ * keeps a dict at tp_dictoffset. `values` arrays hold the values of the type's shared keys
+ * (PyHeapTypeObject.ht_cached_keys), by entry index.
+ */
+export type InstanceAttributes =
+  /** 3.10: a dict at tp_dictoffset, its values split (ma_values) while it shares its type's keys. */
+  | { kind: 'dict-offset' }
+  /** 3.11, Py_TPFLAGS_MANAGED_DICT: a values array or, once made, a dict, in the words before the object. */
+  | { kind: 'managed'; flag: number; values: number; dict: number }
+  /** 3.12, Py_TPFLAGS_MANAGED_DICT: one word before the object, a dict, or a values array's address less `values_tag` (bit 0 set). */
+  | { kind: 'dict-or-values'; flag: number; dict_or_values: number; values_tag: number }
+  /**
+   * 3.13, Py_TPFLAGS_INLINE_VALUES: a values array right after the object (at tp_basicsize) while
+   * its `valid` byte says so; with Py_TPFLAGS_MANAGED_DICT, the dict once made, before the object.
+   */
+  | { kind: 'inline'; flag: number; inline_flag: number; dict: number; values_capacity: number; values_valid: number }
+
+/** Where one CPython version keeps what reading `threading`'s names takes. */
+export interface ThreadNamesLayout {
+  /** sys.modules: PyInterpreterState.modules, imports.modules from 3.12. */
+  interpreter_modules: number
+  /** PyModuleObject.md_dict */
+  module_dict: number
+  /** PyTypeObject.tp_basicsize, tp_flags, tp_dictoffset, PyHeapTypeObject.ht_cached_keys */
+  type_basicsize: number
+  type_flags: number
+  type_dictoffset: number
+  type_cached_keys: number
+  /** PyDictObject.ma_keys, ma_values (NULL, or the values of a split table) */
+  dict_keys: number
+  dict_values: number
+  keys: DictKeysLayout
+  /** Where a values array's pointers start (PyDictValues.values; 3.10's ma_values is the array itself). */
+  values_items: number
+  attributes: InstanceAttributes
+  /** A PyLong's size word (ob_size, a signed digit count; from 3.12 lv_tag: count << long_tag_bits | sign), and its digits. */
+  long_size: number
+  long_tag_bits: number
+  long_digits: number
+}
+
+// The same from 3.10 to 3.13: PyModuleObject (internal/pycore_moduleobject.h), PyTypeObject's
+// fields (cpython/object.h), PyDictObject (cpython/dictobject.h), and a PyLong's size word and
+// digits (longintrepr.h, cpython/longintrepr.h from 3.11).
+const OBJECT_HEADERS = {
+  module_dict: 16,
+  type_basicsize: 32,
+  type_flags: 168,
+  type_dictoffset: 288,
+  dict_keys: 32,
+  dict_values: 40,
+  long_size: 16,
+  long_digits: 24,
+}
+// internal/pycore_dict.h: dk_refcnt, dk_log2_size, dk_log2_index_bytes, dk_kind, dk_version, dk_usable, dk_nentries, dk_indices.
+const KEYS_FROM_3_11: DictKeysLayout = { form: 'log2', log2_size: 8, log2_index_bytes: 9, kind: 10, nentries: 24, indices: 32 }
+// object.h: Py_TPFLAGS_MANAGED_DICT is (1 << 4) from 3.11.
+const MANAGED_DICT_FLAG = 1 << 4
+
+/**
+ * 3.10 to 3.12. Each offset is offsetof() in the header named (Include/..., of that version);
+ * test/python-layout.test.ts compiles the same offsetof()s, and measures 3.10's dict keys (in
+ * Objects/dict-common.h, which is not installed) on a live dict.
+ */
+export const THREAD_NAMES_LAYOUTS: Readonly<Record<number, ThreadNamesLayout>> = {
+  10: {
+    ...OBJECT_HEADERS,
+    interpreter_modules: 856, // internal/pycore_interp.h: PyInterpreterState.modules
+    type_cached_keys: 872, // cpython/object.h: PyHeapTypeObject.ht_cached_keys
+    // Objects/dict-common.h: dk_refcnt, dk_size, dk_lookup, dk_usable, dk_nentries, dk_indices.
+    keys: { form: 'size', size: 8, nentries: 32, indices: 40 },
+    values_items: 0,
+    attributes: { kind: 'dict-offset' },
+    long_tag_bits: 0,
+  },
+  11: {
+    ...OBJECT_HEADERS,
+    interpreter_modules: 888, // internal/pycore_interp.h: PyInterpreterState.modules
+    type_cached_keys: 872, // cpython/object.h: PyHeapTypeObject.ht_cached_keys
+    keys: KEYS_FROM_3_11,
+    values_items: 0, // internal/pycore_dict.h: PyDictValues.values
+    // internal/pycore_object.h: _PyObject_ValuesPointer (obj - 4 words), _PyObject_ManagedDictPointer (- 3).
+    attributes: { kind: 'managed', flag: MANAGED_DICT_FLAG, values: -32, dict: -24 },
+    long_tag_bits: 0,
+  },
+  12: {
+    ...OBJECT_HEADERS,
+    interpreter_modules: 944, // internal/pycore_interp.h: PyInterpreterState.imports (pycore_import.h's .modules)
+    type_cached_keys: 880, // cpython/object.h: PyHeapTypeObject.ht_cached_keys
+    keys: KEYS_FROM_3_11,
+    values_items: 0, // internal/pycore_dict.h: PyDictValues.values
+    // internal/pycore_object.h: _PyObject_DictOrValuesPointer (obj - 3 words), _PyDictOrValues_GetValues (+ 1).
+    attributes: { kind: 'dict-or-values', flag: MANAGED_DICT_FLAG, dict_or_values: -24, values_tag: 1 },
+    long_tag_bits: 3, // cpython/longintrepr.h: _PyLong_NON_SIZE_BITS
+  },
+}
+
+/** What `_Py_DebugOffsets` describes of a ThreadNamesLayout. */
+type DescribedNames = 'interpreter_modules' | 'type_flags' | 'dict_keys' | 'dict_values' | 'long_size' | 'long_digits'
+
+/** The rest, for the versions that describe themselves and whose objects usdtrace knows. */
+const NAMES_BEYOND_DEBUG_OFFSETS: Readonly<Record<number, Omit<ThreadNamesLayout, DescribedNames>>> = {
+  13: {
+    module_dict: OBJECT_HEADERS.module_dict,
+    type_basicsize: OBJECT_HEADERS.type_basicsize,
+    type_dictoffset: OBJECT_HEADERS.type_dictoffset,
+    type_cached_keys: 880, // cpython/object.h: PyHeapTypeObject.ht_cached_keys
+    keys: KEYS_FROM_3_11,
+    values_items: 8, // internal/pycore_dict.h: PyDictValues: capacity, size, embedded, valid (bytes), values
+    // object.h: Py_TPFLAGS_INLINE_VALUES (1 << 2); internal/pycore_object.h: MANAGED_DICT_OFFSET (- 3 words).
+    attributes: { kind: 'inline', flag: MANAGED_DICT_FLAG, inline_flag: 1 << 2, dict: -24, values_capacity: 0, values_valid: 3 },
+    long_tag_bits: 3, // cpython/longintrepr.h: _PyLong_NON_SIZE_BITS
+  },
+}
+
+/**
+ * How `threading`'s names are read in this version: from the table, or from `_Py_DebugOffsets`
+ * and what it leaves out; undefined when usdtrace does not know the version's objects or the
+ * offsets lie outside the sizes they state.
+ */
+export function threadNamesLayout(minor: number, debug: DebugOffsets | undefined): ThreadNamesLayout | undefined {
+  if (!debug) return THREAD_NAMES_LAYOUTS[minor]
+  const known = NAMES_BEYOND_DEBUG_OFFSETS[minor]
+  const f = debug.fields
+  const inside =
+    f['interpreter_state.imports_modules'] < f['interpreter_state.size'] &&
+    f['type_object.tp_flags'] < f['type_object.size'] &&
+    f['dict_object.ma_keys'] < f['dict_object.size'] &&
+    f['dict_object.ma_values'] < f['dict_object.size'] &&
+    f['long_object.lv_tag'] < f['long_object.ob_digit'] &&
+    f['long_object.ob_digit'] < f['long_object.size']
+  if (!known || !inside) return undefined
+  return {
+    ...known,
+    interpreter_modules: f['interpreter_state.imports_modules'],
+    type_flags: f['type_object.tp_flags'],
+    dict_keys: f['dict_object.ma_keys'],
+    dict_values: f['dict_object.ma_values'],
+    long_size: f['long_object.lv_tag'],
+    long_digits: f['long_object.ob_digit'],
+  }
 }

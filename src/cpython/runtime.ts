@@ -7,7 +7,7 @@
 import { statSync } from 'node:fs'
 import { basename } from 'node:path'
 import { TraceError } from '../errors.js'
-import { type PythonVersion, linkAddress, readDataSymbols } from '../process/elf.js'
+import { type DataSymbol, type PythonVersion, linkAddress, readDataSymbols } from '../process/elf.js'
 import type { Inspection } from '../process/inspect.js'
 import { ProcessMemory } from '../process/memory.js'
 import { type Mapping, mappings } from '../process/probes.js'
@@ -18,7 +18,9 @@ import {
   codeDeallocOffset,
   debugOffsetsLayout,
   parseDebugOffsets,
+  threadNamesLayout,
   type FrameLayout,
+  type ThreadNamesLayout,
 } from './layout.js'
 
 /** The first CPython whose stacks usdtrace reads. */
@@ -37,11 +39,33 @@ export interface StackReading {
   codeType: bigint
   /** The file offset of code_dealloc, hooked so a freed code object's id is forgotten. */
   codeDealloc: bigint
+  /** How the threads' `threading` names are read; undefined where usdtrace does not know how (the kernel's names stand). */
+  threadNames: ThreadNamesReading | undefined
 }
+
+/** What reading `threading`'s names takes: the layout, and the types the objects read are checked against. */
+export interface ThreadNamesReading {
+  layout: ThreadNamesLayout
+  /** Link-time addresses in the interpreter file of PyUnicode_Type, PyLong_Type, PyDict_Type, PyModule_Type. */
+  types: ObjectTypes
+}
+
+/** Where the types of the objects read for names are. */
+export interface ObjectTypes {
+  str: bigint
+  int: bigint
+  dict: bigint
+  module: bigint
+}
+
+/** The symbols of ObjectTypes' types. */
+const TYPE_SYMBOLS: Readonly<Record<keyof ObjectTypes, string>> = { str: 'PyUnicode_Type', int: 'PyLong_Type', dict: 'PyDict_Type', module: 'PyModule_Type' }
 
 /** Where a process has its runtime: the addresses the BPF side reads from. */
 export interface LocatedRuntime {
   pid: number
+  /** How far from its link-time addresses the process loaded the interpreter file. */
+  bias: bigint
   runtime: bigint
   codeType: bigint
 }
@@ -89,7 +113,7 @@ function readStackLayout(target: Pick<Inspection, 'interpreterObject' | 'version
   if (/^(?:lib)?python\d+\.\d+t\b/.test(basename(object))) {
     throw unsupported(`${named} is a free-threaded build (its name ends in t), whose thread states and frames usdtrace does not read`)
   }
-  const symbols = readDataSymbols(object, ['_PyRuntime', 'PyCode_Type'], DEBUG_OFFSETS_BYTES)
+  const symbols = readDataSymbols(object, ['_PyRuntime', 'PyCode_Type', ...Object.values(TYPE_SYMBOLS)], DEBUG_OFFSETS_BYTES)
   const runtime = symbols.get('_PyRuntime')
   const codeType = symbols.get('PyCode_Type')
   if (!runtime || !codeType) throw unsupported(`it has no ${runtime ? 'PyCode_Type' : '_PyRuntime'} symbol (a stripped or static embedding)`)
@@ -109,7 +133,20 @@ function readStackLayout(target: Pick<Inspection, 'interpreterObject' | 'version
   if (!layout) throw unsupported(`usdtrace has no layout for ${named}`)
   const codeDealloc = codeDeallocOffset({ interpreterObject: object })
   if (codeDealloc === undefined) throw unsupported('PyCode_Type has no tp_dealloc usdtrace can hook')
-  return { object, version, layout, source, runtime: runtime.address, codeType: codeType.address, codeDealloc }
+  const namesLayout = threadNamesLayout(version.minor, debug)
+  const types = objectTypes(symbols)
+  const threadNames = namesLayout && types ? { layout: namesLayout, types } : undefined
+  return { object, version, layout, source, runtime: runtime.address, codeType: codeType.address, codeDealloc, threadNames }
+}
+
+/** The object types' link-time addresses, if the file has every one. */
+function objectTypes(symbols: Map<string, DataSymbol>): ObjectTypes | undefined {
+  const types: Partial<ObjectTypes> = {}
+  for (const [type, symbol] of Object.entries(TYPE_SYMBOLS) as [keyof ObjectTypes, string][]) {
+    types[type] = symbols.get(symbol)?.address
+    if (!types[type]) return undefined
+  }
+  return types as ObjectTypes
 }
 
 /** The same file, however a process's maps name it (through /proc/PID/root, for one). */
@@ -131,7 +168,7 @@ export async function locateRuntime(reading: StackReading, pid: number, also?: s
   const linked = linkAddress(reading.object, mapping.offset)
   if (linked === undefined) return undefined
   const bias = mapping.start - linked
-  return { pid, runtime: reading.runtime + bias, codeType: reading.codeType + bias }
+  return { pid, bias, runtime: reading.runtime + bias, codeType: reading.codeType + bias }
 }
 
 /** Thread states a check visits at most. */

@@ -33,7 +33,9 @@ import {
 import { TraceError } from '../errors.js'
 import type { FrameLayout } from '../cpython/layout.js'
 import { LineTable } from '../cpython/linetable.js'
+import { strText } from '../cpython/objects.js'
 import { checkRuntime, locateRuntime, stackReading, type LocatedRuntime, type StackReading } from '../cpython/runtime.js'
+import { threadNames } from '../cpython/threads.js'
 import type { Inspection } from '../process/inspect.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
@@ -166,9 +168,13 @@ export async function dumpStacks(pidOrOptions: number | DumpStacksOptions): Prom
     const records = await stacks.session.runIterator('dump_threads')
     const threads: ThreadStack[] = []
     const view = new DataView(records.buffer, records.byteOffset, records.byteLength)
+    // Each process's `threading` names, read once, right after its stacks.
+    const names = new Map(stacks.located.map((runtime, i) => [runtime.pid, threadNames(stacks.readings[i]!, runtime)]))
     for (let at = 0; at < records.length; at += 4 + view.getUint32(at, true)) {
       const sample = stacks.decoder.decode(view, records, at + 4)
-      if (sample) threads.push({ pid: sample.pid, tid: sample.tid, name: threadName(sample.pid, sample.tid), frames: sample.frames, onCpu: sample.onCpu, truncated: sample.truncated })
+      if (!sample) continue
+      const name = names.get(sample.pid)?.get(sample.tid) ?? kernelThreadName(sample.pid, sample.tid)
+      threads.push({ pid: sample.pid, tid: sample.tid, name, frames: sample.frames, onCpu: sample.onCpu, truncated: sample.truncated })
     }
     return threads.sort((a, b) => a.pid - b.pid || a.tid - b.tid)
   } catch (error) {
@@ -239,6 +245,9 @@ function positiveInteger(fn: string, name: string, value: number | undefined, fa
 interface StackSession extends OpenedSession<never> {
   decoder: StackDecoder
   targets: Inspection[]
+  /** How each target is read, and where (none with { binary }). */
+  readings: StackReading[]
+  located: LocatedRuntime[]
 }
 
 type StackMode = { mode: 'dump' } | { mode: 'sample' } | { mode: 'profile'; maxStacks: number }
@@ -300,7 +309,7 @@ async function openStackSession(options: SampleStacksOptions, how: StackMode): P
     },
   )
   if (binary) decoder.followBinary(session, layouts, readings[0]!, options.binary!)
-  return { session, exitPids, decoder, targets }
+  return { session, exitPids, decoder, targets, readings, located }
 }
 
 /** Locates a pid's runtime and checks it against the live interpreter; UNSUPPORTED_PYTHON when it does not hold. */
@@ -326,7 +335,7 @@ function threadIds(pid: number): number[] {
 }
 
 /** The kernel's name of a thread (/proc/PID/task/TID/comm), or '' when it is gone. */
-function threadName(pid: number, tid: number): string {
+function kernelThreadName(pid: number, tid: number): string {
   try {
     return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()
   } catch {
@@ -495,8 +504,8 @@ class StackDecoder {
     // A name cut at NAME_MAX bytes says so with an ellipsis rather than passing for the whole.
     const cut = (flag: number) => (flags & flag ? '…' : '')
     this.#codes.set(id, {
-      file: text(bytes, names, view.getUint16(offset + f.file_len, true), view.getUint8(offset + f.file_kind)) + cut(CODE_FILE_TRUNCATED),
-      func: text(bytes, names + NAME_MAX, view.getUint16(offset + f.func_len, true), view.getUint8(offset + f.func_kind)) + cut(CODE_FUNC_TRUNCATED),
+      file: strText(bytes, names, view.getUint16(offset + f.file_len, true), view.getUint8(offset + f.file_kind)) + cut(CODE_FILE_TRUNCATED),
+      func: strText(bytes, names + NAME_MAX, view.getUint16(offset + f.func_len, true), view.getUint8(offset + f.func_kind)) + cut(CODE_FUNC_TRUNCATED),
       lines: new LineTable({
         minor: this.#minorOf.get(pid)!,
         bytes: Buffer.from(bytes.subarray(linetable, linetable + linetableLength)),
@@ -525,18 +534,6 @@ class StackDecoder {
     this.#codesOf.delete(pid)
     this.#minorOf.delete(pid)
   }
-}
-
-/** A str's text in its own storage: 1 byte a character (Latin-1), 2 (UCS-2) or 4 (UCS-4). */
-function text(bytes: Buffer, at: number, length: number, kind: number): string {
-  if (kind === 1) return bytes.toString('latin1', at, at + length)
-  if (kind === 2) return bytes.toString('utf16le', at, at + length)
-  if (kind === 4) {
-    let decoded = ''
-    for (let i = at; i + 4 <= at + length; i += 4) decoded += String.fromCodePoint(bytes.readUInt32LE(i))
-    return decoded
-  }
-  return '<unreadable>'
 }
 
 /** Reads a profile's half of the kernel sums each interval, its stacks named by the decoder. */
