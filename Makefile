@@ -4,7 +4,11 @@ ARCH := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
 OUTPUT := .output
 BPF_SOURCES := $(wildcard bpf/*.bpf.c)
+BPF_OBJECTS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SOURCES))
 SKELETONS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SOURCES))
+# The TypeScript side's view of the BPF objects (layouts, constants, names), generated from them.
+ABI := src/kernel/abi.ts
+TS_SOURCES := $(filter-out $(ABI),$(wildcard src/*.ts src/*/*.ts src/*/*.cts)) $(ABI)
 SETUP_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc python3.11 python3.11-dev gdb systemtap-sdt-dev util-linux postgresql-15 postgresql-client-15 g++ binutils procps
 ADDON := build/Release/usdtrace.node
 # What node-gyp-build loads in an installed package: N-API, so one file serves every Node from 18 on.
@@ -51,12 +55,15 @@ $(ADDON) $(PREBUILD) &: $(SKELETONS) $(OUTPUT)/libelf-shared.a binding.gyp nativ
 
 prebuild: $(PREBUILD)
 
-dist/index.js: $(wildcard src/*.ts src/*/*.ts src/*/*.cts) tsconfig.json
+$(ABI): $(BPF_OBJECTS) scripts/generate-abi.js
+	node scripts/generate-abi.js $@ $(BPF_OBJECTS)
+
+dist/index.js: $(TS_SOURCES) tsconfig.json
 	npx tsc -p tsconfig.json
 	chmod +x dist/cli/main.js
 
 # The CommonJS build, for require('usdtrace'): the same sources, one level below the root like dist/.
-dist-cjs/index.js: $(wildcard src/*.ts src/*/*.ts src/*/*.cts) tsconfig.json tsconfig.cjs.json
+dist-cjs/index.js: $(TS_SOURCES) tsconfig.json tsconfig.cjs.json
 	npx tsc -p tsconfig.cjs.json
 	echo '{ "type": "commonjs" }' > dist-cjs/package.json
 
@@ -69,7 +76,7 @@ demo: setup
 	node examples/demo.js
 
 clean:
-	rm -rf $(OUTPUT) build dist dist-cjs prebuilds
+	rm -rf $(OUTPUT) build dist dist-cjs prebuilds $(ABI)
 
 # The C reference points share the addon's BPF object, its uprobe multi attach and its globals lookup (bench/reference.cc).
 $(OUTPUT)/bench-reference: bench/reference.cc native/uprobe_multi.cc native/uprobe_multi.h native/globals.cc native/globals.h bpf/usdtrace.h $(OUTPUT)/calls.skel.h
