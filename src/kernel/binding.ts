@@ -1,6 +1,6 @@
 import nativeAddon from './addon.cjs'
 
-/** The raw addon (native/): a generic BPF session and the C layouts of the event structs. */
+/** The raw addon (native/): a generic BPF session. */
 export interface NativeSession {
   /**
    * Uprobes on `sites` of `path` in process `pid` (-1: every process): one uprobe multi link on
@@ -54,14 +54,8 @@ export interface SessionOptions {
   constants?: Record<string, number | bigint | Uint8Array>
 }
 
-export interface StructLayout {
-  size: number
-  fields: Record<string, number>
-}
-
 interface Binding {
   Session: new (options: SessionOptions) => NativeSession
-  layouts: Record<string, StructLayout> & { constants: Record<string, number> }
   /** The errno of a perf_event_open on the uprobe PMU naming no probe: EACCES/EPERM when uprobes are refused, EINVAL when allowed. */
   uprobeAccess(pmuType: number): number
   /** Whether this process attaches through uprobe multi links (see native/uprobe_multi.h). */

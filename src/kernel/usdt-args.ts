@@ -14,7 +14,7 @@ import {
   USDT_MAX_ARGS,
   USDT_SPEC,
   USDT_SPECS_MAX,
-} from './layout.js'
+} from './abi.js'
 
 /** How one argument is read when the probe fires. */
 export interface UsdtArgSpec {

@@ -7,8 +7,8 @@ import {
   CALL_FUNC_TRUNCATED,
   CALL_HAS_DURATION,
   CALL_NAMES,
-  PREFIX_MAX,
-} from '../kernel/layout.js'
+  USDTRACE_PREFIX_MAX,
+} from '../kernel/abi.js'
 import type { SessionOptions } from '../kernel/binding.js'
 import { TraceError } from '../errors.js'
 import type { Inspection } from '../process/inspect.js'
@@ -80,8 +80,8 @@ const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'entries', 'functionPrefi
 function prefixConstants(option: 'functionPrefix' | 'filePrefix', prefix: string | undefined): [Uint8Array, number] {
   if (prefix === undefined) return [new Uint8Array(0), 0]
   const bytes = Buffer.from(String(prefix))
-  if (typeof prefix !== 'string' || bytes.length > PREFIX_MAX) {
-    throw new TraceError('INVALID_ARGUMENT', `${option} must be a string of at most ${PREFIX_MAX} bytes, got ${String(prefix).slice(0, 40)}`)
+  if (typeof prefix !== 'string' || bytes.length > USDTRACE_PREFIX_MAX) {
+    throw new TraceError('INVALID_ARGUMENT', `${option} must be a string of at most ${USDTRACE_PREFIX_MAX} bytes, got ${String(prefix).slice(0, 40)}`)
   }
   return [bytes, bytes.length]
 }

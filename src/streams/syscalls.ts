@@ -9,9 +9,9 @@ import {
   SYSCALL_NEVER_RETURNS,
   SYSCALL_PATH_ARG_SHIFT,
   SYSCALL_RETURNED,
-  SYSCALL_TABLE_SIZE,
+  USDTRACE_SYSCALL_TABLE_SIZE,
   SYSCALL_WANTED,
-} from '../kernel/layout.js'
+} from '../kernel/abi.js'
 import { NEVER_RETURN, PATH_ARGUMENTS, syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
 import { resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
@@ -133,7 +133,7 @@ export function attachSyscallTracepoints(
 function syscallFlags(table: SyscallTable, wanted: number[] | undefined): Map<number, number> {
   const flags = new Map<number, number>()
   const add = (nr: number | undefined, bits: number) => {
-    if (nr !== undefined && nr < SYSCALL_TABLE_SIZE) flags.set(nr, (flags.get(nr) ?? 0) | bits)
+    if (nr !== undefined && nr < USDTRACE_SYSCALL_TABLE_SIZE) flags.set(nr, (flags.get(nr) ?? 0) | bits)
   }
   for (const nr of wanted ?? []) add(nr, SYSCALL_WANTED)
   for (const name of NEVER_RETURN) add(table.numberOf(name), SYSCALL_NEVER_RETURNS)

@@ -8,7 +8,7 @@ import {
   USDT_EVENT,
   USDT_MAX_ARGS,
   USDT_STR_TRUNCATED,
-} from '../kernel/layout.js'
+} from '../kernel/abi.js'
 import { listProbes } from '../process/probes.js'
 import { attachUsdtSites } from '../kernel/usdt-args.js'
 import { binaryTarget, resolveProcesses, type TargetOptions } from '../process/targets.js'
