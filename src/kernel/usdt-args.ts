@@ -3,7 +3,7 @@
  * parsed here into the `usdt_spec` that bpf/usdt_args.bpf.h reads, written into the object's
  * `usdt_specs` map, and the site is attached as a plain uprobe whose cookie is the spec's slot.
  */
-import type { NativeSession } from './binding.js'
+import type { SessionWith } from './binding.js'
 import type { UsdtProbe } from '../process/elf.js'
 import { TraceError } from '../errors.js'
 import {
@@ -126,10 +126,13 @@ export function encodeUsdtSpec(args: UsdtArgSpec[], cookie: bigint): Uint8Array 
   return bytes
 }
 
-/** Per session, the usdt_specs slot of each distinct spec written so far (by its bytes). */
-const slotsBySession = new WeakMap<NativeSession, Map<string, number>>()
+/** A session whose object has `Program` and reads its USDT arguments through usdt_specs (bpf/usdt_args.bpf.h). */
+export type UsdtSession<Program extends string> = SessionWith<Program, 'usdt_specs'>
 
-function specSlot(session: NativeSession, spec: Uint8Array, probe: UsdtProbe): number {
+/** Per session, the usdt_specs slot of each distinct spec written so far (by its bytes). */
+const slotsBySession = new WeakMap<object, Map<string, number>>()
+
+function specSlot(session: UsdtSession<never>, spec: Uint8Array, probe: UsdtProbe): number {
   let slots = slotsBySession.get(session)
   if (!slots) slotsBySession.set(session, (slots = new Map()))
   const key = Buffer.from(spec).toString('latin1')
@@ -162,9 +165,9 @@ export interface UsdtAttachOptions {
  * semaphores are raised while attached) in process `pid`, or every process of the object (-1).
  * Native errors are thrown as they are, for the caller to explain.
  */
-export function attachUsdtSites(
-  session: NativeSession,
-  program: string,
+export function attachUsdtSites<Program extends string>(
+  session: UsdtSession<Program>,
+  program: NoInfer<Program>,
   pid: number,
   sites: UsdtProbe[],
   options: UsdtAttachOptions = {},

@@ -9,7 +9,6 @@ import {
   CALL_NAMES,
   USDTRACE_PREFIX_MAX,
 } from '../kernel/abi.js'
-import type { SessionOptions } from '../kernel/binding.js'
 import { TraceError } from '../errors.js'
 import type { Inspection } from '../process/inspect.js'
 import { codeDeallocHooks } from '../cpython/layout.js'
@@ -90,12 +89,12 @@ function prefixConstants(option: 'functionPrefix' | 'filePrefix', prefix: string
  * What the `calls` BPF object is loaded with for these options and targets: its ring and its
  * constants. Also what bench/ loads its C reference of the same object with.
  */
-export function callSessionOptions(options: TraceCallsOptions, targets: Inspection[]): SessionOptions {
+export function callSessionOptions(options: TraceCallsOptions, targets: Inspection[]) {
   const [funcPrefix, funcPrefixLen] = prefixConstants('functionPrefix', options.functionPrefix)
   const [filePrefix, filePrefixLen] = prefixConstants('filePrefix', options.filePrefix)
   const ring = ringBufferSettings(options)
   return {
-    object: 'calls',
+    object: 'calls' as const,
     maxEntries: ring.maxEntries,
     constants: {
       ...ring.constants,

@@ -1,5 +1,5 @@
 import { attachCodeDeallocHooks, attachPythonProbe, explainNativeError, fixedPythonSpecs, openAttached, raiseLineSemaphore } from '../kernel/attach.js'
-import type { MapDump, NativeSession } from '../kernel/binding.js'
+import type { BpfSession, MapDump } from '../kernel/binding.js'
 import { TraceError } from '../errors.js'
 import { FUNCTION_NAMES, FUNCTION_STATS, USDTRACE_HISTOGRAM_BUCKETS, LATENCY_STATS } from '../kernel/abi.js'
 import { syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
@@ -187,7 +187,7 @@ async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<C
  */
 class CallStatsSampler implements Sampler<CallStatsSnapshot> {
   readonly intervalMs: number
-  #session: NativeSession
+  #session: BpfSession<'callstats'>
   #settings: Settings
   #table: SyscallTable | undefined
   #generation = 0n
@@ -196,7 +196,7 @@ class CallStatsSampler implements Sampler<CallStatsSnapshot> {
   /** Function names by id, taken from the kernel the first time an id is met. */
   #names = new Map<number, { file: string; func: string; truncated: boolean }>()
 
-  constructor(session: NativeSession, settings: Settings, table: SyscallTable | undefined) {
+  constructor(session: BpfSession<'callstats'>, settings: Settings, table: SyscallTable | undefined) {
     this.#session = session
     this.#settings = settings
     this.#table = table
@@ -228,7 +228,7 @@ class CallStatsSampler implements Sampler<CallStatsSnapshot> {
     return snapshot
   }
 
-  async #quiesce(writers: string): Promise<void> {
+  async #quiesce(writers: 'writers_even' | 'writers_odd'): Promise<void> {
     const deadline = performance.now() + QUIESCE_LIMIT_MS
     while (this.#session.counters()[writers] !== 0n) {
       if (performance.now() > deadline) {
