@@ -1,12 +1,14 @@
 // usdtrace reads USDT arguments itself (src/kernel/usdt-args.ts, bpf/usdt_args.bpf.h): the spec
-// parser against argument strings as readelf shows them on this machine, and the BPF reader
-// against probes whose values are known from elsewhere: a constant and a memory operand in
-// PostgreSQL, checked against what SQL reports.
+// parser against argument strings as readelf shows them on this machine and in Debian's arm64
+// libpython3.11 (against the types CPython declares), and the BPF reader against probes whose
+// values are known from elsewhere: a constant and a memory operand in PostgreSQL, checked
+// against what SQL reports.
 import t from 'tap'
 import { traceUsdt, type UsdtEvent, type UsdtTrace } from '../src/index.js'
-import type { UsdtProbe } from '../src/process/elf.js'
+import { readUsdtProbes, type UsdtProbe } from '../src/process/elf.js'
 import { parseUsdtArgs, usdtArguments } from '../src/kernel/usdt-args.js'
 import { startCluster } from './fixtures/postgres.js'
+import { ARM64_LIBPYTHON, machine, notes } from './fixtures/readelf.js'
 import { rejection } from './targets.js'
 
 // e_machine of x86-64 and AArch64, from the ELF specification.
@@ -134,6 +136,52 @@ t.test('a file of another architecture: listed by its own registers, refused at 
     'an architecture usdtrace has no registers for still lists sizes and operands',
   )
   t.match(usdtArguments(riscv)[0]!.read, { unreadable: /e_machine 243/ })
+})
+
+// The python provider's probes as CPython 3.11 declares them (Include/pydtrace.d): a pointer is an
+// unsigned 8-byte value in the notes, an int a signed 4-byte one, a long a signed 8-byte one.
+const POINTER = { size: 8, signed: false }
+const INT = { size: 4, signed: true }
+const LONG = { size: 8, signed: true }
+const PYTHON_PROBES: Record<string, { size: number; signed: boolean }[]> = {
+  function__entry: [POINTER, POINTER, INT],
+  function__return: [POINTER, POINTER, INT],
+  line: [POINTER, POINTER, INT],
+  gc__start: [INT],
+  gc__done: [LONG],
+  import__find__load__start: [POINTER],
+  import__find__load__done: [POINTER, INT],
+  audit: [POINTER, POINTER],
+}
+
+t.test("Debian's arm64 libpython3.11: every python probe's arguments, against readelf -n", async (t) => {
+  t.equal(machine(ARM64_LIBPYTHON), EM_AARCH64, 'readelf -h: an AArch64 file')
+  const probes = readUsdtProbes(ARM64_LIBPYTHON).filter((p) => p.provider === 'python')
+  const readelf = notes(ARM64_LIBPYTHON).filter((p) => p.provider === 'python')
+  t.same(probes.map((p) => p.name).sort(), Object.keys(PYTHON_PROBES).sort(), 'the probes CPython 3.11 declares')
+  t.ok(readelf.some((p) => p.args.includes('[sp, ')), 'one of them passes an argument on the stack')
+  // readelf's operands, read by hand: xN or wN is word N of user_pt_regs, sp word 31, [REG, N] memory at REG + N.
+  const word = (register: string) => (register === 'sp' ? 31 : Number(/^[xw](\d+)$/.exec(register)![1]))
+  for (const probe of probes) {
+    const operands = [...readelf.find((p) => p.name === probe.name)!.args.matchAll(/@(\[[^\]]*\]|\S+)/g)].map((m) => m[1]!)
+    const expected = PYTHON_PROBES[probe.name]!.map(({ size, signed }, i) => {
+      const memory = /^\[(\w+), (-?\d+)\]$/.exec(operands[i]!)
+      return memory
+        ? { kind: 'deref', reg: word(memory[1]!), value: BigInt(memory[2]!), size, signed }
+        : { kind: 'reg', reg: word(operands[i]!), value: 0n, size, signed }
+    })
+    t.same(
+      usdtArguments(probe).map((argument) => argument.read),
+      expected,
+      `${probe.name} (${probe.args}): the declared sizes and signs, in the registers readelf names`,
+    )
+  }
+})
+
+t.test('attaching to the arm64 libpython3.11 on this x86-64 host is refused, naming both machines', async (t) => {
+  const error = await rejection(traceUsdt({ binary: ARM64_LIBPYTHON, provider: 'python', name: 'gc__start', args: ['i32'] }), t)
+  t.equal(error.code, 'PROBE_UNAVAILABLE')
+  t.match(error.message, /python:gc__start in .*libpython3\.11\.so\.1\.0 is built for AArch64, and this host is x86-64/)
 })
 
 /** Events of `trace` until one satisfies `last`, inclusive. */
