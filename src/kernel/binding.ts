@@ -3,14 +3,14 @@ import type { BpfObjects } from './abi.js'
 
 /** The BPF objects embedded in the addon, one per bpf/*.bpf.c. */
 export type BpfObjectName = keyof BpfObjects
-export type ProgramName<O extends BpfObjectName> = BpfObjects[O]['programs']
-export type MapName<O extends BpfObjectName> = BpfObjects[O]['maps']
+type ProgramName<O extends BpfObjectName> = BpfObjects[O]['programs']
+type MapName<O extends BpfObjectName> = BpfObjects[O]['maps']
 /** The `.bss` globals of the object (its counters), and the addon's own count of records too large to deliver. */
-export type CounterName<O extends BpfObjectName> = BpfObjects[O]['counters'] | 'dropped_oversized'
+type CounterName<O extends BpfObjectName> = BpfObjects[O]['counters'] | 'dropped_oversized'
 /** max_entries per map, set before load (the `events` ring buffer's size in bytes). */
-export type MaxEntries<O extends BpfObjectName> = { [M in MapName<O>]?: number }
+type MaxEntries<O extends BpfObjectName> = { [M in MapName<O>]?: number }
 /** Values for the object's `const volatile` globals, set before load (bytes for arrays and structs). */
-export type Constants<O extends BpfObjectName> = Partial<BpfObjects[O]['constants']>
+type Constants<O extends BpfObjectName> = Partial<BpfObjects[O]['constants']>
 
 /**
  * What any session does, whatever its object: the addon drains its ring buffer into batches

@@ -48,7 +48,9 @@ interface Architecture {
   name: string
   /** process.arch of a host of this architecture */
   nodeArch: string
+  /** The operands usdtrace reads, with examples, for an error's fix. */
   forms: string
+  /** How BPF reads the operand, or why it cannot. */
   operand(text: string): Omit<UsdtArgSpec, 'size' | 'signed'> | string
 }
 
