@@ -4,7 +4,11 @@ ARCH := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
 OUTPUT := .output
 BPF_SOURCES := $(wildcard bpf/*.bpf.c)
+BPF_OBJECTS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SOURCES))
 SKELETONS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SOURCES))
+# The TypeScript side's view of the BPF objects (layouts, constants, names), generated from them.
+ABI := src/kernel/abi.ts
+TS_SOURCES := $(filter-out $(ABI),$(wildcard src/*.ts src/*/*.ts src/*/*.cts)) $(ABI)
 SETUP_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc python3.11 python3.11-dev gdb systemtap-sdt-dev util-linux postgresql-15 postgresql-client-15 g++ binutils procps pypy3
 ADDON := build/Release/usdtrace.node
 # What node-gyp-build loads in an installed package: N-API, so one file serves every Node from 18 on.
@@ -22,6 +26,18 @@ setup:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@[ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --ignore-scripts --no-audit --no-fund
+	@[ -e $(ARM64_LIBPYTHON) ] || $(MAKE) --no-print-directory $(ARM64_LIBPYTHON)
+
+# Debian's arm64 libpython3.11, whose probe notes the tests read (never run) on any host: the
+# version apt offers this machine, from the pool directory its own architecture's comes from.
+ARM64_LIBPYTHON := $(OUTPUT)/arm64/usr/lib/aarch64-linux-gnu/libpython3.11.so.1.0
+$(ARM64_LIBPYTHON):
+	@mkdir -p $(OUTPUT)/arm64
+	uri=$$(apt-get download --print-uris libpython3.11 2>/dev/null | grep -o "^'[^']*'" | tr -d "'"); \
+	if [ -z "$$uri" ]; then apt-get update -qq && uri=$$(apt-get download --print-uris libpython3.11 | grep -o "^'[^']*'" | tr -d "'"); fi; \
+	/usr/lib/apt/apt-helper -o APT::Sandbox::User=root download-file "$${uri%_*.deb}_arm64.deb" $(OUTPUT)/libpython3.11-arm64.deb
+	dpkg-deb -x $(OUTPUT)/libpython3.11-arm64.deb $(OUTPUT)/arm64
+	touch $@
 
 build: $(ADDON) dist/index.js dist-cjs/index.js
 
@@ -51,12 +67,15 @@ $(ADDON) $(PREBUILD) &: $(SKELETONS) $(OUTPUT)/libelf-shared.a binding.gyp nativ
 
 prebuild: $(PREBUILD)
 
-dist/index.js: $(wildcard src/*.ts src/*/*.ts src/*/*.cts) tsconfig.json
+$(ABI): $(BPF_OBJECTS) scripts/generate-abi.js
+	node scripts/generate-abi.js $@ $(BPF_OBJECTS)
+
+dist/index.js: $(TS_SOURCES) tsconfig.json
 	npx tsc -p tsconfig.json
 	chmod +x dist/cli/main.js
 
 # The CommonJS build, for require('usdtrace'): the same sources, one level below the root like dist/.
-dist-cjs/index.js: $(wildcard src/*.ts src/*/*.ts src/*/*.cts) tsconfig.json tsconfig.cjs.json
+dist-cjs/index.js: $(TS_SOURCES) tsconfig.json tsconfig.cjs.json
 	npx tsc -p tsconfig.cjs.json
 	echo '{ "type": "commonjs" }' > dist-cjs/package.json
 
@@ -69,7 +88,7 @@ demo: setup
 	node examples/demo.js
 
 clean:
-	rm -rf $(OUTPUT) build dist dist-cjs prebuilds
+	rm -rf $(OUTPUT) build dist dist-cjs prebuilds $(ABI)
 
 # The C reference points share the addon's BPF object, its uprobe multi attach and its globals lookup (bench/reference.cc).
 $(OUTPUT)/bench-reference: bench/reference.cc native/uprobe_multi.cc native/uprobe_multi.h native/globals.cc native/globals.h bpf/usdtrace.h $(OUTPUT)/calls.skel.h

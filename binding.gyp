@@ -6,7 +6,6 @@
         "native/addon.cc",
         "native/globals.cc",
         "native/static_link_fixes.c",
-        "native/layout.cc",
         "native/libbpf_log.cc",
         "native/objects.cc",
         "native/session.cc",

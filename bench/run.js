@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import * as usdtrace from '../dist/index.js'
+import { CALL_EVENT } from '../dist/kernel/abi.js'
 import { binding } from '../dist/kernel/binding.js'
 import { callSessionOptions } from '../dist/streams/calls.js'
 import { resolveTargets } from '../dist/process/targets.js'
@@ -30,7 +31,7 @@ const FLOOD_RINGS = [DEFAULT_RING_BYTES, 8 * DEFAULT_RING_BYTES]
 // the call_event behind the ring's 8-byte header, padded to 8 bytes, and the rest of the ring is
 // room for the records that name the functions and for what usdtrace decodes before it pauses.
 const BACKLOG_RING_BYTES = 64 << 20
-const RETURN_RECORD_BYTES = 8 + Math.ceil(binding.layouts.call_event.size / 8) * 8
+const RETURN_RECORD_BYTES = 8 + Math.ceil(CALL_EVENT.size / 8) * 8
 const BACKLOG_CALLS = Math.floor((BACKLOG_RING_BYTES * 7) / 8 / RETURN_RECORD_BYTES)
 const BACKLOG_TIMEOUT_MS = 120_000
 const REFERENCE = new URL('../.output/bench-reference', import.meta.url).pathname

@@ -166,7 +166,7 @@ static __always_inline int emit_record(const struct stack_walk *walk, void *reco
 
 static __always_inline void send_forget(const struct stack_walk *walk, __u32 id, __u32 tgid)
 {
-	struct code_record forget = { .id = id, .pid = tgid, .kind = STACK_FORGET };
+	struct code_record forget = { .id = id, .pid = tgid, .kind = STACK_RECORD_FORGET };
 
 	emit_record(walk, &forget, sizeof(forget));
 }
@@ -230,7 +230,7 @@ static __always_inline enum code_lookup learn_code(const struct stack_walk *walk
 		return CODE_NOT_CODE;
 	record = &scratch->record;
 	__builtin_memset(record, 0, sizeof(*record));
-	record->kind = STACK_CODE;
+	record->kind = STACK_RECORD_CODE;
 	record->pid = key->tgid;
 	record->first_line = WINDOW_S32(scratch->window, layout->code_first_line);
 	learnt->first_traceable = 0;

@@ -97,7 +97,7 @@ static __always_inline void ask_about(__u32 tgid)
 	if (!question)
 		return;
 	__builtin_memset(question, 0, sizeof(*question));
-	question->kind = STACK_PROCESS;
+	question->kind = STACK_RECORD_PROCESS;
 	question->pid = tgid;
 	commit_event(question, sizeof(*question));
 }
@@ -165,7 +165,7 @@ static __always_inline void deliver(struct stack_scratch *scratch, const struct 
 	record->sample.tid = tid;
 	record->sample.cpu = bpf_get_smp_processor_id();
 	record->sample.depth = depth;
-	record->sample.kind = STACK_SAMPLE;
+	record->sample.kind = STACK_RECORD_SAMPLE;
 	record->sample.flags = key->flags;
 	__builtin_memcpy(record->frames, key->frames, sizeof(record->frames));
 	if (depth > STACK_FRAMES_MAX)
@@ -264,7 +264,7 @@ static __always_inline void forget_process(__u32 tgid)
 		gone = reserve_event(sizeof(*gone));
 		if (gone) {
 			__builtin_memset(gone, 0, sizeof(*gone));
-			gone->kind = STACK_EXIT;
+			gone->kind = STACK_RECORD_EXIT;
 			gone->pid = tgid;
 			commit_event(gone, sizeof(*gone));
 		}
@@ -320,7 +320,7 @@ int dump_threads(struct bpf_iter__task *ctx)
 	record->sample.tid = task->pid;
 	record->sample.cpu = task->thread_info.cpu;
 	record->sample.depth = walk.depth;
-	record->sample.kind = STACK_SAMPLE;
+	record->sample.kind = STACK_RECORD_SAMPLE;
 	record->sample.flags = walk.flags | (task->on_cpu ? SAMPLE_ON_CPU : 0);
 	size = sizeof(record->sample) + walk.depth * sizeof(struct python_frame);
 	if (size <= sizeof(*record))

@@ -55,8 +55,10 @@ static __always_inline __u64 usdt_cookie(const volatile struct usdt_spec *spec)
 		return value;
 
 /*
- * Word `reg` of the user registers. The verifier only admits constant offsets into ctx, hence
- * one case per word of x86-64's struct pt_regs (r15 .. ss).
+ * Word `reg` of the user registers, as src/kernel/usdt-args.ts numbers them. The verifier only
+ * admits constant offsets into ctx, hence one case per word: of x86-64's struct pt_regs
+ * (r15 .. ss, 21 words), or of arm64's user_pt_regs, which its pt_regs starts with (x0 .. x30,
+ * sp, pc: 33 words).
  */
 static __always_inline __u64 usdt_register(struct pt_regs *ctx, __u8 reg)
 {
@@ -68,6 +70,13 @@ static __always_inline __u64 usdt_register(struct pt_regs *ctx, __u8 reg)
 	USDT_REG_CASE(10) USDT_REG_CASE(11) USDT_REG_CASE(12) USDT_REG_CASE(13) USDT_REG_CASE(14)
 	USDT_REG_CASE(15) USDT_REG_CASE(16) USDT_REG_CASE(17) USDT_REG_CASE(18) USDT_REG_CASE(19)
 	USDT_REG_CASE(20)
+#if defined(__TARGET_ARCH_arm64)
+	USDT_REG_CASE(21) USDT_REG_CASE(22) USDT_REG_CASE(23) USDT_REG_CASE(24) USDT_REG_CASE(25)
+	USDT_REG_CASE(26) USDT_REG_CASE(27) USDT_REG_CASE(28) USDT_REG_CASE(29) USDT_REG_CASE(30)
+	USDT_REG_CASE(31) USDT_REG_CASE(32)
+#elif !defined(__TARGET_ARCH_x86)
+#error "USDT arguments are read on x86_64 and aarch64 only"
+#endif
 	default:
 		return 0;
 	}

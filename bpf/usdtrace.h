@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The records BPF writes into ring buffers. This header is the one definition: the BPF programs
- * fill these structs, the addon reports their sizes and offsets (native/layout.cc), and the
- * TypeScript decoders (src/kernel/layout.ts) are checked against that report by test/layout.test.ts.
+ * The records BPF writes into ring buffers and the values user space hands it. This header is
+ * the one definition: the BPF programs fill these structs, and the TypeScript side reads them
+ * through src/kernel/abi.ts, which the build generates from the compiled objects' BTF
+ * (scripts/generate-abi.js). Limits are enums rather than #defines so that they reach BTF too;
+ * struct usdtrace_abi at the end names everything user space reads.
  */
 #ifndef USDTRACE_H
 #define USDTRACE_H
 
-/* A name longer than this is cut to it and flagged; anything up to it arrives whole. */
-#define USDTRACE_NAME_MAX 512
-/* The longest function or file prefix a call trace can filter on in the kernel. */
-#define USDTRACE_PREFIX_MAX 256
+enum usdtrace_name_limits {
+	/* A name longer than this is cut to it and flagged; anything up to it arrives whole. */
+	USDTRACE_NAME_MAX = 512,
+	/* The longest function or file prefix a call trace can filter on in the kernel. */
+	USDTRACE_PREFIX_MAX = 256,
+};
 
 enum call_kind {
 	CALL_ENTRY = 0,
@@ -61,8 +65,10 @@ enum syscall_flags {
 	SYSCALL_PATH_ARG_MASK = 7 << 4,
 };
 
-/* Numbers at or above this have no entry in `syscall_flags`; they are traced when every syscall is. */
-#define USDTRACE_SYSCALL_TABLE_SIZE 1024
+enum syscall_table {
+	/* Numbers at or above this have no entry in `syscall_flags`; they are traced when every syscall is. */
+	USDTRACE_SYSCALL_TABLE_SIZE = 1024,
+};
 
 enum syscall_event_flags {
 	SYSCALL_RETURNED = 1 << 0,	   /* ret and duration_ns are valid */
@@ -87,8 +93,10 @@ struct syscall_event {
 	__u8 reserved;
 };
 
-/* Latency buckets: bucket k counts durations in [2^k, 2^(k+1)) ns, bucket 0 also 0 ns. */
-#define USDTRACE_HISTOGRAM_BUCKETS 64
+enum latency_histogram {
+	/* Latency buckets: bucket k counts durations in [2^k, 2^(k+1)) ns, bucket 0 also 0 ns. */
+	USDTRACE_HISTOGRAM_BUCKETS = 64,
+};
 
 /*
  * What the kernel sums per Python function (in struct function_stats) and per syscall
@@ -120,16 +128,21 @@ struct function_names {
 	char names[2 * USDTRACE_NAME_MAX];
 };
 
-/* The most arguments a USDT probe has (libbpf's BPF_USDT_MAX_ARG_CNT). */
-#define USDT_MAX_ARGS 12
+enum usdt_limits {
+	/* The most arguments a USDT probe has (libbpf's BPF_USDT_MAX_ARG_CNT). */
+	USDT_MAX_ARGS = 12,
+};
+
 /*
  * What user space tells usdt.bpf.c about one attachment, through its USDT cookie: bits 0-7
  * hold how many arguments to read, bit USDT_COOKIE_STR_SHIFT + i is set when argument i is a
  * pointer to a string to copy. Everything else about a type (width, sign) is applied by the
  * decoder, which knows the declared types.
  */
-#define USDT_COOKIE_COUNT_MASK 0xff
-#define USDT_COOKIE_STR_SHIFT 8
+enum usdt_cookie {
+	USDT_COOKIE_COUNT_MASK = 0xff,
+	USDT_COOKIE_STR_SHIFT = 8,
+};
 
 enum usdt_flags {
 	USDT_STR_TRUNCATED = 1 << 0,
@@ -150,8 +163,10 @@ struct usdt_event {
 	__u8 reserved[6]; /* zero; keeps the values that follow 8-byte aligned */
 };
 
-/* The integer registers a library call's arguments arrive in, all of them recorded. */
-#define LIBRARY_CALL_ARGS 6
+enum library_call_limits {
+	/* The integer registers a library call's arguments arrive in, all of them recorded. */
+	LIBRARY_CALL_ARGS = 6,
+};
 
 /* One completed call into a shared-library function, recorded when it returns. */
 struct library_call_event {
@@ -199,15 +214,17 @@ struct import_event {
 	__u16 reserved2;
 };
 
-/* Audit event names up to this many bytes arrive whole and can be filtered on; longer ones are cut. */
-#define AUDIT_NAME_MAX 62
-/* Bytes of one decoded argument's text (str, bytes, type name); longer ones are cut and flagged. */
-#define AUDIT_VALUE_MAX 256
-/* Bytes of all decoded arguments of one event. */
-#define AUDIT_ARGS_MAX 1024
-/* Items decoded of the argument tuple, and of a tuple or list inside it. */
-#define AUDIT_ITEMS_MAX 6
-#define AUDIT_NESTED_ITEMS_MAX 4
+enum audit_limits {
+	/* Audit event names up to this many bytes arrive whole and can be filtered on; longer ones are cut. */
+	AUDIT_NAME_MAX = 62,
+	/* Bytes of one decoded argument's text (str, bytes, type name); longer ones are cut and flagged. */
+	AUDIT_VALUE_MAX = 256,
+	/* Bytes of all decoded arguments of one event. */
+	AUDIT_ARGS_MAX = 1024,
+	/* Items decoded of the argument tuple, and of a tuple or list inside it. */
+	AUDIT_ITEMS_MAX = 6,
+	AUDIT_NESTED_ITEMS_MAX = 4,
+};
 
 enum audit_flags {
 	AUDIT_NAME_TRUNCATED = 1 << 0,
@@ -268,7 +285,9 @@ struct python_stats {
  * the probe's argument spec string into this, writes it into the object's usdt_specs map and
  * attaches with the slot's index as the BPF cookie.
  */
-#define USDT_SPECS_MAX 256
+enum usdt_specs_limits {
+	USDT_SPECS_MAX = 256,
+};
 
 enum usdt_arg_kind {
 	USDT_ARG_CONST = 0,     /* the value itself */
@@ -309,11 +328,11 @@ enum python_stack_limits {
 };
 
 enum stack_record_kind {
-	STACK_SAMPLE = 1,  /* struct stack_sample, then depth struct python_frame */
-	STACK_CODE = 2,    /* struct code_record, then the file, function and line table bytes */
-	STACK_FORGET = 3,  /* struct code_record alone: the id will not be referred to again */
-	STACK_PROCESS = 4, /* struct stack_sample alone: a process of the traced binary not yet described */
-	STACK_EXIT = 5,    /* struct stack_sample alone: the process exited or ran another program */
+	STACK_RECORD_SAMPLE = 1,  /* struct stack_sample, then depth struct python_frame */
+	STACK_RECORD_CODE = 2,    /* struct code_record, then the file, function and line table bytes */
+	STACK_RECORD_FORGET = 3,  /* struct code_record alone: the id will not be referred to again */
+	STACK_RECORD_PROCESS = 4, /* struct stack_sample alone: a process of the traced binary not yet described */
+	STACK_RECORD_EXIT = 5,    /* struct stack_sample alone: the process exited or ran another program */
 };
 
 enum stack_sample_flags {
@@ -330,7 +349,7 @@ struct python_frame {
 
 /* Every record of a stack trace starts with its kind (enum stack_record_kind), whatever follows. */
 struct stack_sample {
-	__u8 kind;          /* STACK_SAMPLE, STACK_PROCESS or STACK_EXIT */
+	__u8 kind;          /* STACK_RECORD_SAMPLE, _PROCESS or _EXIT */
 	__u8 flags;         /* enum stack_sample_flags */
 	__u16 depth;        /* frames that follow, innermost first */
 	__u32 pid;
@@ -352,7 +371,7 @@ enum code_record_flags {
  * takes (1: Latin-1, which ASCII is, 2: UCS-2, 4: UCS-4; 0: unreadable).
  */
 struct code_record {
-	__u8 kind;          /* STACK_CODE or STACK_FORGET */
+	__u8 kind;          /* STACK_RECORD_CODE or _FORGET */
 	__u8 flags;         /* enum code_record_flags */
 	__u8 file_kind;
 	__u8 func_kind;
@@ -422,5 +441,64 @@ struct stack_counts {
 	__u64 samples;
 	__u64 off_cpu_ns;
 };
+
+/*
+ * Everything user space reads of this header, in one place BTF reaches: clang emits a type into
+ * an object's BTF only when something emitted refers to it (never an enum whose constants alone
+ * are used, and only a forward declaration of a struct seen through a pointer), so each object
+ * carries this struct, by pointer, as the argument of a function nothing calls, which libbpf
+ * leaves unloaded. scripts/generate-abi.js exports each type of a member here.
+ */
+struct usdtrace_abi {
+	enum usdtrace_name_limits name_limits;
+	enum call_kind call_kind;
+	enum call_flags call_flags;
+	struct call_event call_event;
+	enum syscall_flags syscall_flags;
+	enum syscall_table syscall_table;
+	enum syscall_event_flags syscall_event_flags;
+	struct syscall_event syscall_event;
+	enum latency_histogram latency_histogram;
+	struct latency_stats latency_stats;
+	struct function_stats function_stats;
+	struct function_names function_names;
+	enum usdt_limits usdt_limits;
+	enum usdt_cookie usdt_cookie;
+	enum usdt_flags usdt_flags;
+	struct usdt_event usdt_event;
+	enum library_call_limits library_call_limits;
+	struct library_call_event library_call_event;
+	struct gc_event gc_event;
+	enum import_flags import_flags;
+	struct import_event import_event;
+	enum audit_limits audit_limits;
+	enum audit_flags audit_flags;
+	enum audit_value_kind audit_value_kind;
+	enum audit_value_flags audit_value_flags;
+	struct audit_value audit_value;
+	struct audit_event audit_event;
+	struct python_stats python_stats;
+	enum usdt_specs_limits usdt_specs_limits;
+	enum usdt_arg_kind usdt_arg_kind;
+	struct usdt_arg_spec usdt_arg_spec;
+	struct usdt_spec usdt_spec;
+	enum python_stack_limits python_stack_limits;
+	enum stack_record_kind stack_record_kind;
+	enum stack_sample_flags stack_sample_flags;
+	struct python_frame python_frame;
+	struct stack_sample stack_sample;
+	enum code_record_flags code_record_flags;
+	struct code_record code_record;
+	struct python_offsets python_offsets;
+	struct python_process python_process;
+	struct stack_key stack_key;
+	struct stack_counts stack_counts;
+};
+
+#ifdef __bpf__
+__attribute__((used)) static void usdtrace_abi(struct usdtrace_abi *abi)
+{
+}
+#endif
 
 #endif /* USDTRACE_H */

@@ -1,6 +1,5 @@
 #include <napi.h>
 
-#include "layout.h"
 #include "libbpf_log.h"
 #include "session.h"
 #include "uprobe_access.h"
@@ -9,7 +8,6 @@
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   CaptureLibbpfLog();
   exports.Set("Session", Session::Define(env));
-  exports.Set("layouts", EventLayouts(env));
   exports.Set("uprobeAccess", Napi::Function::New(env, UprobeAccess));
   exports.Set("uprobeMultiLinks", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), UprobeMultiSupported());

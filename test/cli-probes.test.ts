@@ -3,19 +3,15 @@
 import { join } from 'node:path'
 import t from 'tap'
 import { DEBIAN_PYTHON, PYTHON_WAIT, startReady } from './fixtures/processes.js'
-import { notes, type ReadelfProbe } from './fixtures/readelf.js'
+import { ARM64_LIBPYTHON, notes, type ReadelfProbe } from './fixtures/readelf.js'
 import { compile, tmpDir } from './programs/tools.js'
 import { runCli, runCliPiped, tableAfter } from './cli.js'
 
-/** "8@%rax -4@%edx" → "arg0:u64 arg1:i32", worked out here from readelf's text. */
+/** "8@%rax -4@%edx" (AArch64: "8@x0 -4@[sp, 132]") → "arg0:u64 arg1:i32", worked out here from readelf's text. */
 function argumentTypes(spec: string): string {
   if (spec === '') return '-'
-  return spec
-    .split(' ')
-    .map((arg, i) => {
-      const size = Number(arg.slice(0, arg.indexOf('@')))
-      return `arg${i}:${size < 0 ? 'i' : 'u'}${Math.abs(size) * 8}`
-    })
+  return [...spec.matchAll(/(-?\d+)@/g)]
+    .map(([, size], i) => `arg${i}:${Number(size) < 0 ? 'i' : 'u'}${Math.abs(Number(size)) * 8}`)
     .join(' ')
 }
 
@@ -29,6 +25,19 @@ t.test('probes PATH: every note of the file, with decoded arguments', async (t) 
   const readelf = notes(DEBIAN_PYTHON)
   t.same(rows, expectedRows(readelf, DEBIAN_PYTHON), `the ${readelf.length} probes readelf -n finds, in note order`)
   t.match(cli.text, new RegExp(`usdtrace: ${readelf.length} probes in 1 file`))
+})
+
+t.test("probes PATH of another architecture: Debian's arm64 libpython3.11, read in its own registers", async (t) => {
+  const cli = runCli(t, ['probes', ARM64_LIBPYTHON, 'python:*'])
+  t.equal(await cli.exited, 0)
+  const rows = tableAfter(cli.text, /^PROBE\s+ARGUMENTS\s+SEMAPHORE\s+OBJECT$/).filter((r) => r.length === 4)
+  const readelf = notes(ARM64_LIBPYTHON).filter((p) => p.provider === 'python')
+  t.same(rows, expectedRows(readelf, ARM64_LIBPYTHON), `the ${readelf.length} python probes readelf -n finds`)
+
+  const json = await runCliPiped(t, ['probes', ARM64_LIBPYTHON, 'python:gc__start', '--json']).done
+  const [gcStart] = json.stdout.trim().split('\n').map((line) => JSON.parse(line))
+  const spec = readelf.find((p) => p.name === 'gc__start')!.args
+  t.same(gcStart.args, [{ type: 'i32', location: spec.slice(spec.indexOf('@') + 1) }], `gc__start passes ${spec}: one operand, spaces and all`)
 })
 
 t.test('probes PID PATTERN, --bpftrace and --json', async (t) => {

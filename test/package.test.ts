@@ -52,6 +52,18 @@ t.test('the tarball holds the built package and the sources of a fallback build,
   )
 })
 
+t.test('the addon links libbpf, libelf and zlib statically: ldd shows only glibc', async (t) => {
+  const addon = join(ROOT, PREBUILD)
+  const needed = execFileSync('ldd', [addon], { encoding: 'utf8' })
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/)[0])
+    .filter(Boolean)
+  const glibc = /^(linux-vdso\.so\.1|libc\.so\.6|\/lib64\/ld-linux-x86-64\.so\.2|ld-linux-x86-64\.so\.2|libm\.so\.6)$/
+  t.same(needed.filter((lib) => !glibc.test(lib!)), [], `only glibc in: ${needed.join(', ')}`)
+  const dynamic = execFileSync('readelf', ['-d', addon], { encoding: 'utf8' })
+  t.notMatch(dynamic, /libbpf|libelf|libz|libstdc\+\+/, 'no NEEDED entry for libbpf, libelf, zlib or libstdc++')
+})
+
 t.test('installs with no compiler on PATH and loads the prebuilt addon', async (t) => {
   for (const tool of BUILD_TOOLS) t.notOk(existsSync(join(toolsOnly, tool)), `${tool} is not on the install's PATH`)
   const install: Install = await installTarball(t, tarball, env)

@@ -3,6 +3,7 @@
  * `bpftrace -l 'usdt:...'` or bcc's tplist -v.
  */
 import { listProbes, type UsdtProbe } from '../index.js'
+import { usdtArguments } from '../kernel/usdt-args.js'
 import { flag, pid as parsePid, type ParsedArgs } from './args.js'
 import type { Command } from './command.js'
 import { UsageError } from './errors.js'
@@ -46,11 +47,11 @@ export interface ProbeArgument {
   location: string
 }
 
-/** Decodes a probe's argument spec ("8@%rbp -4@%eax 8@16(%rsp)"; aarch64: "8@[sp, 16]"). */
-export function probeArguments(spec: string): ProbeArgument[] {
-  return [...spec.matchAll(/(-?)(\d+)@(\[[^\]]*\]|\S+)/g)].map((m) => ({
-    type: `${m[1] ? 'i' : 'u'}${Number(m[2]) * 8}`,
-    location: m[3]!,
+/** A probe's arguments, as its file's architecture spells them ("8@%rbp -4@%eax"; AArch64: "8@x0 -4@[sp, 16]"). */
+export function probeArguments(probe: UsdtProbe): ProbeArgument[] {
+  return usdtArguments(probe).map((argument) => ({
+    type: `${argument.signed ? 'i' : 'u'}${argument.size * 8}`,
+    location: argument.operand,
   }))
 }
 
@@ -85,7 +86,7 @@ function render(run: Run, found: UsdtProbe[], verbose: boolean): void {
   ]
   const rows = found.map((p) => [
     `${p.provider}:${p.name}`,
-    probeArguments(p.args)
+    probeArguments(p)
       .map((a, i) => `arg${i}:${a.type}`)
       .join(' ') || '-',
     p.semaphore === 0n ? 'no' : verbose ? `0x${p.semaphore.toString(16)}` : 'yes',
@@ -112,7 +113,7 @@ function jsonProbe(p: UsdtProbe) {
     address: `0x${p.address.toString(16)}`,
     fileOffset: `0x${p.fileOffset.toString(16)}`,
     semaphore: p.semaphore === 0n ? null : `0x${p.semaphore.toString(16)}`,
-    args: probeArguments(p.args),
+    args: probeArguments(p),
     spec: p.args,
   }
 }

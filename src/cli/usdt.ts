@@ -90,7 +90,7 @@ function argumentTypes(value: string | undefined): UsdtArgType[] | undefined {
 /** The probe's arguments as integers of their declared sizes; none if the probe is not found (traceUsdt then says so). */
 async function declaredTypes(subject: number | string, provider: string, name: string): Promise<UsdtArgType[]> {
   const probe = (await listProbes(subject)).find((p) => p.provider === provider && p.name === name)
-  return probe ? probeArguments(probe.args).map((a) => a.type as UsdtArgType) : []
+  return probe ? probeArguments(probe).map((a) => a.type as UsdtArgType) : []
 }
 
 function formatArgument(value: number | bigint | string): string {

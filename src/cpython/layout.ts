@@ -10,6 +10,7 @@
  * test/python-layout.test.ts measures the tables again against the headers of every CPython
  * installed (offsetof in a program compiled against them).
  */
+import { LAYOUT_NONE, PYTHON_OFFSETS } from '../kernel/abi.js'
 import { readFunctionPointer, type PythonVersion } from '../process/elf.js'
 import type { Inspection } from '../process/inspect.js'
 
@@ -104,42 +105,11 @@ export function objectLayout(version: PythonVersion | null): ObjectLayout | unde
 // ---------------------------------------------------------------------------------------------
 // Thread states and frames (struct python_offsets in bpf/usdtrace.h, read by python_stack.bpf.h).
 
-/** An offset the version does not have (LAYOUT_NONE in bpf/usdtrace.h). */
-export const NO_OFFSET = 0xffff
+/** An offset the version does not have. */
+export const NO_OFFSET = LAYOUT_NONE
 
 /** Where one CPython version keeps what a frame walk reads: struct python_offsets, field by field. */
-export interface FrameLayout {
-  runtime_interpreters: number
-  interpreter_next: number
-  interpreter_threads: number
-  thread_next: number
-  thread_id: number
-  thread_frame: number
-  cframe_current_frame: number
-  frame_previous: number
-  frame_code: number
-  frame_instruction: number
-  frame_owner: number
-  code_filename: number
-  code_name: number
-  code_first_line: number
-  code_linetable: number
-  code_instructions: number
-  code_first_traceable: number
-  object_type: number
-  unicode_state: number
-  unicode_length: number
-  unicode_ascii_data: number
-  unicode_compact_data: number
-  bytes_size: number
-  bytes_data: number
-  frame_window: number
-  code_window: number
-  owner_cstack: number
-  owner_generator: number
-  thread_id_is_pthread: number
-  instruction_is_index: number
-}
+export type FrameLayout = { [Field in keyof typeof PYTHON_OFFSETS.fields]: number }
 
 /** The fields of a FrameLayout that say where something is, as opposed to a value or a flag. */
 type Offsets = Omit<FrameLayout, 'frame_window' | 'code_window' | 'owner_cstack' | 'owner_generator' | 'thread_id_is_pthread' | 'instruction_is_index'>

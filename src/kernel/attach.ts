@@ -1,16 +1,26 @@
-import { binding, isNativeError, type NativeSession, type SessionOptions } from './binding.js'
+import {
+  binding,
+  isNativeError,
+  type BpfObjectName,
+  type BpfSession,
+  type SessionOptions,
+  type SessionWith,
+} from './binding.js'
 import { requireKernelSupport } from './doctor.js'
 import { TraceError, noSuchProcess, permissionDenied } from '../errors.js'
 import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from '../process/inspect.js'
 import type { CodeDeallocHooks } from '../cpython/layout.js'
-import { attachUsdtSites, encodeUsdtSpec, parseUsdtArgs } from './usdt-args.js'
+import { attachUsdtSites, encodeUsdtSpec, parseUsdtArgs, type UsdtSession } from './usdt-args.js'
 
 /**
  * Opening BPF objects and attaching them to Python processes, with every kernel refusal turned
  * into the TraceError that names its cause and fix.
  */
 
-function openSession(options: SessionOptions, targets: TraceSubject[]): NativeSession {
+function openSession<O extends BpfObjectName, M extends object, C extends object>(
+  options: SessionOptions<O, M, C>,
+  targets: TraceSubject[],
+): BpfSession<O> {
   requireKernelSupport()
   try {
     return new binding.Session(options)
@@ -23,11 +33,11 @@ function openSession(options: SessionOptions, targets: TraceSubject[]): NativeSe
  * Opens a session for `targets` and runs `attach` on it; if attaching fails, the session is
  * closed again before the error goes on, so no probe outlives a failed start.
  */
-export async function openAttached(
-  options: SessionOptions,
+export async function openAttached<O extends BpfObjectName, M extends object, C extends object>(
+  options: SessionOptions<O, M, C>,
   targets: TraceSubject[],
-  attach: (session: NativeSession) => void,
-): Promise<NativeSession> {
+  attach: (session: BpfSession<O>) => void,
+): Promise<BpfSession<O>> {
   const session = openSession(options, targets)
   try {
     attach(session)
@@ -48,9 +58,12 @@ function pythonSites(target: Inspection, probe: string) {
  * programs read their arguments with no lookup. Any other program keeps reading its spec per
  * attachment, and an unreadable spec is left for the attach to report.
  */
-export function fixedPythonSpecs(targets: Inspection[], probeOfProgram: Record<string, string>): Record<string, Uint8Array> {
+export function fixedPythonSpecs<Program extends string>(
+  targets: Inspection[],
+  probeOfProgram: Record<Program, string>,
+): { [P in Program as `${P}_spec`]?: Uint8Array } {
   const constants: Record<string, Uint8Array> = {}
-  for (const [program, probe] of Object.entries(probeOfProgram)) {
+  for (const [program, probe] of Object.entries<string>(probeOfProgram)) {
     const sites = targets.flatMap((target) => pythonSites(target, probe))
     if (sites.length === 0 || sites.some((site) => site.args !== sites[0]!.args)) continue
     try {
@@ -59,11 +72,16 @@ export function fixedPythonSpecs(targets: Inspection[], probeOfProgram: Record<s
       // Unreadable: the attach reports it.
     }
   }
-  return constants
+  return constants as { [P in Program as `${P}_spec`]?: Uint8Array }
 }
 
 /** Attaches `program` to the python provider's `probe` in the target's probe object. */
-export function attachPythonProbe(session: NativeSession, target: Inspection, program: string, probe: string): void {
+export function attachPythonProbe<Program extends string>(
+  session: UsdtSession<Program>,
+  target: Inspection,
+  program: NoInfer<Program>,
+  probe: string,
+): void {
   try {
     const sites = pythonSites(target, probe)
     if (sites.length === 0) {
@@ -86,7 +104,7 @@ export function attachPythonProbe(session: NativeSession, target: Inspection, pr
  * line. Another tracer may already hold that address with another ref_ctr_offset (the kernel
  * keeps one per location and answers EINVAL), so the next cold address is tried.
  */
-export function raiseLineSemaphore(session: NativeSession, target: Inspection, program: string): void {
+export function raiseLineSemaphore<Program extends string>(session: SessionWith<Program>, target: Inspection, program: NoInfer<Program>): void {
   const line = findLineSemaphore(target)
   let conflict: unknown
   for (const offset of line.coldCodeOffsets) {
@@ -105,7 +123,11 @@ export function raiseLineSemaphore(session: NativeSession, target: Inspection, p
 }
 
 /** Attaches `program` to code_dealloc in every target (bpf/python_names.bpf.h). */
-export function attachCodeDeallocHooks(session: NativeSession, hooks: CodeDeallocHooks, program: string): void {
+export function attachCodeDeallocHooks<Program extends string>(
+  session: SessionWith<Program>,
+  hooks: CodeDeallocHooks,
+  program: NoInfer<Program>,
+): void {
   for (const { target, fileOffset } of hooks.sites) {
     try {
       session.attachUprobes(program, target.pid, target.probeObject!, [{ fileOffset, refCtrOffset: 0n, cookie: 0n }], false)

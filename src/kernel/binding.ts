@@ -1,23 +1,22 @@
 import nativeAddon from './addon.cjs'
+import type { BpfObjects } from './abi.js'
 
-/** The raw addon (native/): a generic BPF session and the C layouts of the event structs. */
+/** The BPF objects embedded in the addon, one per bpf/*.bpf.c. */
+export type BpfObjectName = keyof BpfObjects
+type ProgramName<O extends BpfObjectName> = BpfObjects[O]['programs']
+type MapName<O extends BpfObjectName> = BpfObjects[O]['maps']
+/** The `.bss` globals of the object (its counters), and the addon's own count of records too large to deliver. */
+type CounterName<O extends BpfObjectName> = BpfObjects[O]['counters'] | 'dropped_oversized'
+/** max_entries per map, set before load (the `events` ring buffer's size in bytes). */
+type MaxEntries<O extends BpfObjectName> = { [M in MapName<O>]?: number }
+/** Values for the object's `const volatile` globals, set before load (bytes for arrays and structs). */
+type Constants<O extends BpfObjectName> = Partial<BpfObjects[O]['constants']>
+
+/**
+ * What any session does, whatever its object: the addon drains its ring buffer into batches
+ * once started, and counts what the kernel side could not deliver.
+ */
 export interface NativeSession {
-  /**
-   * Uprobes on `sites` of `path` in process `pid` (-1: every process): one uprobe multi link on
-   * Linux 6.6 and later, else one perf uprobe per site (also with USDTRACE_UPROBE_MULTI=0).
-   * Each site's `cookie` reaches the program through bpf_get_attach_cookie().
-   */
-  attachUprobes(program: string, pid: number, path: string, sites: UprobeSite[], retprobe: boolean): void
-  attachRawTracepoint(program: string, tracepoint: string): void
-  /** A BTF tracepoint program (tp_btf/...), where its section names. */
-  attachTracing(program: string): void
-  /** A CPU clock event on every online CPU at `frequency` Hz, running the program in whatever it interrupts. */
-  attachPerfEvents(program: string, frequency: number): void
-  /** Runs an iterator program to its end, off the event loop: what it wrote, as [u32 length][record]... */
-  runIterator(program: string): Promise<Buffer>
-  /** Every entry of a map; with `remove`, each is taken out as it is read. */
-  dumpMap(name: string, remove: boolean): MapDump
-  updateMap(name: string, key: Uint8Array, value: Uint8Array): void
   /**
    * Drains the ring into `batch`: each filled batch goes to onBatch, which returns the buffer to
    * fill next, or none to pause the drain until resume() brings one.
@@ -33,6 +32,48 @@ export interface NativeSession {
   resume(batch: Uint8Array): void
   counters(): Record<string, bigint>
   close(): Promise<void>
+}
+
+/**
+ * A session of any object that has `Program` programs and `Map` maps. Its members are function
+ * properties, which TypeScript checks strictly: a session is one of these only when its object
+ * has every program and map named (what a function taking one relies on).
+ */
+export interface SessionWith<Program extends string, Map extends string = never> {
+  /**
+   * Uprobes on `sites` of `path` in process `pid` (-1: every process): one uprobe multi link on
+   * Linux 6.6 and later, else one perf uprobe per site (also with USDTRACE_UPROBE_MULTI=0).
+   * Each site's `cookie` reaches the program through bpf_get_attach_cookie().
+   */
+  attachUprobes: (program: Program, pid: number, path: string, sites: UprobeSite[], retprobe: boolean) => void
+  attachRawTracepoint: (program: Program, tracepoint: string) => void
+  /** A BTF tracepoint program (tp_btf/...), where its section names. */
+  attachTracing: (program: Program) => void
+  /** A CPU clock event on every online CPU at `frequency` Hz, running the program in whatever it interrupts. */
+  attachPerfEvents: (program: Program, frequency: number) => void
+  /** Runs an iterator program to its end, off the event loop: what it wrote, as [u32 length][record]... */
+  runIterator: (program: Program) => Promise<Buffer>
+  /** Every entry of a map; with `remove`, each is taken out as it is read. */
+  dumpMap: (name: Map, remove: boolean) => MapDump
+  updateMap: (name: Map, key: Uint8Array, value: Uint8Array) => void
+}
+
+/** A session of object `O`: only the programs, maps and counters `O` has can be named (src/kernel/abi.ts). */
+export interface BpfSession<O extends BpfObjectName> extends NativeSession, SessionWith<ProgramName<O>, MapName<O>> {
+  counters(): Record<CounterName<O>, bigint>
+}
+
+/** `T` as far as `Known` types its keys, and every key `Known` lacks typed never: a name the object lacks is an error, spread-in ones too. */
+type Checked<T, Known> = T & Known & { [K in Exclude<keyof T, keyof Known>]: never }
+
+/** What a session of `O` opens with; `M` and `C` are inferred from the values given, so that each of their names is checked. */
+export interface SessionOptions<O extends BpfObjectName, M = MaxEntries<O>, C = Constants<O>> {
+  /** The embedded BPF object. */
+  object: O
+  maxEntries?: Checked<M, MaxEntries<O>>
+  constants?: Checked<C, Constants<O>>
+  /** Only these programs are loaded (the others cannot be attached); all of them by default. */
+  programs?: ProgramName<O>[]
 }
 
 export interface UprobeSite {
@@ -51,25 +92,8 @@ export interface MapDump {
   values: Buffer
 }
 
-export interface SessionOptions {
-  /** The embedded BPF object (one per bpf/*.bpf.c). */
-  object: string
-  /** max_entries per map, set before load (the `events` ring buffer's size in bytes). */
-  maxEntries?: Record<string, number>
-  /** Values for the object's `const volatile` globals, set before load (bytes for char arrays). */
-  constants?: Record<string, number | bigint | Uint8Array>
-  /** Only these programs are loaded (the others cannot be attached); all of them by default. */
-  programs?: string[]
-}
-
-export interface StructLayout {
-  size: number
-  fields: Record<string, number>
-}
-
 interface Binding {
-  Session: new (options: SessionOptions) => NativeSession
-  layouts: Record<string, StructLayout> & { constants: Record<string, number> }
+  Session: new <O extends BpfObjectName, M extends object, C extends object>(options: SessionOptions<O, M, C>) => BpfSession<O>
   /** The errno of a perf_event_open on the uprobe PMU naming no probe: EACCES/EPERM when uprobes are refused, EINVAL when allowed. */
   uprobeAccess(pmuType: number): number
   /** Whether this process attaches through uprobe multi links (see native/uprobe_multi.h). */

@@ -25,8 +25,10 @@ export interface UsdtProbe {
   semaphore: bigint
   /** offset of the semaphore in the file (the kernel's ref_ctr_offset), or 0n if none */
   semaphoreFileOffset: bigint
-  /** raw argument spec, e.g. "8@%rbp 8@%r12 -4@%eax" */
+  /** raw argument spec, e.g. "8@%rbp 8@%r12 -4@%eax" (x86-64), "8@x19 -4@[sp, 60]" (AArch64) */
   args: string
+  /** the file's e_machine (62: x86-64, 183: AArch64), whose registers the argument spec names */
+  machine: number
 }
 
 /** A function an ELF file exports through .dynsym. */
@@ -120,6 +122,7 @@ function hex(n: bigint): string {
 
 /** An open ELF file with its program and section headers parsed; close() it when done. */
 class ElfImage {
+  machine = 0
   segments: Segment[] = []
   sections: Section[] = []
 
@@ -211,6 +214,7 @@ class ElfImage {
       )
     }
     const h = this.bytes(0n, BigInt(EHDR_SIZE), 'the ELF header')
+    this.machine = h.readUInt16LE(18)
     this.segments = this.parseSegments(h.readBigUInt64LE(32), h.readUInt16LE(54), h.readUInt16LE(56))
     this.sections = this.parseSections(
       h.readBigUInt64LE(40),
@@ -475,6 +479,7 @@ function toProbe(elf: ElfImage, note: StapsdtNote, base: bigint): UsdtProbe {
     semaphore,
     semaphoreFileOffset,
     args: note.args,
+    machine: elf.machine,
   }
 }
 

@@ -1,27 +1,30 @@
-import type { MapDump, NativeSession } from '../kernel/binding.js'
+import type { MapDump, NativeSession, SessionWith } from '../kernel/binding.js'
 import { TraceError } from '../errors.js'
 
 // A writer runs for microseconds; one still registered after this is a bug, not a slow CPU.
 const QUIESCE_LIMIT_MS = 10_000
+
+/** A session whose object keeps sums `Sums` in halves: a `generation` and `<sum>_even` / `<sum>_odd` maps. */
+type HalvesSession<Sums extends string> = NativeSession & SessionWith<never, 'generation' | `${Sums}_even` | `${Sums}_odd`>
 
 /**
  * The two halves of a session's kernel sums (bpf/aggregate.bpf.h): taking one switches the BPF
  * side to the other half, waits until no program still writes into the finished one, then reads
  * and empties it, so no update falls between the read and the removal.
  */
-export class AggregateHalves {
-  #session: NativeSession
+export class AggregateHalves<Sums extends string> {
+  #session: HalvesSession<Sums>
   #what: string
   #generation = 0n
 
   /** `what` names the stream in the error a stuck half would raise. */
-  constructor(session: NativeSession, what: string) {
+  constructor(session: HalvesSession<Sums>, what: string) {
     this.#session = session
     this.#what = what
   }
 
   /** Takes the half written so far: every map named `<name>_even` or `<name>_odd`, in order. */
-  async take(names: string[]): Promise<MapDump[]> {
+  async take(names: Sums[]): Promise<MapDump[]> {
     const half = this.#generation & 1n ? 'odd' : 'even'
     this.#generation++
     const generation = new Uint8Array(8)
@@ -34,6 +37,6 @@ export class AggregateHalves {
       }
       await new Promise((resolve) => setImmediate(resolve))
     }
-    return names.map((name) => this.#session.dumpMap(`${name}_${half}`, true))
+    return names.map((name) => this.#session.dumpMap(`${name}_${half}` as const, true))
   }
 }

@@ -17,7 +17,7 @@ import {
   AUDIT_VALUE_LIST,
   AUDIT_VALUE_STR,
   AUDIT_VALUE_TUPLE,
-} from '../kernel/layout.js'
+} from '../kernel/abi.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'

@@ -7,9 +7,8 @@ import {
   CALL_FUNC_TRUNCATED,
   CALL_HAS_DURATION,
   CALL_NAMES,
-  PREFIX_MAX,
-} from '../kernel/layout.js'
-import type { SessionOptions } from '../kernel/binding.js'
+  USDTRACE_PREFIX_MAX,
+} from '../kernel/abi.js'
 import { TraceError } from '../errors.js'
 import type { Inspection } from '../process/inspect.js'
 import { codeDeallocHooks } from '../cpython/layout.js'
@@ -80,8 +79,8 @@ const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'entries', 'functionPrefi
 function prefixConstants(option: 'functionPrefix' | 'filePrefix', prefix: string | undefined): [Uint8Array, number] {
   if (prefix === undefined) return [new Uint8Array(0), 0]
   const bytes = Buffer.from(String(prefix))
-  if (typeof prefix !== 'string' || bytes.length > PREFIX_MAX) {
-    throw new TraceError('INVALID_ARGUMENT', `${option} must be a string of at most ${PREFIX_MAX} bytes, got ${String(prefix).slice(0, 40)}`)
+  if (typeof prefix !== 'string' || bytes.length > USDTRACE_PREFIX_MAX) {
+    throw new TraceError('INVALID_ARGUMENT', `${option} must be a string of at most ${USDTRACE_PREFIX_MAX} bytes, got ${String(prefix).slice(0, 40)}`)
   }
   return [bytes, bytes.length]
 }
@@ -90,12 +89,12 @@ function prefixConstants(option: 'functionPrefix' | 'filePrefix', prefix: string
  * What the `calls` BPF object is loaded with for these options and targets: its ring and its
  * constants. Also what bench/ loads its C reference of the same object with.
  */
-export function callSessionOptions(options: TraceCallsOptions, targets: Inspection[]): SessionOptions {
+export function callSessionOptions(options: TraceCallsOptions, targets: Inspection[]) {
   const [funcPrefix, funcPrefixLen] = prefixConstants('functionPrefix', options.functionPrefix)
   const [filePrefix, filePrefixLen] = prefixConstants('filePrefix', options.filePrefix)
   const ring = ringBufferSettings(options)
   return {
-    object: 'calls',
+    object: 'calls' as const,
     maxEntries: ring.maxEntries,
     constants: {
       ...ring.constants,

@@ -1,7 +1,7 @@
 import { attachCodeDeallocHooks, attachPythonProbe, explainNativeError, fixedPythonSpecs, openAttached, raiseLineSemaphore } from '../kernel/attach.js'
-import type { MapDump, NativeSession } from '../kernel/binding.js'
+import type { BpfSession, MapDump } from '../kernel/binding.js'
 import { TraceError } from '../errors.js'
-import { FUNCTION_NAMES, FUNCTION_STATS, HISTOGRAM_BUCKETS, LATENCY_STATS } from '../kernel/layout.js'
+import { FUNCTION_NAMES, FUNCTION_STATS, USDTRACE_HISTOGRAM_BUCKETS, LATENCY_STATS } from '../kernel/abi.js'
 import { syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
 import { isProgram } from '../process/elf.js'
 import { codeDeallocHooks } from '../cpython/layout.js'
@@ -186,20 +186,20 @@ async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<C
  */
 class CallStatsSampler implements Sampler<CallStatsSnapshot> {
   readonly intervalMs: number
-  #session: NativeSession
+  #session: BpfSession<'callstats'>
   #settings: Settings
   #table: SyscallTable | undefined
-  #halves: AggregateHalves
+  #halves: AggregateHalves<'function_stats' | 'syscall_stats'>
   #startNs = process.hrtime.bigint()
   #dropped = 0n
   /** Function names by id, taken from the kernel the first time an id is met. */
   #names = new Map<number, { file: string; func: string; truncated: boolean }>()
 
-  constructor(session: NativeSession, settings: Settings, table: SyscallTable | undefined) {
+  constructor(session: BpfSession<'callstats'>, settings: Settings, table: SyscallTable | undefined) {
     this.#session = session
     this.#settings = settings
     this.#table = table
-    this.#halves = new AggregateHalves(session, 'callStats')
+    this.#halves = new AggregateHalves<'function_stats' | 'syscall_stats'>(session, 'callStats')
     this.intervalMs = settings.intervalMs
   }
 
@@ -301,7 +301,7 @@ function decodeLatency(view: DataView, at: number): LatencySummary {
   const timedCalls = Number(view.getBigUint64(at + fields.timed_calls, true))
   if (timedCalls === 0) return { calls, timedCalls }
   const histogram: number[] = []
-  for (let k = 0; k < HISTOGRAM_BUCKETS; k++) histogram.push(Number(view.getBigUint64(at + fields.histogram + 8 * k, true)))
+  for (let k = 0; k < USDTRACE_HISTOGRAM_BUCKETS; k++) histogram.push(Number(view.getBigUint64(at + fields.histogram + 8 * k, true)))
   while (histogram.at(-1) === 0) histogram.pop()
   return {
     calls,

@@ -1,5 +1,5 @@
 import { attachPythonProbe, openAttached } from '../kernel/attach.js'
-import { GC_EVENT } from '../kernel/layout.js'
+import { GC_EVENT } from '../kernel/abi.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, nonNegativeInteger, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'

@@ -1,5 +1,5 @@
 import { attachPythonProbe, openAttached } from '../kernel/attach.js'
-import { IMPORT_EVENT, IMPORT_FOUND, IMPORT_HAS_START, IMPORT_NAME_TRUNCATED } from '../kernel/layout.js'
+import { IMPORT_EVENT, IMPORT_FOUND, IMPORT_HAS_START, IMPORT_NAME_TRUNCATED } from '../kernel/abi.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'

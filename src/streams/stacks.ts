@@ -7,13 +7,12 @@
 import { readFileSync, readdirSync } from 'node:fs'
 import { openAttached, explainNativeError } from '../kernel/attach.js'
 import { requireKernelVersion } from '../kernel/doctor.js'
-import type { MapDump, NativeSession } from '../kernel/binding.js'
+import type { BpfSession, MapDump } from '../kernel/binding.js'
 import {
   CODE_FILE_TRUNCATED,
   CODE_FUNC_TRUNCATED,
   CODE_LINETABLE_TRUNCATED,
   CODE_RECORD,
-  NAME_MAX,
   PYTHON_FRAME,
   PYTHON_LAYOUTS_MAX,
   PYTHON_OFFSETS,
@@ -21,15 +20,17 @@ import {
   SAMPLE_ON_CPU,
   SAMPLE_TRUNCATED,
   SAMPLE_UNREADABLE,
-  STACK_CODE,
   STACK_COUNTS,
-  STACK_EXIT,
-  STACK_FORGET,
   STACK_KEY,
-  STACK_PROCESS,
+  STACK_RECORD_CODE,
+  STACK_RECORD_EXIT,
+  STACK_RECORD_FORGET,
+  STACK_RECORD_PROCESS,
+  STACK_RECORD_SAMPLE,
   STACK_SAMPLE,
-  STACK_SAMPLE_KIND,
-} from '../kernel/layout.js'
+  USDTRACE_NAME_MAX,
+} from '../kernel/abi.js'
+import { encodeStruct } from '../kernel/struct.js'
 import { TraceError } from '../errors.js'
 import type { FrameLayout } from '../cpython/layout.js'
 import { LineTable } from '../cpython/linetable.js'
@@ -243,6 +244,7 @@ function positiveInteger(fn: string, name: string, value: number | undefined, fa
 }
 
 interface StackSession extends OpenedSession<never> {
+  session: BpfSession<'stacks'>
   decoder: StackDecoder
   targets: Inspection[]
   /** How each target is read, and where (none with { binary }). */
@@ -267,7 +269,7 @@ async function openStackSession(options: SampleStacksOptions, how: StackMode): P
   const ring = ringBufferSettings(sampling ? options : { ringBufferBytes: 4096 })
   const maxStacks = how.mode === 'profile' ? how.maxStacks : 1
   const decoder = new StackDecoder(how.mode === 'profile')
-  const tracing = ['forget_thread', 'forget_image', ...(options.offCpu ? ['on_switch'] : [])]
+  const tracing = ['forget_thread', 'forget_image', ...(options.offCpu ? ['on_switch' as const] : [])] as const
   const session = await openAttached(
     {
       object: 'stacks',
@@ -363,8 +365,8 @@ class Layouts {
     return this.#slots.get(reading.object)!
   }
 
-  write(session: NativeSession): void {
-    this.#layouts.forEach((layout, slot) => session.updateMap('python_layouts', u32(slot), encodeLayout(layout)))
+  write(session: StackSession['session']): void {
+    this.#layouts.forEach((layout, slot) => session.updateMap('python_layouts', u32(slot), encodeStruct(PYTHON_OFFSETS, layout)))
   }
 }
 
@@ -374,21 +376,9 @@ function u32(value: number): Uint8Array {
   return bytes
 }
 
-function encodeLayout(layout: FrameLayout): Uint8Array {
-  const bytes = new Uint8Array(PYTHON_OFFSETS.size)
-  const view = new DataView(bytes.buffer)
-  PYTHON_OFFSETS.u16.forEach((field, i) => view.setUint16(2 * i, layout[field], true))
-  PYTHON_OFFSETS.u8.forEach((field, i) => view.setUint8(2 * PYTHON_OFFSETS.u16.length + i, layout[field]))
-  return bytes
-}
-
 /** Tells the BPF side where a process's runtime is and which layout reads it. */
-function describe(session: NativeSession, decoder: StackDecoder, layouts: Layouts, reading: StackReading, runtime: LocatedRuntime): void {
-  const value = new Uint8Array(PYTHON_PROCESS.size)
-  const view = new DataView(value.buffer)
-  view.setBigUint64(PYTHON_PROCESS.fields.runtime, runtime.runtime, true)
-  view.setBigUint64(PYTHON_PROCESS.fields.code_type, runtime.codeType, true)
-  view.setUint32(PYTHON_PROCESS.fields.layout, layouts.slot(reading), true)
+function describe(session: StackSession['session'], decoder: StackDecoder, layouts: Layouts, reading: StackReading, runtime: LocatedRuntime): void {
+  const value = encodeStruct(PYTHON_PROCESS, { runtime: runtime.runtime, code_type: runtime.codeType, layout: layouts.slot(reading) })
   decoder.addProcess(runtime.pid, reading.version.minor)
   session.updateMap('python_processes', u32(runtime.pid), value)
 }
@@ -423,7 +413,7 @@ class StackDecoder {
   }
 
   /** With { binary }: processes the kernel asks about are described if they map it. */
-  followBinary(session: NativeSession, layouts: Layouts, reading: StackReading, binary: string): void {
+  followBinary(session: StackSession['session'], layouts: Layouts, reading: StackReading, binary: string): void {
     this.#follow = (pid) => {
       void locateRuntime(reading, pid, binary).then(
         (located) => {
@@ -438,11 +428,11 @@ class StackDecoder {
   /** The sample a record is, or undefined for the records that only inform. */
   decode(view: DataView, bytes: Buffer, offset: number): StackSample | undefined {
     const kind = view.getUint8(offset)
-    if (kind === STACK_SAMPLE_KIND) return this.#sample(view, offset)
-    if (kind === STACK_CODE) this.#learn(view, bytes, offset)
-    else if (kind === STACK_FORGET) this.#forget([view.getUint32(offset + CODE_RECORD.fields.id, true)])
-    else if (kind === STACK_PROCESS) this.#follow?.(view.getUint32(offset + STACK_SAMPLE.fields.pid, true))
-    else if (kind === STACK_EXIT) this.#exited(view.getUint32(offset + STACK_SAMPLE.fields.pid, true))
+    if (kind === STACK_RECORD_SAMPLE) return this.#sample(view, offset)
+    if (kind === STACK_RECORD_CODE) this.#learn(view, bytes, offset)
+    else if (kind === STACK_RECORD_FORGET) this.#forget([view.getUint32(offset + CODE_RECORD.fields.id, true)])
+    else if (kind === STACK_RECORD_PROCESS) this.#follow?.(view.getUint32(offset + STACK_SAMPLE.fields.pid, true))
+    else if (kind === STACK_RECORD_EXIT) this.#exited(view.getUint32(offset + STACK_SAMPLE.fields.pid, true))
     return undefined
   }
 
@@ -499,13 +489,13 @@ class StackDecoder {
     const pid = view.getUint32(offset + f.pid, true)
     const flags = view.getUint8(offset + f.flags)
     const names = offset + CODE_RECORD.size
-    const linetable = names + 2 * NAME_MAX
+    const linetable = names + 2 * USDTRACE_NAME_MAX
     const linetableLength = view.getUint32(offset + f.linetable_len, true)
-    // A name cut at NAME_MAX bytes says so with an ellipsis rather than passing for the whole.
+    // A name cut at USDTRACE_NAME_MAX bytes says so with an ellipsis rather than passing for the whole.
     const cut = (flag: number) => (flags & flag ? '…' : '')
     this.#codes.set(id, {
       file: strText(bytes, names, view.getUint16(offset + f.file_len, true), view.getUint8(offset + f.file_kind)) + cut(CODE_FILE_TRUNCATED),
-      func: strText(bytes, names + NAME_MAX, view.getUint16(offset + f.func_len, true), view.getUint8(offset + f.func_kind)) + cut(CODE_FUNC_TRUNCATED),
+      func: strText(bytes, names + USDTRACE_NAME_MAX, view.getUint16(offset + f.func_len, true), view.getUint8(offset + f.func_kind)) + cut(CODE_FUNC_TRUNCATED),
       lines: new LineTable({
         minor: this.#minorOf.get(pid)!,
         bytes: Buffer.from(bytes.subarray(linetable, linetable + linetableLength)),
@@ -539,13 +529,13 @@ class StackDecoder {
 /** Reads a profile's half of the kernel sums each interval, its stacks named by the decoder. */
 class ProfileSampler implements Sampler<StackProfileSnapshot> {
   readonly intervalMs: number
-  #session: NativeSession
+  #session: StackSession['session']
   #decoder: StackDecoder
-  #halves: AggregateHalves
+  #halves: AggregateHalves<'stack_counts'>
   #startNs = process.hrtime.bigint()
   #dropped = 0n
 
-  constructor(session: NativeSession, decoder: StackDecoder, intervalMs: number) {
+  constructor(session: StackSession['session'], decoder: StackDecoder, intervalMs: number) {
     this.#session = session
     this.#decoder = decoder
     this.#halves = new AggregateHalves(session, 'stackProfile')

@@ -1,9 +1,9 @@
 import { attachPythonProbe, explainNativeError, openAttached } from '../kernel/attach.js'
-import type { NativeSession } from '../kernel/binding.js'
+import type { BpfSession } from '../kernel/binding.js'
 import { readFunctionSymbols } from '../process/elf.js'
 import { TraceError } from '../errors.js'
 import { subjectOf, type Capability, type Inspection } from '../process/inspect.js'
-import { PYTHON_STATS } from '../kernel/layout.js'
+import { PYTHON_STATS } from '../kernel/abi.js'
 import { TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, sumDropped, type OpenedSession } from './trace.js'
@@ -140,7 +140,7 @@ async function openStatsSession(options: StatsOptions): Promise<OpenedSession<St
   return { session, exitPids, sampler: { intervalMs, read: async (final) => sampler.sample(final) } }
 }
 
-function attachThreadCounter(session: NativeSession, target: Inspection, offset: bigint): void {
+function attachThreadCounter(session: BpfSession<'stats'>, target: Inspection, offset: bigint): void {
   try {
     session.attachUprobes('count_thread', target.pid, target.interpreterObject, [{ fileOffset: offset, refCtrOffset: 0n, cookie: 0n }], false)
   } catch (error) {
@@ -152,7 +152,7 @@ type Counts = Record<CountedColumn, bigint>
 
 /** Reads the cumulative per-process counters and turns them into per-interval snapshots. */
 class StatsSampler {
-  #session: NativeSession
+  #session: BpfSession<'stats'>
   /** Per traced pid, or for a whole binary (pid -1) the columns every process of it lacks. */
   #unavailableByPid: Map<number, Partial<Record<StatsColumn, string>>>
   #unavailable: Partial<Record<StatsColumn, string>>
@@ -160,7 +160,7 @@ class StatsSampler {
   #previousDropped = 0n
   #previousNs = process.hrtime.bigint()
 
-  constructor(session: NativeSession, sources: Map<Inspection, ColumnSources>) {
+  constructor(session: BpfSession<'stats'>, sources: Map<Inspection, ColumnSources>) {
     this.#session = session
     this.#unavailableByPid = new Map([...sources].map(([target, source]) => [target.pid, source.unavailable]))
     this.#unavailable = mergeReasons([...sources].map(([target, source]) => [target, source.unavailable]))
@@ -203,7 +203,7 @@ class StatsSampler {
 }
 
 /** Each process's counters, summed over the CPUs of the per-CPU map. */
-function readCounts(session: NativeSession): Map<number, Counts> {
+function readCounts(session: BpfSession<'stats'>): Map<number, Counts> {
   const dump = session.dumpMap('stats', false)
   const slot = Math.ceil(PYTHON_STATS.size / 8) * 8
   const cpus = dump.valueSize / slot

@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs'
 import { explainNativeError, openAttached } from '../kernel/attach.js'
-import type { NativeSession } from '../kernel/binding.js'
+import type { SessionWith } from '../kernel/binding.js'
 import { errnoName } from './errno.js'
 import type { TraceSubject } from '../process/inspect.js'
 import {
@@ -9,9 +9,9 @@ import {
   SYSCALL_NEVER_RETURNS,
   SYSCALL_PATH_ARG_SHIFT,
   SYSCALL_RETURNED,
-  SYSCALL_TABLE_SIZE,
+  USDTRACE_SYSCALL_TABLE_SIZE,
   SYSCALL_WANTED,
-} from '../kernel/layout.js'
+} from '../kernel/abi.js'
 import { NEVER_RETURN, PATH_ARGUMENTS, syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
 import { resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
@@ -94,14 +94,17 @@ async function openSyscallSession(options: TraceSyscallsOptions, table: SyscallT
  * its file as the kernel holds it: the inode, and the kernel's internal dev_t (major << 20 |
  * minor), which stat's st_dev encodes differently.
  */
-export function syscallFilterConstants(targets: TraceSubject[], wanted: number[] | undefined): Record<string, number | bigint> {
+export function syscallFilterConstants(
+  targets: TraceSubject[],
+  wanted: number[] | undefined,
+): { every_syscall: number; binary_ino?: bigint; binary_dev?: number } {
   const constants = { every_syscall: wanted === undefined ? 1 : 0 }
   const binary = targets.find((target) => target.pid < 0)
   if (!binary) return constants
   const { ino, dev } = statSync(binary.interpreterObject, { bigint: true })
   const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn)
   const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn)
-  return { ...constants, binary_ino: ino, binary_dev: (major << 20n) | minor }
+  return { ...constants, binary_ino: ino, binary_dev: Number((major << 20n) | minor) }
 }
 
 /**
@@ -109,12 +112,12 @@ export function syscallFilterConstants(targets: TraceSubject[], wanted: number[]
  * processes; `wanted` numbers, or every syscall when undefined) and attaches its sys_enter and
  * sys_exit programs, and the program that forgets an exiting thread's state.
  */
-export function attachSyscallTracepoints(
-  session: NativeSession,
+export function attachSyscallTracepoints<Program extends string>(
+  session: SessionWith<Program | 'on_sys_enter' | 'on_sys_exit', 'traced_tgids' | 'syscall_flags'>,
   targets: TraceSubject[],
   table: SyscallTable,
   wanted: number[] | undefined,
-  forgetThread: string,
+  forgetThread: NoInfer<Program>,
 ): void {
   const what = 'attaching to the sys_enter and sys_exit tracepoints'
   try {
@@ -133,7 +136,7 @@ export function attachSyscallTracepoints(
 function syscallFlags(table: SyscallTable, wanted: number[] | undefined): Map<number, number> {
   const flags = new Map<number, number>()
   const add = (nr: number | undefined, bits: number) => {
-    if (nr !== undefined && nr < SYSCALL_TABLE_SIZE) flags.set(nr, (flags.get(nr) ?? 0) | bits)
+    if (nr !== undefined && nr < USDTRACE_SYSCALL_TABLE_SIZE) flags.set(nr, (flags.get(nr) ?? 0) | bits)
   }
   for (const nr of wanted ?? []) add(nr, SYSCALL_WANTED)
   for (const name of NEVER_RETURN) add(table.numberOf(name), SYSCALL_NEVER_RETURNS)

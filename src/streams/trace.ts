@@ -49,8 +49,8 @@ export function ringBufferBytes(options: StreamOptions): number {
 
 /** The `events` ring buffer's size and wakeup threshold for a session, from the options, checked. */
 export function ringBufferSettings(options: StreamOptions): {
-  maxEntries: Record<string, number>
-  constants: Record<string, number>
+  maxEntries: { events: number }
+  constants: { wakeup_bytes: number }
 } {
   const bytes = ringBufferBytes(options)
   // Wake the reader early enough that a burst cannot fill the ring before the timer drains it:

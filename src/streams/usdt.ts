@@ -8,9 +8,9 @@ import {
   USDT_EVENT,
   USDT_MAX_ARGS,
   USDT_STR_TRUNCATED,
-} from '../kernel/layout.js'
+} from '../kernel/abi.js'
 import { listProbes } from '../process/probes.js'
-import { attachUsdtSites } from '../kernel/usdt-args.js'
+import { attachUsdtSites, usdtArguments } from '../kernel/usdt-args.js'
 import { binaryTarget, resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type RecordDecoder, type StreamOptions } from './trace.js'
 
@@ -190,16 +190,10 @@ function fileIdentity(path: string): string | undefined {
   return st && `${st.dev}:${st.ino}`
 }
 
-/** How many arguments a probe site has, from its argument spec ("8@%rbp -4@%eax" has two). */
-function argCount(probe: UsdtProbe): number {
-  const spec = probe.args.trim()
-  return spec === '' ? 0 : spec.split(/\s+/).length
-}
-
 function checkArgCount(options: TraceUsdtOptions, types: UsdtArgType[], sites: ProbeSite[]): void {
   for (const site of sites) {
     for (const probe of site.probes) {
-      const has = argCount(probe)
+      const has = usdtArguments(probe).length
       if (types.length > has) {
         throw new TraceError(
           'INVALID_ARGUMENT',

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
-import type { NativeSession } from '../../src/kernel/binding.js'
+import type { SessionWith } from '../../src/kernel/binding.js'
 import { codeOffset, dynamicEntry as readelfDynamicEntry, expectedProbes } from '../fixtures/readelf.js'
 
 export const PROGRAMS = fileURLToPath(new URL('.', import.meta.url))
@@ -67,10 +67,8 @@ export function probeOffsets(path: string, provider: string, name: string): Prob
   return { fileOffset: probe.fileOffset, semaphoreFileOffset: probe.semaphoreFileOffset }
 }
 
-type UprobeSession = Pick<NativeSession, 'attachUprobes'>
-
 /** A uprobe of calls' empty hold_semaphore program at `fileOffset` of `path`, raising `refCtrOffset`. */
-export function holdUprobe(session: UprobeSession, pid: number, path: string, fileOffset: bigint, refCtrOffset: bigint): void {
+export function holdUprobe(session: SessionWith<'hold_semaphore'>, pid: number, path: string, fileOffset: bigint, refCtrOffset: bigint): void {
   session.attachUprobes('hold_semaphore', pid, path, [{ fileOffset, refCtrOffset, cookie: 0n }], false)
 }
 
@@ -82,7 +80,7 @@ export function holdUprobe(session: UprobeSession, pid: number, path: string, fi
  * behind for as long, which conflicts with nothing that uses the same offset.
  */
 export async function waitForUprobeSlot(
-  session: UprobeSession,
+  session: SessionWith<'hold_semaphore'>,
   path: string,
   fileOffset: bigint,
   refCtrOffset: bigint,

@@ -1,0 +1,55 @@
+// Samples on every CPython on this machine, probes or not, across thousands of code objects freed
+// and reused, each named after the function running at that moment; and streams ending with
+// their target.
+import { once } from 'node:events'
+import t from 'tap'
+import { sampleStacks, stackProfile, type StackSample } from '../src/index.js'
+import { STACK_PYTHONS } from './fixtures/processes.js'
+import { startStacksTarget as start } from './fixtures/stacks.js'
+
+for (const python of STACK_PYTHONS) {
+  t.test(`${python}: thousands of code objects, freed and reused, are each named right`, async (t) => {
+    const functions = 1500
+    const { child, pid } = await start(t, python, ['unique', String(functions), '1'])
+    let output = ''
+    child.stdout!.on('data', (d: Buffer) => (output += d))
+    const trace = sampleStacks(pid, { hz: 997 })
+    await trace.ready
+    child.stdin!.write('go\n')
+    const samples: StackSample[] = []
+    for await (const sample of trace) samples.push(sample)
+    await once(child, 'exit')
+    const ran = new Map((JSON.parse(output.trim()) as [number, string, string][]).map(([n, start, end]) => [n, [BigInt(start), BigInt(end)]]))
+    t.equal(ran.size, functions)
+    let checked = 0
+    let wrong = 0
+    for (const sample of samples) {
+      const frame = sample.frames[0]
+      const match = frame && /^f_(\d+)$/.exec(frame.func)
+      if (!match) continue
+      const [startNs, endNs] = ran.get(Number(match[1]))!
+      const right = frame.file === `<unique-${match[1]}>` && sample.timestampNs >= startNs && sample.timestampNs <= endNs
+      if (!right && wrong++ < 5) t.fail('a sample names the function that ran then', { sample, ran: [startNs, endNs] })
+      checked++
+    }
+    t.equal(wrong, 0, `${checked} samples in generated functions, each named after the one running`)
+    t.ok(checked > functions / 2, 'most functions were sampled')
+    t.equal(trace.lost, 0, 'nothing lost')
+  })
+
+  t.test(`${python}: a target that exits ends the streams`, async (t) => {
+    const { child, pid } = await start(t, python, ['exit', '1'])
+    const samples = sampleStacks(pid, { hz: 99 })
+    const profile = stackProfile(pid, { hz: 99, intervalMs: 60_000 })
+    await Promise.all([samples.ready, profile.ready])
+    child.stdin!.write('go\n')
+    let sampled = 0
+    for await (const sample of samples) if (sample.frames[0]?.func === 'spin') sampled++
+    const snapshots = []
+    for await (const snapshot of profile) snapshots.push(snapshot)
+    t.ok(sampled > 0, `${sampled} samples in spin() before it exited`)
+    t.equal(snapshots.length, 1, 'one snapshot: the final one')
+    t.ok(snapshots[0]!.final, 'marked final')
+    t.ok(snapshots[0]!.stacks.some((stack) => stack.frames[0]?.func === 'spin'), 'holding what was sampled')
+  })
+}

@@ -1,0 +1,135 @@
+// What the stack streams follow and leave behind: { binary } over processes started later and
+// processes that come and go, a container's python, bad targets, and every fd given back.
+import { once } from 'node:events'
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { TraceError, dumpStacks, sampleStacks, stackProfile } from '../src/index.js'
+import { DEBIAN_PYTHON, PYENV, STACK_PYTHONS, deadPid, startContainerPython, startReady } from './fixtures/processes.js'
+import { ownMapEntries } from './fixtures/bpf-maps.js'
+import { startStacksTarget as start } from './fixtures/stacks.js'
+
+t.test('break, abort and close free everything the stack streams hold', async (t) => {
+  const { pid } = await start(t, STACK_PYTHONS[2]!, ['busy', '0.01'])
+  const openFds = () => readdirSync('/proc/self/fd').length
+  const first = sampleStacks(pid, { offCpu: true })
+  await first.ready
+  await first.close()
+  const before = openFds()
+  for (let cycle = 0; cycle < 5; cycle++) {
+    for await (const sample of sampleStacks(pid, { hz: 499, offCpu: true })) {
+      void sample
+      break
+    }
+    const controller = new AbortController()
+    const aborted = stackProfile(pid, { intervalMs: 10, signal: controller.signal })
+    await aborted.ready
+    const pending = aborted.next()
+    controller.abort()
+    await t.rejects(pending, { name: 'AbortError' })
+    await aborted.close()
+    const closed = sampleStacks(pid)
+    await closed.ready
+    await closed.close()
+    await dumpStacks(pid)
+  }
+  await sleep(0)
+  t.equal(openFds(), before, 'no fd left behind after 20 streams and dumps')
+})
+
+t.test('{ binary } follows every process of a libpython, including those started later and their forks', async (t) => {
+  const python = STACK_PYTHONS[2]!
+  const libpython = `${PYENV}/3.12.1/lib/libpython3.12.so.1.0`
+  const trace = sampleStacks({ binary: libpython, hz: 199 })
+  await trace.ready
+  const { report, pid } = await start(t, python, ['fork', '2'])
+  const children = report.children as number[]
+  t.teardown(() => children.forEach((child) => void process.kill(child, 'SIGKILL')))
+  const wanted = new Set([...children])
+  const seen = new Set<number>()
+  const deadline = setTimeout(() => void trace.close(), 20_000)
+  for await (const sample of trace) {
+    if (wanted.has(sample.pid) && sample.frames[0]?.func === 'spin') seen.add(sample.pid)
+    if (seen.size === wanted.size) break
+  }
+  clearTimeout(deadline)
+  t.same([...seen].sort(), [...wanted].sort(), `the forked children of ${pid}, started after the trace, are sampled in spin()`)
+})
+
+t.test('{ binary } on a shared build\'s program reads the libpython it loads', async (t) => {
+  const python = STACK_PYTHONS[3]!
+  const trace = sampleStacks({ binary: python, hz: 199 })
+  await trace.ready
+  const { pid, report } = await start(t, python, ['busy', '0.05'])
+  for await (const sample of trace) {
+    if (sample.pid !== pid || sample.tid !== report.spinner) continue
+    t.equal(sample.frames[0]?.func, 'spin', 'the spinner, sampled in spin()')
+    break
+  }
+})
+
+t.test('{ binary } over processes that come and go keeps its kernel maps flat', async (t) => {
+  // A python3.11 of our own, so that only our processes run it.
+  const dir = mkdtempSync(join(tmpdir(), 'usdtrace-stacks-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const python = join(dir, 'python3.11')
+  copyFileSync(DEBIAN_PYTHON, python)
+  chmodSync(python, 0o755)
+  const trace = sampleStacks({ binary: python, hz: 999 })
+  await trace.ready
+  const sampledPids = new Set<number>()
+  const consumed = (async () => {
+    for await (const sample of trace) if (sample.frames[0]?.func.startsWith('f_')) sampledPids.add(sample.pid)
+  })()
+  const processes = 25
+  const pids: number[] = []
+  for (let i = 0; i < processes; i++) {
+    const { child, pid } = await start(t, python, ['unique', '40', '2'])
+    pids.push(pid)
+    const exited = once(child, 'exit')
+    child.stdin!.write('go\n')
+    await exited
+  }
+  await sleep(100)
+  const [known] = ownMapEntries('known_codes')
+  const [described] = ownMapEntries('python_processe')
+  await trace.close()
+  await consumed
+  t.ok(pids.filter((pid) => sampledPids.has(pid)).length >= processes * 0.8, `${sampledPids.size} of ${processes} processes sampled in their functions`)
+  t.equal(trace.lost, 0, 'nothing lost')
+  t.equal(described, 0, 'no process described once all exited')
+  t.equal(known, 0, 'no code object remembered once all exited')
+})
+
+t.test('a python in a container has its stacks read through /proc/PID/root', async (t) => {
+  const code = 'import sys\ndef waiting():\n    sys.stdin.read()\nprint("ready", flush=True)\nwaiting()'
+  const child = await startContainerPython(t, `exec(${JSON.stringify(code)})`)
+  const [main] = await dumpStacks(child.pid)
+  t.same(
+    main!.frames.map((frame) => frame.func),
+    ['waiting', '<module>', '<module>'],
+    'the container main thread is in waiting(), under the exec and the -c module',
+  )
+})
+
+t.test('bad targets get typed errors', async (t) => {
+  await t.rejects(dumpStacks(await deadPid()), { code: 'NO_SUCH_PROCESS' })
+  const sleeper = await startReady(t, 'sh', ['-c', 'echo ready; exec sleep 600'])
+  await t.rejects(dumpStacks(sleeper.pid), { code: 'NOT_PYTHON' })
+  const old = await startReady(t, `${PYENV}/3.9.18/bin/python3.9`, ['-c', 'import sys; print("ready", flush=True); sys.stdin.read()'])
+  const error = await dumpStacks(old.pid).catch((e: unknown) => e)
+  t.type(error, TraceError)
+  t.match(error, { code: 'UNSUPPORTED_PYTHON', message: /CPython 3\.9 predates 3\.10/ })
+  const pypy = await startReady(t, '/usr/bin/pypy3', ['-c', 'import sys; print("ready", flush=True); sys.stdin.read()'])
+  await t.rejects(dumpStacks(pypy.pid), { code: 'UNSUPPORTED_PYTHON', message: /runs PyPy \(.*pypy3.*\): usdtrace reads CPython/ })
+  const { pid } = await start(t, STACK_PYTHONS[0]!, ['busy', '0.05'])
+  for (const hz of [0, 1.5, 100_000]) {
+    const trace = sampleStacks(pid, { hz })
+    await t.rejects(trace.ready, { code: 'INVALID_ARGUMENT', message: /hz/ }, `hz ${hz}`)
+  }
+  await t.rejects(stackProfile(pid, { intervalMs: -1 }).ready, { code: 'INVALID_ARGUMENT', message: /intervalMs/ })
+  await t.rejects(sampleStacks(pid, { hertz: 99 } as never).ready, { code: 'INVALID_ARGUMENT', message: /no option "hertz"/ })
+  await t.rejects(dumpStacks({ binary: STACK_PYTHONS[0]! }), { code: 'INVALID_ARGUMENT', message: /pid/ })
+})

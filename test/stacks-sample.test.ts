@@ -1,0 +1,76 @@
+// sampleStacks and stackProfile on every CPython on this machine, probes or not: sampled shares
+// against the threads' own CPU time, waits against their sleeps.
+import t from 'tap'
+import { sampleStacks, stackProfile, type StackSample } from '../src/index.js'
+import { STACK_PYTHONS } from './fixtures/processes.js'
+import { CLOCK_TICKS, STACKS_TARGET as TARGET, asTriples, cpuTicks, startStacksTarget as start } from './fixtures/stacks.js'
+
+for (const python of STACK_PYTHONS) {
+  t.test(`${python}: a spinning thread is sampled as often as it runs, a sleeping one waits as long as it sleeps`, async (t) => {
+    const sleepSeconds = 0.05
+    const { pid, report } = await start(t, python, ['busy', String(sleepSeconds)])
+    const spinner = report.spinner as number
+    const sleeper = report.sleeper as number
+    const hz = 99
+    const trace = sampleStacks({ pid, hz, offCpu: true })
+    await trace.ready
+    const ticks = cpuTicks(pid, spinner)
+    const startedNs = process.hrtime.bigint()
+    const samples: StackSample[] = []
+    const closing = setTimeout(() => void trace.close(), 2000)
+    for await (const sample of trace) samples.push(sample)
+    clearTimeout(closing)
+    const spun = (cpuTicks(pid, spinner) - ticks) / CLOCK_TICKS
+    const windowNs = process.hrtime.bigint() - startedNs
+    t.equal(trace.lost, 0, 'nothing lost')
+    t.ok(samples.every((sample) => sample.pid === pid), 'samples of the target only')
+
+    const spinning = samples.filter((sample) => sample.tid === spinner && sample.onCpu)
+    const inSpin = spinning.filter((sample) => sample.frames[0]?.func === 'spin' && sample.frames[0].file === TARGET)
+    t.ok(inSpin.length >= 0.95 * spinning.length, `${inSpin.length} of the spinner's ${spinning.length} on-CPU samples are in spin()`)
+    const expected = spun * hz
+    t.ok(
+      inSpin.length > 0.75 * expected && inSpin.length < 1.25 * expected,
+      `${inSpin.length} samples in spin() for ${spun.toFixed(2)} s of its CPU time at ${hz} Hz (expected ${expected.toFixed(0)})`,
+    )
+
+    const waits = samples.filter((sample) => sample.tid === sleeper && !sample.onCpu && sample.frames[0]?.func === 'sleeper')
+    const waited = waits.reduce((sum, sample) => sum + sample.offCpuNs!, 0n)
+    t.ok(waited > (windowNs * 7n) / 10n && waited <= windowNs, `the sleeper waited ${waited / 1_000_000n} ms of ${windowNs / 1_000_000n}`)
+    const sleeps = waits.filter((sample) => sample.offCpuNs! >= BigInt(sleepSeconds * 0.9e9))
+    const expectedSleeps = Number(windowNs) / 1e9 / sleepSeconds
+    t.ok(
+      sleeps.length > 0.6 * expectedSleeps && sleeps.length <= expectedSleeps + 1,
+      `${sleeps.length} waits of at least a sleep's length (${expectedSleeps.toFixed(0)} sleeps fit the window)`,
+    )
+    t.ok(samples.filter((sample) => !sample.onCpu).every((sample) => sample.offCpuNs! > 0n), 'every off-CPU sample says how long')
+  })
+
+  t.test(`${python}: stackProfile sums the same in the kernel, one entry per distinct stack`, async (t) => {
+    const { pid, report } = await start(t, python, ['busy', '0.05'])
+    const spinner = report.spinner as number
+    const hz = 199
+    const profile = stackProfile(pid, { hz, intervalMs: 500, offCpu: true })
+    await profile.ready
+    const ticks = cpuTicks(pid, spinner)
+    const startedNs = process.hrtime.bigint()
+    let spinSamples = 0
+    let sleeperWaitNs = 0n
+    let snapshots = 0
+    for await (const snapshot of profile) {
+      t.equal(snapshot.dropped, 0, 'nothing dropped')
+      const distinct = new Set(snapshot.stacks.map((stack) => JSON.stringify([stack.onCpu, asTriples(stack.frames)])))
+      t.equal(distinct.size, snapshot.stacks.length, 'each stack once per snapshot')
+      for (const stack of snapshot.stacks) {
+        if (stack.onCpu && stack.frames[0]?.func === 'spin') spinSamples += stack.samples
+        if (!stack.onCpu && stack.frames[0]?.func === 'sleeper') sleeperWaitNs += stack.offCpuNs
+      }
+      if (++snapshots === 4) break
+    }
+    const spun = (cpuTicks(pid, spinner) - ticks) / CLOCK_TICKS
+    const windowNs = process.hrtime.bigint() - startedNs
+    const expected = spun * hz
+    t.ok(spinSamples > 0.75 * expected && spinSamples < 1.25 * expected, `${spinSamples} samples in spin() (expected ${expected.toFixed(0)})`)
+    t.ok(sleeperWaitNs > (windowNs * 6n) / 10n && sleeperWaitNs <= windowNs, `sleeper waited ${sleeperWaitNs / 1_000_000n} ms of ${windowNs / 1_000_000n}`)
+  })
+}
