@@ -189,6 +189,23 @@ t.test("threading's names: every CPython's layout is what its headers say", asyn
   }
 })
 
+t.test("the frame walk: every CPython's layout is what its headers say", async (t) => {
+  const dir = tmpDir(t, 'frames')
+  for (const python of STACK_PYTHONS) {
+    const about = JSON.parse(execFileSync(python, ['-c', ABOUT], { encoding: 'utf8' })) as Record<string, string>
+    const file = dynamicSymbol(about.executable!, '_PyRuntime') ? about.executable! : about.libpython!
+    const reading = stackReadingOrReason({ interpreterObject: file, version: readPythonVersion(file) })
+    if (typeof reading === 'string') {
+      t.fail(`${python}: its stacks cannot be read: ${reading}`)
+      continue
+    }
+    const program = compile('frame_layout.c', join(dir, `frames-${reading.version.minor}`), [`-I${about.include}`])
+    const header = JSON.parse(execFileSync(program, { encoding: 'utf8' })) as Record<string, number>
+    const measured = Object.fromEntries(Object.keys(header).map((field) => [field, reading.layout[field as keyof typeof reading.layout]]))
+    t.same(measured, header, `${python} (3.${reading.version.minor}, ${reading.source})`)
+  }
+})
+
 t.test('_Py_DebugOffsets that contradict themselves give no names layout', async (t) => {
   const libpython = '/root/.pyenv/versions/3.13.0/lib/libpython3.13.so.1.0'
   const offsets = parseDebugOffsets(readDataSymbols(libpython, ['_PyRuntime'], DEBUG_OFFSETS_BYTES).get('_PyRuntime')!.bytes)!
