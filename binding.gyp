@@ -9,6 +9,7 @@
         "native/layout.cc",
         "native/libbpf_log.cc",
         "native/objects.cc",
+        "native/reader_gone.cc",
         "native/session.cc",
         "native/uprobe_access.cc",
         "native/uprobe_multi.cc"

@@ -2,6 +2,7 @@
 
 #include "layout.h"
 #include "libbpf_log.h"
+#include "reader_gone.h"
 #include "session.h"
 #include "uprobe_access.h"
 #include "uprobe_multi.h"
@@ -14,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("uprobeMultiLinks", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), UprobeMultiSupported());
   }));
+  exports.Set("watchReaderGone", Napi::Function::New(env, WatchReaderGone));
   return exports;
 }
 

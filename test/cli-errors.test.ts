@@ -68,10 +68,10 @@ t.test('usage errors exit 2 and point at --help', async (t) => {
     [['calls'], /give the PID of a Python process/],
     [['calls', 'abc'], /'abc' is not a process id/],
     [['calls', '1', '-T', 'x'], /--top takes a whole number/],
-    [['flow', '1', '--nope'], /Unknown option '--nope'/],
+    [['flow', '1', '--nope'], /unknown option '--nope'/],
     [['record', '1'], /-o FILE/],
     [['record', '1', '-o', 'x.json', '--format', 'pdf'], /--format takes one of speedscope, perfetto, folded, ndjson/],
-    [['ps', '-d', '1'], /Unknown option '-d'/],
+    [['ps', '-d', '1'], /unknown option '-d'/],
   ]
   for (const [args, message] of cases) {
     const cli = runCli(t, args)

@@ -64,6 +64,11 @@ interface Binding {
   layouts: Record<string, StructLayout> & { constants: Record<string, number> }
   /** The errno of a perf_event_open on the uprobe PMU naming no probe: EACCES/EPERM when uprobes are refused, EINVAL when allowed. */
   uprobeAccess(pmuType: number): number
+  /**
+   * Calls onGone once nobody reads `fd` any more (a pipe's last reader closed it, a socket's peer
+   * hung up); false when `fd` is neither (see native/reader_gone.h).
+   */
+  watchReaderGone(fd: number, onGone: () => void): boolean
   /** Whether this process attaches through uprobe multi links (see native/uprobe_multi.h). */
   uprobeMultiLinks(): boolean
 }
