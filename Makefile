@@ -5,7 +5,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
 OUTPUT := .output
 BPF_SOURCES := $(wildcard bpf/*.bpf.c)
 SKELETONS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SOURCES))
-SETUP_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc python3.11 python3.11-dev gdb systemtap-sdt-dev util-linux postgresql-15 postgresql-client-15 g++ binutils procps
+SETUP_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc python3.11 python3.11-dev gdb systemtap-sdt-dev util-linux postgresql-15 postgresql-client-15 g++ binutils procps python3-flask gunicorn
 ADDON := build/Release/usdtrace.node
 # What node-gyp-build loads in an installed package: N-API, so one file serves every Node from 18 on.
 PREBUILD := prebuilds/linux-$(shell node -p process.arch)/usdtrace.glibc.node

@@ -100,6 +100,18 @@ export function seconds(command: string, values: OptionValues, name: string): nu
   return result
 }
 
+const DURATION = /^(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m)$/
+const UNIT_NS: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: 1e9, m: 60e9 }
+
+/** A span of time with its unit (`5ms`, `200us`, `1.5s`), in nanoseconds. */
+export function duration(command: string, values: OptionValues, name: string): bigint | undefined {
+  const value = text(values, name)
+  if (value === undefined) return undefined
+  const m = DURATION.exec(value)
+  if (!m) throw new UsageError(`--${name} takes a time with its unit (e.g. 5ms, 200us, 1.5s), got '${value}'`, command)
+  return BigInt(Math.round(Number(m[1]) * UNIT_NS[m[2]!]!))
+}
+
 /** A positional pid: a positive integer. */
 export function pid(command: string, value: string): number {
   if (!/^\d+$/.test(value) || Number(value) <= 0 || !Number.isSafeInteger(Number(value))) {

@@ -5,7 +5,7 @@ import { callStreamSummary, streamCalls } from './callstream.js'
 import type { Command } from './command.js'
 import { UsageError } from './errors.js'
 import { count, type Run } from './run.js'
-import { SPAWN_OPTIONS } from './target.js'
+import { SPAWN_HELP, SPAWN_OPTIONS, TARGET_HELP, TARGET_OPTIONS } from './target.js'
 import { OutputFile } from './write.js'
 
 const NAME = 'flame'
@@ -26,7 +26,8 @@ Options:
       --width PIXELS     image width (default 1200)
   -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m)
       --full-paths       file names as the interpreter reports them
-      --spawn 'CMD ARGS' start CMD (a python program) and trace it from its first call
+${TARGET_HELP}
+${SPAWN_HELP}
       --json             report the written file as one JSON object
       --debug            stack traces on errors
 
@@ -46,6 +47,7 @@ export const flame: Command = {
     width: { type: 'string' },
     duration: { type: 'string', short: 'd' },
     'full-paths': { type: 'boolean' },
+    ...TARGET_OPTIONS,
     ...SPAWN_OPTIONS,
   },
   run: runFlame,
@@ -69,7 +71,7 @@ async function runFlame(run: Run, args: ParsedArgs): Promise<void> {
     },
   )
   timeline.end()
-  const title = text(values, 'title') ?? `usdtrace flame ${result.target.description}`
+  const title = text(values, 'title') ?? `usdtrace flame ${result.targets.description}`
   output.write(flameGraphSvg(timeline, { title, weight, width, fullPaths }))
   await output.close()
   if (run.json && file !== '-') {

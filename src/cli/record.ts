@@ -8,7 +8,7 @@ import { callStreamSummary, streamCalls } from './callstream.js'
 import type { Command } from './command.js'
 import { UsageError } from './errors.js'
 import { count, type Run } from './run.js'
-import { SPAWN_OPTIONS } from './target.js'
+import { SPAWN_HELP, SPAWN_OPTIONS, TARGET_HELP, TARGET_OPTIONS } from './target.js'
 import { OutputFile } from './write.js'
 
 const NAME = 'record'
@@ -33,7 +33,8 @@ Options:
       --weight WEIGHT    folded: a path's own time in ns ("time", default) or its calls ("calls")
   -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m)
       --full-paths       folded: file names as the interpreter reports them
-      --spawn 'CMD ARGS' start CMD (a python program) and record it from its first call
+${TARGET_HELP}
+${SPAWN_HELP}
       --json             report the written file as one JSON object
       --debug            stack traces on errors
 
@@ -53,9 +54,16 @@ export const record: Command = {
     weight: { type: 'string' },
     duration: { type: 'string', short: 'd' },
     'full-paths': { type: 'boolean' },
+    ...TARGET_OPTIONS,
     ...SPAWN_OPTIONS,
   },
   run: runRecord,
+}
+
+/** Perfetto's name of each process: the description of the targets for the first, its pid for the others. */
+function processNames(timeline: CallTimeline, description: string): Map<number, string> {
+  const pids = [...new Set(timeline.threads.map((thread) => thread.pid))]
+  return new Map(pids.map((pid, i) => [pid, i === 0 && pids.length === 1 ? `usdtrace ${description}` : `usdtrace ${pid}`]))
 }
 
 export function formatFromName(file: string): Format {
@@ -91,12 +99,12 @@ async function runRecord(run: Run, args: ParsedArgs): Promise<void> {
   if (format === 'ndjson') {
     written = count(result.events, 'event')
   } else {
-    const name = `usdtrace ${result.target.description}`
+    const name = `usdtrace ${result.targets.description}`
     output.write(
       format === 'speedscope'
         ? `${JSON.stringify(speedscopeFile(timeline, { name, exporter: 'usdtrace' }))}\n`
         : format === 'perfetto'
-          ? `${JSON.stringify(chromeTrace(timeline, { processNames: new Map([[result.target.pid, name]]) }))}\n`
+          ? `${JSON.stringify(chromeTrace(timeline, { processNames: processNames(timeline, result.targets.description) }))}\n`
           : foldedStacks(timeline, { weight, fullPaths }),
     )
     written = `${count(timeline.calls, 'call')} on ${count(timeline.threads.length, 'thread')}`
