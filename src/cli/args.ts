@@ -100,8 +100,8 @@ export function seconds(command: string, values: OptionValues, name: string): nu
   return result
 }
 
-const DURATION = /^(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m)$/
-const UNIT_NS: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: 1e9, m: 60e9 }
+const DURATION = /^(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m|h)$/
+const UNIT_NS: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 }
 
 /** A span of time with its unit (`5ms`, `200us`, `1.5s`), in nanoseconds. */
 export function duration(command: string, values: OptionValues, name: string): bigint | undefined {

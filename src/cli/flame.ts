@@ -3,6 +3,7 @@ import { CallTimeline, flameGraphSvg } from '../index.js'
 import { choice, flag, integer, seconds, text, type ParsedArgs } from './args.js'
 import { callStreamSummary, streamCalls } from './callstream.js'
 import type { Command } from './command.js'
+import { COSTS } from './costs.js'
 import { UsageError } from './errors.js'
 import { count, type Run } from './run.js'
 import { SPAWN_HELP, SPAWN_OPTIONS, TARGET_HELP, TARGET_OPTIONS } from './target.js'
@@ -10,14 +11,16 @@ import { OutputFile } from './write.js'
 
 const NAME = 'flame'
 
-const HELP = `usdtrace flame PID -o FILE.svg [options]
+const HELP = `usdtrace flame PID... -o FILE.svg [options]
+usdtrace flame --binary PATH | --name PATTERN -o FILE.svg [options]
 usdtrace flame -o FILE.svg [options] -- CMD [ARGS...]
 
 Records every Python call of a process until it exits, Ctrl-C or -d, and draws a flame graph:
 one box per call path, as wide as the time spent in it (or its number of calls), callers
 below callees. The SVG needs nothing else: open it in a browser; hover a box for its
-function, time, share and calls. On CPython 3.11 this needs the line semaphore, which slows
-the target while traced.
+function, time, share and calls.
+
+Cost: ${COSTS.callsLatency}.
 
 Options:
   -o, --output FILE      where to write the SVG ("-" for stdout); required

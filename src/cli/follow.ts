@@ -59,7 +59,6 @@ export class Follower {
 
   /** Starts looking: `onJoin` gets each process that joins, once. */
   start(onJoin: (joined: Joined) => void): void {
-    void this.#remember()
     const tick = () => {
       this.#timer = setTimeout(async () => {
         for (const joined of await this.scan()) onJoin(joined)
@@ -86,8 +85,8 @@ export class Follower {
     return this.#scanning
   }
 
-  /** Parent and command line of the processes given at the start, for their replacements. */
-  async #remember(): Promise<void> {
+  /** Reads the parent and command line of the processes given at the start: their replacements are known by them. */
+  async remember(): Promise<void> {
     const now = await uptimeTicks()
     for (const [pid, known] of this.#known) {
       const info = await readProcess(pid)

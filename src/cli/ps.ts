@@ -36,7 +36,7 @@ Options:
   -a, --all              every process, with or without probes
   -t, --threads          list each process's threads under it, with their CPU%
   -i, --interval SECS    how long to measure CPU% (default 0.5)
-      --json             one JSON object per process (see the README for the schema)
+      --json             one JSON object per process (see docs/cli.md for the schema)
       --debug            stack traces on errors
 
 Examples:

@@ -6,6 +6,7 @@ import { CallTimeline, chromeTrace, foldedStacks, ndjsonLine, speedscopeFile } f
 import { choice, flag, seconds, text, type ParsedArgs } from './args.js'
 import { callStreamSummary, streamCalls } from './callstream.js'
 import type { Command } from './command.js'
+import { COSTS } from './costs.js'
 import { UsageError } from './errors.js'
 import { count, type Run } from './run.js'
 import { SPAWN_HELP, SPAWN_OPTIONS, TARGET_HELP, TARGET_OPTIONS } from './target.js'
@@ -15,7 +16,8 @@ const NAME = 'record'
 const FORMATS = ['speedscope', 'perfetto', 'folded', 'ndjson'] as const
 type Format = (typeof FORMATS)[number]
 
-const HELP = `usdtrace record PID -o FILE [options]
+const HELP = `usdtrace record PID... -o FILE [options]
+usdtrace record --binary PATH | --name PATTERN -o FILE [options]
 usdtrace record -o FILE [options] -- CMD [ARGS...]
 
 Records every Python call of a process until it exits, Ctrl-C or -d, and writes it as:
@@ -23,8 +25,9 @@ Records every Python call of a process until it exits, Ctrl-C or -d, and writes 
   perfetto    Chrome trace-event JSON, B/E pairs per thread (https://ui.perfetto.dev, chrome://tracing)
   folded      folded stacks, "outer;inner;leaf weight" (flamegraph.pl, inferno, speedscope)
   ndjson      one JSON object per call event (jq; schema in the README)
-Calls still running at the end are closed there. On CPython 3.11 recording needs the line
-semaphore, which slows the target while traced.
+Calls still running at the end are closed there.
+
+Cost: ${COSTS.callsLatency}.
 
 Options:
   -o, --output FILE      where to write ("-" for stdout); required

@@ -96,13 +96,15 @@ export interface PidTargets {
 async function pidTargets({ pids, rules }: PidTargets, kind: ProcessKind): Promise<Targets> {
   const unique = [...new Set(pids)]
   const inspection = kind === 'python' ? await inspect(unique[0]!).catch(() => undefined) : undefined
+  const follower = new Follower(rules, unique)
+  await follower.remember()
   return {
     ...fixed(),
     initial: { pids: unique },
     description: await describe(unique, inspection),
     several: unique.length > 1 || rules.pattern !== undefined,
     inspection,
-    follower: new Follower(rules, unique),
+    follower,
   }
 }
 

@@ -1,6 +1,8 @@
-"""Forks WORKERS processes that each wait for SIGUSR1, then call leaf() CALLS times and exit
-without returning from anything else (os._exit), so CALLS returns of leaf are all each traces.
-Prints the workers' pids and "ready", then waits for them; exits once they have."""
+"""Forks WORKERS processes that each say "worker PID" once past what a fork runs in the child,
+wait for SIGUSR1, then call leaf() CALLS times and exit without returning from anything else
+(os._exit), so from SIGUSR1 on CALLS returns of leaf are all each makes. Prints the workers'
+pids and "ready", then waits for them; exits once they have."""
+import _signal
 import os
 import signal
 import sys
@@ -16,12 +18,14 @@ pids = []
 for _ in range(workers):
     pid = os.fork()
     if pid == 0:
-        signal.sigwait({signal.SIGUSR1})
+        os.write(1, f"worker {os.getpid()}\n".encode())
+        # The C function: signal.sigwait's Python wrapper would add returns of its own.
+        _signal.sigwait({signal.SIGUSR1})
         for _ in range(calls):
             leaf()
         os._exit(0)
     pids.append(pid)
-print(*pids, flush=True)
-print("ready", flush=True)
+# One write each, whole lines: the workers write to the same pipe.
+os.write(1, f"{' '.join(map(str, pids))}\nready\n".encode())
 for pid in pids:
     os.waitpid(pid, 0)
