@@ -66,9 +66,10 @@ t.test('spawn mode leaves nothing running: after -d, and after SIGINT to usdtrac
   t.match(alone.text, /stopped .* with SIGTERM/)
   t.same(running(), [], 'the program is gone')
 
-  const kept = runCli(t, ['calls', '-d', '0.3', '--keep-running', '--', DEBIAN_PYTHON, ...program])
-  t.equal(await kept.exited, 0)
-  const left = /left .* \(pid (\d+)\) running \(--keep-running\)/.exec(kept.text)
+  // Without a terminal to close behind it (which would hang it up).
+  const kept = await runCliPiped(t, ['calls', '-d', '0.3', '--keep-running', '--', DEBIAN_PYTHON, ...program]).done
+  t.equal(kept.code, 0)
+  const left = /left .* \(pid (\d+)\) running \(--keep-running\)/.exec(kept.stderr)
   t.ok(left, 'says it left the program running')
   t.same(running(), [Number(left![1])], 'and it runs')
   process.kill(Number(left![1]), 'SIGKILL')

@@ -114,7 +114,7 @@ function fixed(): Omit<Targets, 'initial' | 'description' | 'several'> {
 }
 
 async function spawnTargets(run: Run, args: ParsedArgs, argv: string[]): Promise<Targets> {
-  run.status.progress(`starting ${argv.join(' ')}...`)
+  // No progress line: python's own error, if it cannot start the program, would land on it.
   // Into a pipe or a file, the program's lines pass through usdtrace's output whole, instead of
   // landing in the middle of its lines; a terminal is left to the program as it is.
   const spawned = await spawnHeld(argv, run.out.isTTY ? undefined : (line) => run.out.line(line))
