@@ -68,6 +68,8 @@ async function runUsdt(run: Run, args: ParsedArgs): Promise<void> {
   const where = targets.initial.binary ?? targets.initial.pids![0]!
   const types = argumentTypes(text(args.values, 'args')) ?? (await declaredTypes(where, provider, name))
   run.stopAfter(seconds(NAME, args.values, 'duration'))
+  // Asked now: by the end the process may be gone.
+  const silence = await noHitReason(targets, provider, name)
   let startNs: bigint | undefined
   let hits = 0
   const result = await traceAll(
@@ -89,10 +91,7 @@ async function runUsdt(run: Run, args: ParsedArgs): Promise<void> {
     },
   )
   run.summary([`${count(hits, 'hit')} in ${run.elapsed()}`, `${count(result.lost, 'event')} lost`, ...processesTraced(targets, result)])
-  if (hits === 0 && run.reason !== 'output-closed') {
-    const why = await noHitReason(targets, provider, name)
-    if (why) run.status.note(why)
-  }
+  if (hits === 0 && silence !== undefined && run.reason !== 'output-closed') run.status.note(silence)
 }
 
 /** Why a probe may not have fired: CPython 3.11 reaches function__entry only while its line semaphore is raised. */
