@@ -1,22 +1,25 @@
 // A service is its processes: several PIDs, --binary (every process of a program, those started
 // later too), --name, a replacement worker picked up by stat, and spawn mode following the
-// children its program forks. Every count is exact and taken only from this test's processes:
-// --binary /usr/bin/python3.11 also sees other programs on the machine.
+// children its program forks. Every count is exact and taken only from this test's processes,
+// and --binary follows a private copy of python3.11, so no other process on the machine is traced.
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { DEBIAN_PYTHON } from './fixtures/processes.js'
+import { tmpDir } from './programs/tools.js'
 import { runCli, runCliPiped, tableAfter } from './cli.js'
 
 const WORKERS = fileURLToPath(new URL('targets/workers.py', import.meta.url))
 const CALLS = 2000
 
 /** test/targets/workers.py: three forked workers, held until SIGUSR1. */
-async function startWorkers(t: Test): Promise<{ parent: ChildProcess; workers: number[]; go(): void; exited: Promise<unknown> }> {
-  const parent = spawn(DEBIAN_PYTHON, [WORKERS, '3', String(CALLS)], { stdio: ['ignore', 'pipe', 'inherit'] })
+async function startWorkers(t: Test, python = DEBIAN_PYTHON): Promise<{ parent: ChildProcess; workers: number[]; go(): void; exited: Promise<unknown> }> {
+  const parent = spawn(python, [WORKERS, '3', String(CALLS)], { stdio: ['ignore', 'pipe', 'inherit'] })
   let printed = ''
   const lines = createInterface({ input: parent.stdout! })
   await new Promise<void>((resolve) => lines.on('line', (line) => ((printed += `${line}\n`), line === 'ready' && resolve())))
@@ -40,11 +43,16 @@ t.test('calls PID PID PID: three forked workers, every call counted', async (t) 
   t.match(cli.text, /3 processes traced; ended: the target exited/)
 })
 
-t.test('stat --binary /usr/bin/python3.11: each worker counted exactly, by pid', async (t) => {
-  const run = runCliPiped(t, ['stat', '--binary', DEBIAN_PYTHON, '--json', '-i', '0.2'])
-  await run.stderrMatch(/tracing counts in every process of \/usr\/bin\/python3\.11/)
+t.test('stat --binary PYTHON: each worker counted exactly, by pid', async (t) => {
+  // A copy of python3.11 with its own inode: --binary /usr/bin/python3.11 would raise the return
+  // probe's semaphore in every python3.11 on the machine, other tests' targets included.
+  const python = join(tmpDir(t, 'binary'), 'python3.11')
+  copyFileSync(DEBIAN_PYTHON, python)
+  chmodSync(python, 0o755)
+  const run = runCliPiped(t, ['stat', '--binary', python, '--json', '-i', '0.2'])
+  await run.stderrMatch(/tracing counts in every process of \/.*\/python3\.11/)
   // Started after the trace: a binary's processes are followed now and later.
-  const { workers, go, exited } = await startWorkers(t)
+  const { workers, go, exited } = await startWorkers(t, python)
   // Two tables later, every count made before SIGUSR1 (the fork's own calls) is in a table read before it.
   const tables = () => run.stdout.split('\n').length
   const after = async (count: number) => {
