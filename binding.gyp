@@ -8,6 +8,7 @@
         "native/static_link_fixes.c",
         "native/libbpf_log.cc",
         "native/objects.cc",
+        "native/reader_gone.cc",
         "native/session.cc",
         "native/uprobe_access.cc",
         "native/uprobe_multi.cc"

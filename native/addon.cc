@@ -1,6 +1,7 @@
 #include <napi.h>
 
 #include "libbpf_log.h"
+#include "reader_gone.h"
 #include "session.h"
 #include "uprobe_access.h"
 #include "uprobe_multi.h"
@@ -12,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("uprobeMultiLinks", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), UprobeMultiSupported());
   }));
+  exports.Set("watchReaderGone", Napi::Function::New(env, WatchReaderGone));
   return exports;
 }
 

@@ -31,14 +31,17 @@ t.test('calls -L -m: calls, inclusive, self and mean time in milliseconds', asyn
   t.same(readSemaphores(target.pid), { entry: 1, return: 1, line: 1 }, 'timing needs entries: 3.11 raises the line semaphore')
   target.go()
   t.equal(await cli.exited, 0)
-  const rows = tableAfter(cli.text, /^FUNCTION\s+FILE\s+CALLS\s+TOTAL\(ms\)\s+SELF\(ms\)\s+MEAN\(ms\)$/)
+  const rows = tableAfter(cli.text, /^FUNCTION\s+FILE\s+CALLS\s+TOTAL\(ms\)\s+SELF\(ms\)\s+MEAN\(ms\)\s+P50\(ms\)\s+P99\(ms\)\s+MAX\(ms\)$/)
   const fib = rows.find((r) => r[0] === 'fib')!
   t.equal(fib[2], String(fibCalls(n)), 'exact count')
   for (const cell of fib.slice(3)) t.match(cell, /^\d+\.\d{3}$/, 'milliseconds with microsecond digits')
   const runFib = rows.find((r) => r[0] === 'run_fib')!
-  const totals = rows.filter((r) => r.length === 6).map((r) => Number(r[3]))
+  const totals = rows.filter((r) => r.length === 9).map((r) => Number(r[3]))
   t.same(totals, [...totals].sort((a, b) => b - a), 'sorted by total time')
   t.equal(Number(runFib[3]), Number(runFib[5]), 'one call: its total is its mean')
+  t.same(runFib.slice(6), [runFib[3], runFib[3], runFib[3]], 'and its P50, P99 and MAX')
+  const [p50, p99, max] = fib.slice(6).map(Number) as [number, number, number]
+  t.ok(p50 <= p99 && p99 <= max, `fib: P50 ${p50} <= P99 ${p99} <= MAX ${max}`)
 })
 
 t.test('Ctrl-C prints the summary, detaches and exits 130', async (t) => {
@@ -98,7 +101,7 @@ t.test('-S: the syscalls table, counted in the kernel too', async (t) => {
 t.test('-d: stops after the duration, exit 0, nothing left attached', async (t) => {
   const target = await startWorkload(t, ['flood', '60'])
   const cli = runCli(t, ['calls', String(target.pid), '-L', '-d', '0.5'])
-  await cli.waitFor(/tracing calls in .*slows the target while traced/)
+  await cli.waitFor(/tracing calls in .*every Python call and return trap into the kernel.*µs of CPU per call/)
   target.go()
   t.equal(await cli.exited, 0, 'exit 0')
   t.match(cli.text, /ended: the duration elapsed/)

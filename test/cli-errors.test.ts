@@ -65,13 +65,14 @@ t.test('not root: BPF refused, with the capabilities to grant', async (t) => {
 t.test('usage errors exit 2 and point at --help', async (t) => {
   const cases: [string[], RegExp][] = [
     [['frobnicate'], /unknown command 'frobnicate'/],
-    [['calls'], /give the PID of a Python process/],
+    [['calls'], /give the PIDs of Python processes \(`usdtrace ps` lists them\), --binary PATH, --name PATTERN/],
+    [['calls', '1', '--binary', '/usr/bin/python3.11'], /give one of PIDs, --binary, --name or a command to start, not PIDs and --binary/],
     [['calls', 'abc'], /'abc' is not a process id/],
     [['calls', '1', '-T', 'x'], /--top takes a whole number/],
-    [['flow', '1', '--nope'], /Unknown option '--nope'/],
+    [['flow', '1', '--nope'], /unknown option '--nope'/],
     [['record', '1'], /-o FILE/],
     [['record', '1', '-o', 'x.json', '--format', 'pdf'], /--format takes one of speedscope, perfetto, folded, ndjson/],
-    [['ps', '-d', '1'], /Unknown option '-d'/],
+    [['ps', '-d', '1'], /unknown option '-d'/],
   ]
   for (const [args, message] of cases) {
     const cli = runCli(t, args)

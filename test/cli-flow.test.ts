@@ -66,7 +66,7 @@ t.test('-M and --max-depth', async (t) => {
   t.equal(await onlyRunFib.exited, 0)
   t.same(callColumn(t, onlyRunFib.text), expectedFlow(n, Infinity, 'run_fib'), '-M run_: run_fib only')
   const shown = expectedFlow(n, Infinity, 'run_fib').length
-  t.match(onlyRunFib.text, new RegExp(`\\b${shown} events in `), 'the kernel let only those events through: the final line counts them')
+  t.match(onlyRunFib.text, new RegExp(`\\b${shown} shown; ended`), 'the final line counts what was shown')
 
   const byDepth = await startWorkload(t, ['fib', String(n)])
   const shallow = runCli(t, ['flow', String(byDepth.pid), '-C', WORKLOADS, '--max-depth', '2'])
@@ -85,9 +85,10 @@ t.test('--json: one event per line', async (t) => {
   const { code, stdout } = await run.done
   t.equal(code, 0)
   const events = stdout.trim().split('\n').map((line) => JSON.parse(line))
+  // Depth counts the calls shown: run_fib, hidden, does not.
   const expected = expectedFlow(n, Infinity, 'fib').map((line) => ({
     kind: line.includes('->') ? 'entry' : 'return',
-    depth: (line.length - line.trimStart().length) / 2,
+    depth: (line.length - line.trimStart().length) / 2 - 1,
   }))
   t.same(events.map((e) => ({ kind: e.kind, depth: e.depth })), expected, 'kinds and depths in order')
   t.ok(events.every((e) => e.type === 'call' && e.pid === target.pid && e.func === 'fib' && e.file === WORKLOADS), 'the schema fields')
@@ -121,4 +122,47 @@ t.test('| head: a closed pipe ends the trace, detaches, exits 141', async (t) =>
   t.match(stderr, /ended: the output was closed/, 'the final line says why it ended')
   t.same(readSemaphores(target.pid), { entry: 0, return: 0, line: 0 }, 'every semaphore back to 0')
   t.equal(target.exitCode, null, 'the target runs on')
+})
+
+t.test('-C as users write it, depth over what is shown, --min-duration', async (t) => {
+  const n = 4
+  const byBasename = await startWorkload(t, ['fib', String(n)])
+  const basename = runCli(t, ['flow', String(byBasename.pid), '-C', 'workloads.py'])
+  await basename.waitFor(/tracing calls in/)
+  byBasename.go()
+  t.equal(await basename.exited, 0)
+  t.same(callColumn(t, basename.text), [...expectedFlow(n), '<- <module>'], '-C workloads.py: the basename is enough')
+
+  // fib's frames under a hidden run_fib count from 0: --max-depth 3 shows three levels of fib.
+  const byDepth = await startWorkload(t, ['fib', String(n)])
+  const shallow = runCli(t, ['flow', String(byDepth.pid), '-M', 'fib', '--max-depth', '3'])
+  await shallow.waitFor(/tracing calls in/)
+  byDepth.go()
+  t.equal(await shallow.exited, 0)
+  const shown = expectedFlow(n, 4, 'fib').map((line) => line.slice(2))
+  t.same(callColumn(t, shallow.text), shown, '-M fib --max-depth 3: fib at depths 0, 1 and 2')
+
+  // Every timed call takes at least a nanosecond: all are shown, the untimed return of <module> not.
+  const slow = await startWorkload(t, ['fib', String(n)])
+  const everything = runCli(t, ['flow', String(slow.pid), '-C', 'workloads.py', '--min-duration', '1ns'])
+  await everything.waitFor(/tracing calls in/)
+  slow.go()
+  t.equal(await everything.exited, 0)
+  t.same(callColumn(t, everything.text), expectedFlow(n), '--min-duration 1ns: every timed call, callers first')
+})
+
+t.test('a filter that matches nothing says what it saw', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['-M', 'no_such_'], /-M no_such_ matched none of the \d+ calls seen; the functions called most: fib \(\d+\)/],
+    [['-C', 'nothing.py'], /-C nothing\.py matched none of the \d+ calls seen; their files: \/.*test\/targets\/workloads\.py \(\d+\)/],
+    [['--min-duration', '1h'], /--min-duration 3600 s: no call took that long; the longest: \S+ \([\d.]+ (ns|µs|ms|s)\)/],
+  ]
+  for (const [filter, hint] of cases) {
+    const target = await startWorkload(t, ['fib', '5'])
+    const cli = runCli(t, ['flow', String(target.pid), ...filter])
+    await cli.waitFor(/tracing calls in/)
+    target.go()
+    t.equal(await cli.exited, 0)
+    t.match(cli.text, hint, `flow ${filter.join(' ')}`)
+  }
 })

@@ -47,7 +47,7 @@ t.test('stat PID PID --json: the counts of each process add up exactly', async (
   let found = ''
   busy.stdout!.on('data', (d: Buffer) => (found += d))
   const run = runCliPiped(t, ['stat', String(caller.pid), String(busy.pid), '--json', '-i', '0.2'])
-  await run.stderrMatch(/tracing 2 processes/)
+  await run.stderrMatch(/tracing counts in 2 processes/)
   caller.go()
   busy.go()
   const { code, stdout } = await run.done
@@ -72,7 +72,7 @@ t.test('stat on a terminal: the table, and "-" where a 3.12 build cannot count',
   const cli = runCli(t, ['stat', String(old.pid), '-n', '1', '-i', '0.2', '-C'])
   t.equal(await cli.exited, 0, '-n 1: one table, then exit 0')
   t.match(cli.text, /^\d\d:\d\d:\d\d loadavg: /m, 'the time and load average')
-  const rows = tableAfter(cli.text, /^\s*PID\s+CALLS\/s\s+GC\/s\s+OBJECTS\/s\s+IMPORTS\/s\s+THREADS\/s\s+COMMAND$/)
+  const rows = tableAfter(cli.text, /^\s*PID\s+CALLS\/s\s+GC\/s\s+COLLECTED\/s\s+IMPORTS\/s\s+THREADS\/s\s+COMMAND$/)
   t.match(rows, [[String(old.pid), '-', '0.0', '0.0', '0.0', /./, python312]], 'calls: -, the rest counted')
   t.match(cli.text, /unavailable calls: .*3\.12/, 'a note says why')
 })

@@ -11,7 +11,7 @@ t.test('syscalls PID -e: strace lines with decoded arguments, results and errors
   let printed = ''
   target.stdout!.on('data', (d: Buffer) => (printed += d))
   const cli = runCli(t, ['syscalls', String(target.pid), '-e', 'lseek,openat,getppid'])
-  await cli.waitFor(/tracing syscalls of/)
+  await cli.waitFor(/tracing syscalls/)
   target.go()
   t.equal(await cli.exited, 0, 'exit status 0: the target exited')
   const fd = Number(printed.trim())
@@ -30,7 +30,7 @@ t.test('-Z --json: only the failures, one object each', async (t) => {
   const missing = `/nonexistent/usdtrace-json-${process.pid}`
   const target = await startWorkload(t, ['syscalls', '3', missing])
   const run = runCliPiped(t, ['syscalls', String(target.pid), '-Z', '--json'])
-  await run.stderrMatch(/tracing syscalls of/)
+  await run.stderrMatch(/tracing syscalls/)
   target.go()
   const { code, stdout } = await run.done
   t.equal(code, 0)

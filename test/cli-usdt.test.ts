@@ -16,7 +16,7 @@ t.test('usdt PID provider:name --args str,i32: every hit, decoded', async (t) =>
   const app = compile('usdt-app.c', join(tmpDir(t, 'usdt'), 'demo-app'))
   const target = await startReady(t, app, [])
   const cli = runCli(t, ['usdt', String(target.pid), 'demoapp:request__start', '--args', 'str,i32'])
-  await cli.waitFor(/tracing demoapp:request__start in process/)
+  await cli.waitFor(/tracing demoapp:request__start \(str, i32\) in \d+/)
   target.stdin!.end('hello\nwith "quotes"\nthird\n')
   t.equal(await cli.exited, 0, 'exit status 0: the target exited')
   const hits = hitLines(cli.text).map((line) => line.replace(/^.*?demoapp:request__start  /, ''))
@@ -27,7 +27,7 @@ t.test('usdt PID provider:name --args str,i32: every hit, decoded', async (t) =>
 t.test('usdt PATH: processes started later, arguments by their declared size', async (t) => {
   const app = compile('usdt-app.c', join(tmpDir(t, 'usdt-path'), 'demo-app'))
   const run = runCliPiped(t, ['usdt', app, 'demoapp:request__done', '--json'])
-  await run.stderrMatch(/tracing demoapp:request__done in every process of/)
+  await run.stderrMatch(/tracing demoapp:request__done \(i64\) in every process of/)
   const pids: number[] = []
   for (let i = 0; i < 2; i++) {
     const child = spawn(app, [], { stdio: ['pipe', 'ignore', 'ignore'] })
@@ -50,10 +50,20 @@ t.test('libcalls PID -e lseek: every call into libc, with arguments and result',
   let printed = ''
   target.stdout!.on('data', (d: Buffer) => (printed += d))
   const cli = runCli(t, ['libcalls', String(target.pid), '-e', 'lseek'])
-  await cli.waitFor(/tracing lseek of libc in process/)
+  await cli.waitFor(/tracing lseek of libc in \d+/)
   target.go()
   t.equal(await cli.exited, 0)
   const fd = Number(printed.trim())
   const calls = cli.text.split('\n').filter((line) => /^\s+\d+\.\d{3}\s+\d+\s/.test(line)).map((line) => line.replace(/^.*?\s(?=lseek\()/, ''))
   t.same(calls, Array.from({ length: count }, (_, i) => `lseek(${fd}, ${i}, 0) = ${i}`), 'each lseek: fd, offset, SEEK_SET, the new offset')
+})
+
+t.test('usdt PID python:function__entry on 3.11: no hit, and why', async (t) => {
+  const target = await startWorkload(t, ['fib', '5'])
+  const cli = runCli(t, ['usdt', String(target.pid), 'python:function__entry'])
+  await cli.waitFor(/tracing python:function__entry/)
+  target.go()
+  t.equal(await cli.exited, 0)
+  t.match(cli.text, /0 hits in /)
+  t.match(cli.text, /CPython 3\.11 fires python:function__entry only while its python:line semaphore is raised.*usdtrace flow/)
 })

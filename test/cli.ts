@@ -131,6 +131,10 @@ export interface PipedRun {
   stderrMatch(pattern: RegExp): Promise<void>
   /** resolves once stdout matches */
   stdoutMatch(pattern: RegExp): Promise<void>
+  /** stdout so far */
+  readonly stdout: string
+  /** stderr so far */
+  readonly stderr: string
   /** the exit status and everything printed */
   done: Promise<{ code: number; stdout: string; stderr: string }>
 }
@@ -160,7 +164,18 @@ export function runCliPiped(t: Test, args: string[], options: { env?: NodeJS.Pro
       void done.then(() => (pattern.test(output[name]) ? resolve() : reject(new Error(`usdtrace ${args.join(' ')} exited without ${pattern} on ${name}:\n${output.stderr}`))))
       check()
     })
-  return { pid: child.pid!, done, stderrMatch: (pattern) => match('stderr', pattern), stdoutMatch: (pattern) => match('stdout', pattern) }
+  return {
+    pid: child.pid!,
+    done,
+    stderrMatch: (pattern) => match('stderr', pattern),
+    stdoutMatch: (pattern) => match('stdout', pattern),
+    get stdout() {
+      return output.stdout
+    },
+    get stderr() {
+      return output.stderr
+    },
+  }
 }
 
 /** The lines of a table whose first line starts with `header`, up to the first blank line. */

@@ -17,7 +17,7 @@ kernel version, BTF, uprobes, and the privileges of this process. Each failed ch
 needed and how to fix it. The exit status is 0 when every check passes, 1 otherwise.
 
 Options:
-      --json             one JSON object per check (see the README for the schema)
+      --json             one JSON object per check (see docs/cli.md for the schema)
       --debug            stack traces on errors
 
 Examples:

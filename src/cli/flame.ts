@@ -3,21 +3,24 @@ import { CallTimeline, flameGraphSvg } from '../index.js'
 import { choice, flag, integer, seconds, text, type ParsedArgs } from './args.js'
 import { callStreamSummary, streamCalls } from './callstream.js'
 import type { Command } from './command.js'
+import { COSTS } from './costs.js'
 import { UsageError } from './errors.js'
 import { count, type Run } from './run.js'
-import { SPAWN_OPTIONS } from './target.js'
+import { SPAWN_HELP, SPAWN_OPTIONS, TARGET_HELP, TARGET_OPTIONS } from './target.js'
 import { OutputFile } from './write.js'
 
 const NAME = 'flame'
 
-const HELP = `usdtrace flame PID -o FILE.svg [options]
+const HELP = `usdtrace flame PID... -o FILE.svg [options]
+usdtrace flame --binary PATH | --name PATTERN -o FILE.svg [options]
 usdtrace flame -o FILE.svg [options] -- CMD [ARGS...]
 
 Records every Python call of a process until it exits, Ctrl-C or -d, and draws a flame graph:
 one box per call path, as wide as the time spent in it (or its number of calls), callers
 below callees. The SVG needs nothing else: open it in a browser; hover a box for its
-function, time, share and calls. On CPython 3.11 this needs the line semaphore, which slows
-the target while traced.
+function, time, share and calls.
+
+Cost: ${COSTS.callsLatency}.
 
 Options:
   -o, --output FILE      where to write the SVG ("-" for stdout); required
@@ -26,7 +29,8 @@ Options:
       --width PIXELS     image width (default 1200)
   -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m)
       --full-paths       file names as the interpreter reports them
-      --spawn 'CMD ARGS' start CMD (a python program) and trace it from its first call
+${TARGET_HELP}
+${SPAWN_HELP}
       --json             report the written file as one JSON object
       --debug            stack traces on errors
 
@@ -46,6 +50,7 @@ export const flame: Command = {
     width: { type: 'string' },
     duration: { type: 'string', short: 'd' },
     'full-paths': { type: 'boolean' },
+    ...TARGET_OPTIONS,
     ...SPAWN_OPTIONS,
   },
   run: runFlame,
@@ -69,7 +74,7 @@ async function runFlame(run: Run, args: ParsedArgs): Promise<void> {
     },
   )
   timeline.end()
-  const title = text(values, 'title') ?? `usdtrace flame ${result.target.description}`
+  const title = text(values, 'title') ?? `usdtrace flame ${result.targets.description}`
   output.write(flameGraphSvg(timeline, { title, weight, width, fullPaths }))
   await output.close()
   if (run.json && file !== '-') {

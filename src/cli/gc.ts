@@ -1,31 +1,37 @@
 /**
- * `usdtrace gc PID`: bcc's pythongc. One line per garbage collection: when it started, how long
+ * `usdtrace gc PID...`: bcc's pythongc. One line per garbage collection: when it started, how long
  * it took, the generation and the objects it found unreachable.
  */
 import { traceGC, type GCEvent } from '../index.js'
 import { flag, seconds, text, type ParsedArgs } from './args.js'
 import type { Command } from './command.js'
+import { COSTS } from './costs.js'
 import { UsageError } from './errors.js'
-import { attach, count, type Run } from './run.js'
-import { SPAWN_OPTIONS, resolveTarget, settleProgram } from './target.js'
+import { count, type Run } from './run.js'
+import { SPAWN_HELP, SPAWN_OPTIONS, TARGET_HELP, TARGET_OPTIONS, resolveTargets } from './target.js'
+import { processesTraced, traceAll } from './traces.js'
 
 const NAME = 'gc'
 
-const HELP = `usdtrace gc PID [options]
+const HELP = `usdtrace gc PID... [options]
+usdtrace gc --binary PATH | --name PATTERN [options]
 usdtrace gc [options] -- CMD [ARGS...]
 
-Prints each garbage collection of a Python process as it ends (bcc's pythongc): START (seconds
-since the trace began), TIME it took (µs, or ms with -m), the thread, and the generation
-collected with the number of unreachable objects it found (what gc.collect() returns). Works on
-every CPython with probes, 3.12-3.14 included.
+Prints each garbage collection of Python processes as it ends (bcc's pythongc): START (seconds
+since the trace began), TIME it took (µs, or ms with -m), the process (with several) and
+thread, and the generation collected with the number of unreachable objects it found (what
+gc.collect() returns). Works on every CPython with probes, 3.12-3.14 included.
+
+Cost: ${COSTS.gc}.
 
 Options:
   -m, --milliseconds     TIME in milliseconds
   -M, --minimum MIN      only collections that took at least MIN (µs, or ms with -m); the
                          filter runs in the kernel
-  -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m)
-      --spawn 'CMD ARGS' start CMD (a python program) and trace it from its start
-      --json             one JSON object per collection (see the README for the schema)
+  -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m, 1h)
+${TARGET_HELP}
+${SPAWN_HELP}
+      --json             one JSON object per collection (see docs/cli.md for the schema)
       --debug            stack traces on errors
 
 Examples:
@@ -41,6 +47,7 @@ export const gc: Command = {
     milliseconds: { type: 'boolean', short: 'm' },
     minimum: { type: 'string', short: 'M' },
     duration: { type: 'string', short: 'd' },
+    ...TARGET_OPTIONS,
     ...SPAWN_OPTIONS,
   },
   run: runGc,
@@ -56,30 +63,35 @@ async function runGc(run: Run, args: ParsedArgs): Promise<void> {
   const minDurationNs = minimum === undefined ? 0n : BigInt(Math.round(Number(minimum) * unit.ns))
   run.stopAfter(seconds(NAME, values, 'duration'))
 
-  const target = await resolveTarget(NAME, run, args)
+  const targets = await resolveTargets(NAME, run, args, 'python')
   try {
-    const trace = traceGC(target.pid, { minDurationNs })
-    await attach(run, trace, `garbage collections in ${target.description}`)
-    target.attached()
-    const startNs = process.hrtime.bigint()
-    if (!run.json) run.out.line(run.out.paint('bold', `${'START(s)'.padStart(10)} ${`TIME(${unit.name})`.padStart(10)} ${'TID'.padStart(7)}  DESCRIPTION`))
+    let startNs: bigint | undefined
+    const pid = targets.several ? (p: number | string) => ` ${String(p).padStart(7)}` : () => ''
     let collections = 0
-    for await (const event of trace) {
-      collections++
-      if (run.json) run.out.json(jsonEvent(event, startNs))
-      else {
-        const start = (Number(event.startNs - startNs) / 1e9).toFixed(3).padStart(10)
+    const result = await traceAll(
+      run,
+      targets,
+      {
+        open: (target) => traceGC({ ...target, minDurationNs }),
+        what: 'garbage collections',
+        attached: () => {
+          startNs = process.hrtime.bigint()
+          if (!run.json) run.out.line(run.out.paint('bold', `${'START(s)'.padStart(10)} ${`TIME(${unit.name})`.padStart(10)}${pid('PID')} ${'TID'.padStart(7)}  DESCRIPTION`))
+        },
+      },
+      (event) => {
+        collections++
+        if (run.json) return run.out.json(jsonEvent(event, startNs!))
+        const start = (Number(event.startNs - startNs!) / 1e9).toFixed(3).padStart(10)
         const time = (Number(event.durationNs) / unit.ns).toFixed(unit.decimals).padStart(10)
         const objects = `${event.collected} object${event.collected === 1 ? '' : 's'}`
-        run.out.line(`${run.out.paint('dim', `${start} ${time} ${String(event.tid).padStart(7)}`)}  gen ${event.generation} GC collected ${objects}`)
-      }
-    }
-    if (run.reason === undefined) run.stop('target-exited')
-    await trace.close()
-    await settleProgram(run, target)
-    run.summary([`${count(collections, 'collection')} in ${run.elapsed()}`, `${count(trace.lost, 'event')} lost`])
+        run.out.line(`${run.out.paint('dim', `${start} ${time}${pid(event.pid)} ${String(event.tid).padStart(7)}`)}  gen ${event.generation} GC collected ${objects}`)
+      },
+    )
+    await targets.settle(run)
+    run.summary([`${count(collections, 'collection')} in ${run.elapsed()}`, `${count(result.lost, 'event')} lost`, ...processesTraced(targets, result)])
   } finally {
-    await target.abandon()
+    await targets.settle(run)
   }
 }
 

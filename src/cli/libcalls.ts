@@ -1,20 +1,30 @@
 /**
- * `usdtrace libcalls PID -e SYMBOLS`: the ltrace view. Calls into a shared library's functions,
- * each as it returns, with its first arguments, return value and duration, indented by depth.
+ * `usdtrace libcalls PID... -e SYMBOLS`: the ltrace view. Calls into a shared library's
+ * functions with their first arguments, return value and duration, indented by depth; a call
+ * and the calls made inside it are printed together, in the order they began, once it returned.
  */
 import { formatDuration, formatMilliseconds, traceLibraryCalls, type LibraryCallEvent } from '../index.js'
-import { integer, pid as parsePid, seconds, text, type ParsedArgs } from './args.js'
+import { integer, seconds, text, type ParsedArgs } from './args.js'
 import type { Command } from './command.js'
 import { UsageError } from './errors.js'
-import { attach, count, type Run } from './run.js'
+import { count, type Run } from './run.js'
+import { TARGET_OPTIONS, resolveTargets } from './target.js'
+import { processesTraced, traceAll } from './traces.js'
 
 const NAME = 'libcalls'
 
-const HELP = `usdtrace libcalls PID -e SYMBOLS [options]
+const HELP = `usdtrace libcalls PID... -e SYMBOLS [options]
+usdtrace libcalls --name PATTERN -e SYMBOLS [options]
+usdtrace libcalls --binary LIBRARY -e SYMBOLS [options]
 
-Prints the calls a process makes into a shared library's functions (ltrace), each as it
-returns: the function, its first arguments (integer registers: small values in decimal, others
-in hex), its return value, how long it took, indented by the traced calls around it.
+Prints the calls processes make into a shared library's functions (ltrace): the function, its
+first arguments (integer registers: small values in decimal, others in hex), its return value
+(the same way; none for functions known to return nothing, such as free), how long it took,
+indented by the traced calls around it. A call is printed once it returned, with the traced
+calls made inside it under it, in the order they began.
+
+Cost: every traced call traps into the kernel twice (entry and return uprobes); choose -e
+narrowly around hot functions (malloc, free).
 
 Options:
   -e, --symbols NAMES    the functions, comma-separated, with * and ? globs ('pthread_mutex_*',
@@ -23,8 +33,12 @@ Options:
   -l, --library LIB      the library: a name matched against the process's mapped files ('libc',
                          'libssl.so.3') or a path (default libc)
       --args N           how many arguments to show (default 3, at most 6)
-  -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m)
-      --json             one JSON object per call (see the README for the schema)
+  -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m, 1h)
+      --binary LIBRARY   the library (or program) itself, in every process that maps it, now
+                         and later (-l is then left out)
+      --name PATTERN     the processes whose name or command line matches PATTERN (a regular
+                         expression, like pgrep -f), and those that match later
+      --json             one JSON object per call (see docs/cli.md for the schema)
       --debug            stack traces on errors
 
 Examples:
@@ -41,14 +55,13 @@ export const libcalls: Command = {
     library: { type: 'string', short: 'l' },
     args: { type: 'string' },
     duration: { type: 'string', short: 'd' },
+    ...TARGET_OPTIONS,
   },
   run: runLibcalls,
 }
 
 async function runLibcalls(run: Run, args: ParsedArgs): Promise<void> {
-  const { values, positionals } = args
-  if (positionals.length !== 1) throw new UsageError('give the PID of the process to trace (`usdtrace ps -a` lists them)', NAME)
-  const pid = parsePid(NAME, positionals[0]!)
+  const { values } = args
   const symbols = text(values, 'symbols')
     ?.split(',')
     .map((s) => s.trim())
@@ -56,30 +69,87 @@ async function runLibcalls(run: Run, args: ParsedArgs): Promise<void> {
   if (!symbols || symbols.length === 0) {
     throw new UsageError("say which functions to trace with -e, e.g. -e 'pthread_mutex_*' or -e write,read", NAME)
   }
-  const library = text(values, 'library') ?? 'libc'
+  const binary = text(values, 'binary')
+  if (binary !== undefined && text(values, 'library') !== undefined) {
+    throw new UsageError('--binary names the library itself: leave -l out (or give PIDs or --name with -l)', NAME)
+  }
+  const library = binary ?? text(values, 'library') ?? 'libc'
   const shown = integer(NAME, values, 'args', 3, 0)
   if (shown > 6) throw new UsageError(`--args takes at most 6 (the integer argument registers), got ${shown}`, NAME)
-
-  const trace = traceLibraryCalls(pid, { library, symbols })
-  await attach(run, trace, `${symbols.join(', ')} of ${library} in process ${pid}`)
   run.stopAfter(seconds(NAME, values, 'duration'))
-  if (!run.json) run.out.line(run.out.paint('bold', `${'TIME(ms)'.padStart(10)} ${'TID'.padStart(7)} ${'DURATION'.padStart(9)}  CALL`))
+
+  const targets = await resolveTargets(NAME, run, args, 'any')
+  const pidColumn = targets.several ? (pid: number | string) => `${String(pid).padStart(7)} ` : () => ''
   let startNs: bigint | undefined
   let calls = 0
-  for await (const event of trace) {
-    calls++
+  const nests = new Nests()
+  const print = (event: LibraryCallEvent) => {
     startNs ??= event.timestampNs
-    if (run.json) run.out.json(jsonCall(event, startNs))
-    else {
-      const head = `${formatMilliseconds(event.timestampNs - startNs).padStart(10)} ${String(event.tid).padStart(7)} ${formatDuration(event.durationNs).padStart(9)}`
-      const call = `${'  '.repeat(event.depth)}${event.symbol}(${event.args.slice(0, shown).map(integerText).join(', ')}) = ${event.returnValue}`
-      run.out.line(`${run.out.paint('dim', head)}  ${call}`)
-    }
+    if (run.json) return run.out.json(jsonCall(event, startNs))
+    const head = `${formatMilliseconds(event.timestampNs - startNs).padStart(10)} ${pidColumn(event.pid)}${String(event.tid).padStart(7)} ${formatDuration(event.durationNs).padStart(9)}`
+    const result = RETURNS_NOTHING.has(event.symbol) ? '' : ` = ${integerText(event.returnValue)}`
+    const call = `${'  '.repeat(event.depth)}${event.symbol}(${event.args.slice(0, shown).map(integerText).join(', ')})${result}`
+    run.out.line(`${run.out.paint('dim', head)}  ${call}`)
   }
-  if (run.reason === undefined) run.stop('target-exited')
-  await trace.close()
-  run.summary([`${count(calls, 'call')} in ${run.elapsed()}`, `${count(trace.lost, 'call')} lost`])
+  const result = await traceAll(
+    run,
+    targets,
+    {
+      open: (target) => traceLibraryCalls(binary !== undefined ? { binary, symbols } : { ...target, library, symbols }),
+      what: `${symbols.join(', ')} of ${library}`,
+      attached: () => {
+        if (!run.json) run.out.line(run.out.paint('bold', `${'TIME(ms)'.padStart(10)} ${pidColumn('PID')}${'TID'.padStart(7)} ${'DURATION'.padStart(9)}  CALL`))
+      },
+    },
+    (event) => {
+      calls++
+      for (const call of nests.add(event)) print(call)
+    },
+  )
+  // Outer calls still running at the end: their inner calls are all that is known.
+  if (run.reason !== 'output-closed') for (const call of nests.rest()) print(call)
+  run.summary([`${count(calls, 'call')} in ${run.elapsed()}`, `${count(result.lost, 'call')} lost`, ...processesTraced(targets, result)])
 }
+
+/**
+ * A call arrives when it returns, after the calls made inside it: each thread's nest is held
+ * until its outermost call returns, then given out in the order the calls began.
+ */
+class Nests {
+  readonly #held = new Map<number, LibraryCallEvent[]>()
+
+  add(event: LibraryCallEvent): LibraryCallEvent[] {
+    const held = this.#held.get(event.tid)
+    if (event.depth > 0) {
+      if (held) held.push(event)
+      else this.#held.set(event.tid, [event])
+      return []
+    }
+    if (!held) return [event]
+    this.#held.delete(event.tid)
+    return byStart([...held, event])
+  }
+
+  rest(): LibraryCallEvent[] {
+    const rest = [...this.#held.values()].flat()
+    this.#held.clear()
+    return byStart(rest)
+  }
+}
+
+function byStart(calls: LibraryCallEvent[]): LibraryCallEvent[] {
+  return calls.sort((a, b) => (a.timestampNs < b.timestampNs ? -1 : a.timestampNs > b.timestampNs ? 1 : a.depth - b.depth))
+}
+
+/** Functions of the C library and its neighbours declared to return nothing (void): no return value to show. */
+const RETURNS_NOTHING = new Set([
+  'free', 'cfree', 'exit', '_exit', '_Exit', 'abort', 'perror', 'rewind', 'clearerr', 'setbuf', 'setbuffer', 'setlinebuf',
+  'srand', 'srandom', 'srand48', 'qsort', 'qsort_r', 'syslog', 'vsyslog', 'openlog', 'closelog', 'freeaddrinfo',
+  'freeifaddrs', 'longjmp', 'siglongjmp', '_longjmp', 'flockfile', 'funlockfile', 'freelocale', 'endpwent', 'setpwent',
+  'endgrent', 'setgrent', 'pthread_exit', 'pthread_testcancel', 'pthread_cleanup_push', 'pthread_cleanup_pop',
+  'globfree', 'regfree', 'tdestroy', 'swab', 'psignal', 'herror', 'err', 'errx', 'warn', 'warnx', 'verr', 'verrx',
+  'vwarn', 'vwarnx', '__stack_chk_fail', '__assert_fail', 'explicit_bzero', 'bzero', 'sync', 'endservent', 'endhostent',
+])
 
 /** A register as a person reads it: small and negative numbers in decimal, addresses and flags in hex. */
 function integerText(value: bigint): string {
@@ -97,7 +167,7 @@ function jsonCall(event: LibraryCallEvent, startNs: bigint) {
     library: event.library,
     symbol: event.symbol,
     args: event.args.map((arg) => `0x${arg.toString(16)}`),
-    returnValue: event.returnValue.toString(),
+    returnValue: RETURNS_NOTHING.has(event.symbol) ? null : event.returnValue.toString(),
     durationNs: Number(event.durationNs),
     depth: event.depth,
   }

@@ -9,7 +9,7 @@ import { TraceError } from '../index.js'
 import { parse, type ParsedArgs } from './args.js'
 import { calls } from './calls.js'
 import type { Command } from './command.js'
-import { CliError, UsageError } from './errors.js'
+import { CliError, UsageError, inCommandWords } from './errors.js'
 import { flame } from './flame.js'
 import { flow } from './flow.js'
 import { Status } from './output.js'
@@ -17,6 +17,7 @@ import { probes } from './probes.js'
 import { ps } from './ps.js'
 import { record } from './record.js'
 import { EXIT, Run } from './run.js'
+import { ProgramExited } from './spawn.js'
 import { syscalls } from './syscalls.js'
 import { usdt } from './usdt.js'
 import { gc } from './gc.js'
@@ -120,12 +121,14 @@ async function main(argv: string[]): Promise<number> {
 
 /** One line naming the cause and the fix; the stack only with --debug. */
 function report(status: Status, error: unknown, debug: boolean): number {
+  // The program said why itself, as python does (`can't open file ...`): its status is ours.
+  if (error instanceof ProgramExited) return error.status
   if (error instanceof UsageError) {
     status.error(error.message)
     status.raw(`Try 'usdtrace ${error.command ? `${error.command} ` : ''}--help'.`)
     return EXIT.usage
   }
-  if (error instanceof TraceError) status.error(debug ? `${error.message} [${error.code}]` : error.message)
+  if (error instanceof TraceError) status.error(debug ? `${inCommandWords(error.message)} [${error.code}]` : inCommandWords(error.message))
   else if (error instanceof CliError) status.error(error.message)
   else status.error(`internal error: ${error instanceof Error ? error.message : String(error)}${debug ? '' : ' (--debug shows where)'}`)
   if (debug && error instanceof Error) status.raw(causeChain(error))

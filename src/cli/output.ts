@@ -1,8 +1,10 @@
 /**
  * Where the CLI writes: results to stdout (buffered into few writes, colour only on a terminal
- * and without NO_COLOR, a closed pipe noticed once and everything after it dropped), and status
- * to stderr (a transient line on a terminal while attaching, then plain `usdtrace: ...` lines).
+ * and without NO_COLOR, a closed pipe noticed as soon as its reader goes, and everything after
+ * it dropped), and status to stderr (a transient line on a terminal while attaching, then plain
+ * `usdtrace: ...` lines).
  */
+import { binding } from '../kernel/binding.js'
 
 const ANSI = {
   bold: '1',
@@ -51,6 +53,9 @@ export class Output {
       if (error.code !== 'EPIPE') throw error
       this.#closeReader()
     })
+    // Not only at the next write: a filter that matches nothing writes nothing, for hours.
+    const fd = (stream as { fd?: number }).fd
+    if (fd !== undefined) binding.watchReaderGone(fd, () => this.#closeReader())
   }
 
   /** Called once when the reader goes away (`| head` exits): the command should stop. */

@@ -21,7 +21,7 @@ a glob on provider:name ("python:gc*", "*:function__*").
 Options:
   -v, --verbose          the raw argument spec, address and semaphore address of each probe
       --bpftrace         one usdt:PATH:provider:name line per probe, as \`bpftrace -l\` prints them
-      --json             one JSON object per probe (see the README for the schema)
+      --json             one JSON object per probe (see docs/cli.md for the schema)
       --debug            stack traces on errors
 
 Examples:

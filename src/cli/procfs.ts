@@ -18,6 +18,10 @@ export interface ProcessInfo {
   /** user + system CPU time, in clock ticks */
   cpuTicks: number
   kernelThread: boolean
+  /** R, S, D, Z (exited, not yet reaped), ... */
+  state: string
+  /** when it started, in clock ticks since boot */
+  startTicks: number
 }
 
 export interface ThreadInfo {
@@ -28,6 +32,8 @@ export interface ThreadInfo {
 
 interface Stat {
   comm: string
+  state: string
+  startTicks: number
   ppid: number
   threads: number
   cpuTicks: number
@@ -45,7 +51,9 @@ function parseStat(text: string): Stat | undefined {
   const fields = text.slice(close + 2).split(' ')
   return {
     comm: text.slice(open + 1, close),
+    state: fields[0]!,
     ppid: Number(fields[1]),
+    startTicks: Number(fields[19]),
     flags: Number(fields[6]),
     cpuTicks: Number(fields[11]) + Number(fields[12]),
     threads: Number(fields[17]),
@@ -76,6 +84,8 @@ export async function readProcess(pid: number): Promise<ProcessInfo | undefined>
     threads: stat.threads,
     cpuTicks: stat.cpuTicks,
     kernelThread: (stat.flags & PF_KTHREAD) !== 0,
+    state: stat.state,
+    startTicks: stat.startTicks,
   }
 }
 
@@ -85,6 +95,24 @@ export async function readProcesses(): Promise<Map<number, ProcessInfo>> {
   const table = new Map<number, ProcessInfo>()
   for (const process of processes) if (process) table.set(process.pid, process)
   return table
+}
+
+/** The children every thread of `pid` forked (/proc/PID/task/TID/children), or none if it is gone. */
+export async function readChildren(pid: number): Promise<number[]> {
+  let tids: string[]
+  try {
+    tids = await readdir(`/proc/${pid}/task`)
+  } catch {
+    return []
+  }
+  const lists = await Promise.all(tids.map((tid) => readOptional(`/proc/${pid}/task/${tid}/children`)))
+  return lists.flatMap((list) => (list ?? '').split(' ').filter(Boolean).map(Number))
+}
+
+/** Clock ticks since boot, the clock of ProcessInfo.startTicks. */
+export async function uptimeTicks(): Promise<number> {
+  const uptime = await readOptional('/proc/uptime')
+  return Number(uptime?.split(' ')[0] ?? 0) * CLOCK_TICKS_PER_SECOND
 }
 
 export async function readCpuTicks(path: string): Promise<number | undefined> {

@@ -36,7 +36,7 @@ Options:
   -a, --all              every process, with or without probes
   -t, --threads          list each process's threads under it, with their CPU%
   -i, --interval SECS    how long to measure CPU% (default 0.5)
-      --json             one JSON object per process (see the README for the schema)
+      --json             one JSON object per process (see docs/cli.md for the schema)
       --debug            stack traces on errors
 
 Examples:
@@ -124,9 +124,10 @@ async function runPs(run: Run, args: ParsedArgs): Promise<void> {
     render(run, roots, withThreads)
   }
   if (rows.size === 0) run.status.note(all ? 'no process matches' : 'no Python process (nor other runtime with USDT probes) found; -a lists every process')
-  if (detector.unreadable > 0) {
+  if (detector.unreadable.size > 0) {
     const fix = process.geteuid?.() === 0 ? '' : '; run as root to see them'
-    run.status.note(`${count(detector.unreadable, 'process', 'processes')} could not be read (permission denied${fix})`)
+    const named = [...detector.unreadable].map(([pid, why]) => `${pid} ${table.get(pid)?.comm ?? '?'} (${why})`)
+    run.status.note(`could not read ${count(named.length, 'process', 'processes')}: ${named.slice(0, 10).join(', ')}${named.length > 10 ? ', ...' : ''}${fix}`)
   }
 }
 

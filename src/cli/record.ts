@@ -6,16 +6,18 @@ import { CallTimeline, chromeTrace, foldedStacks, ndjsonLine, speedscopeFile } f
 import { choice, flag, seconds, text, type ParsedArgs } from './args.js'
 import { callStreamSummary, streamCalls } from './callstream.js'
 import type { Command } from './command.js'
+import { COSTS } from './costs.js'
 import { UsageError } from './errors.js'
 import { count, type Run } from './run.js'
-import { SPAWN_OPTIONS } from './target.js'
+import { SPAWN_HELP, SPAWN_OPTIONS, TARGET_HELP, TARGET_OPTIONS } from './target.js'
 import { OutputFile } from './write.js'
 
 const NAME = 'record'
 const FORMATS = ['speedscope', 'perfetto', 'folded', 'ndjson'] as const
 type Format = (typeof FORMATS)[number]
 
-const HELP = `usdtrace record PID -o FILE [options]
+const HELP = `usdtrace record PID... -o FILE [options]
+usdtrace record --binary PATH | --name PATTERN -o FILE [options]
 usdtrace record -o FILE [options] -- CMD [ARGS...]
 
 Records every Python call of a process until it exits, Ctrl-C or -d, and writes it as:
@@ -23,8 +25,9 @@ Records every Python call of a process until it exits, Ctrl-C or -d, and writes 
   perfetto    Chrome trace-event JSON, B/E pairs per thread (https://ui.perfetto.dev, chrome://tracing)
   folded      folded stacks, "outer;inner;leaf weight" (flamegraph.pl, inferno, speedscope)
   ndjson      one JSON object per call event (jq; schema in the README)
-Calls still running at the end are closed there. On CPython 3.11 recording needs the line
-semaphore, which slows the target while traced.
+Calls still running at the end are closed there.
+
+Cost: ${COSTS.callsLatency}.
 
 Options:
   -o, --output FILE      where to write ("-" for stdout); required
@@ -33,7 +36,8 @@ Options:
       --weight WEIGHT    folded: a path's own time in ns ("time", default) or its calls ("calls")
   -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m)
       --full-paths       folded: file names as the interpreter reports them
-      --spawn 'CMD ARGS' start CMD (a python program) and record it from its first call
+${TARGET_HELP}
+${SPAWN_HELP}
       --json             report the written file as one JSON object
       --debug            stack traces on errors
 
@@ -53,9 +57,16 @@ export const record: Command = {
     weight: { type: 'string' },
     duration: { type: 'string', short: 'd' },
     'full-paths': { type: 'boolean' },
+    ...TARGET_OPTIONS,
     ...SPAWN_OPTIONS,
   },
   run: runRecord,
+}
+
+/** Perfetto's name of each process: the description of the targets for the first, its pid for the others. */
+function processNames(timeline: CallTimeline, description: string): Map<number, string> {
+  const pids = [...new Set(timeline.threads.map((thread) => thread.pid))]
+  return new Map(pids.map((pid, i) => [pid, i === 0 && pids.length === 1 ? `usdtrace ${description}` : `usdtrace ${pid}`]))
 }
 
 export function formatFromName(file: string): Format {
@@ -91,12 +102,12 @@ async function runRecord(run: Run, args: ParsedArgs): Promise<void> {
   if (format === 'ndjson') {
     written = count(result.events, 'event')
   } else {
-    const name = `usdtrace ${result.target.description}`
+    const name = `usdtrace ${result.targets.description}`
     output.write(
       format === 'speedscope'
         ? `${JSON.stringify(speedscopeFile(timeline, { name, exporter: 'usdtrace' }))}\n`
         : format === 'perfetto'
-          ? `${JSON.stringify(chromeTrace(timeline, { processNames: new Map([[result.target.pid, name]]) }))}\n`
+          ? `${JSON.stringify(chromeTrace(timeline, { processNames: processNames(timeline, result.targets.description) }))}\n`
           : foldedStacks(timeline, { weight, fullPaths }),
     )
     written = `${count(timeline.calls, 'call')} on ${count(timeline.threads.length, 'thread')}`

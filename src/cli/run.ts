@@ -58,20 +58,27 @@ export class Run {
 
   #reason: EndReason | undefined
   #stoppers = new Set<(reason: EndReason) => void>()
-  #timers: NodeJS.Timeout[] = []
+  #repeatListeners = new Set<(signal: NodeJS.Signals) => void>()
+  #timers: (() => void)[] = []
   #duration: number | undefined
   #tracingSince: bigint | undefined
   #stoppedAt: bigint | undefined
   #signalHandlers: [NodeJS.Signals, () => void][] = []
+  #toldStopping = false
 
   constructor(options: RunOptions) {
     this.json = options.json
     this.out.onClosed(() => this.stop('output-closed'))
     for (const [signal, reason] of Object.entries(SIGNAL_REASONS) as [NodeJS.Signals, EndReason][]) {
       const handler = () => {
-        // A second signal while detaching: leave now; the kernel drops our probes with our fds.
-        if (this.#reason !== undefined) process.exit(EXIT_BY_REASON[reason])
-        this.stop(reason)
+        if (this.#reason === undefined) return this.stop(reason)
+        // Later signals (a second Ctrl-C; `timeout -s INT` signals the process, then its group)
+        // must not cut short the writing of what was collected: the first one already ends it.
+        if (!this.#toldStopping) {
+          this.#toldStopping = true
+          this.status.note(`${signal}: already stopping; finishing what was collected first (SIGKILL ends at once, losing it)`)
+        }
+        for (const listener of this.#repeatListeners) listener(signal)
       }
       process.on(signal, handler)
       this.#signalHandlers.push([signal, handler])
@@ -101,6 +108,11 @@ export class Run {
     return () => this.#stoppers.delete(stopper)
   }
 
+  /** Runs `listener` at each signal that arrives after the run stopped (e.g. to hurry a program's end). */
+  onRepeatedSignal(listener: (signal: NodeJS.Signals) => void): void {
+    this.#repeatListeners.add(listener)
+  }
+
   /** Stops the run with 'duration' `seconds` after tracing began (attach() says when), if given. */
   stopAfter(seconds: number | undefined): void {
     this.#duration = seconds
@@ -115,19 +127,19 @@ export class Run {
 
   #startDuration(): void {
     const seconds = this.#duration
-    if (seconds !== undefined) this.#timers.push(setTimeout(() => this.stop('duration'), seconds * 1000))
+    if (seconds !== undefined) this.#timers.push(afterMs(seconds * 1000, () => this.stop('duration')))
     this.#duration = undefined
   }
 
   /** Resolves after `ms`, or as soon as the run stops. */
   sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const cancel = afterMs(ms, () => {
         unsubscribe()
         resolve()
-      }, ms)
+      })
       const unsubscribe = this.onStop(() => {
-        clearTimeout(timer)
+        cancel()
         resolve()
       })
     })
@@ -150,9 +162,22 @@ export class Run {
   }
 
   dispose(): void {
-    for (const timer of this.#timers) clearTimeout(timer)
+    for (const cancel of this.#timers) cancel()
     for (const [signal, handler] of this.#signalHandlers) process.off(signal, handler)
   }
+}
+
+/** Node's timers wait at most 2^31-1 ms (24.8 days) and fire at once beyond it. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1
+
+/** Runs `callback` after `ms`, however long (longer waits are chained); returns a cancel. */
+export function afterMs(ms: number, callback: () => void): () => void {
+  let timer: NodeJS.Timeout
+  const wait = (left: number) => {
+    timer = setTimeout(() => (left > LONGEST_TIMER_MS ? wait(left - LONGEST_TIMER_MS) : callback()), Math.min(left, LONGEST_TIMER_MS))
+  }
+  wait(ms)
+  return () => clearTimeout(timer)
 }
 
 /** A trace as the CLI needs it: anything with `ready` and `close()` (every library trace). */

@@ -35,8 +35,8 @@ const GENERIC_PROVIDERS = new Set(['libc', 'rtld', 'libstdcxx', 'libgcc', 'libpt
 export class RuntimeDetector {
   readonly #python = new Map<string, Runtime>()
   readonly #files = new Map<string, Promise<Runtime | undefined>>()
-  /** processes whose executable or maps could not be read (permissions) */
-  unreadable = 0
+  /** processes whose executable or maps could not be read (permissions), and why */
+  readonly unreadable = new Map<number, string>()
 
   /** What `pid` runs, or undefined if nothing with probes (or it vanished). */
   async detect(pid: number): Promise<Runtime | undefined> {
@@ -47,7 +47,7 @@ export class RuntimeDetector {
     ])
     if (exeStat instanceof Error || mappings === undefined) {
       // ENOENT: a kernel thread, or gone. Anything else: not ours to read.
-      if (!(exeStat instanceof Error && exeStat.code === 'ENOENT')) this.unreadable++
+      if (!(exeStat instanceof Error && exeStat.code === 'ENOENT')) this.unreadable.set(pid, exeStat instanceof Error ? (exeStat.code ?? exeStat.message) : 'maps unreadable')
       return undefined
     }
     const exeKey = `${exeStat.dev}:${exeStat.ino}`

@@ -37,12 +37,22 @@ def _usdtrace_prepare():
         run, run_args = exec, (compile(target, '<string>', 'exec'), main)
     else:
         from importlib.machinery import SourceFileLoader
-        with open(target, 'rb') as source:
-            code = compile(source.read(), target, 'exec')
+        # As python (3.9 on) does: __file__ and the code's file absolute, sys.argv[0] as given.
+        path = os.path.abspath(target)
+        try:
+            with open(target, 'rb') as source:
+                code = compile(source.read(), path, 'exec')
+        except OSError as error:
+            sys.stderr.write(f"{sys.orig_argv[0]}: can't open file {path!r}: [Errno {error.errno}] {error.strerror}\\n")
+            sys.exit(2)
+        except SyntaxError as error:
+            import traceback
+            traceback.print_exception(type(error), error, None)
+            sys.exit(1)
         sys.argv = [target] + args
         if not keep_path:
             sys.path[0] = os.path.dirname(os.path.realpath(target))
-        main.update(__file__=target, __cached__=None, __loader__=SourceFileLoader('__main__', target))
+        main.update(__file__=path, __cached__=None, __loader__=SourceFileLoader('__main__', path))
         run, run_args = exec, (code, main)
     os.write(3, b'r')
     os.close(3)
@@ -51,9 +61,22 @@ def _usdtrace_prepare():
     if go != b'g':
         raise SystemExit('usdtrace --spawn: the tracer went away before the program started')
     return run, run_args
-_usdtrace_run, _usdtrace_args = _usdtrace_prepare()
-del _usdtrace_prepare
-globals().pop('_usdtrace_run')(*globals().pop('_usdtrace_args'))
+def _usdtrace_main(prepare):
+    import sys
+    run, run_args = prepare()
+    try:
+        run(*run_args)
+    except SystemExit:
+        raise
+    except BaseException as error:
+        # Python's report of an uncaught exception, from the program's frames on: not this one.
+        sys.excepthook(type(error), error, error.__traceback__.tb_next)
+        if isinstance(error, KeyboardInterrupt):
+            import os, signal
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        sys.exit(1)
+globals().pop('_usdtrace_main')(globals().pop('_usdtrace_prepare'))
 `
 
 /** A started program, held before its first line until release(). */
@@ -65,8 +88,22 @@ export interface SpawnedProgram {
   bootstrapFile: string
   /** Lets the program run. */
   release(): void
+  /** Whether release() let it run. */
+  readonly released: boolean
+  /** Whether it still runs. */
+  readonly running: boolean
   /** Kills a program that was never released. */
   abandon(): Promise<void>
+  /** Passes a signal on to it. */
+  signal(signal: NodeJS.Signals): void
+  /**
+   * Ends a released program that still runs: SIGTERM, and SIGKILL if it outlives that by
+   * STOP_GRACE_MS or hurry() is called; then SIGKILL to `leftovers()` (its children that
+   * outlived it). Resolves with what it took, e.g. "SIGTERM".
+   */
+  stop(leftovers: () => number[]): Promise<string>
+  /** A stop() under way sends SIGKILL now. */
+  hurry(): void
   /** Resolves with the program's exit status as a shell reports it (128 + signal if killed). */
   exited: Promise<number>
   /** Resolves once every line of the program's stdout was handed on (at once without a relay). */
@@ -79,12 +116,14 @@ export interface SpawnedProgram {
  */
 export async function spawnHeld(command: string[], relay?: (line: string) => void): Promise<SpawnedProgram> {
   if (command.length === 0) throw new UsageError('give the command to start after --, e.g. `usdtrace -- python3.11 app.py`')
-  const { python, args } = pythonCommand(command)
+  const { python, args, argv0 } = pythonCommand(command)
   const { interpreterOptions, run } = splitPythonArgs(args)
   const dir = mkdtempSync(join(tmpdir(), 'usdtrace-spawn-'))
   const bootstrapFile = join(dir, 'usdtrace_spawn.py')
   writeFileSync(bootstrapFile, BOOTSTRAP)
+  // argv0 as given: python names itself by it in its own errors ("python3.11: can't open file ...").
   const child = spawn(python, [...interpreterOptions, bootstrapFile, ...run], {
+    argv0,
     stdio: ['inherit', relay ? 'pipe' : 'inherit', 'inherit', 'pipe', 'pipe'],
   })
   const relayed = relay ? relayLines(child.stdout!, relay) : Promise.resolve()
@@ -96,12 +135,51 @@ export async function spawnHeld(command: string[], relay?: (line: string) => voi
   }
   const go = child.stdio[4] as Writable
   let released = false
+  const running = () => child.exitCode === null && child.signalCode === null
+  let hurry = () => {}
   return {
     pid: child.pid!,
     description: command.join(' '),
     bootstrapFile,
     exited,
     relayed,
+    get released() {
+      return released
+    },
+    get running() {
+      return running()
+    },
+    signal(signal) {
+      if (running()) child.kill(signal)
+    },
+    async stop(leftovers) {
+      let how = 'SIGTERM'
+      if (running()) {
+        child.kill('SIGTERM')
+        const killed = new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, STOP_GRACE_MS)
+          hurry = () => {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+        await Promise.race([exited, killed])
+        if (running()) {
+          how = 'SIGKILL, as SIGTERM did not end it'
+          child.kill('SIGKILL')
+        }
+        await exited
+      }
+      for (const pid of leftovers()) {
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {
+          // gone meanwhile
+        }
+      }
+      return how
+    },
+    hurry: () => hurry(),
     release() {
       if (released) return
       released = true
@@ -114,6 +192,17 @@ export async function spawnHeld(command: string[], relay?: (line: string) => voi
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
       await exited
     },
+  }
+}
+
+/** How long a started program may take to end after SIGTERM before it gets SIGKILL. */
+const STOP_GRACE_MS = 5000
+
+/** The program ended before it started (a script that does not exist): it said why; its status is usdtrace's. */
+export class ProgramExited extends Error {
+  constructor(readonly status: number) {
+    super(`the program exited with status ${status} before it started`)
+    this.name = 'ProgramExited'
   }
 }
 
@@ -135,7 +224,7 @@ async function ready(child: ChildProcess, description: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const fail = (why: string) => reject(new CliError(`${description}: ${why}`))
     child.once('error', (error) => fail(`cannot start it: ${error.message}`))
-    child.once('exit', (code, sig) => fail(`it exited (status ${exitStatus(code, sig)}) before it started; run it without usdtrace to see why`))
+    child.once('exit', (code, sig) => reject(new ProgramExited(exitStatus(code, sig))))
     signal.once('data', () => resolve())
   })
 }
@@ -149,9 +238,9 @@ function exitStatus(code: number | null, signal: NodeJS.Signals | null): number 
 const PYTHON_NAME = /^python(\d+(\.\d+)?)?[a-z]*$/
 
 /** The python interpreter and its arguments for `command`: a python, or a script whose #! names one. */
-function pythonCommand(command: string[]): { python: string; args: string[] } {
+function pythonCommand(command: string[]): { python: string; args: string[]; argv0: string } {
   const path = findExecutable(command[0]!)
-  if (PYTHON_NAME.test(basename(realpathSync(path)))) return { python: path, args: command.slice(1) }
+  if (PYTHON_NAME.test(basename(realpathSync(path)))) return { python: path, args: command.slice(1), argv0: command[0]! }
   const shebang = readShebang(path)
   if (shebang) {
     let [interpreter, ...interpreterArgs] = shebang
@@ -162,7 +251,7 @@ function pythonCommand(command: string[]): { python: string; args: string[] } {
       interpreterArgs = words.slice(1)
     }
     if (PYTHON_NAME.test(basename(realpathSync(interpreter!)))) {
-      return { python: interpreter!, args: [...interpreterArgs, path, ...command.slice(1)] }
+      return { python: interpreter!, args: [...interpreterArgs, path, ...command.slice(1)], argv0: interpreter! }
     }
   }
   throw new CliError(

@@ -1,32 +1,38 @@
 /**
- * `usdtrace usdt PID|PATH provider:name`: any USDT probe, one line per hit with its arguments
+ * `usdtrace usdt PID...|PATH provider:name`: any USDT probe, one line per hit with its arguments
  * decoded by the given types (by default by their sizes in the probe's notes), like a bpftrace
- * one-liner.
+ * one-liner; no hit at all is explained where it can be (CPython 3.11's entry probe).
  */
-import { formatMilliseconds, listProbes, traceUsdt, type TraceUsdtOptions, type UsdtArgType, type UsdtEvent } from '../index.js'
-import { pid as parsePid, seconds, text, type ParsedArgs } from './args.js'
+import { formatMilliseconds, inspect, listProbes, traceUsdt, type UsdtArgType, type UsdtEvent } from '../index.js'
+import { seconds, text, type ParsedArgs } from './args.js'
 import type { Command } from './command.js'
 import { UsageError } from './errors.js'
 import { probeArguments } from './probes.js'
-import { attach, count, type Run } from './run.js'
+import { count, type Run } from './run.js'
+import { TARGET_HELP, TARGET_OPTIONS, resolveTargets, type Targets } from './target.js'
+import { processesTraced, traceAll } from './traces.js'
 
 const NAME = 'usdt'
 const TYPES: readonly UsdtArgType[] = ['u8', 'i8', 'u16', 'i16', 'u32', 'i32', 'u64', 'i64', 'ptr', 'str']
 
-const HELP = `usdtrace usdt PID|PATH PROVIDER:NAME [options]
+const HELP = `usdtrace usdt PID... PROVIDER:NAME [options]
+usdtrace usdt PATH PROVIDER:NAME [options]
+usdtrace usdt --name PATTERN PROVIDER:NAME [options]
 
 Prints every hit of one USDT probe with its arguments, like the bpftrace one-liner
   bpftrace -e 'usdt:PATH:PROVIDER:NAME { printf("%s\\n", str(arg0)); }'
-With a PID: that process (the probe is looked for in every file it has mapped), until it exits.
-With a PATH (an executable or library): every process running or mapping it, now and later,
-until Ctrl-C. \`usdtrace probes PID|PATH\` lists the probes and their arguments.
+With PIDs: those processes (the probe is looked for in every file each has mapped), until they
+exit. With a PATH (an executable or library, or --binary PATH): every process running or
+mapping it, now and later, until Ctrl-C. \`usdtrace probes PID|PATH\` lists the probes and their
+arguments. Each hit costs its process a uprobe trap into the kernel.
 
 Options:
   -a, --args TYPES       how to decode the first arguments, comma-separated, from u8 i8 u16 i16
                          u32 i32 u64 i64 ptr str (a NUL-terminated string the argument points
                          to); default: integers of the sizes the probe declares
-  -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m)
-      --json             one JSON object per hit (see the README for the schema)
+  -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m, 1h)
+${TARGET_HELP}
+      --json             one JSON object per hit (see docs/cli.md for the schema)
       --debug            stack traces on errors
 
 Examples:
@@ -41,41 +47,63 @@ export const usdt: Command = {
   options: {
     args: { type: 'string', short: 'a' },
     duration: { type: 'string', short: 'd' },
+    ...TARGET_OPTIONS,
   },
   run: runUsdt,
 }
 
 async function runUsdt(run: Run, args: ParsedArgs): Promise<void> {
-  const [subject, probe, ...rest] = args.positionals
-  if (subject === undefined || probe === undefined || rest.length > 0) {
-    throw new UsageError('give a PID or PATH and one probe as PROVIDER:NAME (`usdtrace probes PID|PATH` lists them)', NAME)
+  const probe = args.positionals.at(-1)
+  const subjects = args.positionals.slice(0, -1)
+  if (probe === undefined || !probe.includes(':')) {
+    throw new UsageError('give PIDs (or a PATH, --binary or --name) and one probe as PROVIDER:NAME (`usdtrace probes PID|PATH` lists them)', NAME)
   }
   const colon = probe.indexOf(':')
   if (colon <= 0 || colon === probe.length - 1) throw new UsageError(`'${probe}' is not PROVIDER:NAME, e.g. python:gc__start`, NAME)
   const provider = probe.slice(0, colon)
   const name = probe.slice(colon + 1)
-  const target: Pick<TraceUsdtOptions, 'pid' | 'path'> = /^\d+$/.test(subject) ? { pid: parsePid(NAME, subject) } : { path: subject }
-  const types = argumentTypes(text(args.values, 'args')) ?? (await declaredTypes(target.pid ?? target.path!, provider, name))
-
-  const trace = traceUsdt({ ...target, provider, name, args: types })
-  const where = target.pid !== undefined ? `process ${target.pid}` : `every process of ${target.path}`
-  await attach(run, trace, `${probe} in ${where}${types.length > 0 ? ` (${types.join(', ')})` : ''}`)
+  // A PATH is --binary in other words.
+  const path = subjects.length === 1 && !/^\d+$/.test(subjects[0]!) ? subjects[0] : undefined
+  const targets = await resolveTargets(NAME, run, path === undefined ? { ...args, positionals: subjects } : { ...args, positionals: [], values: { ...args.values, binary: path } }, 'any')
+  const where = targets.initial.binary ?? targets.initial.pids![0]!
+  const types = argumentTypes(text(args.values, 'args')) ?? (await declaredTypes(where, provider, name))
   run.stopAfter(seconds(NAME, args.values, 'duration'))
-  if (!run.json) run.out.line(run.out.paint('bold', `${'TIME(ms)'.padStart(10)} ${'PID'.padStart(7)} ${'TID'.padStart(7)}  ${'PROBE'.padEnd(probe.length)}  ARGUMENTS`))
+  // Asked now: by the end the process may be gone.
+  const silence = await noHitReason(targets, provider, name)
   let startNs: bigint | undefined
   let hits = 0
-  for await (const event of trace) {
-    hits++
-    startNs ??= event.timestampNs
-    if (run.json) run.out.json(jsonHit(event, startNs))
-    else {
+  const result = await traceAll(
+    run,
+    targets,
+    {
+      open: (target) => traceUsdt({ ...target, provider, name, args: types }),
+      what: `${probe}${types.length > 0 ? ` (${types.join(', ')})` : ''}`,
+      attached: () => {
+        if (!run.json) run.out.line(run.out.paint('bold', `${'TIME(ms)'.padStart(10)} ${'PID'.padStart(7)} ${'TID'.padStart(7)}  ${'PROBE'.padEnd(probe.length)}  ARGUMENTS`))
+      },
+    },
+    (event) => {
+      hits++
+      startNs ??= event.timestampNs
+      if (run.json) return run.out.json(jsonHit(event, startNs))
       const head = `${formatMilliseconds(event.timestampNs - startNs).padStart(10)} ${String(event.pid).padStart(7)} ${String(event.tid).padStart(7)}`
       run.out.line(`${run.out.paint('dim', head)}  ${event.provider}:${event.name}  ${event.args.map(formatArgument).join(' ')}${event.truncated ? ' (cut)' : ''}`)
-    }
-  }
-  if (run.reason === undefined) run.stop('target-exited')
-  await trace.close()
-  run.summary([`${count(hits, 'hit')} in ${run.elapsed()}`, `${count(trace.lost, 'event')} lost`])
+    },
+  )
+  run.summary([`${count(hits, 'hit')} in ${run.elapsed()}`, `${count(result.lost, 'event')} lost`, ...processesTraced(targets, result)])
+  if (hits === 0 && silence !== undefined && run.reason !== 'output-closed') run.status.note(silence)
+}
+
+/** Why a probe may not have fired: CPython 3.11 reaches function__entry only while its line semaphore is raised. */
+async function noHitReason(targets: Targets, provider: string, name: string): Promise<string | undefined> {
+  if (provider !== 'python' || name !== 'function__entry') return undefined
+  const pid = targets.initial.pids?.[0]
+  const inspection = pid === undefined ? undefined : await inspect(pid).catch(() => undefined)
+  if (inspection?.capabilities.calls.mode !== 'line-semaphore') return undefined
+  return (
+    'no hit: CPython 3.11 fires python:function__entry only while its python:line semaphore is raised (or a ' +
+    'tracing function is set), which this command does not do; `usdtrace flow` and `usdtrace calls -L` raise it'
+  )
 }
 
 function argumentTypes(value: string | undefined): UsdtArgType[] | undefined {

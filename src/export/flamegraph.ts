@@ -1,7 +1,10 @@
 /**
  * A self-contained SVG flame graph: one box per call path, as wide as its inclusive time (or
  * calls), callers below callees, siblings in name order. Each box's tooltip (<title>) names the
- * function and gives its time, share and calls. No script, no external resources.
+ * function and gives its time, share and calls. In a browser it is interactive, like Brendan
+ * Gregg's: click a box to zoom to it, "Search" highlights the functions matching a regular
+ * expression and says their share, "Reset zoom" undoes. The script is inline: no external
+ * resources; viewers without scripts show the full graph.
  */
 import { formatDuration } from './report.js'
 import { callTree, inclusiveWeight, type CallTreeNode, type StackWeight } from './calltree.js'
@@ -74,10 +77,15 @@ export function flameGraphSvg(timeline: CallTimeline, options: FlameGraphOptions
     `<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">`,
     '<style>text { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 11px; fill: #000 } ' +
       '.title { font-size: 16px; text-anchor: middle } .subtitle { fill: #555; text-anchor: middle } ' +
-      'g:hover rect { stroke: #000; stroke-width: 0.5 }</style>',
+      'g:hover rect { stroke: #000; stroke-width: 0.5 } g { cursor: pointer } .control { fill: #1a4d8f; cursor: pointer } ' +
+      '.hidden { display: none }</style>',
+    `<script><![CDATA[${ZOOM_SCRIPT.replace(/WIDTH/g, String(width)).replace(/PAD/g, String(PAD))}]]></script>`,
     `<rect x="0" y="0" width="${width}" height="${height}" fill="#f8f8f8"/>`,
     `<text class="title" x="${width / 2}" y="20">${escapeXml(options.title ?? 'Flame graph')}</text>`,
     `<text class="subtitle" x="${width / 2}" y="36">${escapeXml(subtitle)}</text>`,
+    `<text class="control" id="reset" x="${PAD}" y="20" onclick="zoom()">Reset zoom</text>`,
+    `<text class="control" x="${width - PAD}" y="20" text-anchor="end" onclick="search()">Search</text>`,
+    `<text id="matched" x="${width - PAD}" y="36" text-anchor="end"></text>`,
   ]
   for (const { node, x, level } of placed) {
     const boxWidth = inclusiveWeight(node, weight) * scale
@@ -88,7 +96,7 @@ export function flameGraphSvg(timeline: CallTimeline, options: FlameGraphOptions
     const tooltip = `${label}: ${calls} call${calls === 1 ? '' : 's'}, ${formatDuration(node.totalNs)} (${share}%)`
     const fill = node.frame < 0 ? 'rgb(220,220,220)' : color(timeline.frames[node.frame]!.func)
     out.push(
-      `<g><title>${escapeXml(tooltip)}</title>` +
+      `<g data-x="${x.toFixed(2)}" data-w="${boxWidth.toFixed(2)}" data-l="${level}" data-label="${escapeXml(label)}" onclick="zoom(this)"><title>${escapeXml(tooltip)}</title>` +
         `<rect x="${x.toFixed(2)}" y="${y}" width="${boxWidth.toFixed(2)}" height="${FRAME_HEIGHT - 1}" rx="2" fill="${fill}"/>` +
         fitText(label, x, y, boxWidth) +
         '</g>',
@@ -97,6 +105,50 @@ export function flameGraphSvg(timeline: CallTimeline, options: FlameGraphOptions
   out.push('</svg>', '')
   return out.join('\n')
 }
+
+/**
+ * Zoom and search in the browser: each box carries its drawn x, width, level and label; zooming
+ * to a box widens it and what is above it to the full width, keeps what is below it (its
+ * callers) at full width too, and hides the rest. Labels are cut to their box again.
+ */
+const ZOOM_SCRIPT = `
+function boxes() { return Array.from(document.querySelectorAll('g[data-l]')) }
+function fit(g, x, w) {
+  var rect = g.querySelector('rect'), text = g.querySelector('text'), label = g.getAttribute('data-label')
+  rect.setAttribute('x', x.toFixed(2)); rect.setAttribute('width', w.toFixed(2))
+  if (!text) { text = document.createElementNS('http://www.w3.org/2000/svg', 'text'); text.setAttribute('y', Number(rect.getAttribute('y')) + ${FRAME_HEIGHT - 4}); g.appendChild(text) }
+  var room = Math.floor((w - 6) / ${CHAR_WIDTH})
+  text.textContent = room < 3 ? '' : label.length <= room ? label : label.slice(0, room - 2) + '..'
+  text.setAttribute('x', (x + 3).toFixed(2))
+}
+function zoom(target) {
+  var x0 = target ? Number(target.getAttribute('data-x')) : PAD, w0 = target ? Number(target.getAttribute('data-w')) : WIDTH - 2 * PAD
+  var l0 = target ? Number(target.getAttribute('data-l')) : 0, scale = (WIDTH - 2 * PAD) / w0
+  boxes().forEach(function (g) {
+    var x = Number(g.getAttribute('data-x')), w = Number(g.getAttribute('data-w')), l = Number(g.getAttribute('data-l'))
+    var inside = x >= x0 - 0.01 && x + w <= x0 + w0 + 0.01, around = x <= x0 + 0.01 && x + w >= x0 + w0 - 0.01
+    var shown = l >= l0 ? inside : around
+    g.classList.toggle('hidden', !shown)
+    if (shown) fit(g, l >= l0 ? PAD + (x - x0) * scale : PAD, l >= l0 ? w * scale : WIDTH - 2 * PAD)
+  })
+}
+function search() {
+  var pattern = prompt('Search for functions matching (a regular expression; empty clears):', '')
+  if (pattern === null) return
+  var regex = pattern ? new RegExp(pattern) : null, counted = [], total = 0
+  boxes().forEach(function (g) {
+    var hit = regex !== null && regex.test(g.getAttribute('data-label')), rect = g.querySelector('rect')
+    if (!rect.hasAttribute('data-fill')) rect.setAttribute('data-fill', rect.getAttribute('fill'))
+    rect.setAttribute('fill', hit ? 'rgb(230,0,230)' : rect.getAttribute('data-fill'))
+    if (Number(g.getAttribute('data-l')) === 0) total = Number(g.getAttribute('data-w'))
+    // A match inside another match is already counted in it.
+    if (hit && !counted.some(function (o) { return o.x <= Number(g.getAttribute('data-x')) + 0.01 && o.x + o.w >= Number(g.getAttribute('data-x')) + Number(g.getAttribute('data-w')) - 0.01 && o.l < Number(g.getAttribute('data-l')) }))
+      counted.push({ x: Number(g.getAttribute('data-x')), w: Number(g.getAttribute('data-w')), l: Number(g.getAttribute('data-l')) })
+  })
+  var share = counted.reduce(function (sum, o) { return sum + o.w }, 0)
+  document.getElementById('matched').textContent = regex ? 'Matched: ' + (total > 0 ? (100 * share / total).toFixed(1) : '0') + '%' : ''
+}
+`
 
 function fitText(label: string, x: number, y: number, width: number): string {
   const room = Math.floor((width - 6) / CHAR_WIDTH)

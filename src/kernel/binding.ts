@@ -96,6 +96,11 @@ interface Binding {
   Session: new <O extends BpfObjectName, M extends object, C extends object>(options: SessionOptions<O, M, C>) => BpfSession<O>
   /** The errno of a perf_event_open on the uprobe PMU naming no probe: EACCES/EPERM when uprobes are refused, EINVAL when allowed. */
   uprobeAccess(pmuType: number): number
+  /**
+   * Calls onGone once nobody reads `fd` any more (a pipe's last reader closed it, a socket's peer
+   * hung up); false when `fd` is neither (see native/reader_gone.h).
+   */
+  watchReaderGone(fd: number, onGone: () => void): boolean
   /** Whether this process attaches through uprobe multi links (see native/uprobe_multi.h). */
   uprobeMultiLinks(): boolean
 }
