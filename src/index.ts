@@ -23,3 +23,4 @@ export { speedscopeFile, type SpeedscopeFile, type SpeedscopeOptions, type Speed
 export { chromeTrace, type ChromeTrace, type ChromeTraceEvent, type ChromeTraceOptions } from './export/chrome.js'
 export { callRecord, ndjsonLine, type CallRecord } from './export/ndjson.js'
 export { flameGraphSvg, type FlameGraphOptions } from './export/flamegraph.js'
+export { callTimeProfile, pprofProfile, type ProfileFrame, type ProfileValueType, type WeightedProfile, type WeightedStack } from './export/pprof.js'
