@@ -139,7 +139,7 @@ export class Agent {
     this.#reportProbeless(found)
     const started: Promise<Group | undefined>[] = []
     if (withProbes.length > 0) started.push(this.#group(`pids ${withProbes.join(',')}`, `processes ${withProbes.join(', ')}`, { pids: withProbes }, true))
-    if (this.#options.syscalls) started.push(this.#syscallGroup(`syscalls ${pids.join(',')}`, `syscalls of ${pids.join(', ')}`, { pids }, true))
+    if (this.#options.syscalls) started.push(this.#syscallGroup(`syscalls ${pids.join(',')}`, `syscalls of ${pids.join(', ')}`, { pids }, true, 'no-probes'))
     await Promise.all(started)
   }
 
@@ -149,7 +149,9 @@ export class Agent {
     const calls = inspectBinary(path).capabilities.calls
     this.#interpreterProbes.set(file.key, calls.available ? calls.mode : 'unavailable')
     const started = [this.#group(file.key, `processes of ${path}`, { binary: path }, true)]
-    if (this.#options.syscalls && isProgram(path)) started.push(this.#syscallGroup(`syscalls ${file.key}`, `syscalls of ${path}`, { binary: path }, true))
+    if (this.#options.syscalls && isProgram(path)) {
+      started.push(this.#syscallGroup(`syscalls ${file.key}`, `syscalls of ${path}`, { binary: path }, true, this.#interpreterProbes.get(file.key)!))
+    }
     await Promise.all(started)
     for (const p of await findPythons()) if (p.interpreter?.key === file.key) await this.#follow(p.pid, p.probes)
   }
@@ -166,7 +168,8 @@ export class Agent {
         started.push(this.#group(p.interpreter.key, `processes of ${p.interpreter.path}`, { binary: p.interpreter.path }, false))
       }
       if (this.#options.syscalls && p.executable) {
-        started.push(this.#syscallGroup(`syscalls ${p.executable.key}`, `syscalls of ${p.executable.path}`, { binary: p.executable.path }, false))
+        const probes = this.#interpreterProbes.get(p.executable.key) ?? 'no-probes'
+        started.push(this.#syscallGroup(`syscalls ${p.executable.key}`, `syscalls of ${p.executable.path}`, { binary: p.executable.path }, false, probes))
       }
     }
     await Promise.all(started)
@@ -192,10 +195,14 @@ export class Agent {
     return labels
   }
 
-  /** Follows a pid the kernel reported, the first time it does. */
-  async #met(pid: number, probes: ProbeStatus): Promise<boolean> {
-    if (this.metrics.isFollowed(pid)) return true
-    return (await this.#follow(pid, probes)) !== undefined
+  /**
+   * Follows a pid the kernel reported, the first time it does. A process that already exited
+   * (a short one, read after it ended) is still counted, under the executable the group names.
+   */
+  async #met(pid: number, probes: ProbeStatus, executable: string): Promise<void> {
+    if (this.metrics.isFollowed(pid)) return
+    if (await this.#follow(pid, probes)) return
+    this.metrics.follow(this.#labeller.vanished(pid, executable), probes)
   }
 
   /** The python attachments for one interpreter file (or pid list), once; `fatal`: a failure is the agent's. */
@@ -203,19 +210,24 @@ export class Agent {
     const existing = this.#groups.get(key)
     if (existing || this.#failed.has(key)) return Promise.resolve(existing)
     const probes = this.#interpreterProbes.get(key) ?? 'native'
+    const executable = target.binary ?? ''
     const { intervalMs, latency } = this.#options
     const traces: Trace<unknown>[] = []
     const counts = stats({ ...target, intervalMs, maxProcesses: MAX_PROCESSES_IN_KERNEL })
     traces.push(counts)
     this.#consume(counts, 'stats', async (snapshot) => {
-      for (const row of snapshot.processes) if (await this.#met(row.pid, probes)) this.metrics.addStats(row)
+      for (const row of snapshot.processes) {
+        await this.#met(row.pid, probes, executable)
+        this.metrics.addStats(row)
+      }
       if (snapshot.dropped > 0) this.metrics.dropped.inc({ source: 'stats' }, snapshot.dropped)
       this.metrics.mapFill.set({ map: 'stats' }, snapshot.processes.length / MAX_PROCESSES_IN_KERNEL)
     })
     const gc = traceGC(target)
     traces.push(gc)
     this.#consume(gc, 'gc', async (event) => {
-      if (await this.#met(event.pid, probes)) this.metrics.addGCPause(event.pid, event.generation, event.durationNs)
+      await this.#met(event.pid, probes, executable)
+      this.metrics.addGCPause(event.pid, event.generation, event.durationNs)
     })
     const functions = callStats({ ...target, intervalMs, latency, maxFunctions: MAX_FUNCTIONS_IN_KERNEL })
     traces.push(functions)
@@ -235,12 +247,15 @@ export class Agent {
     return this.#attach(key, description, traces, fatal)
   }
 
-  #syscallGroup(key: string, description: string, target: TargetOptions, fatal: boolean): Promise<Group | undefined> {
+  /** `probes`: what the python probes of this executable's processes give ('no-probes' for none). */
+  #syscallGroup(key: string, description: string, target: TargetOptions, fatal: boolean, probes: ProbeStatus): Promise<Group | undefined> {
     const existing = this.#groups.get(key)
     if (existing || this.#failed.has(key)) return Promise.resolve(existing)
     const syscalls = traceSyscalls(target)
+    const executable = target.binary ?? ''
     this.#consume(syscalls, 'syscalls', async (event) => {
-      if (await this.#met(event.pid, 'no-probes')) this.metrics.addSyscall(event.pid, event.name)
+      await this.#met(event.pid, probes, executable)
+      this.metrics.addSyscall(event.pid, event.name)
     })
     return this.#attach(key, description, [syscalls], fatal)
   }

@@ -5,7 +5,7 @@
  * Files are told apart by device and inode, so the same interpreter seen through two paths (a
  * container's /proc/PID/root/...) is attached once.
  */
-import { stat } from 'node:fs/promises'
+import { readlink, stat } from 'node:fs/promises'
 import { readProcesses } from '../cli/procfs.js'
 import { RuntimeDetector, type ProbeStatus } from '../cli/runtimes.js'
 
@@ -36,11 +36,19 @@ export async function findPythons(only?: (pid: number) => boolean): Promise<Foun
     if (runtime?.name !== 'python' || runtime.calls === undefined) continue
     const [interpreter, executable] = await Promise.all([
       runtime.calls === 'no-probes' ? undefined : attachFile(runtime.object),
-      attachFile(`/proc/${p.pid}/exe`),
+      executableFile(p.pid),
     ])
     found.push({ pid: p.pid, probes: runtime.calls, interpreter, executable })
   }
   return found.sort((a, b) => a.pid - b.pid)
+}
+
+/** The executable of a process: by its own path when the host sees the same file there, else through /proc/PID/exe. */
+async function executableFile(pid: number): Promise<AttachFile | undefined> {
+  const exe = await attachFile(`/proc/${pid}/exe`)
+  const path = await readlink(`/proc/${pid}/exe`).catch(() => undefined)
+  const named = path === undefined ? undefined : await attachFile(path)
+  return named && named.key === exe?.key ? named : exe
 }
 
 /** The file at `path` by its identity; undefined when it is gone (its process exited). */

@@ -121,6 +121,16 @@ export class ProcessLabeller {
     return labels
   }
 
+  /**
+   * Labels for a process that exited before it could be read (the kernel reported its counts
+   * after it was gone): its pid and the executable it ran, named after it. It counts as exited.
+   */
+  vanished(pid: number, executable: string): ProcessLabels {
+    const labels = { pid: String(pid), executable, service: serviceFromCommandLine([], executable), container: '' }
+    this.#known.set(pid, { startTicks: VANISHED, labels, argv: [] })
+    return labels
+  }
+
   /** The labels already read for a pid, without looking at /proc again. */
   cached(pid: number): ProcessLabels | undefined {
     return this.#known.get(pid)?.labels
@@ -146,6 +156,9 @@ export class ProcessLabeller {
     return this.#rules.find((rule) => rule.match.test(line))?.service ?? serviceFromCommandLine(argv, executable)
   }
 }
+
+/** The start time of a process that was gone when first met: no running process has it. */
+const VANISHED = 'vanished'
 
 /** Field 22 of /proc/PID/stat, the start time: with the pid, it names one process for good. */
 async function processStart(pid: number): Promise<string | undefined> {
