@@ -215,13 +215,16 @@ export class Agent {
     const traces: Trace<unknown>[] = []
     const counts = stats({ ...target, intervalMs, maxProcesses: MAX_PROCESSES_IN_KERNEL })
     traces.push(counts)
+    // The kernel keeps a slot per process it ever counted: at most MAX_PROCESSES_IN_KERNEL pids here.
+    const counted = new Set<number>()
     this.#consume(counts, 'stats', async (snapshot) => {
       for (const row of snapshot.processes) {
         await this.#met(row.pid, probes, executable)
         this.metrics.addStats(row)
+        counted.add(row.pid)
       }
       if (snapshot.dropped > 0) this.metrics.dropped.inc({ source: 'stats' }, snapshot.dropped)
-      this.metrics.mapFill.set({ map: 'stats' }, snapshot.processes.length / MAX_PROCESSES_IN_KERNEL)
+      this.metrics.mapFill.set({ map: 'stats' }, counted.size / MAX_PROCESSES_IN_KERNEL)
     })
     const gc = traceGC(target)
     traces.push(gc)

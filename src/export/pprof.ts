@@ -21,7 +21,9 @@ export interface ProfileFrame {
 
 /** What one of a stack's values measures, e.g. `{ type: 'calls', unit: 'count' }` (pprof's ValueType). */
 export interface ProfileValueType {
+  /** what is measured: `calls`, `samples`, `wall`, `cpu` */
   type: string
+  /** its unit: `count`, `nanoseconds` */
   unit: string
 }
 
@@ -39,13 +41,19 @@ export interface WeightedStack {
 export interface WeightedProfile {
   /** What each stack's values measure, in order; `go tool pprof` shows the last by default. */
   sampleTypes: ProfileValueType[]
+  /** Every distinct stack, with its values. */
   stacks: WeightedStack[]
   /** When it began, in nanoseconds since the Unix epoch. */
   timeNs?: bigint
   /** How long it covers. */
   durationNs?: bigint
   /** For sampled profiles: what one sample stands for, e.g. 10,101,010 cpu nanoseconds at 99 Hz. */
-  period?: { type: ProfileValueType; value: number }
+  period?: {
+    /** what a sample stands for, e.g. `{ type: 'cpu', unit: 'nanoseconds' }` */
+    type: ProfileValueType
+    /** how much of it */
+    value: number
+  }
 }
 
 /** The sample types of a call-time profile: calls, and the time spent in a stack's innermost frame. */
