@@ -13,7 +13,7 @@ import t, { type Test } from 'tap'
 import otlpRoot from '@opentelemetry/otlp-transformer/build/src/generated/root.js'
 import { tmpDir } from './fixtures/package.js'
 import { pprofTop } from './fixtures/pprof.js'
-import { eventually, startAgent } from './fixtures/agent.js'
+import { eventually, scrape, startAgent, valueOf } from './fixtures/agent.js'
 import { WORKLOADS, startWorkload } from './targets.js'
 
 const REQUESTS = 3
@@ -29,7 +29,7 @@ interface Received {
 }
 
 /** An HTTP receiver on a kernel-picked loopback port that keeps every request and answers 200. */
-async function receiver(t: Test): Promise<{ url: string; received: Received[] }> {
+async function receiver(t: Test): Promise<{ url: string; received: Received[]; close(): Promise<void> }> {
   const received: Received[] = []
   const server = createServer((request: IncomingMessage, response) => {
     const chunks: Buffer[] = []
@@ -42,8 +42,14 @@ async function receiver(t: Test): Promise<{ url: string; received: Received[] }>
   })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  t.teardown(() => new Promise((resolve) => server.close(resolve)))
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received }
+  const close = () =>
+    new Promise<void>((resolve) => {
+      if (!server.listening) return resolve()
+      server.close(() => resolve())
+      server.closeAllConnections()
+    })
+  t.teardown(close)
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received, close }
 }
 
 type AnyValue = { stringValue?: string; intValue?: number | { toString(): string } }
@@ -147,4 +153,23 @@ t.test('slow calls arrive as OTLP spans with their slow callees as children; pro
   agent.child.kill('SIGTERM')
   t.equal(await agent.exited, 143, 'SIGTERM ends it, status 143')
   t.match(agent.stderr, /every probe detached; ended: terminated \(SIGTERM\)/, 'after detaching everything')
+})
+
+t.test('an OTLP endpoint that goes away while the agent runs: batches fail and spans drop, counted; the agent runs on', async (t) => {
+  const otlp = await receiver(t)
+  const target = await startWorkload(t, ['slow', '2', String(STEP_SECONDS)])
+  const agent = await startAgent(t, ['--pid', String(target.pid), '--otlp-endpoint', `${otlp.url}/v1/traces`, '--slow', String(SLOW_MS), '--no-syscalls', '--linger', '600'])
+  // Gone after the check at start: every later connection is refused.
+  await otlp.close()
+  target.go()
+  await once(target, 'exit')
+  // run_slow, two requests, four steps: seven spans, none of which can be delivered.
+  const samples = await eventually('the failed export counted', async () => {
+    const samples = await scrape(agent.url)
+    return valueOf(samples, 'usdtrace_agent_spans_total', { outcome: 'dropped' }) === 7 ? samples : undefined
+  })
+  t.ok(valueOf(samples, 'usdtrace_agent_exports_total', { exporter: 'otlp', outcome: 'failed' })! >= 1, 'a failed batch counted')
+  t.equal(valueOf(samples, 'usdtrace_agent_spans_total', { outcome: 'exported' }), undefined, 'nothing counted as exported')
+  t.equal(agent.child.exitCode, null, 'the agent runs on')
+  t.equal(otlp.received.filter((r) => r.body.length > 0).length, 0, 'nothing reached the receiver')
 })
