@@ -9,7 +9,7 @@ SKELETONS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SOURCES))
 # The TypeScript side's view of the BPF objects (layouts, constants, names), generated from them.
 ABI := src/kernel/abi.ts
 TS_SOURCES := $(filter-out $(ABI),$(wildcard src/*.ts src/*/*.ts src/*/*.cts)) $(ABI)
-SETUP_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc python3.11 python3.11-dev gdb systemtap-sdt-dev util-linux postgresql-15 postgresql-client-15 g++ binutils procps pypy3 python3-flask gunicorn
+SETUP_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc python3.11 python3.11-dev gdb systemtap-sdt-dev util-linux postgresql-15 postgresql-client-15 g++ binutils procps pypy3 python3-flask gunicorn prometheus golang-go
 ADDON := build/Release/usdtrace.node
 # What node-gyp-build loads in an installed package: N-API, so one file serves every Node from 18 on.
 PREBUILD := prebuilds/linux-$(shell node -p process.arch)/usdtrace.glibc.node

@@ -1,5 +1,5 @@
 export { traceCalls, type CallEvent, type CallTrace, type TraceCallsOptions } from './streams/calls.js'
-export { inspect, type Capability, type CapabilityName, type Inspection } from './process/inspect.js'
+export { inspect, type Capabilities, type Capability, type CapabilityName, type Inspection, type ProbeCapability, type StacksCapability } from './process/inspect.js'
 export { listProbes } from './process/probes.js'
 export { type UsdtProbe } from './process/elf.js'
 export { TraceError, type TraceErrorCode } from './errors.js'
@@ -36,3 +36,4 @@ export {
   type StackSample,
   type ThreadStack,
 } from './streams/stacks.js'
+export { callTimeProfile, pprofProfile, type ProfileFrame, type ProfileValueType, type WeightedProfile, type WeightedStack } from './export/pprof.js'

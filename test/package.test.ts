@@ -1,5 +1,5 @@
 // `npm install usdtrace` on a machine without a compiler: the packed tarball holds the built
-// package and nothing else, installs without compiling anything, loads the prebuilt addon, and
+// package (and the agent's systemd unit) and nothing else, installs without compiling anything, loads the prebuilt addon, and
 // traces a real python3.11 through `import` and through `require`, with types for both.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, readdirSync, writeFileSync } from 'node:fs'
@@ -44,6 +44,7 @@ t.test('the tarball holds the built package and the sources of a fallback build,
     ...tracked('bpf'),
     ...tracked('native'),
     ...tracked('scripts'),
+    ...tracked('systemd'),
   ]
   t.same(files.sort(), expected.sort(), 'exactly the expected files')
   t.notOk(

@@ -24,8 +24,9 @@ import { gc } from './gc.js'
 import { stat } from './stat.js'
 import { doctor } from './doctor.js'
 import { libcalls } from './libcalls.js'
+import { agent } from './agent.js'
 
-const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, gc, stat, syscalls, libcalls, usdt, doctor]
+const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, gc, stat, syscalls, libcalls, usdt, doctor, agent]
 
 /** `usdtrace -- CMD` and `usdtrace --spawn CMD` without a subcommand. */
 const DEFAULT_COMMAND = calls

@@ -1,8 +1,8 @@
 /**
  * `usdtrace record PID -o FILE`: a recording of every call to open in speedscope, Perfetto
- * (Chrome trace-event JSON), flame graph tools (folded stacks), or jq (NDJSON).
+ * (Chrome trace-event JSON), flame graph tools (folded stacks), jq (NDJSON) or go tool pprof.
  */
-import { CallTimeline, chromeTrace, foldedStacks, ndjsonLine, speedscopeFile } from '../index.js'
+import { CallTimeline, callTimeProfile, chromeTrace, foldedStacks, ndjsonLine, pprofProfile, speedscopeFile } from '../index.js'
 import { choice, flag, seconds, text, type ParsedArgs } from './args.js'
 import { callStreamSummary, streamCalls } from './callstream.js'
 import type { Command } from './command.js'
@@ -13,7 +13,7 @@ import { SPAWN_HELP, SPAWN_OPTIONS, TARGET_HELP, TARGET_OPTIONS } from './target
 import { OutputFile } from './write.js'
 
 const NAME = 'record'
-const FORMATS = ['speedscope', 'perfetto', 'folded', 'ndjson'] as const
+const FORMATS = ['speedscope', 'perfetto', 'folded', 'ndjson', 'pprof'] as const
 type Format = (typeof FORMATS)[number]
 
 const HELP = `usdtrace record PID... -o FILE [options]
@@ -25,14 +25,15 @@ Records every Python call of a process until it exits, Ctrl-C or -d, and writes 
   perfetto    Chrome trace-event JSON, B/E pairs per thread (https://ui.perfetto.dev, chrome://tracing)
   folded      folded stacks, "outer;inner;leaf weight" (flamegraph.pl, inferno, speedscope)
   ndjson      one JSON object per call event (jq; schema in the README)
+  pprof       gzipped profile.proto: calls and self time per stack (go tool pprof, Pyroscope, Parca)
 Calls still running at the end are closed there.
 
 Cost: ${COSTS.callsLatency}.
 
 Options:
   -o, --output FILE      where to write ("-" for stdout); required
-  -f, --format FORMAT    speedscope, perfetto, folded or ndjson (default: from FILE's
-                         extension: .speedscope.json, .json, .folded/.txt, .ndjson/.jsonl; else speedscope)
+  -f, --format FORMAT    speedscope, perfetto, folded, ndjson or pprof (default: from FILE's extension:
+                         .speedscope.json, .json, .folded/.txt, .ndjson/.jsonl, .pb.gz/.pprof; else speedscope)
       --weight WEIGHT    folded: a path's own time in ns ("time", default) or its calls ("calls")
   -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m)
       --full-paths       folded: file names as the interpreter reports them
@@ -45,11 +46,12 @@ Examples:
   usdtrace record 4242 -o app.speedscope.json -d 10
   usdtrace record 4242 -o trace.json --format perfetto     # open in ui.perfetto.dev
   usdtrace record 4242 -o app.folded -d 30 && flamegraph.pl app.folded > app.svg
-  usdtrace record -o run.ndjson -- python3.11 job.py`
+  usdtrace record -o run.ndjson -- python3.11 job.py
+  usdtrace record 4242 -o app.pb.gz -d 10 && go tool pprof -top app.pb.gz`
 
 export const record: Command = {
   name: NAME,
-  summary: 'record calls for speedscope, Perfetto, folded stacks or NDJSON',
+  summary: 'record calls for speedscope, Perfetto, folded stacks, NDJSON or pprof',
   help: HELP,
   options: {
     output: { type: 'string', short: 'o' },
@@ -74,6 +76,7 @@ export function formatFromName(file: string): Format {
   if (/\.json$/i.test(file)) return 'perfetto'
   if (/\.(folded|txt|collapsed)$/i.test(file)) return 'folded'
   if (/\.(ndjson|jsonl)$/i.test(file)) return 'ndjson'
+  if (/\.(pb\.gz|pprof)$/i.test(file)) return 'pprof'
   return 'speedscope'
 }
 
@@ -104,7 +107,9 @@ async function runRecord(run: Run, args: ParsedArgs): Promise<void> {
   } else {
     const name = `usdtrace ${result.targets.description}`
     output.write(
-      format === 'speedscope'
+      format === 'pprof'
+        ? pprofProfile(callTimeProfile(timeline))
+        : format === 'speedscope'
         ? `${JSON.stringify(speedscopeFile(timeline, { name, exporter: 'usdtrace' }))}\n`
         : format === 'perfetto'
           ? `${JSON.stringify(chromeTrace(timeline, { processNames: processNames(timeline, result.targets.description) }))}\n`

@@ -107,7 +107,7 @@ function pythonRuntime(inspection: Inspection): Runtime {
   return {
     name: 'python',
     version: v ? `${v.major}.${v.minor}${v.micro !== undefined ? `.${v.micro}` : ''}` : undefined,
-    calls: inspection.probes.length === 0 ? 'no-probes' : calls.mode === 'native' || calls.mode === 'line-semaphore' ? calls.mode : 'unavailable',
+    calls: inspection.probes.length === 0 ? 'no-probes' : calls.mode,
     probes: inspection.probes.length,
     object: inspection.probeObject ?? inspection.interpreterObject,
   }

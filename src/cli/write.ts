@@ -12,7 +12,7 @@ export class OutputFile {
   readonly name: string
   #run: Run
   #fd: number | undefined
-  #pending: string[] = []
+  #pending: (string | Uint8Array)[] = []
   #pendingBytes = 0
 
   readonly #path: string
@@ -29,8 +29,9 @@ export class OutputFile {
     }
   }
 
-  /** Appends text (lines ending in newlines). */
-  write(text: string): void {
+  /** Appends text (lines ending in newlines), or bytes (a binary format such as pprof). */
+  write(text: string | Uint8Array): void {
+    if (typeof text !== 'string') return this.#writeBytes(text)
     if (this.#fd === undefined) {
       for (const line of text.split('\n').slice(0, text.endsWith('\n') ? -1 : undefined)) this.#run.out.line(line)
       return
@@ -55,8 +56,19 @@ export class OutputFile {
     unlinkSync(this.#path)
   }
 
+  #writeBytes(bytes: Uint8Array): void {
+    if (this.#fd === undefined) {
+      this.#run.out.flush()
+      process.stdout.write(bytes)
+      return
+    }
+    this.#pending.push(bytes)
+    this.#pendingBytes += bytes.length
+    if (this.#pendingBytes >= CHUNK_BYTES) this.#flush()
+  }
+
   #flush(): void {
-    const buffer = Buffer.from(this.#pending.join(''))
+    const buffer = Buffer.concat(this.#pending.map((part) => (typeof part === 'string' ? Buffer.from(part) : part)))
     this.#pending = []
     this.#pendingBytes = 0
     let offset = 0

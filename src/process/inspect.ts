@@ -20,11 +20,21 @@ export type CapabilityName = 'calls' | 'gc' | 'imports' | 'audit' | 'line' | 'st
  * itself (`debug-offsets`, 3.13 on) or usdtrace's table for its version (`version-table`), or not
  * at all, with the `reason` and its fix.
  */
-export type Capability =
+export type Capability = ProbeCapability | StacksCapability
+
+/** How a probe capability is traced: natively, through the line semaphore, or not at all. */
+export type ProbeCapability =
   | { available: true; mode: 'native' }
   | { available: true; mode: 'line-semaphore'; cost: string }
-  | { available: true; mode: 'debug-offsets' | 'version-table' }
-  | { available: false; mode: 'unavailable'; reason: string }
+  | Unavailable
+
+/** How stacks are read: from the interpreter's own `_Py_DebugOffsets`, from usdtrace's table, or not at all. */
+export type StacksCapability = { available: true; mode: 'debug-offsets' | 'version-table' } | Unavailable
+
+type Unavailable = { available: false; mode: 'unavailable'; reason: string }
+
+/** Each capability of a build: the probe ones, and stacks. */
+export type Capabilities = Record<Exclude<CapabilityName, 'stacks'>, ProbeCapability> & { stacks: StacksCapability }
 
 /** What a CPython process (or, from `{ binary }`, every process of an interpreter file) offers. */
 export interface Inspection {
@@ -43,7 +53,7 @@ export interface Inspection {
   /** where the interpreter lives (libpython for shared builds and embedders, else the executable), probes or not */
   interpreterObject: string
   /** What this build can trace, each capability with its mode or the reason it can't. */
-  capabilities: Record<CapabilityName, Capability>
+  capabilities: Capabilities
 }
 
 /** Measured by bench/line-semaphore.js (bench/RESULTS.md). */
@@ -54,9 +64,9 @@ export const LINE_SEMAPHORE_COST =
 
 const PROVIDER = 'python'
 
-type ProbeCapability = Exclude<CapabilityName, 'stacks'>
+type ProbeCapabilityName = Exclude<CapabilityName, 'stacks'>
 
-const CAPABILITY_PROBES: Record<ProbeCapability, readonly string[]> = {
+const CAPABILITY_PROBES: Record<ProbeCapabilityName, readonly string[]> = {
   calls: ['function__entry', 'function__return'],
   gc: ['gc__start', 'gc__done'],
   imports: ['import__find__load__start', 'import__find__load__done'],
@@ -65,7 +75,7 @@ const CAPABILITY_PROBES: Record<ProbeCapability, readonly string[]> = {
 }
 
 /** The CPython 3.x minor version that introduced each capability's probes (3.6 brought the first). */
-const ADDED_IN_MINOR: Record<ProbeCapability, number> = { calls: 6, gc: 6, imports: 7, audit: 8, line: 6 }
+const ADDED_IN_MINOR: Record<ProbeCapabilityName, number> = { calls: 6, gc: 6, imports: 7, audit: 8, line: 6 }
 const FIRST_PROBES_MINOR = 6
 
 /** Minor versions of 3.x without function__entry/return and line (gh-104280). */
@@ -188,13 +198,13 @@ function capabilities(
   probes: UsdtProbe[],
   version: PythonVersion | null,
   object: string,
-): Record<CapabilityName, Capability> {
+): Capabilities {
   const names = new Set(probes.map((p) => p.name))
   const reading = stackReadingOrReason({ interpreterObject: object, version })
   const result = {
     stacks: typeof reading === 'string' ? { available: false, mode: 'unavailable', reason: reading } : { available: true, mode: reading.source },
-  } as Record<CapabilityName, Capability>
-  for (const cap of Object.keys(CAPABILITY_PROBES) as ProbeCapability[]) {
+  } as Capabilities
+  for (const cap of Object.keys(CAPABILITY_PROBES) as ProbeCapabilityName[]) {
     const missing = CAPABILITY_PROBES[cap].find((probe) => !names.has(probe))
     result[cap] =
       missing === undefined
@@ -204,7 +214,7 @@ function capabilities(
   return result
 }
 
-function availableMode(cap: ProbeCapability, version: PythonVersion | null): Capability {
+function availableMode(cap: ProbeCapabilityName, version: PythonVersion | null): ProbeCapability {
   // 3.11 only fires function__entry while tracing is on, which raising the line semaphore turns on.
   if (cap === 'calls' && version?.major === 3 && version.minor === 11) {
     return { available: true, mode: 'line-semaphore', cost: LINE_SEMAPHORE_COST }
@@ -213,7 +223,7 @@ function availableMode(cap: ProbeCapability, version: PythonVersion | null): Cap
 }
 
 function unavailableReason(
-  cap: ProbeCapability,
+  cap: ProbeCapabilityName,
   missing: string,
   probes: UsdtProbe[],
   version: PythonVersion | null,

@@ -289,6 +289,26 @@ def handle_request():
     time.sleep(0.002)
 
 
+def slow_step(seconds):
+    time.sleep(seconds)
+
+
+def quick_step():
+    return 1
+
+
+def slow_request(seconds):
+    quick_step()
+    slow_step(seconds)
+    slow_step(seconds)
+
+
+def run_slow(requests, seconds):
+    # Each request is slow through its two slow steps; quick_step is never near it.
+    for _ in range(int(requests)):
+        slow_request(float(seconds))
+
+
 def run_serve():
     # Like a service: one request after another, until it is killed.
     heap = [[] for _ in range(200_000)]  # alive, for every collection to walk
@@ -319,6 +339,7 @@ WORKLOADS = {
     "audit": run_audit,
     "stats": run_stats,
     "serve": run_serve,
+    "slow": run_slow,
 }
 
 # Run before "ready": automatic collections would add events of their own.
