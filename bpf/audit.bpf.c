@@ -13,6 +13,7 @@
 #include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
+#include "python_stack.bpf.h"
 
 /* A name as read and as keyed in `wanted`: AUDIT_NAME_MAX bytes, one more to see a longer one, the NUL. */
 #define NAME_KEY (AUDIT_NAME_MAX + 2)
@@ -315,6 +316,7 @@ int on_audit(struct pt_regs *ctx)
 	rec->event.tid = (__u32)pid_tgid;
 	rec->event.name_len = name_len;
 	data_len = (name_len + rec->event.args_len) & DATA_MASK;
+	send_event_stack(rec->event.timestamp_ns);
 	submit_event(rec, sizeof(rec->event) + data_len);
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
+#include "python_stack.bpf.h"
 
 /* Collections that took less are not reported; set by user space before load. */
 const volatile __u64 min_duration_ns = 0;
@@ -65,6 +66,7 @@ int on_gc_done(struct pt_regs *ctx)
 	event.collected = usdt_arg(ctx, usdt_spec(ctx, NULL), 0);
 	event.pid = pid_tgid >> 32;
 	event.tid = tid;
+	send_event_stack(event.start_ns);
 	submit_event(&event, sizeof(event));
 	return 0;
 }

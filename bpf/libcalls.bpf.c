@@ -12,6 +12,7 @@
 #include "current.bpf.h"
 #include "ringbuf.bpf.h"
 #include "thread_state.bpf.h"
+#include "python_stack.bpf.h"
 
 /* Traced calls a thread can be inside at once; deeper ones are counted in dropped_deep_calls. */
 #define MAX_PENDING_CALLS 32
@@ -129,6 +130,7 @@ int on_library_return(struct pt_regs *ctx)
 	event.tid = tid;
 	event.symbol = bpf_get_attach_cookie(ctx);
 	event.depth = depth;
+	send_event_stack(event.timestamp_ns);
 	submit_event(&event, sizeof(event));
 done:
 	if (depth == 0)

@@ -27,6 +27,7 @@
 
 #include <bpf/bpf_core_read.h>
 #include "usdtrace.h"
+#include "current.bpf.h"
 #include "ringbuf.bpf.h"
 
 /* Thread states a lookup visits, over every interpreter, before it gives up (counted). */
@@ -128,7 +129,7 @@ static __always_inline long read_user(const struct stack_walk *walk, void *dst, 
 	return bpf_probe_read_user(dst, size, (const void *)src);
 }
 
-static __always_inline __u64 read_pointer(const struct stack_walk *walk, __u64 address)
+static __always_inline __u64 read_walk_pointer(const struct stack_walk *walk, __u64 address)
 {
 	__u64 value = 0;
 
@@ -166,7 +167,7 @@ static __always_inline int emit_record(const struct stack_walk *walk, void *reco
 
 static __always_inline void send_forget(const struct stack_walk *walk, __u32 id, __u32 tgid)
 {
-	struct code_record forget = { .id = id, .pid = tgid, .kind = STACK_RECORD_FORGET };
+	struct code_record forget = { .kind = STACK_RECORD_FORGET, .tag = STACK_RECORD_TAG, .id = id, .pid = tgid };
 
 	emit_record(walk, &forget, sizeof(forget));
 }
@@ -231,6 +232,7 @@ static __always_inline enum code_lookup learn_code(const struct stack_walk *walk
 	record = &scratch->record;
 	__builtin_memset(record, 0, sizeof(*record));
 	record->kind = STACK_RECORD_CODE;
+	record->tag = STACK_RECORD_TAG;
 	record->pid = key->tgid;
 	record->first_line = WINDOW_S32(scratch->window, layout->code_first_line);
 	learnt->first_traceable = 0;
@@ -275,15 +277,15 @@ static long search_thread(__u32 index, struct stack_walk *walk)
 	if (!walk->thread) {
 		if (!walk->interpreter)
 			return 1;
-		walk->thread = read_pointer(walk, walk->interpreter + layout->interpreter_threads);
-		walk->interpreter = read_pointer(walk, walk->interpreter + layout->interpreter_next);
+		walk->thread = read_walk_pointer(walk, walk->interpreter + layout->interpreter_threads);
+		walk->interpreter = read_walk_pointer(walk, walk->interpreter + layout->interpreter_next);
 		return 0;
 	}
 	if (read_user(walk, &id, sizeof(id), walk->thread + layout->thread_id))
 		return 1;
 	if (id == walk->wanted_id)
 		return 1;
-	walk->thread = read_pointer(walk, walk->thread + layout->thread_next);
+	walk->thread = read_walk_pointer(walk, walk->thread + layout->thread_next);
 	return 0;
 }
 
@@ -311,7 +313,7 @@ static __always_inline void find_thread_state(struct stack_walk *walk, struct ta
 		return;
 	}
 	walk->thread = 0;
-	walk->interpreter = read_pointer(walk, walk->process->runtime + walk->layout->runtime_interpreters);
+	walk->interpreter = read_walk_pointer(walk, walk->process->runtime + walk->layout->runtime_interpreters);
 	bpf_loop(THREAD_SEARCH_MAX, search_thread, walk, 0);
 	if (!walk->thread) {
 		/* A thread that never ran Python has no state: that is not a loss, unless the search ran out. */
@@ -390,9 +392,9 @@ static __always_inline void walk_frames(struct stack_walk *walk)
 	const struct python_offsets *layout = walk->layout;
 
 	walk->depth = 0;
-	walk->frame = read_pointer(walk, walk->thread + layout->thread_frame);
+	walk->frame = read_walk_pointer(walk, walk->thread + layout->thread_frame);
 	if (walk->frame && layout->cframe_current_frame != LAYOUT_NONE)
-		walk->frame = read_pointer(walk, walk->frame + layout->cframe_current_frame);
+		walk->frame = read_walk_pointer(walk, walk->frame + layout->cframe_current_frame);
 	bpf_loop(FRAME_VISITS_MAX, walk_frame, walk, 0);
 	if (walk->frame && !(walk->flags & (SAMPLE_TRUNCATED | SAMPLE_UNREADABLE)))
 		walk->flags |= SAMPLE_TRUNCATED;
@@ -430,6 +432,133 @@ static __always_inline void forget_dying_code(const struct stack_walk *walk, __u
 	id = known->id;
 	bpf_map_delete_elem(&known_codes, &key);
 	send_forget(walk, id, tgid);
+}
+
+/* A stack as a record: its header, then its frames (only `depth` of them are sent). */
+struct sample_record {
+	struct stack_sample sample;
+	struct python_frame frames[STACK_FRAMES_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sample_record);
+} sample_scratch SEC(".maps");
+
+static __always_inline struct sample_record *sample_scratch_record(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&sample_scratch, &zero);
+}
+
+/* Fills a stack record's header; the frames are already in place. */
+static __always_inline void describe_stack(struct stack_sample *sample, __u8 kind, __u8 flags, __u32 tgid, __u32 tid,
+					   __u16 depth, __u64 timestamp_ns)
+{
+	sample->kind = kind;
+	sample->flags = flags;
+	sample->depth = depth;
+	sample->tag = STACK_RECORD_TAG;
+	sample->pid = tgid;
+	sample->tid = tid;
+	sample->cpu = bpf_get_smp_processor_id();
+	sample->reserved = 0;
+	sample->timestamp_ns = timestamp_ns;
+	sample->off_cpu_ns = 0;
+}
+
+/* Sends a record of `kind` that is only its header, about process `tgid` (STACK_RECORD_PROCESS, _EXIT). */
+static __always_inline void send_process_record(__u8 kind, __u32 tgid)
+{
+	struct stack_sample *record = reserve_event(sizeof(*record));
+
+	if (!record)
+		return;
+	describe_stack(record, kind, 0, tgid, 0, 0, 0);
+	commit_event(record, sizeof(*record));
+}
+
+/* With { binary }: processes appear as they start, and user space is asked to describe them. */
+const volatile bool follow_binary = false;
+
+/* With { binary }: processes user space was asked about, so each is asked about once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} asked_processes SEC(".maps");
+
+/* Asks user space, once, whether a process it has not described is one of the binary's. */
+static __always_inline void ask_about(__u32 tgid)
+{
+	__u8 asked = 1;
+
+	if (!follow_binary || bpf_map_lookup_elem(&asked_processes, &tgid))
+		return;
+	if (bpf_map_update_elem(&asked_processes, &tgid, &asked, BPF_NOEXIST))
+		return;
+	send_process_record(STACK_RECORD_PROCESS, tgid);
+}
+
+/*
+ * Walks the current task's Python stack into `frames`; false (and the process asked about, with
+ * { binary }) when it is not a traced Python thread. *depth and *flags say how the walk went.
+ */
+static __always_inline bool walk_current_stack(struct task_struct *task, struct python_frame *frames, __u16 *depth,
+					       __u8 *flags)
+{
+	struct stack_walk walk = {};
+	__u32 tgid = task->tgid;
+
+	if (!bpf_map_lookup_elem(&python_processes, &tgid)) {
+		ask_about(tgid);
+		return false;
+	}
+	walk.frames = frames;
+	walk.flags = *flags;
+	if (!start_walk(&walk, task, tgid))
+		return false;
+	walk_frames(&walk);
+	*depth = walk.depth;
+	*flags = walk.flags;
+	return true;
+}
+
+/* Whether the stream attaches the Python stack to its events; set by user space before load. */
+const volatile bool with_stacks = false;
+
+/*
+ * The current thread's Python stack, sent just before an event of another stream whose
+ * timestamp is `event_ns` (a STACK_RECORD_FRAMES record): user space gives it to that event.
+ */
+static __always_inline void send_event_stack(__u64 event_ns)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct sample_record *record;
+	__u8 flags = 0;
+	__u16 depth = 0;
+
+	if (!with_stacks)
+		return;
+	record = sample_scratch_record();
+	if (!record || !walk_current_stack(task, record->frames, &depth, &flags) || depth > STACK_FRAMES_MAX)
+		return;
+	describe_stack(&record->sample, STACK_RECORD_FRAMES, flags, task->tgid, task->pid, depth, event_ns);
+	submit_event(record, sizeof(record->sample) + depth * sizeof(struct python_frame));
+}
+
+/* CPython's code_dealloc, with the dying code object as its argument. */
+SEC("uprobe")
+int forget_code(struct pt_regs *ctx)
+{
+	struct stack_walk walk = {};
+
+	forget_dying_code(&walk, PT_REGS_PARM1(ctx), current_pid_tgid() >> 32);
+	return 0;
 }
 
 #endif /* PYTHON_STACK_BPF_H */

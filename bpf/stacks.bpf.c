@@ -21,25 +21,14 @@
 
 /* Set by user space before load: stacks are summed in stack_counts_* rather than sent. */
 const volatile bool aggregate = false;
-/* With { binary }: processes appear as they start, and user space is asked to describe them. */
-const volatile bool follow_binary = false;
 
-struct sample_record {
-	struct stack_sample sample;
-	struct python_frame frames[STACK_FRAMES_MAX];
-};
-
-struct stack_scratch {
-	struct stack_key key;
-	struct sample_record record;
-};
-
+/* Where an on-CPU stack is walked before it is sent or summed. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct stack_scratch);
-} stack_scratch SEC(".maps");
+	__type(value, struct stack_key);
+} key_scratch SEC(".maps");
 
 /* A blocked thread's stack as it left the CPU, until it returns; sized by user space. */
 struct parked_stack {
@@ -64,18 +53,6 @@ struct {
 	__type(value, struct stack_counts);
 } stack_counts_even SEC(".maps"), stack_counts_odd SEC(".maps");
 
-enum process_verdict {
-	PROCESS_ASKED = 1, /* user space was asked to describe it and has not (it is not of the binary) */
-};
-
-/* With { binary }: processes user space was asked about, so each is asked about once. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
-} asked_processes SEC(".maps");
-
 /* Samples not summed: stack_counts was full. */
 __u64 dropped_stack_slots = 0;
 /* Waits not timed: parked_stacks was full. */
@@ -83,45 +60,18 @@ __u64 dropped_parked_threads = 0;
 
 static const struct parked_stack no_parked_stack;
 
-/* Asks user space, once, whether a process it has not described is one of the binary's. */
-static __always_inline void ask_about(__u32 tgid)
-{
-	__u8 asked = PROCESS_ASKED;
-	struct stack_sample *question;
-
-	if (!follow_binary || bpf_map_lookup_elem(&asked_processes, &tgid))
-		return;
-	if (bpf_map_update_elem(&asked_processes, &tgid, &asked, BPF_NOEXIST))
-		return;
-	question = reserve_event(sizeof(*question));
-	if (!question)
-		return;
-	__builtin_memset(question, 0, sizeof(*question));
-	question->kind = STACK_RECORD_PROCESS;
-	question->pid = tgid;
-	commit_event(question, sizeof(*question));
-}
-
 /* Walks `task`'s stack (the current task) into `key`; false when it is not a traced Python thread. */
-static __always_inline bool walk_current(struct task_struct *task, struct stack_key *key, __u8 flags)
+static __always_inline bool walk_into_key(struct task_struct *task, struct stack_key *key, __u8 flags)
 {
-	struct stack_walk walk = {};
-	__u32 tgid = task->tgid;
+	__u16 depth = 0;
 
-	if (!bpf_map_lookup_elem(&python_processes, &tgid)) {
-		ask_about(tgid);
-		return false;
-	}
 	if (aggregate)
 		__builtin_memset(key->frames, 0, sizeof(key->frames));
-	walk.frames = key->frames;
-	walk.flags = flags;
-	if (!start_walk(&walk, task, tgid))
+	if (!walk_current_stack(task, key->frames, &depth, &flags))
 		return false;
-	walk_frames(&walk);
-	key->pid = tgid;
-	key->depth = walk.depth;
-	key->flags = walk.flags;
+	key->pid = task->tgid;
+	key->depth = depth;
+	key->flags = flags;
 	key->reserved = 0;
 	return true;
 }
@@ -149,49 +99,43 @@ static __always_inline void count_stack(const struct stack_key *key, __u64 off_c
 }
 
 /* Sends `key`'s stack as a sample of thread `tid`, or sums it. */
-static __always_inline void deliver(struct stack_scratch *scratch, const struct stack_key *key, __u32 tid, __u64 now,
-				    __u64 off_cpu_ns)
+static __always_inline void deliver(const struct stack_key *key, __u32 tid, __u64 now, __u64 off_cpu_ns)
 {
-	struct sample_record *record = &scratch->record;
+	struct sample_record *record;
 	__u32 depth = key->depth;
 
 	if (aggregate) {
 		count_stack(key, off_cpu_ns);
 		return;
 	}
-	record->sample.timestamp_ns = now;
-	record->sample.off_cpu_ns = off_cpu_ns;
-	record->sample.pid = key->pid;
-	record->sample.tid = tid;
-	record->sample.cpu = bpf_get_smp_processor_id();
-	record->sample.depth = depth;
-	record->sample.kind = STACK_RECORD_SAMPLE;
-	record->sample.flags = key->flags;
-	__builtin_memcpy(record->frames, key->frames, sizeof(record->frames));
-	if (depth > STACK_FRAMES_MAX)
+	record = sample_scratch_record();
+	if (!record || depth > STACK_FRAMES_MAX)
 		return;
+	describe_stack(&record->sample, STACK_RECORD_SAMPLE, key->flags, key->pid, tid, depth, now);
+	record->sample.off_cpu_ns = off_cpu_ns;
+	__builtin_memcpy(record->frames, key->frames, sizeof(record->frames));
 	submit_event(record, sizeof(record->sample) + depth * sizeof(struct python_frame));
 }
 
-static __always_inline struct stack_scratch *scratch(void)
+static __always_inline struct stack_key *key_buffer(void)
 {
 	__u32 zero = 0;
 
-	return bpf_map_lookup_elem(&stack_scratch, &zero);
+	return bpf_map_lookup_elem(&key_scratch, &zero);
 }
 
 SEC("perf_event")
 int sample_on_cpu(struct bpf_perf_event_data *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct stack_scratch *buffers;
+	struct stack_key *key;
 
 	if (task->pid == 0)
 		return 0;
-	buffers = scratch();
-	if (!buffers || !walk_current(task, &buffers->key, SAMPLE_ON_CPU))
+	key = key_buffer();
+	if (!key || !walk_into_key(task, key, SAMPLE_ON_CPU))
 		return 0;
-	deliver(buffers, &buffers->key, task->pid, bpf_ktime_get_ns(), 0);
+	deliver(key, task->pid, bpf_ktime_get_ns(), 0);
 	return 0;
 }
 
@@ -205,20 +149,18 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 prev_tid = prev->pid, next_tid = next->pid;
-	struct stack_scratch *buffers;
 	struct parked_stack *parked;
+	struct stack_key *key;
 
 	parked = next_tid ? bpf_map_lookup_elem(&parked_stacks, &next_tid) : NULL;
 	if (parked) {
-		buffers = scratch();
-		if (buffers)
-			deliver(buffers, &parked->key, next_tid, now, now - parked->since_ns);
+		deliver(&parked->key, next_tid, now, now - parked->since_ns);
 		bpf_map_delete_elem(&parked_stacks, &next_tid);
 	}
 	if (preempt || prev_state == 0 || prev_tid == 0)
 		return 0;
-	buffers = scratch();
-	if (!buffers || !walk_current(prev, &buffers->key, 0))
+	key = key_buffer();
+	if (!key || !walk_into_key(prev, key, 0))
 		return 0;
 	bpf_map_update_elem(&parked_stacks, &prev_tid, &no_parked_stack, BPF_ANY);
 	parked = bpf_map_lookup_elem(&parked_stacks, &prev_tid);
@@ -227,17 +169,7 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 		return 0;
 	}
 	parked->since_ns = now;
-	__builtin_memcpy(&parked->key, &buffers->key, sizeof(parked->key));
-	return 0;
-}
-
-/* CPython's code_dealloc, with the dying code object as its argument (python_stack.bpf.h). */
-SEC("uprobe")
-int forget_code(struct pt_regs *ctx)
-{
-	struct stack_walk walk = {};
-
-	forget_dying_code(&walk, PT_REGS_PARM1(ctx), current_pid_tgid() >> 32);
+	__builtin_memcpy(&parked->key, key, sizeof(parked->key));
 	return 0;
 }
 
@@ -255,20 +187,11 @@ static long forget_code_of(struct bpf_map *map, const struct code_key *key, stru
  */
 static __always_inline void forget_process(__u32 tgid)
 {
-	struct stack_sample *gone;
-
 	if (!follow_binary)
 		return;
 	bpf_for_each_map_elem(&known_codes, forget_code_of, &tgid, 0);
-	if (bpf_map_delete_elem(&python_processes, &tgid) == 0) {
-		gone = reserve_event(sizeof(*gone));
-		if (gone) {
-			__builtin_memset(gone, 0, sizeof(*gone));
-			gone->kind = STACK_RECORD_EXIT;
-			gone->pid = tgid;
-			commit_event(gone, sizeof(*gone));
-		}
-	}
+	if (bpf_map_delete_elem(&python_processes, &tgid) == 0)
+		send_process_record(STACK_RECORD_EXIT, tgid);
 	bpf_map_delete_elem(&asked_processes, &tgid);
 }
 
@@ -299,29 +222,22 @@ int dump_threads(struct bpf_iter__task *ctx)
 	struct task_struct *task = ctx->task;
 	struct stack_walk walk = {};
 	struct sample_record *record;
-	struct stack_scratch *buffers;
 	__u32 size;
 
 	if (!task)
 		return 0;
-	buffers = scratch();
-	if (!buffers)
+	record = sample_scratch_record();
+	if (!record)
 		return 0;
-	record = &buffers->record;
 	walk.task = task;
 	walk.seq = ctx->meta->seq;
 	walk.frames = record->frames;
 	if (!start_walk(&walk, task, task->tgid))
 		return 0;
 	walk_frames(&walk);
-	record->sample.timestamp_ns = bpf_ktime_get_ns();
-	record->sample.off_cpu_ns = 0;
-	record->sample.pid = walk.tgid;
-	record->sample.tid = task->pid;
+	describe_stack(&record->sample, STACK_RECORD_SAMPLE, walk.flags | (task->on_cpu ? SAMPLE_ON_CPU : 0), walk.tgid,
+		       task->pid, walk.depth, bpf_ktime_get_ns());
 	record->sample.cpu = task->thread_info.cpu;
-	record->sample.depth = walk.depth;
-	record->sample.kind = STACK_RECORD_SAMPLE;
-	record->sample.flags = walk.flags | (task->on_cpu ? SAMPLE_ON_CPU : 0);
 	size = sizeof(record->sample) + walk.depth * sizeof(struct python_frame);
 	if (size <= sizeof(*record))
 		emit_record(&walk, record, size);

@@ -12,6 +12,7 @@
 #include "ringbuf.bpf.h"
 #include "syscall_filter.bpf.h"
 #include "thread_state.bpf.h"
+#include "python_stack.bpf.h"
 
 /* Room for one path read: USDTRACE_NAME_MAX bytes, one more to detect a longer one, the NUL. */
 #define DETAIL_READ (USDTRACE_NAME_MAX + 2)
@@ -40,6 +41,7 @@ static __always_inline void send(struct syscall_record *record)
 
 	if (len > USDTRACE_NAME_MAX)
 		len = USDTRACE_NAME_MAX;
+	send_event_stack(record->event.timestamp_ns);
 	submit_event(record, sizeof(record->event) + len);
 	record->event.timestamp_ns = 0;
 }

@@ -333,6 +333,20 @@ enum stack_record_kind {
 	STACK_RECORD_FORGET = 3,  /* struct code_record alone: the id will not be referred to again */
 	STACK_RECORD_PROCESS = 4, /* struct stack_sample alone: a process of the traced binary not yet described */
 	STACK_RECORD_EXIT = 5,    /* struct stack_sample alone: the process exited or ran another program */
+	/*
+	 * struct stack_sample, then its frames: the stack of the thread tid at the event of another
+	 * stream (a syscall, a library call...) whose timestamp is timestamp_ns, sent just before it.
+	 */
+	STACK_RECORD_FRAMES = 6,
+};
+
+/*
+ * Stack records go into other streams' rings too (their events' stacks, the names they refer
+ * to), so each carries this in its second word: every other record starts with a CLOCK_MONOTONIC
+ * timestamp, whose high half would reach it after 292 years of uptime.
+ */
+enum stack_record_tag {
+	STACK_RECORD_TAG = 0x7fffffff,
 };
 
 enum stack_sample_flags {
@@ -347,14 +361,16 @@ struct python_frame {
 	__u32 offset;
 };
 
-/* Every record of a stack trace starts with its kind (enum stack_record_kind), whatever follows. */
+/* Every stack record starts with its kind (enum stack_record_kind) and STACK_RECORD_TAG. */
 struct stack_sample {
-	__u8 kind;          /* STACK_RECORD_SAMPLE, _PROCESS or _EXIT */
+	__u8 kind;          /* STACK_RECORD_SAMPLE, _PROCESS, _EXIT or _FRAMES */
 	__u8 flags;         /* enum stack_sample_flags */
 	__u16 depth;        /* frames that follow, innermost first */
+	__u32 tag;          /* STACK_RECORD_TAG */
 	__u32 pid;
 	__u32 tid;
 	__u32 cpu;
+	__u32 reserved;
 	__u64 timestamp_ns; /* CLOCK_MONOTONIC: the sample, or the thread's return to a CPU */
 	__u64 off_cpu_ns;   /* off-CPU samples: how long the thread waited */
 };
@@ -375,6 +391,7 @@ struct code_record {
 	__u8 flags;         /* enum code_record_flags */
 	__u8 file_kind;
 	__u8 func_kind;
+	__u32 tag;          /* STACK_RECORD_TAG */
 	__u32 id;
 	__u32 pid;
 	__s32 first_line;
@@ -484,6 +501,7 @@ struct usdtrace_abi {
 	struct usdt_spec usdt_spec;
 	enum python_stack_limits python_stack_limits;
 	enum stack_record_kind stack_record_kind;
+	enum stack_record_tag stack_record_tag;
 	enum stack_sample_flags stack_sample_flags;
 	struct python_frame python_frame;
 	struct stack_sample stack_sample;

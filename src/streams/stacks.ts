@@ -4,43 +4,17 @@
  * kernel (stackProfile). BPF walks the frames (bpf/python_stack.bpf.h, bpf/stacks.bpf.c); here a
  * frame's code id becomes its names and its offset a line.
  */
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { openAttached, explainNativeError } from '../kernel/attach.js'
 import { requireKernelVersion } from '../kernel/doctor.js'
 import type { BpfSession, MapDump } from '../kernel/binding.js'
-import {
-  CODE_FILE_TRUNCATED,
-  CODE_FUNC_TRUNCATED,
-  CODE_LINETABLE_TRUNCATED,
-  CODE_RECORD,
-  PYTHON_FRAME,
-  PYTHON_LAYOUTS_MAX,
-  PYTHON_OFFSETS,
-  PYTHON_PROCESS,
-  SAMPLE_ON_CPU,
-  SAMPLE_TRUNCATED,
-  SAMPLE_UNREADABLE,
-  STACK_COUNTS,
-  STACK_KEY,
-  STACK_RECORD_CODE,
-  STACK_RECORD_EXIT,
-  STACK_RECORD_FORGET,
-  STACK_RECORD_PROCESS,
-  STACK_RECORD_SAMPLE,
-  STACK_SAMPLE,
-  USDTRACE_NAME_MAX,
-} from '../kernel/abi.js'
-import { encodeStruct } from '../kernel/struct.js'
+import { SAMPLE_ON_CPU, SAMPLE_TRUNCATED, SAMPLE_UNREADABLE, STACK_COUNTS, STACK_KEY } from '../kernel/abi.js'
 import { TraceError } from '../errors.js'
-import type { FrameLayout } from '../cpython/layout.js'
-import { LineTable } from '../cpython/linetable.js'
-import { strText } from '../cpython/objects.js'
-import { checkRuntime, locateRuntime, stackReading, type LocatedRuntime, type StackReading } from '../cpython/runtime.js'
 import { threadNames } from '../cpython/threads.js'
-import type { Inspection } from '../process/inspect.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { AggregateHalves } from './aggregate.js'
+import { PythonStacks, type StackDecoder } from './python-stacks.js'
 import { Trace, ringBufferSettings, sumDropped, type OpenedSession, type Sampler, type StreamOptions } from './trace.js'
 
 /** One frame of a Python stack. */
@@ -145,11 +119,6 @@ const DEFAULT_INTERVAL_MS = 1000
 const DEFAULT_MAX_STACKS = 16384
 // Threads one trace keeps a parked (off-CPU) stack for at once.
 const PARKED_THREADS = 16384
-// Processes a { binary } trace follows at once.
-const BINARY_PROCESSES = 4096
-const UNKNOWN_FRAME: StackFrame = Object.freeze({ file: '<unknown>', func: '<unknown>', line: 0 })
-const UNKNOWN_OFFSET = 0xffffffff
-
 const SAMPLE_OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'hz', 'offCpu']
 const PROFILE_OPTIONS = [...SAMPLE_OPTIONS, 'intervalMs', 'maxStacks']
 
@@ -164,24 +133,25 @@ export async function dumpStacks(pidOrOptions: number | DumpStacksOptions): Prom
   const options = withPid(pidOrOptions, undefined)
   checkOptions('dumpStacks', options, TARGET_OPTIONS)
   if (options.binary !== undefined) throw new TraceError('INVALID_ARGUMENT', 'dumpStacks reads processes that run now: name them with { pid } or { pids }')
-  const stacks = await openStackSession(options, { mode: 'dump' })
+  const opened = await openStackSession(options, { mode: 'dump' })
   try {
-    const records = await stacks.session.runIterator('dump_threads')
+    const records = await opened.session.runIterator('dump_threads')
     const threads: ThreadStack[] = []
     const view = new DataView(records.buffer, records.byteOffset, records.byteLength)
     // Each process's `threading` names, read once, right after its stacks.
-    const names = new Map(stacks.located.map((runtime, i) => [runtime.pid, threadNames(stacks.readings[i]!, runtime)]))
+    const { located, readings, decoder } = opened.stacks
+    const names = new Map(located.map((runtime, i) => [runtime.pid, threadNames(readings[i]!, runtime)]))
     for (let at = 0; at < records.length; at += 4 + view.getUint32(at, true)) {
-      const sample = stacks.decoder.decode(view, records, at + 4)
+      const sample = decoder.decode(view, records, at + 4)
       if (!sample) continue
       const name = names.get(sample.pid)?.get(sample.tid) ?? kernelThreadName(sample.pid, sample.tid)
       threads.push({ pid: sample.pid, tid: sample.tid, name, frames: sample.frames, onCpu: sample.onCpu, truncated: sample.truncated })
     }
     return threads.sort((a, b) => a.pid - b.pid || a.tid - b.tid)
   } catch (error) {
-    throw explainNativeError(error, stacks.targets[0]!, 'reading the stacks')
+    throw explainNativeError(error, opened.stacks.targets[0]!, 'reading the stacks')
   } finally {
-    await stacks.session.close()
+    await opened.session.close()
   }
 }
 
@@ -198,9 +168,9 @@ export function sampleStacks(pidOrOptions: number | SampleStacksOptions, maybeOp
   return new Trace(
     async () => {
       checkOptions('sampleStacks', options, SAMPLE_OPTIONS)
-      const stacks = await openStackSession(options, { mode: 'sample' })
-      decoder = stacks.decoder
-      return stacks
+      const opened = await openStackSession(options, { mode: 'sample' })
+      decoder = opened.stacks.decoder
+      return opened
     },
     (view, bytes, offset) => decoder!.decode(view, bytes, offset),
     options,
@@ -225,9 +195,9 @@ export function stackProfile(pidOrOptions: number | StackProfileOptions, maybeOp
         throw new TraceError('INVALID_ARGUMENT', `stackProfile: intervalMs must be a positive number of milliseconds, got ${String(options.intervalMs)}`)
       }
       const maxStacks = positiveInteger('stackProfile', 'maxStacks', options.maxStacks, DEFAULT_MAX_STACKS)
-      const stacks = await openStackSession(options, { mode: 'profile', maxStacks })
-      decoder = stacks.decoder
-      return { ...stacks, sampler: new ProfileSampler(stacks.session, stacks.decoder, intervalMs) }
+      const opened = await openStackSession(options, { mode: 'profile', maxStacks })
+      decoder = opened.stacks.decoder
+      return { ...opened, sampler: new ProfileSampler(opened.session, decoder, intervalMs) }
     },
     (view, bytes, offset) => {
       decoder!.decode(view, bytes, offset)
@@ -245,11 +215,7 @@ function positiveInteger(fn: string, name: string, value: number | undefined, fa
 
 interface StackSession extends OpenedSession<never> {
   session: BpfSession<'stacks'>
-  decoder: StackDecoder
-  targets: Inspection[]
-  /** How each target is read, and where (none with { binary }). */
-  readings: StackReading[]
-  located: LocatedRuntime[]
+  stacks: PythonStacks
 }
 
 type StackMode = { mode: 'dump' } | { mode: 'sample' } | { mode: 'profile'; maxStacks: number }
@@ -261,41 +227,28 @@ async function openStackSession(options: SampleStacksOptions, how: StackMode): P
   // bpf_loop (5.17) walks the frames; a dump reads another task's memory (bpf_copy_from_user_task, 5.18).
   requireKernelVersion(5, 18, 'reading Python stacks')
   const { targets, exitPids } = await resolveTargets(options, 'stacks')
-  const binary = options.binary !== undefined
-  const readings = targets.map((target) => stackReading(target))
-  const layouts = new Layouts(readings)
-  const located = binary ? [] : await Promise.all(targets.map((target, i) => locateChecked(readings[i]!, target.pid)))
+  const stacks = await PythonStacks.prepare(targets, options.binary, how.mode === 'profile')
   // A dump writes to its iterator's output, not to the ring: the ring is the smallest there is.
   const ring = ringBufferSettings(sampling ? options : { ringBufferBytes: 4096 })
   const maxStacks = how.mode === 'profile' ? how.maxStacks : 1
-  const decoder = new StackDecoder(how.mode === 'profile')
   const tracing = ['forget_thread', 'forget_image', ...(options.offCpu ? ['on_switch' as const] : [])] as const
   const session = await openAttached(
     {
       object: 'stacks',
       maxEntries: {
         ...ring.maxEntries,
-        python_processes: binary ? BINARY_PROCESSES : targets.length,
+        ...stacks.maxEntries,
         parked_stacks: PARKED_THREADS,
         stack_counts_even: maxStacks,
         stack_counts_odd: maxStacks,
       },
-      constants: { ...ring.constants, aggregate: how.mode === 'profile' ? 1 : 0, follow_binary: binary ? 1 : 0 },
+      constants: { ...ring.constants, ...stacks.constants, aggregate: how.mode === 'profile' ? 1 : 0 },
       programs: sampling ? ['sample_on_cpu', 'forget_code', ...tracing] : ['dump_threads'],
     },
     targets,
     (session) => {
-      layouts.write(session)
-      located.forEach((runtime, i) => describe(session, decoder, layouts, readings[i]!, runtime))
+      stacks.install(session, sampling)
       if (!sampling) return
-      readings.forEach((reading, i) => {
-        const site = { fileOffset: reading.codeDealloc, refCtrOffset: 0n, cookie: 0n }
-        try {
-          session.attachUprobes('forget_code', targets[i]!.pid, reading.object, [site], false)
-        } catch (error) {
-          throw explainNativeError(error, targets[i]!, 'attaching to code_dealloc')
-        }
-      })
       for (const program of tracing) {
         try {
           session.attachTracing(program)
@@ -310,30 +263,7 @@ async function openStackSession(options: SampleStacksOptions, how: StackMode): P
       }
     },
   )
-  if (binary) decoder.followBinary(session, layouts, readings[0]!, options.binary!)
-  return { session, exitPids, decoder, targets, readings, located }
-}
-
-/** Locates a pid's runtime and checks it against the live interpreter; UNSUPPORTED_PYTHON when it does not hold. */
-async function locateChecked(reading: StackReading, pid: number): Promise<LocatedRuntime> {
-  const located = await locateRuntime(reading, pid)
-  const problem = located ? checkRuntime(reading, located, threadIds(pid)) : `it has not mapped ${reading.object}`
-  if (problem) {
-    throw new TraceError(
-      'UNSUPPORTED_PYTHON',
-      `cannot read the Python stacks of process ${pid}: usdtrace's layout for CPython ${reading.version.major}.${reading.version.minor} ` +
-        `(${reading.source}) does not hold in it: ${problem}. Please report it with the output of \`${reading.object} -VV\``,
-    )
-  }
-  return located!
-}
-
-function threadIds(pid: number): number[] {
-  try {
-    return readdirSync(`/proc/${pid}/task`).map(Number)
-  } catch {
-    return []
-  }
+  return { session, exitPids, stacks }
 }
 
 /** The kernel's name of a thread (/proc/PID/task/TID/comm), or '' when it is gone. */
@@ -342,187 +272,6 @@ function kernelThreadName(pid: number, tid: number): string {
     return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()
   } catch {
     return ''
-  }
-}
-
-/** The distinct layouts a session reads with, by interpreter file: python_layouts' slots. */
-class Layouts {
-  #slots = new Map<string, number>()
-  #layouts: FrameLayout[] = []
-
-  constructor(readings: StackReading[]) {
-    for (const reading of readings) {
-      if (this.#slots.has(reading.object)) continue
-      if (this.#layouts.length === PYTHON_LAYOUTS_MAX) {
-        throw new TraceError('INVALID_ARGUMENT', `one stack trace reads at most ${PYTHON_LAYOUTS_MAX} distinct interpreters; split the targets over several traces`)
-      }
-      this.#slots.set(reading.object, this.#layouts.length)
-      this.#layouts.push(reading.layout)
-    }
-  }
-
-  slot(reading: StackReading): number {
-    return this.#slots.get(reading.object)!
-  }
-
-  write(session: StackSession['session']): void {
-    this.#layouts.forEach((layout, slot) => session.updateMap('python_layouts', u32(slot), encodeStruct(PYTHON_OFFSETS, layout)))
-  }
-}
-
-function u32(value: number): Uint8Array {
-  const bytes = new Uint8Array(4)
-  new DataView(bytes.buffer).setUint32(0, value, true)
-  return bytes
-}
-
-/** Tells the BPF side where a process's runtime is and which layout reads it. */
-function describe(session: StackSession['session'], decoder: StackDecoder, layouts: Layouts, reading: StackReading, runtime: LocatedRuntime): void {
-  const value = encodeStruct(PYTHON_PROCESS, { runtime: runtime.runtime, code_type: runtime.codeType, layout: layouts.slot(reading) })
-  decoder.addProcess(runtime.pid, reading.version.minor)
-  session.updateMap('python_processes', u32(runtime.pid), value)
-}
-
-interface Code {
-  file: string
-  func: string
-  lines: LineTable
-}
-
-/**
- * Reads a stack session's records: names code ids as their CODE records arrive (and forgets them
- * on FORGET), turns samples' frames into names and lines, and with { binary } describes the
- * processes the BPF side asks about. A profile keeps forgotten ids until its next read, since
- * its kernel sums may still hold them.
- */
-class StackDecoder {
-  #codes = new Map<number, Code>()
-  #codesOf = new Map<number, number[]>()
-  #minorOf = new Map<number, number>()
-  #frames = new Map<string, StackFrame>()
-  #deferForget: boolean
-  #forgotten: number[] = []
-  #follow: ((pid: number) => void) | undefined
-
-  constructor(deferForget: boolean) {
-    this.#deferForget = deferForget
-  }
-
-  addProcess(pid: number, minor: number): void {
-    this.#minorOf.set(pid, minor)
-  }
-
-  /** With { binary }: processes the kernel asks about are described if they map it. */
-  followBinary(session: StackSession['session'], layouts: Layouts, reading: StackReading, binary: string): void {
-    this.#follow = (pid) => {
-      void locateRuntime(reading, pid, binary).then(
-        (located) => {
-          if (located && !checkRuntime(reading, located, threadIds(pid))) describe(session, this, layouts, reading, located)
-        },
-        // Gone already, or not ours to read: nothing to describe.
-        () => {},
-      )
-    }
-  }
-
-  /** The sample a record is, or undefined for the records that only inform. */
-  decode(view: DataView, bytes: Buffer, offset: number): StackSample | undefined {
-    const kind = view.getUint8(offset)
-    if (kind === STACK_RECORD_SAMPLE) return this.#sample(view, offset)
-    if (kind === STACK_RECORD_CODE) this.#learn(view, bytes, offset)
-    else if (kind === STACK_RECORD_FORGET) this.#forget([view.getUint32(offset + CODE_RECORD.fields.id, true)])
-    else if (kind === STACK_RECORD_PROCESS) this.#follow?.(view.getUint32(offset + STACK_SAMPLE.fields.pid, true))
-    else if (kind === STACK_RECORD_EXIT) this.#exited(view.getUint32(offset + STACK_SAMPLE.fields.pid, true))
-    return undefined
-  }
-
-  /** The frames `depth` python_frame values at `offset` stand for. */
-  frames(view: DataView, offset: number, depth: number): StackFrame[] {
-    const frames: StackFrame[] = new Array(depth)
-    for (let i = 0; i < depth; i++) {
-      const at = offset + i * PYTHON_FRAME.size
-      frames[i] = this.#frame(view.getUint32(at + PYTHON_FRAME.fields.code_id, true), view.getUint32(at + PYTHON_FRAME.fields.offset, true))
-    }
-    return frames
-  }
-
-  /** After a profile's read: the ids forgotten before it go now. */
-  sweep(): void {
-    const forgotten = this.#forgotten
-    this.#forgotten = []
-    for (const id of forgotten) this.#drop(id)
-  }
-
-  #sample(view: DataView, offset: number): StackSample {
-    const f = STACK_SAMPLE.fields
-    const flags = view.getUint8(offset + f.flags)
-    const sample: StackSample = {
-      pid: view.getUint32(offset + f.pid, true),
-      tid: view.getUint32(offset + f.tid, true),
-      cpu: view.getUint32(offset + f.cpu, true),
-      timestampNs: view.getBigUint64(offset + f.timestamp_ns, true),
-      onCpu: (flags & SAMPLE_ON_CPU) !== 0,
-      frames: this.frames(view, offset + STACK_SAMPLE.size, view.getUint16(offset + f.depth, true)),
-      truncated: (flags & (SAMPLE_TRUNCATED | SAMPLE_UNREADABLE)) !== 0,
-    }
-    if (!sample.onCpu) sample.offCpuNs = view.getBigUint64(offset + f.off_cpu_ns, true)
-    return sample
-  }
-
-  /** A frame is the same object for the same code and offset: samples share them. */
-  #frame(id: number, offset: number): StackFrame {
-    const code = this.#codes.get(id)
-    if (!code) return UNKNOWN_FRAME
-    const key = `${id}:${offset}`
-    let frame = this.#frames.get(key)
-    if (!frame) {
-      const line = code.lines.lineAt(offset === UNKNOWN_OFFSET ? -1 : offset)
-      frame = Object.freeze({ file: code.file, func: code.func, line: line === undefined || line < 0 ? 0 : line })
-      this.#frames.set(key, frame)
-    }
-    return frame
-  }
-
-  #learn(view: DataView, bytes: Buffer, offset: number): void {
-    const f = CODE_RECORD.fields
-    const id = view.getUint32(offset + f.id, true)
-    const pid = view.getUint32(offset + f.pid, true)
-    const flags = view.getUint8(offset + f.flags)
-    const names = offset + CODE_RECORD.size
-    const linetable = names + 2 * USDTRACE_NAME_MAX
-    const linetableLength = view.getUint32(offset + f.linetable_len, true)
-    // A name cut at USDTRACE_NAME_MAX bytes says so with an ellipsis rather than passing for the whole.
-    const cut = (flag: number) => (flags & flag ? '…' : '')
-    this.#codes.set(id, {
-      file: strText(bytes, names, view.getUint16(offset + f.file_len, true), view.getUint8(offset + f.file_kind)) + cut(CODE_FILE_TRUNCATED),
-      func: strText(bytes, names + USDTRACE_NAME_MAX, view.getUint16(offset + f.func_len, true), view.getUint8(offset + f.func_kind)) + cut(CODE_FUNC_TRUNCATED),
-      lines: new LineTable({
-        minor: this.#minorOf.get(pid)!,
-        bytes: Buffer.from(bytes.subarray(linetable, linetable + linetableLength)),
-        firstLine: view.getInt32(offset + f.first_line, true),
-        truncated: (flags & CODE_LINETABLE_TRUNCATED) !== 0,
-      }),
-    })
-    const ids = this.#codesOf.get(pid)
-    if (ids) ids.push(id)
-    else this.#codesOf.set(pid, [id])
-  }
-
-  #forget(ids: number[]): void {
-    if (this.#deferForget) this.#forgotten.push(...ids)
-    else for (const id of ids) this.#drop(id)
-  }
-
-  #drop(id: number): void {
-    this.#codes.delete(id)
-    // Frames made from it are few (a code object's offsets sampled): a sweep of the cache is cheap next to a read.
-    for (const key of this.#frames.keys()) if (key.startsWith(`${id}:`)) this.#frames.delete(key)
-  }
-
-  #exited(pid: number): void {
-    this.#forget(this.#codesOf.get(pid) ?? [])
-    this.#codesOf.delete(pid)
-    this.#minorOf.delete(pid)
   }
 }
 
