@@ -12,13 +12,12 @@
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 #include "thread_state.bpf.h"
+#include "read_name.bpf.h"
 #include "python_names.bpf.h"
 #include "hash.bpf.h"
 
 /* Deeper frames are still reported, with their depth, but without a duration. */
 #define MAX_TIMED_DEPTH 256
-/* Room for one name read: USDTRACE_NAME_MAX bytes, one more to detect a longer name, the NUL. */
-#define NAME_READ (USDTRACE_NAME_MAX + 2)
 
 struct thread_calls {
 	__u32 depth;
@@ -86,22 +85,6 @@ const volatile struct usdt_spec on_call_return_spec = {};
 /* An entry whose thread finds no slot in `threads` is counted in dropped_thread_slots. */
 static const struct thread_calls fresh_thread;
 
-/* Copies a user string into dst and returns its length, cut to USDTRACE_NAME_MAX. */
-static __always_inline __u32 read_name(char *dst, __u64 src, __u8 *flags, __u8 truncated_flag)
-{
-	long copied = bpf_probe_read_user_str(dst, NAME_READ, (const void *)src);
-	__u32 len;
-
-	if (copied <= 1)
-		return 0;
-	len = copied - 1;
-	if (len > USDTRACE_NAME_MAX) {
-		*flags |= truncated_flag;
-		len = USDTRACE_NAME_MAX;
-	}
-	return len;
-}
-
 static __always_inline bool starts_with(const char *name, __u32 len, const volatile char *prefix, __u32 prefix_len)
 {
 	if (prefix_len > len)
@@ -118,16 +101,15 @@ static __always_inline bool starts_with(const char *name, __u32 len, const volat
  */
 static __always_inline __u32 read_names(struct call_record *rec, __u64 file, __u64 func, bool *wanted)
 {
-	__u32 file_len, func_len;
+	struct call_event *event = &rec->event;
+	__u32 size;
 
-	rec->event.flags = 0;
-	file_len = read_name(rec->names, file, &rec->event.flags, CALL_FILE_TRUNCATED);
-	func_len = read_name(rec->names + file_len, func, &rec->event.flags, CALL_FUNC_TRUNCATED);
-	rec->event.file_len = file_len;
-	rec->event.func_len = func_len;
-	*wanted = starts_with(rec->names, file_len, file_prefix, file_prefix_len) &&
-		  starts_with(rec->names + file_len, func_len, func_prefix, func_prefix_len);
-	return file_len + func_len;
+	event->flags = 0;
+	size = read_code_names(rec->names, file, func, &event->file_len, &event->func_len, &event->flags,
+			       CALL_FILE_TRUNCATED, CALL_FUNC_TRUNCATED);
+	*wanted = starts_with(rec->names, event->file_len, file_prefix, file_prefix_len) &&
+		  starts_with(rec->names + event->file_len, event->func_len, func_prefix, func_prefix_len);
+	return size;
 }
 
 static __always_inline __u64 cache_check(const struct name_key *key, const struct known_name *name)

@@ -20,13 +20,12 @@
 #include "aggregate.bpf.h"
 #include "syscall_filter.bpf.h"
 #include "thread_state.bpf.h"
+#include "read_name.bpf.h"
 #include "python_names.bpf.h"
 #include "hash.bpf.h"
 
 /* Deeper frames are counted but not timed. */
 #define MAX_TIMED_DEPTH 256
-/* Room for one name read: USDTRACE_NAME_MAX bytes, one more to detect a longer name, the NUL. */
-#define NAME_READ (USDTRACE_NAME_MAX + 2)
 #define NAME_WORDS (2 * USDTRACE_NAME_MAX / 8)
 
 struct frame {
@@ -189,20 +188,6 @@ static __always_inline void hash_names(const struct function_names *names, struc
 	key->retired = 0;
 }
 
-/* Reads a name to `dst`, cut to USDTRACE_NAME_MAX; returns its length. */
-static __always_inline __u32 read_name(char *dst, __u64 src, __u8 *truncated)
-{
-	long copied = bpf_probe_read_user_str(dst, NAME_READ, (const void *)src);
-
-	if (copied <= 1)
-		return 0;
-	if (copied - 1 > USDTRACE_NAME_MAX) {
-		*truncated = 1;
-		return USDTRACE_NAME_MAX;
-	}
-	return copied - 1;
-}
-
 /* Pops the returning frame: its duration and self time, charged to its caller as callee time. */
 static __always_inline bool pop_frame(__u64 now, __u64 *duration_ns, __u64 *self_ns)
 {
@@ -229,12 +214,8 @@ static __always_inline bool pop_frame(__u64 now, __u64 *duration_ns, __u64 *self
 /* Reads both names into `names`. */
 static __always_inline void read_names(struct function_names *names, __u64 file, __u64 func)
 {
-	__u32 file_len;
-
 	names->truncated = 0;
-	file_len = read_name(names->names, file, &names->truncated);
-	names->file_len = file_len;
-	names->func_len = read_name(names->names + file_len, func, &names->truncated);
+	read_code_names(names->names, file, func, &names->file_len, &names->func_len, &names->truncated, 1, 1);
 }
 
 /*

@@ -13,11 +13,10 @@
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 #include "thread_state.bpf.h"
+#include "read_name.bpf.h"
 
 /* Deeper loads are still reported, with their depth, but without a start or duration. */
 #define MAX_TIMED_DEPTH 64
-/* Room for the module name: USDTRACE_NAME_MAX bytes, one more to detect a longer one, the NUL. */
-#define NAME_READ (USDTRACE_NAME_MAX + 2)
 
 struct thread_imports {
 	__u32 depth;
@@ -73,8 +72,8 @@ int on_import_done(struct pt_regs *ctx)
 	__u32 zero = 0;
 	struct import_record *rec = bpf_map_lookup_elem(&scratch, &zero);
 	struct thread_imports *thread = bpf_map_lookup_elem(&threads, &tid);
-	long name = 0, found = 0, copied;
-	__u32 depth = 0, len = 0;
+	long name = 0, found = 0;
+	__u32 depth = 0, len;
 
 	if (!rec)
 		return 0;
@@ -95,14 +94,7 @@ int on_import_done(struct pt_regs *ctx)
 	const volatile struct usdt_spec *spec = usdt_spec(ctx, NULL);
 	name = usdt_arg(ctx, spec, 0);
 	found = usdt_arg(ctx, spec, 1);
-	copied = bpf_probe_read_user_str(rec->name, NAME_READ, (const void *)name);
-	if (copied > 1) {
-		len = copied - 1;
-		if (len > USDTRACE_NAME_MAX) {
-			rec->event.flags |= IMPORT_NAME_TRUNCATED;
-			len = USDTRACE_NAME_MAX;
-		}
-	}
+	len = read_name(rec->name, name, &rec->event.flags, IMPORT_NAME_TRUNCATED);
 	if (found)
 		rec->event.flags |= IMPORT_FOUND;
 	rec->event.pid = pid_tgid >> 32;
