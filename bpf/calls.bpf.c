@@ -285,6 +285,11 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind, const vol
 	return 0;
 }
 
+static __always_inline void forget_thread_state(__u32 tid)
+{
+	bpf_map_delete_elem(&threads, &tid);
+}
+
 SEC("usdt")
 int on_call_entry(struct pt_regs *ctx)
 {

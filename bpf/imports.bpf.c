@@ -47,6 +47,11 @@ struct {
 
 static const struct thread_imports fresh_thread;
 
+static __always_inline void forget_thread_state(__u32 tid)
+{
+	bpf_map_delete_elem(&threads, &tid);
+}
+
 SEC("usdt")
 int on_import_start(struct pt_regs *ctx)
 {

@@ -97,14 +97,9 @@ int on_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* sched_process_exit: a thread's slot goes with it, so a later thread reusing its id starts clean. */
-SEC("raw_tp")
-int forget_thread(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline void forget_thread_state(__u32 tid)
 {
-	__u32 tid = (__u32)current_pid_tgid();
-
 	bpf_map_delete_elem(&in_flight, &tid);
-	return 0;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

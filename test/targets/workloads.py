@@ -1,5 +1,6 @@
 """Workloads for the tracing tests. Prints "ready", runs the named workload when a line
 arrives on stdin (so the tracer attaches first), then exits."""
+import _thread
 import asyncio
 import gc
 import os
@@ -278,6 +279,69 @@ def run_stats(calls, collections, directory, modules, threads):
     os._exit(0)
 
 
+def serve_request():
+    leaf()
+    os.getppid()
+
+
+def serve_import():
+    sys.modules.pop("churn_module", None)
+    __import__("churn_module")
+
+
+def serve_in_thread(serve):
+    # A thread of its own per request, as socketserver's ThreadingMixIn starts, but through
+    # _thread: threading's own Python code would be most of what is traced. Returns once the
+    # work is done, with the thread's id.
+    done = _thread.allocate_lock()
+    done.acquire()
+    native_id = []
+
+    def run():
+        serve()
+        native_id.append(_thread.get_native_id())
+        done.release()
+
+    _thread.start_new_thread(run, ())
+    done.acquire()
+    return native_id[0]
+
+
+def wait_until_gone(tid):
+    # The thread may still be on its way out: the kernel drops its /proc entry once it has exited.
+    while os.path.exists(f"/proc/self/task/{tid}"):
+        time.sleep(0.001)
+
+
+def run_thread_churn(count, work, directory=None):
+    # One short-lived thread after another. The main thread serves once first, so it holds
+    # whatever state a server thread does throughout. Prints "half" once half the threads have
+    # exited and "done" once all have, and waits for a line after each.
+    if directory:
+        sys.path.insert(0, directory)
+    serve = {"request": serve_request, "import": serve_import}[work]
+    serve()
+    for i in range(int(count)):
+        tid = serve_in_thread(serve)
+        if i + 1 in (int(count) // 2, int(count)):
+            wait_until_gone(tid)
+            print("half" if i + 1 < int(count) else "done", flush=True)
+            sys.stdin.buffer.readline()
+
+
+class ExitsWhenCollected:
+    def __del__(self):
+        os._exit(0)
+
+
+def run_exit_in_gc():
+    # The finalizer runs inside the collection, between gc__start and gc__done.
+    cycle = ExitsWhenCollected()
+    cycle.self = cycle
+    del cycle
+    gc.collect()
+
+
 def handle_request():
     # A bit of everything the README's examples watch: a file read (syscalls, the `open` audit
     # event), a module load, a full collection over a live heap (over 1 ms), and a 2 ms wait.
@@ -319,6 +383,8 @@ WORKLOADS = {
     "audit": run_audit,
     "stats": run_stats,
     "serve": run_serve,
+    "thread_churn": run_thread_churn,
+    "exit_in_gc": run_exit_in_gc,
 }
 
 # Run before "ready": automatic collections would add events of their own.
@@ -326,6 +392,7 @@ SETUP = {
     "gc_generations": gc.disable,
     "gc_cycles": gc.disable,
     "stats": gc.disable,
+    "exit_in_gc": gc.disable,
 }
 
 if __name__ == "__main__":
