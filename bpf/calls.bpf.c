@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Python function entries and returns (CPython's function__entry / function__return USDT
- * probes: file, function, line). Depth and entry times are kept here per thread, so a return
- * carries its duration and user space needs no shadow stack.
+ * probes: file, function, line). Each thread's open frames are kept here (thread_stack.bpf.h),
+ * so a return carries its depth and duration, at any depth, and user space needs no shadow stack.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -11,26 +11,15 @@
 #include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
-#include "thread_state.bpf.h"
 #include "read_name.bpf.h"
 #include "python_names.bpf.h"
 #include "hash.bpf.h"
 
-/* Deeper frames are still reported, with their depth, but without a duration. */
-#define MAX_TIMED_DEPTH 256
-
-struct thread_calls {
-	__u32 depth;
-	__u64 entry_ns[MAX_TIMED_DEPTH];
+struct frame {
+	__u64 entry_ns;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, struct thread_calls);
-} threads SEC(".maps");
+#include "thread_stack.bpf.h"
 
 struct call_record {
 	struct call_event event;
@@ -81,9 +70,6 @@ struct {
 /* The probes' argument specs, when user space could fix them before load (usdt_args.bpf.h). */
 const volatile struct usdt_spec on_call_entry_spec = {};
 const volatile struct usdt_spec on_call_return_spec = {};
-
-/* An entry whose thread finds no slot in `threads` is counted in dropped_thread_slots. */
-static const struct thread_calls fresh_thread;
 
 static __always_inline bool starts_with(const char *name, __u32 len, const volatile char *prefix, __u32 prefix_len)
 {
@@ -213,7 +199,8 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind, const vol
 	__u32 tid = (__u32)pid_tgid;
 	__u32 zero = 0;
 	struct call_record *rec;
-	struct thread_calls *thread;
+	struct thread_stack *stack;
+	struct frame *frame;
 	struct known_name known;
 	struct call_event *event;
 	struct name_key key;
@@ -223,21 +210,18 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind, const vol
 	__u8 flags = 0;
 	bool wanted;
 
-	/* A return creates no thread state: a missing entry has nothing to pair with. */
-	thread = !track_threads ? NULL : kind == CALL_ENTRY ? thread_state(&threads, tid, &fresh_thread) : bpf_map_lookup_elem(&threads, &tid);
-	if (thread) {
-		if (kind == CALL_ENTRY) {
-			depth = thread->depth;
-			if (depth < MAX_TIMED_DEPTH)
-				thread->entry_ns[depth] = now;
-			thread->depth = depth + 1;
-		} else if (thread->depth > 0) {
-			depth = thread->depth - 1;
-			thread->depth = depth;
-			if (depth < MAX_TIMED_DEPTH) {
-				duration_ns = now - thread->entry_ns[depth];
-				flags = CALL_HAS_DURATION;
-			}
+	/* A return creates no stack: a missing entry has nothing to pair with. */
+	stack = track_threads ? stack_of(tid, kind == CALL_ENTRY) : NULL;
+	if (stack && kind == CALL_ENTRY) {
+		depth = stack->depth;
+		frame = push_frame(stack, tid);
+		if (frame)
+			frame->entry_ns = now;
+	} else if (stack) {
+		frame = pop_frame(stack, tid, &depth);
+		if (frame) {
+			duration_ns = now - frame->entry_ns;
+			flags = CALL_HAS_DURATION;
 		}
 	}
 
@@ -287,7 +271,7 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind, const vol
 
 static __always_inline void forget_thread_state(__u32 tid)
 {
-	bpf_map_delete_elem(&threads, &tid);
+	forget_stack(tid);
 }
 
 SEC("usdt")

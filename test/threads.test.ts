@@ -87,14 +87,14 @@ t.test('traceCalls: the last thread\'s calls are timed like the first\'s; one st
     }
     return { returns, untimed, mismatched, workerDepths: workerDepths.size }
   })()
-  const footprints = await churn(target, ['threads'])
+  const footprints = await churn(target, ['threads', 'frame_pages'])
   const seen = await checked
   t.equal(seen.returns, THREADS + 1, 'serve_request returned once per thread, and once in the main thread')
   t.equal(seen.untimed, 0, 'every return timed')
   t.equal(seen.mismatched, 0, 'each duration is its return minus its entry, at its entry\'s depth')
   t.equal(seen.workerDepths, 1, 'at the same depth in every thread')
   t.equal(trace.lost, 0, 'nothing lost')
-  checkFootprint(t, footprints, { threads: 1 })
+  checkFootprint(t, footprints, { threads: 1, frame_pages: 0 })
 })
 
 t.test('callStats with latency and syscalls: every call counted and timed; one thread left', async (t) => {
@@ -106,14 +106,14 @@ t.test('callStats with latency and syscalls: every call counted and timed; one t
     for await (const snapshot of stats) all.push(snapshot)
     return all
   })()
-  const footprints = await churn(target, ['threads', 'syscall_threads'])
+  const footprints = await churn(target, ['threads', 'frame_pages', 'syscall_threads'])
   const [snapshot] = await snapshots
   const serve = snapshot!.functions.find((f) => f.func === 'serve_request')
   t.match(serve, { calls: THREADS + 1, timedCalls: THREADS + 1 }, 'serve_request: every call counted and timed')
   t.match(snapshot!.syscalls!.find((s) => s.name === 'getppid'), { calls: THREADS + 1, timedCalls: THREADS + 1 }, 'getppid: every call')
   t.equal(snapshot!.dropped, 0, 'nothing dropped')
   t.equal(stats.lost, 0, 'nothing lost')
-  checkFootprint(t, footprints, { threads: 1, syscall_threads: 1 })
+  checkFootprint(t, footprints, { threads: 1, frame_pages: 0, syscall_threads: 1 })
 })
 
 t.test('traceSyscalls: every thread\'s getppid; one slot left, the main thread\'s', async (t) => {
@@ -147,10 +147,10 @@ t.test('traceImports: every thread\'s module load, timed; one stack left', async
     }
     return { loads, untimed }
   })()
-  const footprints = await churn(target, ['threads'])
+  const footprints = await churn(target, ['threads', 'frame_pages'])
   t.same(await counted, { loads: THREADS + 1, untimed: 0 }, 'one load per thread and one in the main thread, every one timed')
   t.equal(trace.lost, 0, 'nothing lost')
-  checkFootprint(t, footprints, { threads: 1 })
+  checkFootprint(t, footprints, { threads: 1, frame_pages: 0 })
 })
 
 t.test('traceLibraryCalls: threads that end inside a traced call (pthread_exit) leave nothing behind', async (t) => {

@@ -16,7 +16,7 @@ export interface ImportEvent {
   found: boolean
   /** Loads of this thread still under way around this one: 0 for an import made by running code. */
   depth: number
-  /** CLOCK_MONOTONIC; undefined for a load that began before the trace attached (or nested deeper than 64). */
+  /** CLOCK_MONOTONIC; undefined for a load that began before the trace attached (or found no room in the kernel: counted in `lost`). */
   startNs: bigint | undefined
   /** How long the load took; undefined when `startNs` is. */
   durationNs: bigint | undefined

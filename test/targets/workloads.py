@@ -329,6 +329,109 @@ def run_thread_churn(count, work, directory=None):
             sys.stdin.buffer.readline()
 
 
+def descend(n):
+    return 0 if n == 0 else descend(n - 1) + 1
+
+
+def ping(n):
+    return 0 if n == 0 else pong(n - 1) + 1
+
+
+def pong(n):
+    return 0 if n == 0 else ping(n - 1) + 1
+
+
+def sink(n):
+    if n == 0:
+        raise ValueError("the bottom")
+    sink(n - 1)
+
+
+def deep_descend(n):
+    descend(n)
+
+
+def deep_mutual(n):
+    ping(n)
+
+
+def deep_unwind(n):
+    try:
+        sink(n)
+    except ValueError:
+        pass
+
+
+def run_deep(kind, n):
+    # N frames deep below deep_<kind>, which calls nothing else: descend, ping and pong in turn,
+    # or sink until it raises. In a thread with a large stack: while traced, CPython 3.11 calls
+    # each Python frame through C, some KiB of C stack a frame. Prints the thread's id and when
+    # its deep_<kind> call began and ended (CLOCK_MONOTONIC, as the probes' timestamps).
+    sys.setrecursionlimit(int(n) + 100)
+    threading.stack_size(512 << 20)
+    deep = globals()[f"deep_{kind}"]
+    clock = []
+
+    def run():
+        clock.append(time.monotonic_ns())
+        deep(int(n))
+        clock.append(time.monotonic_ns())
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    print(worker.native_id, *clock, flush=True)
+
+
+def run_nested_imports(directory, depth):
+    # nested_0 imports nested_1, which imports nested_2, ... each while it loads: `depth` loads
+    # open at once at the bottom. Through importlib's Python code, some twenty frames a level.
+    sys.path.insert(0, directory)
+    sys.setrecursionlimit(30 * int(depth) + 1000)
+    threading.stack_size(512 << 20)
+    worker = threading.Thread(target=__import__, args=("nested_0",))
+    worker.start()
+    worker.join()
+
+
+def dive(n, at_bottom):
+    return at_bottom() if n == 0 else dive(n - 1, at_bottom)
+
+
+def pause(said):
+    print(said, flush=True)
+    sys.stdin.buffer.readline()
+
+
+def frames_open():
+    # The frames of the calling thread, this one included: its own count of its depth.
+    frame, count = sys._getframe(), 0
+    while frame is not None:
+        count += 1
+        frame = frame.f_back
+    return count
+
+
+def run_deep_count(n):
+    # Down N frames in a new thread, as run_deep; prints how many frames were open at the bottom.
+    sys.setrecursionlimit(int(n) + 100)
+    threading.stack_size(512 << 20)
+    counted = []
+    worker = threading.Thread(target=lambda: counted.append(dive(int(n), frames_open)))
+    worker.start()
+    worker.join()
+    print(counted[0], flush=True)
+
+
+def run_deep_exit(n):
+    # Down N frames, pausing at the bottom, and back up; then down again and out of the process
+    # from the bottom.
+    sys.setrecursionlimit(int(n) + 100)
+    dive(int(n), lambda: pause("bottom"))
+    pause("back")
+    dive(int(n), lambda: os._exit(0))
+
+
 class ExitsWhenCollected:
     def __del__(self):
         os._exit(0)
@@ -385,6 +488,10 @@ WORKLOADS = {
     "serve": run_serve,
     "thread_churn": run_thread_churn,
     "exit_in_gc": run_exit_in_gc,
+    "deep": run_deep,
+    "nested_imports": run_nested_imports,
+    "deep_exit": run_deep_exit,
+    "deep_count": run_deep_count,
 }
 
 # Run before "ready": automatic collections would add events of their own.
