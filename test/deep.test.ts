@@ -14,7 +14,12 @@ import { mapEntries } from './fixtures/maps.js'
 import { tmpDir } from './fixtures/package.js'
 import { WORKLOADS, collect, startWorkload, type Target } from './targets.js'
 
-const DEPTH = 10_000
+/** The run_deep workloads: how deep each goes, and the functions that recurse. */
+const RECURSIONS = [
+  { kind: 'descend', funcs: ['descend'], depth: 10_000 },
+  { kind: 'mutual', funcs: ['ping', 'pong'], depth: 10_000 },
+  { kind: 'unwind', funcs: ['sink'], depth: 1_000 },
+]
 
 /** What run_deep printed: the deep thread's id, and when its deep_<kind> call began and ended. */
 async function deepThread(target: Target): Promise<{ tid: number; startNs: bigint; endNs: bigint }> {
@@ -54,12 +59,7 @@ function checkThread(t: Test, events: CallEvent[], tid: number): CallEvent[] {
   return returns
 }
 
-for (const [kind, funcs] of [
-  ['descend', ['descend']],
-  ['mutual', ['ping', 'pong']],
-  ['unwind', ['sink']],
-] as const) {
-  const depth = kind === 'unwind' ? 1_000 : DEPTH
+for (const { kind, funcs, depth } of RECURSIONS) {
   t.test(`traceCalls, ${kind} ${depth} deep: every return timed, at its depth`, async (t) => {
     const target = await startWorkload(t, ['deep', kind, String(depth)])
     const trace = traceCalls(target.pid)
@@ -67,7 +67,7 @@ for (const [kind, funcs] of [
     target.go()
     const [events, thread] = await Promise.all([collect(trace), deepThread(target)])
     const all = checkThread(t, events, thread.tid).filter((e) => e.file === WORKLOADS)
-    const returns = all.filter((e) => (funcs as readonly string[]).includes(e.func))
+    const returns = all.filter((e) => funcs.includes(e.func))
     t.equal(returns.length, depth + 1, `${funcs.join(' and ')} returned ${depth + 1} times`)
     const outer = all.find((e) => e.func === `deep_${kind}`)
     const depths = returns.map((e) => e.depth)
@@ -83,12 +83,7 @@ function row(snapshot: CallStatsSnapshot, func: string): FunctionStats {
   return snapshot.functions.find((f) => f.file === WORKLOADS && f.func === func)!
 }
 
-for (const [kind, funcs] of [
-  ['descend', ['descend']],
-  ['mutual', ['ping', 'pong']],
-  ['unwind', ['sink']],
-] as const) {
-  const depth = kind === 'unwind' ? 1_000 : DEPTH
+for (const { kind, funcs, depth } of RECURSIONS) {
   t.test(`callStats, ${kind} ${depth} deep: every call counted and timed, self times add up`, async (t) => {
     const target = await startWorkload(t, ['deep', kind, String(depth)])
     const stats = callStats(target.pid, { intervalMs: Infinity })

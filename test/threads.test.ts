@@ -55,6 +55,13 @@ async function churn(target: Target, maps: string[]): Promise<{ half: Footprint;
   return { half, done: await reach('done') }
 }
 
+/** The events of the trace, until it ends, that are `wanted`: their number. */
+async function count<T>(trace: AsyncIterable<T>, wanted: (event: T) => boolean): Promise<number> {
+  let counted = 0
+  for await (const event of trace) if (wanted(event)) counted++
+  return counted
+}
+
 /** The checks every churn makes of what the kernel holds once all threads are gone. */
 function checkFootprint(t: Test, { half, done }: { half: Footprint; done: Footprint }, expected: Record<string, number>): void {
   for (const [map, count] of Object.entries(expected)) t.same(done.entries[map], [count], `${map}: ${count} entries after ${THREADS} threads`)
@@ -120,11 +127,7 @@ t.test('traceSyscalls: every thread\'s getppid; one slot left, the main thread\'
   const target = await startWorkload(t, ['thread_churn', String(THREADS), 'request'])
   const trace = traceSyscalls(target.pid, { names: ['getppid'] })
   await trace.ready
-  const counted = (async () => {
-    let returned = 0
-    for await (const event of trace) if (event.name === 'getppid' && event.ret === BigInt(process.pid)) returned++
-    return returned
-  })()
+  const counted = count(trace, (event) => event.name === 'getppid' && event.ret === BigInt(process.pid))
   const footprints = await churn(target, ['in_flight'])
   t.equal(await counted, THREADS + 1, 'getppid returned once per thread, and once in the main thread')
   t.equal(trace.lost, 0, 'nothing lost')
@@ -159,11 +162,7 @@ t.test('traceLibraryCalls: threads that end inside a traced call (pthread_exit) 
   const target = Object.assign(child, { go: () => void child.stdin!.write('\n') })
   const trace = traceLibraryCalls(target.pid, { library: 'libc', symbols: ['getppid', 'pthread_exit'] })
   await trace.ready
-  const counted = (async () => {
-    let getppid = 0
-    for await (const event of trace) if (event.symbol === 'getppid' && event.returnValue === BigInt(process.pid)) getppid++
-    return getppid
-  })()
+  const counted = count(trace, (event) => event.symbol === 'getppid' && event.returnValue === BigInt(process.pid))
   const footprints = await churn(target, ['threads'])
   t.equal(await counted, THREADS, 'every thread\'s getppid, though each thread before it ended inside pthread_exit')
   t.equal(trace.lost, 0, 'nothing lost')
@@ -183,8 +182,6 @@ t.test('traceGC: processes that exit in the middle of a collection leave no slot
   t.same(mapEntries('starts'), [0], 'no collection left open')
   survivor.stdin!.end()
   const dyingPids = new Set(dying.map((target) => target.pid))
-  let finished = 0
-  for await (const event of trace) if (dyingPids.has(event.pid)) finished++
-  t.equal(finished, 0, 'none of their collections finished')
+  t.equal(await count(trace, (event) => dyingPids.has(event.pid)), 0, 'none of their collections finished')
   t.equal(trace.lost, 0, 'nothing lost')
 })
