@@ -1,5 +1,5 @@
 /*
- * For test/threads.test.ts: prints "ready", waits for a line on stdin, then starts N threads one
+ * For test/thread-churn.test.ts: prints "ready", waits for a line on stdin, then starts N threads one
  * after another (N from argv). Each calls getppid() and ends in pthread_exit(), a call that never
  * returns. Prints "half" once N/2 threads have exited and "done" once all have, waiting for a line
  * after each.
