@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { NOBODY, staged } from './fixtures/staged.js'
+import { DIE_WITH_TEST } from './fixtures/processes.js'
 
 export const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -148,7 +149,8 @@ export interface PipedRun {
 /** Runs `usdtrace ARGS...` with pipes (no terminal): stdout and stderr apart. */
 export function runCliPiped(t: Test, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): PipedRun {
   const [env, ...envArgs] = WITHOUT_HOOKS
-  const child = spawn(env!, [...envArgs, process.execPath, CLI, ...args], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const [runner, ...runnerArgs] = DIE_WITH_TEST
+  const child = spawn(runner, [...runnerArgs, env!, ...envArgs, process.execPath, CLI, ...args], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const output = { stdout: '', stderr: '' }
   child.stdout.on('data', (d: Buffer) => (output.stdout += d))
   child.stderr.on('data', (d: Buffer) => (output.stderr += d))
