@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Python function entries and returns (CPython's function__entry / function__return USDT
- * probes: file, function, line). Depth and entry times are kept here per thread, so a return
- * carries its duration and user space needs no shadow stack.
+ * probes: file, function, line). Each thread's open frames are kept here (thread_stack.bpf.h),
+ * so a return carries its depth and duration, at any depth, and user space needs no shadow stack.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -11,27 +11,15 @@
 #include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
-#include "thread_state.bpf.h"
+#include "read_name.bpf.h"
 #include "python_names.bpf.h"
 #include "hash.bpf.h"
 
-/* Deeper frames are still reported, with their depth, but without a duration. */
-#define MAX_TIMED_DEPTH 256
-/* Room for one name read: USDTRACE_NAME_MAX bytes, one more to detect a longer name, the NUL. */
-#define NAME_READ (USDTRACE_NAME_MAX + 2)
-
-struct thread_calls {
-	__u32 depth;
-	__u64 entry_ns[MAX_TIMED_DEPTH];
+struct frame {
+	__u64 entry_ns;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, struct thread_calls);
-} threads SEC(".maps");
+#include "thread_stack.bpf.h"
 
 struct call_record {
 	struct call_event event;
@@ -83,25 +71,6 @@ struct {
 const volatile struct usdt_spec on_call_entry_spec = {};
 const volatile struct usdt_spec on_call_return_spec = {};
 
-/* An entry whose thread finds no slot in `threads` is counted in dropped_thread_slots. */
-static const struct thread_calls fresh_thread;
-
-/* Copies a user string into dst and returns its length, cut to USDTRACE_NAME_MAX. */
-static __always_inline __u32 read_name(char *dst, __u64 src, __u8 *flags, __u8 truncated_flag)
-{
-	long copied = bpf_probe_read_user_str(dst, NAME_READ, (const void *)src);
-	__u32 len;
-
-	if (copied <= 1)
-		return 0;
-	len = copied - 1;
-	if (len > USDTRACE_NAME_MAX) {
-		*flags |= truncated_flag;
-		len = USDTRACE_NAME_MAX;
-	}
-	return len;
-}
-
 static __always_inline bool starts_with(const char *name, __u32 len, const volatile char *prefix, __u32 prefix_len)
 {
 	if (prefix_len > len)
@@ -118,16 +87,15 @@ static __always_inline bool starts_with(const char *name, __u32 len, const volat
  */
 static __always_inline __u32 read_names(struct call_record *rec, __u64 file, __u64 func, bool *wanted)
 {
-	__u32 file_len, func_len;
+	struct call_event *event = &rec->event;
+	__u32 size;
 
-	rec->event.flags = 0;
-	file_len = read_name(rec->names, file, &rec->event.flags, CALL_FILE_TRUNCATED);
-	func_len = read_name(rec->names + file_len, func, &rec->event.flags, CALL_FUNC_TRUNCATED);
-	rec->event.file_len = file_len;
-	rec->event.func_len = func_len;
-	*wanted = starts_with(rec->names, file_len, file_prefix, file_prefix_len) &&
-		  starts_with(rec->names + file_len, func_len, func_prefix, func_prefix_len);
-	return file_len + func_len;
+	event->flags = 0;
+	size = read_code_names(rec->names, file, func, &event->file_len, &event->func_len, &event->flags,
+			       CALL_FILE_TRUNCATED, CALL_FUNC_TRUNCATED);
+	*wanted = starts_with(rec->names, event->file_len, file_prefix, file_prefix_len) &&
+		  starts_with(rec->names + event->file_len, event->func_len, func_prefix, func_prefix_len);
+	return size;
 }
 
 static __always_inline __u64 cache_check(const struct name_key *key, const struct known_name *name)
@@ -231,7 +199,8 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind, const vol
 	__u32 tid = (__u32)pid_tgid;
 	__u32 zero = 0;
 	struct call_record *rec;
-	struct thread_calls *thread;
+	struct thread_stack *stack;
+	struct frame *frame;
 	struct known_name known;
 	struct call_event *event;
 	struct name_key key;
@@ -241,21 +210,18 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind, const vol
 	__u8 flags = 0;
 	bool wanted;
 
-	/* A return creates no thread state: a missing entry has nothing to pair with. */
-	thread = !track_threads ? NULL : kind == CALL_ENTRY ? thread_state(&threads, tid, &fresh_thread) : bpf_map_lookup_elem(&threads, &tid);
-	if (thread) {
-		if (kind == CALL_ENTRY) {
-			depth = thread->depth;
-			if (depth < MAX_TIMED_DEPTH)
-				thread->entry_ns[depth] = now;
-			thread->depth = depth + 1;
-		} else if (thread->depth > 0) {
-			depth = thread->depth - 1;
-			thread->depth = depth;
-			if (depth < MAX_TIMED_DEPTH) {
-				duration_ns = now - thread->entry_ns[depth];
-				flags = CALL_HAS_DURATION;
-			}
+	/* A return creates no stack: a missing entry has nothing to pair with. */
+	stack = track_threads ? stack_of(tid, kind == CALL_ENTRY) : NULL;
+	if (stack && kind == CALL_ENTRY) {
+		depth = stack->depth;
+		frame = push_frame(stack, tid);
+		if (frame)
+			frame->entry_ns = now;
+	} else if (stack) {
+		frame = pop_frame(stack, tid, &depth);
+		if (frame) {
+			duration_ns = now - frame->entry_ns;
+			flags = CALL_HAS_DURATION;
 		}
 	}
 
@@ -301,6 +267,11 @@ static __always_inline int record_call(struct pt_regs *ctx, __u8 kind, const vol
 	rec->event.name_id = 0;
 	submit_event(rec, sizeof(rec->event) + size);
 	return 0;
+}
+
+static __always_inline void forget_thread_state(__u32 tid)
+{
+	forget_stack(tid);
 }
 
 SEC("usdt")

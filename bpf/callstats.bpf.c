@@ -19,14 +19,10 @@
 #include "usdt_args.bpf.h"
 #include "aggregate.bpf.h"
 #include "syscall_filter.bpf.h"
-#include "thread_state.bpf.h"
+#include "read_name.bpf.h"
 #include "python_names.bpf.h"
 #include "hash.bpf.h"
 
-/* Deeper frames are counted but not timed. */
-#define MAX_TIMED_DEPTH 256
-/* Room for one name read: USDTRACE_NAME_MAX bytes, one more to detect a longer name, the NUL. */
-#define NAME_READ (USDTRACE_NAME_MAX + 2)
 #define NAME_WORDS (2 * USDTRACE_NAME_MAX / 8)
 
 struct frame {
@@ -34,18 +30,7 @@ struct frame {
 	__u64 callee_ns; /* time spent in the traced functions it called */
 };
 
-struct thread_frames {
-	__u32 depth;
-	struct frame frames[MAX_TIMED_DEPTH];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, struct thread_frames);
-} threads SEC(".maps");
+#include "thread_stack.bpf.h"
 
 /*
  * Per function: sized by user space (maxFunctions). Keyed by name_key: the names' pointers and
@@ -121,26 +106,21 @@ const volatile __u32 only_tgid = 0;
 
 /* Function calls not counted: the function maps were full. */
 __u64 dropped_function_slots = 0;
-/* Function entries not timed for want of a slot in `threads`: dropped_thread_slots. */
+/* Function entries not timed for want of room: dropped_thread_slots and dropped_deep_frames. */
 /* Syscalls not counted: no slot for the thread, or the syscall map was full. */
 __u64 dropped_syscall_slots = 0;
-
-static const struct thread_frames fresh_thread;
 
 SEC("usdt")
 int on_function_entry(struct pt_regs *ctx)
 {
-	struct thread_frames *thread = thread_state(&threads, (__u32)current_pid_tgid(), &fresh_thread);
-	__u32 depth;
+	__u32 tid = (__u32)current_pid_tgid();
+	struct thread_stack *stack = stack_of(tid, true);
+	struct frame *frame = stack ? push_frame(stack, tid) : NULL;
 
-	if (!thread)
-		return 0;
-	depth = thread->depth;
-	if (depth < MAX_TIMED_DEPTH) {
-		thread->frames[depth].entry_ns = bpf_ktime_get_ns();
-		thread->frames[depth].callee_ns = 0;
+	if (frame) {
+		frame->entry_ns = bpf_ktime_get_ns();
+		frame->callee_ns = 0;
 	}
-	thread->depth = depth + 1;
 	return 0;
 }
 
@@ -189,52 +169,30 @@ static __always_inline void hash_names(const struct function_names *names, struc
 	key->retired = 0;
 }
 
-/* Reads a name to `dst`, cut to USDTRACE_NAME_MAX; returns its length. */
-static __always_inline __u32 read_name(char *dst, __u64 src, __u8 *truncated)
-{
-	long copied = bpf_probe_read_user_str(dst, NAME_READ, (const void *)src);
-
-	if (copied <= 1)
-		return 0;
-	if (copied - 1 > USDTRACE_NAME_MAX) {
-		*truncated = 1;
-		return USDTRACE_NAME_MAX;
-	}
-	return copied - 1;
-}
-
 /* Pops the returning frame: its duration and self time, charged to its caller as callee time. */
-static __always_inline bool pop_frame(__u64 now, __u64 *duration_ns, __u64 *self_ns)
+static __always_inline bool time_return(__u64 now, __u64 *duration_ns, __u64 *self_ns)
 {
 	__u32 tid = (__u32)current_pid_tgid();
-	struct thread_frames *thread = bpf_map_lookup_elem(&threads, &tid);
-	struct frame *frame;
+	struct thread_stack *stack = stack_of(tid, false);
+	struct frame *frame, *caller;
 	__u32 depth;
 
-	if (!thread || thread->depth == 0)
+	frame = stack ? pop_frame(stack, tid, &depth) : NULL;
+	if (!frame)
 		return false;
-	depth = thread->depth - 1;
-	thread->depth = depth;
-	if (depth >= MAX_TIMED_DEPTH)
-		return false;
-	/* The masks change nothing (depth < MAX_TIMED_DEPTH, a power of two); they show the verifier the bound. */
-	frame = &thread->frames[depth & (MAX_TIMED_DEPTH - 1)];
 	*duration_ns = now - frame->entry_ns;
 	*self_ns = *duration_ns > frame->callee_ns ? *duration_ns - frame->callee_ns : 0;
-	if (depth > 0)
-		thread->frames[(depth - 1) & (MAX_TIMED_DEPTH - 1)].callee_ns += *duration_ns;
+	caller = depth > 0 ? frame_at(stack, tid, depth - 1) : NULL;
+	if (caller)
+		caller->callee_ns += *duration_ns;
 	return true;
 }
 
 /* Reads both names into `names`. */
 static __always_inline void read_names(struct function_names *names, __u64 file, __u64 func)
 {
-	__u32 file_len;
-
 	names->truncated = 0;
-	file_len = read_name(names->names, file, &names->truncated);
-	names->file_len = file_len;
-	names->func_len = read_name(names->names + file_len, func, &names->truncated);
+	read_code_names(names->names, file, func, &names->file_len, &names->func_len, &names->truncated, 1, 1);
 }
 
 /*
@@ -293,7 +251,7 @@ int on_function_return(struct pt_regs *ctx)
 	const volatile struct usdt_spec *spec = usdt_spec(ctx, &on_function_return_spec);
 	__u64 file = usdt_arg(ctx, spec, 0), func = usdt_arg(ctx, spec, 1);
 	__u64 duration_ns = 0, self_ns = 0;
-	bool timed = latency && pop_frame(bpf_ktime_get_ns(), &duration_ns, &self_ns);
+	bool timed = latency && time_return(bpf_ktime_get_ns(), &duration_ns, &self_ns);
 	struct names_scratch *buffer = NULL;
 	struct function_stats *stats;
 	struct name_key key;
@@ -424,15 +382,10 @@ int on_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* sched_process_exit: a thread's state goes with it, so a later thread reusing its id starts clean. */
-SEC("raw_tp")
-int forget_thread(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline void forget_thread_state(__u32 tid)
 {
-	__u32 tid = (__u32)current_pid_tgid();
-
-	bpf_map_delete_elem(&threads, &tid);
+	forget_stack(tid);
 	bpf_map_delete_elem(&syscall_threads, &tid);
-	return 0;
 }
 
 /* See calls.bpf.c: raises CPython 3.11's line semaphore, which its function__entry needs. */

@@ -12,6 +12,7 @@
 #include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
+#include "thread_state.bpf.h"
 #include "python_stack.bpf.h"
 
 /* Collections that took less are not reported; set by user space before load. */
@@ -32,6 +33,13 @@ struct {
 
 /* Collections whose start found no free slot in `starts`: they go unreported. */
 __u64 dropped_gc_slots = 0;
+
+/* A thread that exits between a start and its done (its process killed mid-collection). */
+static __always_inline void forget_thread_state(__u32 tid)
+{
+	bpf_map_delete_elem(&starts, &tid);
+	bpf_map_delete_elem(&thread_states, &tid);
+}
 
 SEC("usdt")
 int on_gc_start(struct pt_regs *ctx)

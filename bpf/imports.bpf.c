@@ -2,8 +2,8 @@
 /*
  * CPython module loads (python:import__find__load__start / __done, both with the absolute module
  * name; done adds whether the load succeeded). A load runs the module's code, which may load
- * others, so each thread keeps a stack of start times: a done pops its start, and its depth is
- * the number of loads still open around it.
+ * others, so each thread keeps a stack of start times (thread_stack.bpf.h): a done pops its
+ * start, and its depth is the number of loads still open around it.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -12,25 +12,13 @@
 #include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
-#include "thread_state.bpf.h"
+#include "read_name.bpf.h"
 
-/* Deeper loads are still reported, with their depth, but without a start or duration. */
-#define MAX_TIMED_DEPTH 64
-/* Room for the module name: USDTRACE_NAME_MAX bytes, one more to detect a longer one, the NUL. */
-#define NAME_READ (USDTRACE_NAME_MAX + 2)
-
-struct thread_imports {
-	__u32 depth;
-	__u64 start_ns[MAX_TIMED_DEPTH];
+struct frame {
+	__u64 start_ns;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct thread_imports);
-} threads SEC(".maps");
+#include "thread_stack.bpf.h"
 
 struct import_record {
 	struct import_event event;
@@ -44,23 +32,22 @@ struct {
 	__type(value, struct import_record);
 } scratch SEC(".maps");
 
-/* Starts whose thread finds no slot in `threads` (dropped_thread_slots) arrive without a duration. */
+/* Starts that find no room (dropped_thread_slots, dropped_deep_frames) arrive without a duration. */
 
-static const struct thread_imports fresh_thread;
+static __always_inline void forget_thread_state(__u32 tid)
+{
+	forget_stack(tid);
+}
 
 SEC("usdt")
 int on_import_start(struct pt_regs *ctx)
 {
 	__u32 tid = (__u32)current_pid_tgid();
-	struct thread_imports *thread = thread_state(&threads, tid, &fresh_thread);
-	__u32 depth;
+	struct thread_stack *stack = stack_of(tid, true);
+	struct frame *frame = stack ? push_frame(stack, tid) : NULL;
 
-	if (!thread)
-		return 0;
-	depth = thread->depth;
-	if (depth < MAX_TIMED_DEPTH)
-		thread->start_ns[depth] = bpf_ktime_get_ns();
-	thread->depth = depth + 1;
+	if (frame)
+		frame->start_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -72,9 +59,10 @@ int on_import_done(struct pt_regs *ctx)
 	__u32 tid = (__u32)pid_tgid;
 	__u32 zero = 0;
 	struct import_record *rec = bpf_map_lookup_elem(&scratch, &zero);
-	struct thread_imports *thread = bpf_map_lookup_elem(&threads, &tid);
-	long name = 0, found = 0, copied;
-	__u32 depth = 0, len = 0;
+	struct thread_stack *stack = stack_of(tid, false);
+	struct frame *frame;
+	long name = 0, found = 0;
+	__u32 depth = 0, len;
 
 	if (!rec)
 		return 0;
@@ -82,27 +70,17 @@ int on_import_done(struct pt_regs *ctx)
 	rec->event.start_ns = 0;
 	rec->event.duration_ns = 0;
 	/* A load that began before the trace attached has no start: depth 0, no duration. */
-	if (thread && thread->depth > 0) {
-		depth = thread->depth - 1;
-		thread->depth = depth;
-		if (depth < MAX_TIMED_DEPTH) {
-			rec->event.start_ns = thread->start_ns[depth];
-			rec->event.duration_ns = now - rec->event.start_ns;
-			rec->event.flags |= IMPORT_HAS_START;
-		}
+	frame = stack ? pop_frame(stack, tid, &depth) : NULL;
+	if (frame) {
+		rec->event.start_ns = frame->start_ns;
+		rec->event.duration_ns = now - frame->start_ns;
+		rec->event.flags |= IMPORT_HAS_START;
 	}
 
 	const volatile struct usdt_spec *spec = usdt_spec(ctx, NULL);
 	name = usdt_arg(ctx, spec, 0);
 	found = usdt_arg(ctx, spec, 1);
-	copied = bpf_probe_read_user_str(rec->name, NAME_READ, (const void *)name);
-	if (copied > 1) {
-		len = copied - 1;
-		if (len > USDTRACE_NAME_MAX) {
-			rec->event.flags |= IMPORT_NAME_TRUNCATED;
-			len = USDTRACE_NAME_MAX;
-		}
-	}
+	len = read_name(rec->name, name, &rec->event.flags, IMPORT_NAME_TRUNCATED);
 	if (found)
 		rec->event.flags |= IMPORT_FOUND;
 	rec->event.pid = pid_tgid >> 32;

@@ -44,7 +44,10 @@ struct thread_calls {
 	struct pending_call calls[MAX_PENDING_CALLS];
 };
 
-/* Only threads inside a traced call have an entry: it goes when their outermost call returns. */
+/*
+ * Only threads inside a traced call have an entry: it goes when their outermost call returns,
+ * or when the thread exits inside one (pthread_exit, exit: calls that never return).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -58,6 +61,12 @@ struct {
 __u64 dropped_deep_calls = 0;
 
 static const struct thread_calls fresh_thread;
+
+static __always_inline void forget_thread_state(__u32 tid)
+{
+	bpf_map_delete_elem(&threads, &tid);
+	bpf_map_delete_elem(&thread_states, &tid);
+}
 
 SEC("uprobe")
 int on_library_entry(struct pt_regs *ctx)

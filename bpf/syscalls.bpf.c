@@ -12,15 +12,13 @@
 #include "ringbuf.bpf.h"
 #include "syscall_filter.bpf.h"
 #include "thread_state.bpf.h"
+#include "read_name.bpf.h"
 #include "python_stack.bpf.h"
-
-/* Room for one path read: USDTRACE_NAME_MAX bytes, one more to detect a longer one, the NUL. */
-#define DETAIL_READ (USDTRACE_NAME_MAX + 2)
 
 /* A thread's syscall in flight, already laid out as the record it becomes on return. */
 struct syscall_record {
 	struct syscall_event event;
-	char detail[DETAIL_READ];
+	char detail[NAME_READ];
 };
 
 /* One slot per traced thread, reused for each of its syscalls; timestamp_ns 0 = none in flight. */
@@ -50,20 +48,12 @@ static __always_inline void send(struct syscall_record *record)
 static __always_inline void read_path(struct syscall_record *record, __u8 flags)
 {
 	__u32 arg = (flags & SYSCALL_PATH_ARG_MASK) >> SYSCALL_PATH_ARG_SHIFT;
-	long copied;
 
 	record->event.detail_len = 0;
 	if (arg == 0 || arg > 6)
 		return;
-	copied = bpf_probe_read_user_str(record->detail, DETAIL_READ,
-					 (const void *)record->event.args[arg - 1]);
-	if (copied <= 1)
-		return;
-	if (copied - 1 > USDTRACE_NAME_MAX) {
-		record->event.flags |= SYSCALL_DETAIL_TRUNCATED;
-		copied = USDTRACE_NAME_MAX + 1;
-	}
-	record->event.detail_len = copied - 1;
+	record->event.detail_len = read_name(record->detail, record->event.args[arg - 1], &record->event.flags,
+					     SYSCALL_DETAIL_TRUNCATED);
 }
 
 SEC("raw_tp")
@@ -109,14 +99,10 @@ int on_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* sched_process_exit: a thread's slot goes with it, so a later thread reusing its id starts clean. */
-SEC("raw_tp")
-int forget_thread(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline void forget_thread_state(__u32 tid)
 {
-	__u32 tid = (__u32)current_pid_tgid();
-
 	bpf_map_delete_elem(&in_flight, &tid);
-	return 0;
+	bpf_map_delete_elem(&thread_states, &tid);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -11,9 +11,8 @@
 #include "current.bpf.h"
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
+#include "read_name.bpf.h"
 
-/* Room for one string read: USDTRACE_NAME_MAX bytes, one more to detect a longer one, the NUL. */
-#define STR_READ (USDTRACE_NAME_MAX + 2)
 #define VALUES_BYTES (USDT_MAX_ARGS * 8)
 /* The furthest a string can start: after every value and USDT_MAX_ARGS - 1 whole strings. */
 #define LAST_STR_AT (VALUES_BYTES + (USDT_MAX_ARGS - 1) * USDTRACE_NAME_MAX)
@@ -21,7 +20,7 @@
 struct usdt_record {
 	struct usdt_event event;
 	/* arg_count values, then the strings right after them */
-	__u8 body[LAST_STR_AT + STR_READ];
+	__u8 body[LAST_STR_AT + NAME_READ];
 };
 
 struct {
@@ -66,17 +65,11 @@ int on_usdt(struct pt_regs *ctx)
 
 		if (cookie & (1ULL << (USDT_COOKIE_STR_SHIFT + i))) {
 			__u32 at = strings_at + strings_len;
-			long copied;
 
 			if (at > LAST_STR_AT)
 				break;
-			copied = bpf_probe_read_user_str(rec->body + at, STR_READ, (const void *)value);
 			/* An unreadable pointer arrives as an empty string. */
-			value = copied > 1 ? copied - 1 : 0;
-			if (value > USDTRACE_NAME_MAX) {
-				rec->event.flags |= USDT_STR_TRUNCATED;
-				value = USDTRACE_NAME_MAX;
-			}
+			value = read_name((char *)rec->body + at, value, &rec->event.flags, USDT_STR_TRUNCATED);
 			strings_len += value;
 		}
 		*(__u64 *)(rec->body + i * 8) = value;

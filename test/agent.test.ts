@@ -11,7 +11,7 @@ import t from 'tap'
 import { CLI, ROOT, runCliPiped } from './cli.js'
 import { tmpDir } from './fixtures/package.js'
 import { eventually, scrape, startAgent, valueOf } from './fixtures/agent.js'
-import { DEBIAN_PYTHON, PYTHON_WAIT, startReady } from './fixtures/processes.js'
+import { DEBIAN_PYTHON, PYTHON_WAIT, privatePython, startReady } from './fixtures/processes.js'
 import { startWorkload } from './targets.js'
 
 t.test('a bad option is one line and exit 2, before anything is attached', async (t) => {
@@ -64,14 +64,15 @@ t.test('the endpoint reads and never acts', async (t) => {
 })
 
 t.test('--binary: processes started later are followed, exited ones let go; a churn leaves nothing behind', async (t) => {
-  const agent = await startAgent(t, ['--binary', DEBIAN_PYTHON, '--interval', '0.2', '--linger', '3', '--rescan', '0.5'])
-  t.match(agent.stderr, new RegExp(`following processes of ${DEBIAN_PYTHON}`))
+  const python = privatePython(t)
+  const agent = await startAgent(t, ['--binary', python, '--interval', '0.2', '--linger', '3', '--rescan', '0.5'])
+  t.match(agent.stderr, new RegExp(`following processes of ${python}`))
   const calls = 500
   const churned: number[] = []
   let followed = 0
   for (let i = 0; i < 20; i++) {
     // Started after the agent attached: counted from its start, interpreter start-up included.
-    const target = await startWorkload(t, ['stats', String(calls), '2', '/nonexistent', '0', '0'])
+    const target = await startWorkload(t, ['stats', String(calls), '2', '/nonexistent', '0', '0'], python)
     churned.push(target.pid)
     target.go()
     await once(target, 'exit')

@@ -4,8 +4,6 @@ import { release } from 'node:os'
 import t from 'tap'
 import { runCli, runCliPiped } from './cli.js'
 
-const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all']
-
 t.test('as root: every check passes, exit 0', async (t) => {
   const cli = runCli(t, ['doctor'])
   t.equal(await cli.exited, 0)
@@ -15,7 +13,7 @@ t.test('as root: every check passes, exit 0', async (t) => {
 })
 
 t.test('unprivileged: the privileges check fails with its fix, exit 1', async (t) => {
-  const cli = runCli(t, ['doctor'], { wrapper: ['setpriv', ...NOBODY], cwd: '/' })
+  const cli = runCli(t, ['doctor'], { asNobody: true })
   t.equal(await cli.exited, 1)
   t.match(cli.text, /^FAIL\s+privileges\s+uid 65534 /m, 'the failed check')
   t.match(cli.text, /^\s+fix: run as root, or grant CAP_BPF and CAP_PERFMON/m, 'and how to fix it')

@@ -4,15 +4,14 @@ import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { DEBIAN_PYTHON, PYTHON_WAIT, deadPid, startReady } from './fixtures/processes.js'
+import { NOBODY } from './fixtures/staged.js'
 import { compile, tmpDir } from './programs/tools.js'
 import { readSemaphores } from './semaphores.js'
 import { startWorkload } from './targets.js'
 import { runCli } from './cli.js'
 
-const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all']
-
 /** Runs usdtrace ARGS, expects `status` and exactly one line of output; returns it. */
-async function oneLine(t: Test, args: string[], status: number, options: { wrapper?: string[]; cwd?: string } = {}): Promise<string> {
+async function oneLine(t: Test, args: string[], status: number, options: { asNobody?: boolean; cwd?: string } = {}): Promise<string> {
   const cli = runCli(t, args, options)
   t.equal(await cli.exited, status, `exit status ${status}`)
   const lines = cli.text.trim().split('\n')
@@ -56,7 +55,7 @@ t.test('CPython 3.12-3.14: no call probes; what still works', async (t) => {
 
 t.test('not root: BPF refused, with the capabilities to grant', async (t) => {
   const target = await startReady(t, 'setpriv', [...NOBODY, DEBIAN_PYTHON, '-c', PYTHON_WAIT])
-  const line = await oneLine(t, ['calls', String(target.pid)], 1, { wrapper: ['setpriv', ...NOBODY], cwd: '/' })
+  const line = await oneLine(t, ['calls', String(target.pid)], 1, { asNobody: true })
   t.match(line, /permission denied/)
   t.match(line, /CAP_BPF/)
   t.match(line, /run as root/)

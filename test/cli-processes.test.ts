@@ -4,14 +4,10 @@
 // and --binary follows a private copy of python3.11, so no other process on the machine is traced.
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { writeFileSync } from 'node:fs'
-import { chmodSync, copyFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import { DEBIAN_PYTHON } from './fixtures/processes.js'
-import { tmpDir } from './programs/tools.js'
+import { DEBIAN_PYTHON, privatePython } from './fixtures/processes.js'
 import { runCli, runCliPiped, tableAfter } from './cli.js'
 
 const WORKERS = fileURLToPath(new URL('targets/workers.py', import.meta.url))
@@ -44,11 +40,7 @@ t.test('calls PID PID PID: three forked workers, every call counted', async (t) 
 })
 
 t.test('stat --binary PYTHON: each worker counted exactly, by pid', async (t) => {
-  // A copy of python3.11 with its own inode: --binary /usr/bin/python3.11 would raise the return
-  // probe's semaphore in every python3.11 on the machine, other tests' targets included.
-  const python = join(tmpDir(t, 'binary'), 'python3.11')
-  copyFileSync(DEBIAN_PYTHON, python)
-  chmodSync(python, 0o755)
+  const python = privatePython(t)
   const run = runCliPiped(t, ['stat', '--binary', python, '--json', '-i', '0.2'])
   await run.stderrMatch(/tracing counts in every process of \/.*\/python3\.11/)
   // Started after the trace: a binary's processes are followed now and later.

@@ -5,6 +5,8 @@ import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
+import { NOBODY, staged } from './fixtures/staged.js'
+import { DIE_WITH_TEST } from './fixtures/processes.js'
 
 export const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -41,14 +43,19 @@ export interface PtyRun {
   type(text: string): void
 }
 
-/** Runs `usdtrace ARGS...` in a pty (script -qfec), NO_COLOR set unless `color` is true; `wrapper` runs it (e.g. setpriv ...). */
-export function runCli(t: Test, args: string[], options: { color?: boolean; env?: NodeJS.ProcessEnv; cwd?: string; wrapper?: string[] } = {}): PtyRun {
+/**
+ * Runs `usdtrace ARGS...` in a pty (script -qfec), NO_COLOR set unless `color` is true;
+ * `asNobody` runs it as nobody without capabilities, from /, through the staged copy of the CLI.
+ */
+export function runCli(t: Test, args: string[], options: { color?: boolean; env?: NodeJS.ProcessEnv; cwd?: string; asNobody?: boolean } = {}): PtyRun {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run make build`)
-  const command = `exec ${[...WITHOUT_HOOKS, ...(options.wrapper ?? [])].map((w) => `${shellQuote(w)} `).join('')}${shellQuote(process.execPath)} ${shellQuote(CLI)} ${args.map(shellQuote).join(' ')}`
+  const cli = options.asNobody ? staged('dist/cli/main.js') : CLI
+  const wrapper = options.asNobody ? ['setpriv', ...NOBODY] : []
+  const command = `exec ${[...WITHOUT_HOOKS, ...wrapper].map((w) => `${shellQuote(w)} `).join('')}${shellQuote(process.execPath)} ${shellQuote(cli)} ${args.map(shellQuote).join(' ')}`
   const env = { ...process.env, ...options.env, COLUMNS: '200', LINES: '50' }
   if (options.color) delete env.NO_COLOR
   else env.NO_COLOR = '1'
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: options.cwd ?? ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: options.asNobody ? '/' : (options.cwd ?? ROOT), env, stdio: ['pipe', 'pipe', 'pipe'] })
   let raw = ''
   const listeners = new Set<() => void>()
   const onData = (chunk: Buffer) => {
@@ -105,7 +112,7 @@ export function runCli(t: Test, args: string[], options: { color?: boolean; env?
     async cliPid() {
       for (let i = 0; i < 200; i++) {
         const [pid] = childrenOf(child.pid!)
-        if (pid !== undefined && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(CLI)) return pid
+        if (pid !== undefined && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(cli)) return pid
         await new Promise((resolve) => setTimeout(resolve, 25))
       }
       throw new Error('the usdtrace process did not start')
@@ -142,7 +149,8 @@ export interface PipedRun {
 /** Runs `usdtrace ARGS...` with pipes (no terminal): stdout and stderr apart. */
 export function runCliPiped(t: Test, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): PipedRun {
   const [env, ...envArgs] = WITHOUT_HOOKS
-  const child = spawn(env!, [...envArgs, process.execPath, CLI, ...args], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const [runner, ...runnerArgs] = DIE_WITH_TEST
+  const child = spawn(runner, [...runnerArgs, env!, ...envArgs, process.execPath, CLI, ...args], { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const output = { stdout: '', stderr: '' }
   child.stdout.on('data', (d: Buffer) => (output.stdout += d))
   child.stderr.on('data', (d: Buffer) => (output.stderr += d))

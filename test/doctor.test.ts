@@ -9,17 +9,17 @@ import t, { type Test } from 'tap'
 import { doctor, formatDoctor, type DoctorCheck } from '../src/index.js'
 import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
 import { ROOT } from './fixtures/package.js'
-import { WORKLOADS, fibonacci } from './targets.js'
+import { staged } from './fixtures/staged.js'
+import { fibonacci } from './targets.js'
 
 const NAMES = ['addon', 'kernel', 'btf', 'uprobe', 'privileges']
 const KERNEL = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()
 const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups']
 const WITH_BPF_CAPS = ['--inh-caps=+bpf,+perfmon', '--ambient-caps=+bpf,+perfmon']
-const DIST = pathToFileURL(join(ROOT, 'dist', 'index.js')).href
 
 /** `node -e body` as nobody with `privileges`; `usdtrace` (the built package) is in scope. */
 function nodeAsNobody(privileges: string[], body: string, args: string[]): [string, string[]] {
-  const script = `const usdtrace = await import(${JSON.stringify(DIST)})\n${body}`
+  const script = `const usdtrace = await import(${JSON.stringify(pathToFileURL(staged('dist/index.js')).href)})\n${body}`
   // `env -u NODE_OPTIONS`: tap adds its process-info hook to every child's NODE_OPTIONS, and it
   // would try to write .tap/ as nobody. Other privileges of the form NAME=VALUE go to env.
   const assignments = privileges.filter((p) => p.includes('=') && !p.startsWith('--'))
@@ -122,7 +122,7 @@ async function traceAsNobody(
   privileges: string[],
 ): Promise<{ attached: boolean; code?: string; entries?: number; returns?: number }> {
   // The target runs as nobody too: its /proc entries are readable without CAP_SYS_PTRACE.
-  const target = await startReady(t, 'setpriv', [...NOBODY, DEBIAN_PYTHON, WORKLOADS, 'fib', String(FIB_N)])
+  const target = await startReady(t, 'setpriv', [...NOBODY, DEBIAN_PYTHON, staged('test/targets/workloads.py'), 'fib', String(FIB_N)])
   const uid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${target.pid}/status`, 'utf8'))![1]
   t.equal(uid, '65534', 'the target runs as nobody')
   const tracer = spawnAsNobody(

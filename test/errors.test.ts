@@ -3,12 +3,14 @@
 import { execFile, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, realpathSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { binding } from '../src/kernel/binding.js'
 import { TraceError, inspect, traceCalls, type CallTrace } from '../src/index.js'
 import { DEBIAN_PYTHON, PYTHON_WAIT, deadPid, startReady } from './fixtures/processes.js'
+import { ROOT } from './fixtures/package.js'
+import { NOBODY, staged } from './fixtures/staged.js'
 import { WORKLOADS, collect, fibonacci, startWorkload, rejection } from './targets.js'
 import {
   codeFileOffset,
@@ -20,9 +22,6 @@ import {
   tmpDir,
   waitForUprobeSlot,
 } from './programs/tools.js'
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all']
 
 
 /** The file-backed objects /proc/PID/maps lists, as real paths (read here, not through src/). */
@@ -151,10 +150,9 @@ t.test('PROBE_UNAVAILABLE: a CPython 3.12-like build without the call probes', a
 })
 
 t.test('PERMISSION_DENIED: an unprivileged tracer', async (t) => {
-  const dist = join(ROOT, 'dist', 'index.js')
-  t.ok(existsSync(dist), 'dist/ is built (make build)')
+  t.ok(existsSync(join(ROOT, 'dist', 'index.js')), 'dist/ is built (make build)')
   const script = [
-    `import { traceCalls } from ${JSON.stringify(pathToFileURL(dist).href)}`,
+    `import { traceCalls } from ${JSON.stringify(pathToFileURL(staged('dist/index.js')).href)}`,
     'const trace = traceCalls(Number(process.argv[1]))',
     'const result = await trace.ready.then(() => ({ code: "OK" }), (e) => ({ code: e.code, message: e.message }))',
     'await trace.close()',
@@ -163,7 +161,8 @@ t.test('PERMISSION_DENIED: an unprivileged tracer', async (t) => {
   const traceAsNobody = async (pid: number) => {
     const { stdout } = await promisify(execFile)(
       'setpriv',
-      [...NOBODY, process.execPath, '--input-type=module', '-e', script, String(pid)],
+      // `env -u NODE_OPTIONS`: tap's hooks, which it adds to every child's NODE_OPTIONS, live in the checkout.
+      [...NOBODY, 'env', '-u', 'NODE_OPTIONS', process.execPath, '--input-type=module', '-e', script, String(pid)],
       { cwd: '/', encoding: 'utf8' },
     )
     return JSON.parse(stdout) as { code: string; message: string }

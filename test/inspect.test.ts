@@ -1,8 +1,8 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { copyFileSync, openSync, readFileSync, realpathSync, closeSync, writeSync } from 'node:fs'
-import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import t, { type Test } from 'tap'
 import { TraceError } from '../src/errors.js'
 import { type CapabilityName, LINE_SEMAPHORE_COST, findLineSemaphore, inspect, requireProbes } from '../src/process/inspect.js'
@@ -15,8 +15,8 @@ import {
   startReady,
 } from './fixtures/processes.js'
 import { codeOffset, dynamicEntry, dynamicSymbol, expectedProbes, sections } from './fixtures/readelf.js'
+import { NOBODY, staged } from './fixtures/staged.js'
 
-const PROJECT = resolve(fileURLToPath(import.meta.url), '../..')
 const LIBPYTHON = realpathSync('/lib/x86_64-linux-gnu/libpython3.11.so.1.0')
 const PYENV = '/root/.pyenv/versions'
 const CAPABILITIES: CapabilityName[] = ['calls', 'gc', 'imports', 'audit', 'line']
@@ -219,20 +219,17 @@ t.test('a dead pid is NO_SUCH_PROCESS', async (t) => {
 
 t.test("an unprivileged user inspecting root's python gets PERMISSION_DENIED", async (t) => {
   const python = await startReady(t, DEBIAN_PYTHON, ['-c', PYTHON_WAIT])
-  // The child loads src/process/inspect.ts through the same ts-node loader tap uses for these tests.
+  // The child runs the built package, staged where nobody can read it.
   const script = `
-    const { inspect } = await import(${JSON.stringify(`${PROJECT}/src/process/inspect.js`)})
+    const { inspect } = await import(${JSON.stringify(pathToFileURL(staged('dist/index.js')).href)})
     const result = await inspect(${python.pid}).then(() => ({ code: 'RESOLVED' }), (e) => ({ code: e.code, message: e.message }))
     console.log(JSON.stringify(result))`
   // `env -u NODE_OPTIONS`: tap's process-info hook, which it adds to every child's NODE_OPTIONS,
   // would try to write .tap/ as nobody.
   const out = execFileSync(
     'setpriv',
-    [
-      ...['--reuid=65534', '--regid=65534', '--clear-groups', 'env', '-u', 'NODE_OPTIONS', 'TS_NODE_TRANSPILE_ONLY=1'],
-      ...[process.execPath, '--import', '@tapjs/typescript/import', '--input-type=module', '-e', script],
-    ],
-    { cwd: PROJECT, encoding: 'utf8' },
+    [...NOBODY, 'env', '-u', 'NODE_OPTIONS', process.execPath, '--input-type=module', '-e', script],
+    { cwd: '/', encoding: 'utf8' },
   )
   const result = JSON.parse(out) as { code: string; message: string }
   t.equal(result.code, 'PERMISSION_DENIED')

@@ -1,13 +1,11 @@
 // What the stack streams follow and leave behind: { binary } over processes started later and
 // processes that come and go, a container's python, bad targets, and every fd given back.
 import { once } from 'node:events'
-import { chmodSync, copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readdirSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { TraceError, dumpStacks, sampleStacks, stackProfile } from '../src/index.js'
-import { DEBIAN_PYTHON, PYENV, STACK_PYTHONS, deadPid, startContainerPython, startReady } from './fixtures/processes.js'
+import { PYENV, STACK_PYTHONS, deadPid, privatePython, startContainerPython, startReady } from './fixtures/processes.js'
 import { ownMapEntries } from './fixtures/bpf-maps.js'
 import { startStacksTarget as start } from './fixtures/stacks.js'
 
@@ -71,12 +69,7 @@ t.test('{ binary } on a shared build\'s program reads the libpython it loads', a
 })
 
 t.test('{ binary } over processes that come and go keeps its kernel maps flat', async (t) => {
-  // A python3.11 of our own, so that only our processes run it.
-  const dir = mkdtempSync(join(tmpdir(), 'usdtrace-stacks-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const python = join(dir, 'python3.11')
-  copyFileSync(DEBIAN_PYTHON, python)
-  chmodSync(python, 0o755)
+  const python = privatePython(t)
   const trace = sampleStacks({ binary: python, hz: 999 })
   await trace.ready
   const sampledPids = new Set<number>()

@@ -1,12 +1,9 @@
 // traceSyscalls against real processes: exact counts, arguments and return values, errno names
 // and paths, the name filter in the kernel, threads, a process that is not Python, bad input.
 import { once } from 'node:events'
-import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { TraceError, traceSyscalls, type SyscallEvent, type SyscallTrace } from '../src/index.js'
-import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
+import { privatePython, startReady } from './fixtures/processes.js'
 import { startWorkload } from './targets.js'
 
 async function collect(trace: SyscallTrace): Promise<SyscallEvent[]> {
@@ -139,11 +136,7 @@ t.test('bad input: unknown names list close matches, a shared library is no { bi
 
 t.test('{ binary } follows every process running the program, started after the trace or not', async (t) => {
   // A copy of python3.11 (its own inode): the processes of the original must not be followed.
-  const dir = mkdtempSync(join(tmpdir(), 'usdtrace-syscalls-binary-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const python = join(dir, 'python3.11')
-  copyFileSync(DEBIAN_PYTHON, python)
-  chmodSync(python, 0o755)
+  const python = privatePython(t)
 
   const n = 20
   const missing = `/nonexistent/usdtrace-${process.pid}/binary.txt`

@@ -1,12 +1,9 @@
 // Tracing more than one process: a list of pids, every process of a binary (workers forked
 // after the trace started included), and a process in another mount namespace.
-import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { inspect, traceCalls, type CallEvent } from '../src/index.js'
-import { CONTAINER_PYTHON, DEBIAN_PYTHON, startContainerPython } from './fixtures/processes.js'
-import { WORKLOADS, collect, fibonacci, startWorkload } from './targets.js'
+import { CONTAINER_PYTHON, privatePython, startContainerPython } from './fixtures/processes.js'
+import { collect, fibonacci, startWorkload } from './targets.js'
 
 const fibEntriesByPid = (events: CallEvent[]) => {
   const counts = new Map<number, number>()
@@ -32,12 +29,7 @@ t.test('{ pids } traces each process and ends when the last one exits', async (t
 })
 
 t.test('{ binary } follows every process of the executable, forked workers included', async (t) => {
-  // A copy of python3.11 (its own inode), so no other python on the machine is touched.
-  const dir = mkdtempSync(join(tmpdir(), 'usdtrace-binary-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const python = join(dir, 'python3.11')
-  copyFileSync(DEBIAN_PYTHON, python)
-  chmodSync(python, 0o755)
+  const python = privatePython(t)
 
   const workers = 3
   const n = 10

@@ -137,6 +137,18 @@ export function attachCodeDeallocHooks<Program extends string>(
   }
 }
 
+/**
+ * Attaches the object's forget_thread program (bpf/thread_state.bpf.h) to sched_process_exit, so
+ * that whatever the kernel keeps for a thread goes as the thread exits.
+ */
+export function attachThreadExit(session: SessionWith<'forget_thread'>, target: TraceSubject): void {
+  try {
+    session.attachRawTracepoint('forget_thread', 'sched_process_exit')
+  } catch (error) {
+    throw explainNativeError(error, target, 'attaching to the sched_process_exit tracepoint')
+  }
+}
+
 function probeConflict(target: Inspection, what: string, cause: unknown): TraceError {
   return new TraceError(
     'PROBE_CONFLICT',

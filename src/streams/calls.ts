@@ -1,4 +1,4 @@
-import { attachCodeDeallocHooks, attachPythonProbe, fixedPythonSpecs, openAttached, raiseLineSemaphore } from '../kernel/attach.js'
+import { attachCodeDeallocHooks, attachPythonProbe, attachThreadExit, fixedPythonSpecs, openAttached, raiseLineSemaphore } from '../kernel/attach.js'
 import {
   CALL_ENTRY,
   CALL_EVENT,
@@ -116,6 +116,7 @@ async function openCallSession(options: TraceCallsOptions): Promise<OpenedSessio
   const hooks = codeDeallocHooks(targets)
   const session = await openAttached(callSessionOptions(options, targets), targets, (session) => {
     if (hooks) attachCodeDeallocHooks(session, hooks, 'forget_code')
+    if (entries) attachThreadExit(session, targets[0]!)
     for (const target of targets) {
       attachPythonProbe(session, target, 'on_call_return', 'function__return')
       if (!entries) continue

@@ -1,4 +1,4 @@
-import { attachCodeDeallocHooks, attachPythonProbe, explainNativeError, fixedPythonSpecs, openAttached, raiseLineSemaphore } from '../kernel/attach.js'
+import { attachCodeDeallocHooks, attachPythonProbe, attachThreadExit, fixedPythonSpecs, openAttached, raiseLineSemaphore } from '../kernel/attach.js'
 import type { BpfSession, MapDump } from '../kernel/binding.js'
 import { TraceError } from '../errors.js'
 import { FUNCTION_NAMES, FUNCTION_STATS, USDTRACE_HISTOGRAM_BUCKETS, LATENCY_STATS } from '../kernel/abi.js'
@@ -165,15 +165,8 @@ async function openCallStats(options: CallStatsOptions): Promise<OpenedSession<C
         attachPythonProbe(session, target, 'on_function_entry', 'function__entry')
         if (target.capabilities.calls.mode === 'line-semaphore') raiseLineSemaphore(session, target, 'hold_semaphore')
       }
-      if (table) {
-        attachSyscallTracepoints(session, targets, table, wanted, 'forget_thread')
-      } else if (settings.latency) {
-        try {
-          session.attachRawTracepoint('forget_thread', 'sched_process_exit')
-        } catch (error) {
-          throw explainNativeError(error, targets[0]!, 'attaching to the sched_process_exit tracepoint')
-        }
-      }
+      if (table) attachSyscallTracepoints(session, targets, table, wanted)
+      if (table || settings.latency) attachThreadExit(session, targets[0]!)
     },
   )
   return { session, exitPids, sampler: new CallStatsSampler(session, settings, table) }

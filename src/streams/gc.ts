@@ -1,4 +1,4 @@
-import { attachPythonProbe, openAttached } from '../kernel/attach.js'
+import { attachPythonProbe, attachThreadExit, openAttached } from '../kernel/attach.js'
 import { GC_EVENT } from '../kernel/abi.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, nonNegativeInteger, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
@@ -50,6 +50,7 @@ async function openGCSession(options: TraceGCOptions): Promise<OpenedSession<GCE
     { object: 'gc', maxEntries: ring.maxEntries, constants: { ...ring.constants, min_duration_ns: minDurationNs } },
     targets,
     (session) => {
+      attachThreadExit(session, targets[0]!)
       for (const target of targets) {
         attachPythonProbe(session, target, 'on_gc_start', 'gc__start')
         attachPythonProbe(session, target, 'on_gc_done', 'gc__done')

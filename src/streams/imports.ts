@@ -1,4 +1,4 @@
-import { attachPythonProbe, openAttached } from '../kernel/attach.js'
+import { attachPythonProbe, attachThreadExit, openAttached } from '../kernel/attach.js'
 import { IMPORT_EVENT, IMPORT_FOUND, IMPORT_HAS_START, IMPORT_NAME_TRUNCATED } from '../kernel/abi.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
@@ -16,7 +16,7 @@ export interface ImportEvent {
   found: boolean
   /** Loads of this thread still under way around this one: 0 for an import made by running code. */
   depth: number
-  /** CLOCK_MONOTONIC; undefined for a load that began before the trace attached (or nested deeper than 64). */
+  /** CLOCK_MONOTONIC; undefined for a load that began before the trace attached (or found no room in the kernel: counted in `lost`). */
   startNs: bigint | undefined
   /** How long the load took; undefined when `startNs` is. */
   durationNs: bigint | undefined
@@ -48,6 +48,7 @@ async function openImportSession(options: TraceImportsOptions): Promise<OpenedSe
   const ring = ringBufferSettings(options)
   const { targets, exitPids } = await resolveTargets(options, 'imports')
   const session = await openAttached({ object: 'imports', ...ring }, targets, (session) => {
+    attachThreadExit(session, targets[0]!)
     for (const target of targets) {
       attachPythonProbe(session, target, 'on_import_start', 'import__find__load__start')
       attachPythonProbe(session, target, 'on_import_done', 'import__find__load__done')

@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs'
 import { basename } from 'node:path'
-import { explainNativeError, openAttached } from '../kernel/attach.js'
+import { attachThreadExit, explainNativeError, openAttached } from '../kernel/attach.js'
 import { type FunctionSymbol, readFunctionSymbols } from '../process/elf.js'
 import { TraceError } from '../errors.js'
 import type { TraceSubject } from '../process/inspect.js'
@@ -94,6 +94,7 @@ async function openLibrarySession(options: TraceLibraryCallsOptions, traced: Tra
   }
 
   const session = await openAttached({ object: 'libcalls', ...ring }, libraries.map(subjectOf), (session) => {
+    attachThreadExit(session, subjectOf(libraries[0]!))
     for (const library of libraries) {
       const indexes = functionsOf.get(library.path)!
       // The cookie of each function's probes is its index in `traced`.

@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs'
-import { explainNativeError, openAttached } from '../kernel/attach.js'
+import { attachThreadExit, explainNativeError, openAttached } from '../kernel/attach.js'
 import type { SessionWith } from '../kernel/binding.js'
 import { errnoName } from './errno.js'
 import type { TraceSubject } from '../process/inspect.js'
@@ -84,7 +84,10 @@ async function openSyscallSession(options: TraceSyscallsOptions, table: SyscallT
       constants: { ...ring.constants, ...syscallFilterConstants(targets, wanted) },
     },
     targets,
-    (session) => attachSyscallTracepoints(session, targets, table, wanted, 'forget_thread'),
+    (session) => {
+      attachSyscallTracepoints(session, targets, table, wanted)
+      attachThreadExit(session, targets[0]!)
+    },
   )
   return { session, exitPids }
 }
@@ -110,14 +113,13 @@ export function syscallFilterConstants(
 /**
  * Fills the syscall filter of a session whose object includes syscall_filter.bpf.h (the traced
  * processes; `wanted` numbers, or every syscall when undefined) and attaches its sys_enter and
- * sys_exit programs, and the program that forgets an exiting thread's state.
+ * sys_exit programs.
  */
-export function attachSyscallTracepoints<Program extends string>(
-  session: SessionWith<Program | 'on_sys_enter' | 'on_sys_exit', 'traced_tgids' | 'syscall_flags'>,
+export function attachSyscallTracepoints(
+  session: SessionWith<'on_sys_enter' | 'on_sys_exit', 'traced_tgids' | 'syscall_flags'>,
   targets: TraceSubject[],
   table: SyscallTable,
   wanted: number[] | undefined,
-  forgetThread: NoInfer<Program>,
 ): void {
   const what = 'attaching to the sys_enter and sys_exit tracepoints'
   try {
@@ -126,7 +128,6 @@ export function attachSyscallTracepoints<Program extends string>(
     for (const [nr, flags] of syscallFlags(table, wanted)) session.updateMap('syscall_flags', u32(nr), new Uint8Array([flags]))
     session.attachRawTracepoint('on_sys_enter', 'sys_enter')
     session.attachRawTracepoint('on_sys_exit', 'sys_exit')
-    session.attachRawTracepoint(forgetThread, 'sched_process_exit')
   } catch (error) {
     throw explainNativeError(error, targets[0]!, what)
   }

@@ -1,5 +1,6 @@
 """Workloads for the tracing tests. Prints "ready", runs the named workload when a line
 arrives on stdin (so the tracer attaches first), then exits."""
+import _thread
 import asyncio
 import gc
 import os
@@ -278,6 +279,172 @@ def run_stats(calls, collections, directory, modules, threads):
     os._exit(0)
 
 
+def serve_request():
+    leaf()
+    os.getppid()
+
+
+def serve_import():
+    sys.modules.pop("churn_module", None)
+    __import__("churn_module")
+
+
+def serve_in_thread(serve):
+    # A thread of its own per request, as socketserver's ThreadingMixIn starts, but through
+    # _thread: threading's own Python code would be most of what is traced. Returns once the
+    # work is done, with the thread's id.
+    done = _thread.allocate_lock()
+    done.acquire()
+    native_id = []
+
+    def run():
+        serve()
+        native_id.append(_thread.get_native_id())
+        done.release()
+
+    _thread.start_new_thread(run, ())
+    done.acquire()
+    return native_id[0]
+
+
+def wait_until_gone(tid):
+    # The thread may still be on its way out: the kernel drops its /proc entry once it has exited.
+    while os.path.exists(f"/proc/self/task/{tid}"):
+        time.sleep(0.001)
+
+
+def run_thread_churn(count, work, directory=None):
+    # One short-lived thread after another. The main thread serves once first, so it holds
+    # whatever state a server thread does throughout. Prints "half" once half the threads have
+    # exited and "done" once all have, and waits for a line after each.
+    if directory:
+        sys.path.insert(0, directory)
+    serve = {"request": serve_request, "import": serve_import}[work]
+    serve()
+    for i in range(int(count)):
+        tid = serve_in_thread(serve)
+        if i + 1 in (int(count) // 2, int(count)):
+            wait_until_gone(tid)
+            print("half" if i + 1 < int(count) else "done", flush=True)
+            sys.stdin.buffer.readline()
+
+
+def descend(n):
+    return 0 if n == 0 else descend(n - 1) + 1
+
+
+def ping(n):
+    return 0 if n == 0 else pong(n - 1) + 1
+
+
+def pong(n):
+    return 0 if n == 0 else ping(n - 1) + 1
+
+
+def sink(n):
+    if n == 0:
+        raise ValueError("the bottom")
+    sink(n - 1)
+
+
+def deep_descend(n):
+    descend(n)
+
+
+def deep_mutual(n):
+    ping(n)
+
+
+def deep_unwind(n):
+    try:
+        sink(n)
+    except ValueError:
+        pass
+
+
+def run_deep(kind, n):
+    # N frames deep below deep_<kind>, which calls nothing else: descend, ping and pong in turn,
+    # or sink until it raises. In a thread with a large stack: while traced, CPython 3.11 calls
+    # each Python frame through C, some KiB of C stack a frame. Prints the thread's id and when
+    # its deep_<kind> call began and ended (CLOCK_MONOTONIC, as the probes' timestamps).
+    sys.setrecursionlimit(int(n) + 100)
+    threading.stack_size(512 << 20)
+    deep = globals()[f"deep_{kind}"]
+    clock = []
+
+    def run():
+        clock.append(time.monotonic_ns())
+        deep(int(n))
+        clock.append(time.monotonic_ns())
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    print(worker.native_id, *clock, flush=True)
+
+
+def run_nested_imports(directory, depth):
+    # nested_0 imports nested_1, which imports nested_2, ... each while it loads: `depth` loads
+    # open at once at the bottom. Through importlib's Python code, some twenty frames a level.
+    sys.path.insert(0, directory)
+    sys.setrecursionlimit(30 * int(depth) + 1000)
+    threading.stack_size(512 << 20)
+    worker = threading.Thread(target=__import__, args=("nested_0",))
+    worker.start()
+    worker.join()
+
+
+def dive(n, at_bottom):
+    return at_bottom() if n == 0 else dive(n - 1, at_bottom)
+
+
+def pause(said):
+    print(said, flush=True)
+    sys.stdin.buffer.readline()
+
+
+def frames_open():
+    # The frames of the calling thread, this one included: its own count of its depth.
+    frame, count = sys._getframe(), 0
+    while frame is not None:
+        count += 1
+        frame = frame.f_back
+    return count
+
+
+def run_deep_count(n):
+    # Down N frames in a new thread, as run_deep; prints how many frames were open at the bottom.
+    sys.setrecursionlimit(int(n) + 100)
+    threading.stack_size(512 << 20)
+    counted = []
+    worker = threading.Thread(target=lambda: counted.append(dive(int(n), frames_open)))
+    worker.start()
+    worker.join()
+    print(counted[0], flush=True)
+
+
+def run_deep_exit(n):
+    # Down N frames, pausing at the bottom, and back up; then down again and out of the process
+    # from the bottom.
+    sys.setrecursionlimit(int(n) + 100)
+    dive(int(n), lambda: pause("bottom"))
+    pause("back")
+    dive(int(n), lambda: os._exit(0))
+
+
+class ExitsWhenCollected:
+    def __del__(self):
+        os._exit(0)
+
+
+def run_exit_in_gc():
+    # The finalizer runs inside the collection, between gc__start and gc__done.
+    cycle = ExitsWhenCollected()
+    cycle.self = cycle
+    del cycle
+    gc.collect()
+
+
 def handle_request():
     # A bit of everything the README's examples watch: a file read (syscalls, the `open` audit
     # event), a module load, a full collection over a live heap (over 1 ms), and a 2 ms wait.
@@ -340,6 +507,12 @@ WORKLOADS = {
     "stats": run_stats,
     "serve": run_serve,
     "slow": run_slow,
+    "thread_churn": run_thread_churn,
+    "exit_in_gc": run_exit_in_gc,
+    "deep": run_deep,
+    "nested_imports": run_nested_imports,
+    "deep_exit": run_deep_exit,
+    "deep_count": run_deep_count,
 }
 
 # Run before "ready": automatic collections would add events of their own.
@@ -347,6 +520,7 @@ SETUP = {
     "gc_generations": gc.disable,
     "gc_cycles": gc.disable,
     "stats": gc.disable,
+    "exit_in_gc": gc.disable,
 }
 
 if __name__ == "__main__":
