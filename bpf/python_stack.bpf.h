@@ -347,8 +347,8 @@ static __always_inline enum code_lookup code_of(const struct stack_walk *walk, _
 static long walk_frame(__u32 index, struct stack_walk *walk)
 {
 	const struct python_offsets *layout = walk->layout;
-	__u8 window[OBJECT_WINDOW / 2];
-	__u32 offset, depth = walk->depth;
+	__u32 offset, depth = walk->depth, zero = 0;
+	struct code_scratch *scratch;
 	struct known_code code_info;
 	__u64 code, instruction;
 	__u8 owner = 0;
@@ -359,15 +359,21 @@ static long walk_frame(__u32 index, struct stack_walk *walk)
 		walk->flags |= SAMPLE_TRUNCATED;
 		return 1;
 	}
-	if (read_user(walk, window, at_most(layout->frame_window, sizeof(window)), walk->frame)) {
+	/*
+	 * The frame is read into the scratch's window, not onto this callback's stack (the programs
+	 * that carry stacks have little stack to spare); learn_code reuses the window, after the
+	 * frame's fields are taken out of it.
+	 */
+	scratch = bpf_map_lookup_elem(&code_scratch, &zero);
+	if (!scratch || read_user(walk, scratch->window, at_most(layout->frame_window, OBJECT_WINDOW), walk->frame)) {
 		walk->flags |= SAMPLE_UNREADABLE;
 		return 1;
 	}
-	code = *(__u64 *)(window + (layout->frame_code & (sizeof(window) - 8)));
-	instruction = *(__u64 *)(window + (layout->frame_instruction & (sizeof(window) - 8)));
-	walk->frame = *(__u64 *)(window + (layout->frame_previous & (sizeof(window) - 8)));
+	code = WINDOW_U64(scratch->window, layout->frame_code);
+	instruction = WINDOW_U64(scratch->window, layout->frame_instruction);
+	walk->frame = WINDOW_U64(scratch->window, layout->frame_previous);
 	if (layout->frame_owner != LAYOUT_NONE) {
-		owner = window[layout->frame_owner & (sizeof(window) - 1)];
+		owner = scratch->window[layout->frame_owner & (OBJECT_WINDOW - 1)];
 		if (owner == layout->owner_cstack)
 			return 0;
 	}

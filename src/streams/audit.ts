@@ -21,6 +21,8 @@ import {
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
+import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
+import type { StackFrame } from './stacks.js'
 
 /**
  * One argument of an audit event, as far as the kernel side could read it from the target's
@@ -52,16 +54,18 @@ export interface AuditEvent {
   summary: string | undefined
   /** The name, a text, or the list of arguments was cut (see the limits in the README). */
   truncated: boolean
+  /** With `stack: true`: the Python stack of the thread at the event, innermost first (none when it ran no Python). */
+  stack?: StackFrame[]
 }
 
-export interface TraceAuditOptions extends StreamOptions, TargetOptions {
+export interface TraceAuditOptions extends StreamOptions, TargetOptions, StackOption {
   /** Only these events (checked against CPython 3.11's audit events table); default: all. */
   events?: string[]
   /** Only these events too, unchecked: names of newer CPythons, libraries, or the application's own. */
   customEvents?: string[]
 }
 
-const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'events', 'customEvents']
+const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'events', 'customEvents', 'stack']
 
 /** The layout every target shares, if there is one: a session has one set of constants. */
 function sharedLayout(targets: Inspection[]): ObjectLayout | undefined {
@@ -77,23 +81,33 @@ export function traceAudit(pid: number, options?: TraceAuditOptions): Trace<Audi
 export function traceAudit(options: TraceAuditOptions): Trace<AuditEvent>
 export function traceAudit(pidOrOptions: number | TraceAuditOptions, maybeOptions?: TraceAuditOptions): Trace<AuditEvent> {
   const options = withPid(pidOrOptions, maybeOptions)
-  return new Trace(() => openAuditSession(options), decodeAudit, options)
+  let stacks: PythonStacks | undefined
+  return new Trace(
+    async () => {
+      checkOptions('traceAudit', options, OPTIONS)
+      stacks = await eventStacks('traceAudit', options)
+      return openAuditSession(options, stacks)
+    },
+    withEventStacks(decodeAudit, () => stacks, (event) => event.timestampNs),
+    options,
+  )
 }
 
-async function openAuditSession(options: TraceAuditOptions): Promise<OpenedSession<AuditEvent>> {
-  checkOptions('traceAudit', options, OPTIONS)
+async function openAuditSession(options: TraceAuditOptions, stacks: PythonStacks | undefined): Promise<OpenedSession<AuditEvent>> {
   const wanted = wantedNames(options)
   const ring = ringBufferSettings(options)
   const { targets, exitPids } = await resolveTargets(options, 'audit')
   const layout = sharedLayout(targets)
+  const python = stackSessionSettings(stacks)
   const session = await openAttached(
     {
       object: 'audit',
-      maxEntries: { ...ring.maxEntries, wanted: Math.max(wanted.length, 1) },
-      constants: { ...ring.constants, ...layout, decode_args: layout ? 1 : 0, filter_events: wanted.length > 0 ? 1 : 0 },
+      maxEntries: { ...ring.maxEntries, ...python.maxEntries, wanted: Math.max(wanted.length, 1) },
+      constants: { ...ring.constants, ...python.constants, ...layout, decode_args: layout ? 1 : 0, filter_events: wanted.length > 0 ? 1 : 0 },
     },
     targets,
     (session) => {
+      stacks?.install(session)
       for (const target of targets) attachPythonProbe(session, target, 'on_audit', 'audit')
     },
   )

@@ -3,6 +3,8 @@ import { GC_EVENT } from '../kernel/abi.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, nonNegativeInteger, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
+import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
+import type { StackFrame } from './stacks.js'
 
 /** One garbage collection of a CPython process. */
 export interface GCEvent {
@@ -21,14 +23,16 @@ export interface GCEvent {
   startNs: bigint
   /** From gc__start to gc__done. */
   durationNs: bigint
+  /** With `stack: true`: the Python stack of the thread at the event, innermost first (none when it ran no Python). */
+  stack?: StackFrame[]
 }
 
-export interface TraceGCOptions extends StreamOptions, TargetOptions {
+export interface TraceGCOptions extends StreamOptions, TargetOptions, StackOption {
   /** Collections shorter than this are left out in the kernel (default 0: all). */
   minDurationNs?: number | bigint
 }
 
-const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'minDurationNs']
+const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'minDurationNs', 'stack']
 
 /**
  * Streams the garbage collections of running CPython processes (python:gc__start/gc__done).
@@ -38,18 +42,32 @@ export function traceGC(pid: number, options?: TraceGCOptions): Trace<GCEvent>
 export function traceGC(options: TraceGCOptions): Trace<GCEvent>
 export function traceGC(pidOrOptions: number | TraceGCOptions, maybeOptions?: TraceGCOptions): Trace<GCEvent> {
   const options = withPid(pidOrOptions, maybeOptions)
-  return new Trace(() => openGCSession(options), decodeGC, options)
+  let stacks: PythonStacks | undefined
+  return new Trace(
+    async () => {
+      checkOptions('traceGC', options, OPTIONS)
+      stacks = await eventStacks('traceGC', options)
+      return openGCSession(options, stacks)
+    },
+    withEventStacks(decodeGC, () => stacks, (event) => event.startNs),
+    options,
+  )
 }
 
-async function openGCSession(options: TraceGCOptions): Promise<OpenedSession<GCEvent>> {
-  checkOptions('traceGC', options, OPTIONS)
+async function openGCSession(options: TraceGCOptions, stacks: PythonStacks | undefined): Promise<OpenedSession<GCEvent>> {
   const minDurationNs = nonNegativeInteger('traceGC', 'minDurationNs', options.minDurationNs, 0n)
   const ring = ringBufferSettings(options)
   const { targets, exitPids } = await resolveTargets(options, 'gc')
+  const python = stackSessionSettings(stacks)
   const session = await openAttached(
-    { object: 'gc', maxEntries: ring.maxEntries, constants: { ...ring.constants, min_duration_ns: minDurationNs } },
+    {
+      object: 'gc',
+      maxEntries: { ...ring.maxEntries, ...python.maxEntries },
+      constants: { ...ring.constants, ...python.constants, min_duration_ns: minDurationNs },
+    },
     targets,
     (session) => {
+      stacks?.install(session)
       attachThreadExit(session, targets[0]!)
       for (const target of targets) {
         attachPythonProbe(session, target, 'on_gc_start', 'gc__start')

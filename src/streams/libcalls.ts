@@ -8,6 +8,8 @@ import { LIBRARY_CALL_ARGS, LIBRARY_CALL_EVENT } from '../kernel/abi.js'
 import { mappedObjects } from '../process/probes.js'
 import { binaryTarget, resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
+import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
+import type { StackFrame } from './stacks.js'
 
 /** One completed call into a shared-library function. */
 export interface LibraryCallEvent {
@@ -32,9 +34,11 @@ export interface LibraryCallEvent {
   returnValue: bigint
   /** Traced calls of this thread that were running around this one; 0 = outermost */
   depth: number
+  /** With `stack: true`: the Python stack of the thread at the event, innermost first (none when it ran no Python). */
+  stack?: StackFrame[]
 }
 
-export interface TraceLibraryCallsOptions extends StreamOptions, TargetOptions {
+export interface TraceLibraryCallsOptions extends StreamOptions, TargetOptions, StackOption {
   /**
    * With `pid` or `pids`: the library, as a name ('libc', 'libc.so.6') matched against the
    * files each process has mapped, or a path. With `binary`, leave it out: the binary is the
@@ -66,7 +70,15 @@ export function traceLibraryCalls(
       : (pidOrOptions ?? ({} as TraceLibraryCallsOptions))
   // Filled in while opening, before any record arrives: the cookie of each attachment indexes it.
   const traced: TracedFunction[] = []
-  return new Trace(() => openLibrarySession(options, traced), libraryCallDecoder(traced), options)
+  let stacks: PythonStacks | undefined
+  return new Trace(
+    async () => {
+      stacks = await eventStacks('traceLibraryCalls', options)
+      return openLibrarySession(options, traced, stacks)
+    },
+    withEventStacks(libraryCallDecoder(traced), () => stacks, (event) => event.timestampNs),
+    options,
+  )
 }
 
 interface TracedFunction {
@@ -81,7 +93,7 @@ interface LibraryTarget {
   path: string
 }
 
-async function openLibrarySession(options: TraceLibraryCallsOptions, traced: TracedFunction[]): Promise<OpenedSession> {
+async function openLibrarySession(options: TraceLibraryCallsOptions, traced: TracedFunction[], stacks: PythonStacks | undefined): Promise<OpenedSession> {
   const patterns = checkPatterns(options.symbols)
   const ring = ringBufferSettings(options)
   const { libraries, exitPids } = await findLibraries(options)
@@ -93,7 +105,10 @@ async function openLibrarySession(options: TraceLibraryCallsOptions, traced: Tra
     functionsOf.set(path, Array.from({ length: traced.length - first }, (_, i) => first + i))
   }
 
-  const session = await openAttached({ object: 'libcalls', ...ring }, libraries.map(subjectOf), (session) => {
+  const python = stackSessionSettings(stacks)
+  const settings = { maxEntries: { ...ring.maxEntries, ...python.maxEntries }, constants: { ...ring.constants, ...python.constants } }
+  const session = await openAttached({ object: 'libcalls', ...settings }, libraries.map(subjectOf), (session) => {
+    stacks?.install(session)
     attachThreadExit(session, subjectOf(libraries[0]!))
     for (const library of libraries) {
       const indexes = functionsOf.get(library.path)!

@@ -6,6 +6,7 @@
  */
 import { readdirSync } from 'node:fs'
 import { explainNativeError } from '../kernel/attach.js'
+import { requireKernelVersion } from '../kernel/doctor.js'
 import type { SessionWith } from '../kernel/binding.js'
 import {
   CODE_FILE_TRUNCATED,
@@ -36,6 +37,7 @@ import { LineTable } from '../cpython/linetable.js'
 import { strText } from '../cpython/objects.js'
 import { checkRuntime, locateRuntime, stackReading, type LocatedRuntime, type StackReading } from '../cpython/runtime.js'
 import type { Inspection } from '../process/inspect.js'
+import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import type { StackFrame, StackSample } from './stacks.js'
 
 /** A session of an object that includes python_stack.bpf.h. */
@@ -352,4 +354,32 @@ export class StackDecoder {
     this.#codesOf.delete(pid)
     this.#minorOf.delete(pid)
   }
+}
+
+/** What a stream whose events can carry their Python stack takes. */
+export interface StackOption {
+  /**
+   * Attach to each event the Python stack of the thread at that moment (`stack`), read in the
+   * kernel as the stack samplers read it, on any CPython from 3.10 on. The targets must be
+   * CPython processes; costs a stack walk (a few µs) per event.
+   */
+  stack?: boolean
+}
+
+/** The stacks of a stream's targets when its `stack` option asks for them; undefined when it does not. */
+export async function eventStacks(fn: string, options: TargetOptions & StackOption): Promise<PythonStacks | undefined> {
+  if (options.stack === undefined || options.stack === false) return undefined
+  if (options.stack !== true) throw new TraceError('INVALID_ARGUMENT', `${fn}: stack must be true or false, got ${String(options.stack)}`)
+  requireKernelVersion(5, 18, 'reading Python stacks')
+  const { targets } = await resolveTargets(options, 'stacks')
+  return PythonStacks.prepare(targets, options.binary)
+}
+
+/**
+ * The max_entries and constants python_stack.bpf.h takes in a stream's object: with stacks, its
+ * targets'; without, its maps as small as they go (the walk is never verified: with_stacks is 0).
+ */
+export function stackSessionSettings(stacks: PythonStacks | undefined) {
+  if (!stacks) return { maxEntries: { python_processes: 1, thread_states: 1, asked_processes: 1 }, constants: { with_stacks: 0 } }
+  return { maxEntries: stacks.maxEntries, constants: { ...stacks.constants, with_stacks: 1 } }
 }

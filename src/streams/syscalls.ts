@@ -15,6 +15,8 @@ import {
 import { NEVER_RETURN, PATH_ARGUMENTS, syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
 import { resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
+import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
+import type { StackFrame } from './stacks.js'
 
 /** One system call of a traced process, as it returned (exit and exit_group: as it began). */
 export interface SyscallEvent {
@@ -40,9 +42,11 @@ export interface SyscallEvent {
   path: string | undefined
   /** The path was longer than 512 bytes and arrives cut to that. */
   truncated: boolean
+  /** With `stack: true`: the Python stack of the thread as it made the call, innermost first (none when it ran no Python). */
+  stack?: StackFrame[]
 }
 
-export interface TraceSyscallsOptions extends StreamOptions, TargetOptions {
+export interface TraceSyscallsOptions extends StreamOptions, TargetOptions, StackOption {
   /** Only these syscalls (filtered in the kernel); every syscall when left out. */
   names?: string[]
 }
@@ -63,28 +67,32 @@ export function traceSyscalls(
 ): SyscallTrace {
   const options = typeof pidOrOptions === 'number' ? { ...maybeOptions, pid: pidOrOptions } : pidOrOptions
   let table: SyscallTable | undefined
+  let stacks: PythonStacks | undefined
   return new Trace(
     async () => {
       table = syscallTable()
-      return openSyscallSession(options, table)
+      stacks = await eventStacks('traceSyscalls', options)
+      return openSyscallSession(options, table, stacks)
     },
-    (view, bytes, offset) => decodeSyscall(table!, view, bytes, offset),
+    withEventStacks((view, bytes, offset) => decodeSyscall(table!, view, bytes, offset), () => stacks, (event) => event.timestampNs),
     options,
   )
 }
 
-async function openSyscallSession(options: TraceSyscallsOptions, table: SyscallTable): Promise<OpenedSession> {
+async function openSyscallSession(options: TraceSyscallsOptions, table: SyscallTable, stacks: PythonStacks | undefined): Promise<OpenedSession> {
   const ring = ringBufferSettings(options)
   const wanted = options.names === undefined ? undefined : syscallNumbers(table, options.names)
   const { targets, exitPids } = await resolveProcesses(options, 'traceSyscalls')
+  const python = stackSessionSettings(stacks)
   const session = await openAttached(
     {
       object: 'syscalls',
-      maxEntries: { ...ring.maxEntries, traced_tgids: targets.length },
-      constants: { ...ring.constants, ...syscallFilterConstants(targets, wanted) },
+      maxEntries: { ...ring.maxEntries, ...python.maxEntries, traced_tgids: targets.length },
+      constants: { ...ring.constants, ...python.constants, ...syscallFilterConstants(targets, wanted) },
     },
     targets,
     (session) => {
+      stacks?.install(session)
       attachSyscallTracepoints(session, targets, table, wanted)
       attachThreadExit(session, targets[0]!)
     },

@@ -175,5 +175,39 @@ def run_fork(children):
         os.waitpid(pid, 0)
 
 
+def make_syscall(path):
+    try:
+        os.stat(path)  # event: syscall
+    except FileNotFoundError:
+        pass
+
+
+def call_library():
+    return os.getpid()  # event: library call
+
+
+def collect_garbage():
+    import gc
+    return gc.collect()  # event: gc
+
+
+def open_missing(path):
+    try:
+        open(path)  # event: audit
+    except FileNotFoundError:
+        pass
+
+
+def run_events(path):
+    """On each line of stdin, makes one of each event from a function of its own, then says so."""
+    report({})
+    for _ in sys.stdin:
+        make_syscall(path)
+        call_library()
+        collect_garbage()
+        open_missing(path)
+        print("done", flush=True)
+
+
 if __name__ == "__main__":
     globals()["run_" + sys.argv[1]](*sys.argv[2:])
