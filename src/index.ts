@@ -36,4 +36,5 @@ export {
   type StackSample,
   type ThreadStack,
 } from './streams/stacks.js'
+export { type StackOption } from './streams/python-stacks.js'
 export { callTimeProfile, pprofProfile, type ProfileFrame, type ProfileValueType, type WeightedProfile, type WeightedStack } from './export/pprof.js'

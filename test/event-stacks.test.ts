@@ -8,6 +8,7 @@ import t, { type Test } from 'tap'
 import { traceAudit, traceGC, traceLibraryCalls, traceSyscalls, type StackFrame } from '../src/index.js'
 import { DEBIAN_PYTHON, STACK_PYTHONS } from './fixtures/processes.js'
 import { STACKS_TARGET, startStacksTarget } from './fixtures/stacks.js'
+import { runCliPiped } from './cli.js'
 
 const SOURCE = readFileSync(STACKS_TARGET, 'utf8').split('\n')
 const MISSING = '/nonexistent/usdtrace-event-stacks'
@@ -68,4 +69,26 @@ t.test('without `stack`, events carry none; a process that is not Python cannot 
   t.ok(events.length > 0 && events.every((e) => e.stack === undefined), 'no stack asked, none given')
   const trace = traceSyscalls({ pid: process.pid, stack: true })
   await t.rejects(trace.ready, { code: 'NOT_PYTHON' }, 'node has no Python stack')
+})
+
+t.test('usdtrace syscalls --stacks prints, and gives in JSON, the Python stack under each call', async (t) => {
+  const { child, pid } = await startStacksTarget(t, STACK_PYTHONS[2]!, ['events', MISSING])
+  const expected = markedFrame('syscall')
+  for (const json of [false, true]) {
+    const run = runCliPiped(t, ['syscalls', String(pid), '-e', 'newfstatat', '--stacks', ...(json ? ['--json'] : [])])
+    await run.stderrMatch(/tracing/)
+    child.stdin!.write('go\n')
+    await run.stdoutMatch(json ? /"stack":\[\{/ : /make_syscall \(/)
+    process.kill(run.pid, 'SIGINT')
+    const { stdout } = await run.done
+    if (json) {
+      const missing = stdout.trim().split('\n').map((line) => JSON.parse(line)).find((event) => event.path === MISSING)
+      t.same(missing.stack[0], expected, 'the JSON event names make_syscall() and its line')
+    } else {
+      const lines = stdout.split('\n')
+      const at = lines.findIndex((line) => line.includes(MISSING))
+      t.match(lines[at + 1], new RegExp(`^\\s+make_syscall \\(.*stacks\\.py:${expected.line}\\)$`), 'the line under the call names make_syscall() and its line')
+      t.match(lines[at + 2], /^\s+run_events \(/, 'then its caller')
+    }
+  }
 })

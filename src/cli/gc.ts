@@ -10,6 +10,7 @@ import { UsageError } from './errors.js'
 import { count, type Run } from './run.js'
 import { SPAWN_HELP, SPAWN_OPTIONS, TARGET_HELP, TARGET_OPTIONS, resolveTargets } from './target.js'
 import { processesTraced, traceAll } from './traces.js'
+import { STACKS_HELP, STACKS_OPTION, jsonStack, printStack } from './stack-lines.js'
 
 const NAME = 'gc'
 
@@ -29,6 +30,7 @@ Options:
   -M, --minimum MIN      only collections that took at least MIN (µs, or ms with -m); the
                          filter runs in the kernel
   -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m, 1h)
+${STACKS_HELP}
 ${TARGET_HELP}
 ${SPAWN_HELP}
       --json             one JSON object per collection (see docs/cli.md for the schema)
@@ -37,7 +39,8 @@ ${SPAWN_HELP}
 Examples:
   usdtrace gc 4242
   usdtrace gc 4242 -m -M 5          # collections of 5 ms or more
-  usdtrace gc -- python3.11 batch.py`
+  usdtrace gc -- python3.11 batch.py
+  usdtrace gc 4242 --stacks         # which code collects (gc.collect() callers, allocation sites)`
 
 export const gc: Command = {
   name: NAME,
@@ -47,6 +50,7 @@ export const gc: Command = {
     milliseconds: { type: 'boolean', short: 'm' },
     minimum: { type: 'string', short: 'M' },
     duration: { type: 'string', short: 'd' },
+    ...STACKS_OPTION,
     ...TARGET_OPTIONS,
     ...SPAWN_OPTIONS,
   },
@@ -72,7 +76,7 @@ async function runGc(run: Run, args: ParsedArgs): Promise<void> {
       run,
       targets,
       {
-        open: (target) => traceGC({ ...target, minDurationNs }),
+        open: (target) => traceGC({ ...target, minDurationNs, ...(flag(values, 'stacks') && { stack: true }) }),
         what: 'garbage collections',
         attached: () => {
           startNs = process.hrtime.bigint()
@@ -86,6 +90,7 @@ async function runGc(run: Run, args: ParsedArgs): Promise<void> {
         const time = (Number(event.durationNs) / unit.ns).toFixed(unit.decimals).padStart(10)
         const objects = `${event.collected} object${event.collected === 1 ? '' : 's'}`
         run.out.line(`${run.out.paint('dim', `${start} ${time}${pid(event.pid)} ${String(event.tid).padStart(7)}`)}  gen ${event.generation} GC collected ${objects}`)
+        printStack(run, event.stack, 11)
       },
     )
     await targets.settle(run)
@@ -104,5 +109,6 @@ function jsonEvent(event: GCEvent, startNs: bigint) {
     generation: event.generation,
     collected: event.collected,
     durationNs: Number(event.durationNs),
+    stack: jsonStack(event.stack),
   }
 }

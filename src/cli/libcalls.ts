@@ -4,12 +4,13 @@
  * and the calls made inside it are printed together, in the order they began, once it returned.
  */
 import { formatDuration, formatMilliseconds, traceLibraryCalls, type LibraryCallEvent } from '../index.js'
-import { integer, seconds, text, type ParsedArgs } from './args.js'
+import { flag, integer, seconds, text, type ParsedArgs } from './args.js'
 import type { Command } from './command.js'
 import { UsageError } from './errors.js'
 import { count, type Run } from './run.js'
 import { TARGET_OPTIONS, resolveTargets } from './target.js'
 import { processesTraced, traceAll } from './traces.js'
+import { STACKS_HELP, STACKS_OPTION, jsonStack, printStack } from './stack-lines.js'
 
 const NAME = 'libcalls'
 
@@ -34,6 +35,7 @@ Options:
                          'libssl.so.3') or a path (default libc)
       --args N           how many arguments to show (default 3, at most 6)
   -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m, 1h)
+${STACKS_HELP}
       --binary LIBRARY   the library (or program) itself, in every process that maps it, now
                          and later (-l is then left out)
       --name PATTERN     the processes whose name or command line matches PATTERN (a regular
@@ -44,7 +46,8 @@ Options:
 Examples:
   usdtrace libcalls 4242 -e 'pthread_mutex_*'
   usdtrace libcalls 4242 -l libssl -e 'SSL_read,SSL_write' -d 10
-  usdtrace libcalls 4242 -e malloc,free --args 1`
+  usdtrace libcalls 4242 -e malloc,free --args 1
+  usdtrace libcalls 4242 -l libssl -e SSL_write --stacks   # which Python code writes`
 
 export const libcalls: Command = {
   name: NAME,
@@ -55,6 +58,7 @@ export const libcalls: Command = {
     library: { type: 'string', short: 'l' },
     args: { type: 'string' },
     duration: { type: 'string', short: 'd' },
+    ...STACKS_OPTION,
     ...TARGET_OPTIONS,
   },
   run: runLibcalls,
@@ -78,6 +82,7 @@ async function runLibcalls(run: Run, args: ParsedArgs): Promise<void> {
   if (shown > 6) throw new UsageError(`--args takes at most 6 (the integer argument registers), got ${shown}`, NAME)
   run.stopAfter(seconds(NAME, values, 'duration'))
 
+  const stack = flag(values, 'stacks')
   const targets = await resolveTargets(NAME, run, args, 'any')
   const pidColumn = targets.several ? (pid: number | string) => `${String(pid).padStart(7)} ` : () => ''
   let startNs: bigint | undefined
@@ -90,12 +95,13 @@ async function runLibcalls(run: Run, args: ParsedArgs): Promise<void> {
     const result = RETURNS_NOTHING.has(event.symbol) ? '' : ` = ${integerText(event.returnValue)}`
     const call = `${'  '.repeat(event.depth)}${event.symbol}(${event.args.slice(0, shown).map(integerText).join(', ')})${result}`
     run.out.line(`${run.out.paint('dim', head)}  ${call}`)
+    printStack(run, event.stack, 11)
   }
   const result = await traceAll(
     run,
     targets,
     {
-      open: (target) => traceLibraryCalls(binary !== undefined ? { binary, symbols } : { ...target, library, symbols }),
+      open: (target) => traceLibraryCalls({ ...(binary !== undefined ? { binary } : { ...target, library }), symbols, ...(stack && { stack }) }),
       what: `${symbols.join(', ')} of ${library}`,
       attached: () => {
         if (!run.json) run.out.line(run.out.paint('bold', `${'TIME(ms)'.padStart(10)} ${pidColumn('PID')}${'TID'.padStart(7)} ${'DURATION'.padStart(9)}  CALL`))
@@ -170,5 +176,6 @@ function jsonCall(event: LibraryCallEvent, startNs: bigint) {
     returnValue: RETURNS_NOTHING.has(event.symbol) ? null : event.returnValue.toString(),
     durationNs: Number(event.durationNs),
     depth: event.depth,
+    stack: jsonStack(event.stack),
   }
 }

@@ -10,6 +10,7 @@ import { count, type Run } from './run.js'
 import { formatCall, formatResult } from './syscall-format.js'
 import { TARGET_HELP, TARGET_OPTIONS, resolveTargets } from './target.js'
 import { processesTraced, traceAll } from './traces.js'
+import { STACKS_HELP, STACKS_OPTION, jsonStack, printStack } from './stack-lines.js'
 
 const NAME = 'syscalls'
 
@@ -32,6 +33,7 @@ Options:
   -c, --summary          a table at the end (strace -c): % time, seconds, usecs/call, calls,
                          errors per syscall, by time
   -d, --duration SECS    stop after SECS (e.g. 10, 1.5, 500ms, 2m, 1h)
+${STACKS_HELP}
 ${TARGET_HELP}
       --json             one JSON object per syscall, or with -c one per row (see docs/cli.md)
       --debug            stack traces on errors
@@ -40,7 +42,8 @@ Examples:
   usdtrace syscalls 4242
   usdtrace syscalls 4242 -e openat,newfstatat -Z     # the files it fails to find
   usdtrace syscalls --name gunicorn -c -d 10          # where every worker's kernel time goes
-  usdtrace syscalls 4242 -e connect,sendto,recvfrom -d 10`
+  usdtrace syscalls 4242 -e connect,sendto,recvfrom -d 10
+  usdtrace syscalls 4242 -e openat -Z --stacks        # which Python code looks for missing files`
 
 export const syscalls: Command = {
   name: NAME,
@@ -51,6 +54,7 @@ export const syscalls: Command = {
     failed: { type: 'boolean', short: 'Z' },
     summary: { type: 'boolean', short: 'c' },
     duration: { type: 'string', short: 'd' },
+    ...STACKS_OPTION,
     ...TARGET_OPTIONS,
   },
   run: runSyscalls,
@@ -68,6 +72,7 @@ async function runSyscalls(run: Run, args: ParsedArgs): Promise<void> {
     .filter(Boolean)
   if (names !== undefined && names.length === 0) throw new UsageError('-e takes syscall names separated by commas, e.g. -e openat,read', NAME)
   const failedOnly = flag(values, 'failed')
+  const stack = flag(values, 'stacks')
   const summary = flag(values, 'summary') ? new Summary() : undefined
   run.stopAfter(seconds(NAME, values, 'duration'))
 
@@ -80,7 +85,7 @@ async function runSyscalls(run: Run, args: ParsedArgs): Promise<void> {
     run,
     targets,
     {
-      open: (target) => traceSyscalls(names === undefined ? target : { ...target, names }),
+      open: (target) => traceSyscalls({ ...target, ...(names && { names }), ...(stack && { stack }) }),
       what: `syscalls${names ? ` (${names.join(', ')})` : ''}`,
       attached: () => {
         if (run.json || summary) return
@@ -94,7 +99,10 @@ async function runSyscalls(run: Run, args: ParsedArgs): Promise<void> {
       if (summary) return summary.add(event)
       startNs ??= event.timestampNs
       if (run.json) run.out.json(jsonEvent(event, startNs))
-      else run.out.line(line(run, event, startNs, pidColumn(event.pid)))
+      else {
+        run.out.line(line(run, event, startNs, pidColumn(event.pid)))
+        printStack(run, event.stack, TIME_WIDTH + 1)
+      }
     },
   )
   if (summary && run.reason !== 'output-closed') summary.print(run)
@@ -155,5 +163,6 @@ function jsonEvent(event: SyscallEvent, startNs: bigint) {
     errno: event.errno ?? null,
     durationNs: event.durationNs === undefined ? null : Number(event.durationNs),
     path: event.path ?? null,
+    stack: jsonStack(event.stack),
   }
 }

@@ -26,15 +26,18 @@ export type Capability = ProbeCapability | StacksCapability
 export type ProbeCapability =
   | { available: true; mode: 'native' }
   | { available: true; mode: 'line-semaphore'; cost: string }
-  | Unavailable
+  | { available: false; mode: 'unavailable'; reason: string }
 
 /** How stacks are read: from the interpreter's own `_Py_DebugOffsets`, from usdtrace's table, or not at all. */
-export type StacksCapability = { available: true; mode: 'debug-offsets' | 'version-table' } | Unavailable
-
-type Unavailable = { available: false; mode: 'unavailable'; reason: string }
+export type StacksCapability =
+  | { available: true; mode: 'debug-offsets' | 'version-table' }
+  | { available: false; mode: 'unavailable'; reason: string }
 
 /** Each capability of a build: the probe ones, and stacks. */
-export type Capabilities = Record<Exclude<CapabilityName, 'stacks'>, ProbeCapability> & { stacks: StacksCapability }
+export type Capabilities = { [Name in Exclude<CapabilityName, 'stacks'>]: ProbeCapability } & {
+  /** How the interpreter's stacks are read. */
+  stacks: StacksCapability
+}
 
 /** What a CPython process (or, from `{ binary }`, every process of an interpreter file) offers. */
 export interface Inspection {
