@@ -30,8 +30,14 @@
 #include "current.bpf.h"
 #include "ringbuf.bpf.h"
 
-/* Thread states a lookup visits, over every interpreter, before it gives up (counted). */
+/*
+ * Thread states a lookup visits, over every interpreter, before it gives up (counted): a sample
+ * runs in an interrupt, where a few thousand reads is already long; a dump runs in a task that
+ * may sleep, and visits every thread a process can have. New threads are at the front of the
+ * lists, and a thread once found is cached, so only old threads of crowded processes are missed.
+ */
 #define THREAD_SEARCH_MAX 4096
+#define THREAD_SEARCH_DUMP_MAX (1 << 20)
 /* Frames a walk visits: the frames kept plus the C-stack shims that 3.12 and later interleave. */
 #define FRAME_VISITS_MAX (2 * STACK_FRAMES_MAX + 2)
 /* The most a frame or code object window read takes: their fields up to the last one needed. */
@@ -116,6 +122,8 @@ struct stack_walk {
 	__u64 frame;
 	__u64 interpreter;
 	__u64 thread;
+	/* The search's answer: the thread state whose id is wanted_id, or 0. */
+	__u64 found;
 	__u64 wanted_id;
 	__u32 tgid;
 	__u16 depth;
@@ -283,8 +291,10 @@ static long search_thread(__u32 index, struct stack_walk *walk)
 	}
 	if (read_user(walk, &id, sizeof(id), walk->thread + layout->thread_id))
 		return 1;
-	if (id == walk->wanted_id)
+	if (id == walk->wanted_id) {
+		walk->found = walk->thread;
 		return 1;
+	}
 	walk->thread = read_walk_pointer(walk, walk->thread + layout->thread_next);
 	return 0;
 }
@@ -313,15 +323,18 @@ static __always_inline void find_thread_state(struct stack_walk *walk, struct ta
 		return;
 	}
 	walk->thread = 0;
+	walk->found = 0;
 	walk->interpreter = read_walk_pointer(walk, walk->process->runtime + walk->layout->runtime_interpreters);
-	bpf_loop(THREAD_SEARCH_MAX, search_thread, walk, 0);
-	if (!walk->thread) {
-		/* A thread that never ran Python has no state: that is not a loss, unless the search ran out. */
-		if (walk->interpreter)
-			__sync_fetch_and_add(&dropped_unfound_threads, 1);
-		return;
-	}
-	bpf_map_update_elem(&thread_states, &tid, &walk->thread, BPF_ANY);
+	bpf_loop(walk->task ? THREAD_SEARCH_DUMP_MAX : THREAD_SEARCH_MAX, search_thread, walk, 0);
+	/*
+	 * A thread that never ran Python has no state: that is not a loss, unless the search stopped
+	 * with thread states left to look at (too many, or one unreadable).
+	 */
+	if (!walk->found && (walk->thread || walk->interpreter))
+		__sync_fetch_and_add(&dropped_unfound_threads, 1);
+	walk->thread = walk->found;
+	if (walk->thread)
+		bpf_map_update_elem(&thread_states, &tid, &walk->thread, BPF_ANY);
 }
 
 /* The code object's id and first traceable offset, learnt now if need be. */

@@ -96,6 +96,22 @@ t.test('{ binary } over processes that come and go keeps its kernel maps flat', 
   t.equal(known, 0, 'no code object remembered once all exited')
 })
 
+t.test('a thread the search cannot reach is counted lost, never given another thread\'s stack', async (t) => {
+  // More threads than a sample's search visits (4096), all newer than the spinner.
+  const { pid, report } = await start(t, STACK_PYTHONS[2]!, ['crowd', '4200'])
+  const trace = sampleStacks({ pid, hz: 199 })
+  await trace.ready
+  const samples = []
+  const closing = setTimeout(() => void trace.close(), 1500)
+  for await (const sample of trace) samples.push(sample)
+  clearTimeout(closing)
+  t.equal(samples.filter((sample) => sample.tid === report.spinner).length, 0, 'the spinner is not sampled')
+  t.ok(samples.every((sample) => sample.frames[0]?.func !== 'spin'), 'no sample of another thread shows its stack')
+  t.ok(trace.lost > 0, `its samples are counted lost (${trace.lost})`)
+  const [spinner] = (await dumpStacks(pid)).filter((thread) => thread.tid === report.spinner)
+  t.equal(spinner?.frames[0]?.func, 'spin', 'a dump, which may search them all, finds it in spin()')
+})
+
 t.test('a python in a container has its stacks read through /proc/PID/root', async (t) => {
   const code = 'import sys\ndef waiting():\n    sys.stdin.read()\nprint("ready", flush=True)\nwaiting()'
   const child = await startContainerPython(t, `exec(${JSON.stringify(code)})`)

@@ -151,6 +151,24 @@ def run_idle():
     wait_for_stdin()
 
 
+def run_crowd(count):
+    """A thread spinning in spin(), started first, then `count` threads waiting: the newest
+    thread states come first in CPython's lists, so the spinner's is behind all of theirs. It
+    spins only once they have started: a spinner holding the GIL would slow each start to a crawl."""
+    stop = [False]
+    crowded = threading.Event()
+    spinning = threading.Thread(target=lambda: crowded.wait() and spin(stop), name="spinner")
+    spinning.start()
+    crowd = [threading.Thread(target=parked.wait) for _ in range(int(count))]
+    for thread in crowd:
+        thread.start()
+    crowded.set()
+    report({"spinner": spinning.native_id})
+    wait_for_stdin()
+    stop[0] = True
+    parked.set()
+
+
 def run_exit(seconds):
     """Spins for `seconds` once a line arrives on stdin, then exits by itself."""
     report({})
