@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { TraceError, dumpStacks, sampleStacks, stackProfile } from '../src/index.js'
 import { PYENV, STACK_PYTHONS, deadPid, privatePython, startContainerPython, startReady } from './fixtures/processes.js'
-import { ownMapEntries } from './fixtures/bpf-maps.js'
+import { mapEntries } from './fixtures/maps.js'
 import { startStacksTarget as start } from './fixtures/stacks.js'
 
 t.test('break, abort and close free everything the stack streams hold', async (t) => {
@@ -86,8 +86,8 @@ t.test('{ binary } over processes that come and go keeps its kernel maps flat', 
     await exited
   }
   await sleep(100)
-  const [known] = ownMapEntries('known_codes')
-  const [described] = ownMapEntries('python_processe')
+  const [known] = mapEntries('known_codes')
+  const [described] = mapEntries('python_processe')
   await trace.close()
   await consumed
   t.ok(pids.filter((pid) => sampledPids.has(pid)).length >= processes * 0.8, `${sampledPids.size} of ${processes} processes sampled in their functions`)
