@@ -23,7 +23,7 @@ export type TraceErrorCode =
   | 'ATTACH_FAILED'
   /** No probe of that provider and name, no library of that name mapped, or no exported function matching a name. */
   | 'UNKNOWN_PROBE'
-  /** The kernel lacks something usdtrace needs: Linux 5.15+, BTF or the uprobe PMU (see `doctor()`). */
+  /** The kernel lacks something usdtrace needs: Linux 5.15+ (5.18+ to read stacks), BTF or the uprobe PMU (see `doctor()`). */
   | 'UNSUPPORTED_KERNEL'
   /**
    * The interpreter's stacks cannot be read: older than CPython 3.10, a free-threaded build,

@@ -1,6 +1,7 @@
 // The README and docs/*.md are the API's documentation, so they are held to the code: every name
 // src/index.ts exports is named in them, and every `js`/`ts` block type-checks against the
-// package's types (tsc --strict) and runs against a live python3.11.
+// package's types (tsc --strict) and runs against a live python3.11, and every relative link
+// leads to a file there is (and to a heading of it, when it names one).
 //
 // The convention for blocks: `pid` is in scope (unless the block declares it) and is
 // process.argv[2], the pid of a python3.11 that handles requests (a file read and a ~2 ms sleep)
@@ -9,8 +10,8 @@
 // by `<!-- no-run: why -->` is only type-checked.
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import t, { type Test } from 'tap'
 import ts from 'typescript'
@@ -78,6 +79,49 @@ t.test('every no-run block says why it does not run', async (t) => {
   const noRun = blocks.filter((block) => block.noRun !== undefined)
   for (const block of noRun) t.ok(block.noRun!.length > 20, `${where(block)}: ${block.noRun}`)
   t.ok(noRun.length < blocks.length / 2, 'most blocks run')
+})
+
+/** The document's text outside code: fenced blocks and inline code spans hold no links or headings. */
+function prose(document: string): string[] {
+  const outside: string[] = []
+  let fenced = false
+  for (const line of readFileSync(join(ROOT, document), 'utf8').split('\n')) {
+    if (line.startsWith('```')) fenced = !fenced
+    else if (!fenced) outside.push(line)
+  }
+  return outside
+}
+
+/** The anchors GitHub gives a document's headings: lower case, punctuation dropped, spaces to hyphens, repeats numbered. */
+function anchors(document: string): Set<string> {
+  const seen = new Map<string, number>()
+  const result = new Set<string>()
+  for (const line of prose(document)) {
+    const heading = /^#{1,6}\s+(.*?)\s*$/.exec(line)
+    if (!heading) continue
+    const slug = heading[1]!.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-')
+    const count = seen.get(slug) ?? 0
+    seen.set(slug, count + 1)
+    result.add(count === 0 ? slug : `${slug}-${count}`)
+  }
+  return result
+}
+
+t.test('every relative link in README.md and docs/ leads to a file, and to a heading there when it names one', async (t) => {
+  let links = 0
+  for (const document of DOCUMENTS) {
+    for (const line of prose(document)) {
+      for (const [, target] of line.replace(/`[^`]*`/g, '').matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z][a-z+.-]*:/i.test(target!)) continue
+        links++
+        const [path, anchor] = target!.split('#') as [string, string | undefined]
+        const file = path === '' ? document : join(dirname(document), path)
+        if (!t.ok(existsSync(join(ROOT, file)), `${document}: ${target} exists`)) continue
+        if (anchor !== undefined) t.ok(file.endsWith('.md') && anchors(file).has(anchor), `${document}: ${target} names a heading of ${file}`)
+      }
+    }
+  }
+  t.ok(links > 20, `${links} relative links checked`)
 })
 
 /** A directory where `usdtrace` resolves to this package (built: dist/, dist-cjs/), like an installed one. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `usdtrace` command: finds the subcommand, parses its options, runs it, and turns whatever
- * ends it into one line on stderr and an exit code (see EXIT in run.ts and the README).
+ * ends it into one line on stderr and an exit code (see EXIT in run.ts and docs/cli.md).
  */
 import { readFileSync, realpathSync } from 'node:fs'
 import { dirname, join } from 'node:path'

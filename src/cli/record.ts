@@ -24,7 +24,7 @@ Records every Python call of a process until it exits, Ctrl-C or -d, and writes 
   speedscope  speedscope's file format: one timeline per thread (https://www.speedscope.app)
   perfetto    Chrome trace-event JSON, B/E pairs per thread (https://ui.perfetto.dev, chrome://tracing)
   folded      folded stacks, "outer;inner;leaf weight" (flamegraph.pl, inferno, speedscope)
-  ndjson      one JSON object per call event (jq; schema in the README)
+  ndjson      one JSON object per call event (jq; schema in docs/cli.md)
   pprof       gzipped profile.proto: calls and self time per stack (go tool pprof, Pyroscope, Parca)
 Calls still running at the end are closed there.
 

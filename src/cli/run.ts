@@ -8,7 +8,7 @@ import { Output, Status } from './output.js'
 
 export type EndReason = 'finished' | 'failed' | 'target-exited' | 'duration' | 'interrupted' | 'terminated' | 'hangup' | 'output-closed'
 
-/** Exit codes, as documented in the README. */
+/** Exit codes, as documented in docs/cli.md and `usdtrace --help`. */
 export const EXIT = {
   ok: 0,
   error: 1,

@@ -59,10 +59,10 @@ export interface Inspection {
   capabilities: Capabilities
 }
 
-/** Measured by bench/line-semaphore.js (bench/RESULTS.md). */
+/** Measured by bench/run.js: bench/RESULTS.md's row '3.11 line semaphore raised, no probe attached'. */
 export const LINE_SEMAPHORE_COST =
   "function__entry fires only while the line probe's semaphore is raised, which puts every bytecode on " +
-  "the interpreter's tracing path: measured about 8x slower on a call-heavy loop before any probe fires; " +
+  "the interpreter's tracing path: measured about 9x slower on a call-heavy loop before any probe fires; " +
   'use { entries: false } to trace returns without it'
 
 const PROVIDER = 'python'

@@ -52,7 +52,7 @@ export interface AuditEvent {
   args: AuditValue[] | undefined
   /** The arguments as Python would print them, e.g. `'/etc/hosts', 'r', 524288`; undefined with `args`. */
   summary: string | undefined
-  /** The name, a text, or the list of arguments was cut (see the limits in the README). */
+  /** The name, a text, or the list of arguments was cut (see the limits of `traceAudit` in docs/api.md). */
   truncated: boolean
   /** With `stack: true`: the Python stack of the thread at the event, innermost first (none when it ran no Python). */
   stack?: StackFrame[]

@@ -446,8 +446,9 @@ def run_exit_in_gc():
 
 
 def handle_request():
-    # A bit of everything the README's examples watch: a file read (syscalls, the `open` audit
-    # event), a module load, a full collection over a live heap (over 1 ms), and a 2 ms wait.
+    # A bit of everything the examples in README.md and docs/ watch: a file read (syscalls, the
+    # `open` audit event), a module load, a full collection over a live heap (over 1 ms), and a
+    # 2 ms wait.
     with open(__file__, "rb") as source:
         source.read(64)
     sys.modules.pop("colorsys", None)
