@@ -8,7 +8,7 @@ import { eventually, pushedProfiles, receiver, scrape, startAgent, valueOf } fro
 import { tmpDir } from './fixtures/package.js'
 import { pprofTop } from './fixtures/pprof.js'
 import { PYENV, STACK_PYTHONS, privatePython } from './fixtures/processes.js'
-import { startStacksTarget } from './fixtures/stacks.js'
+import { CLOCK_TICKS, cpuTicks, startStacksTarget } from './fixtures/stacks.js'
 
 const PYENV_PYTHONS = STACK_PYTHONS.filter((python) => python.startsWith(PYENV))
 const HZ = 99
@@ -59,6 +59,21 @@ t.test("pyenv's Pythons, no probes: each process's sampled pprof has the spinnin
     t.ok((rows.get('Thread.run')?.cum ?? rows.get('run')?.cum ?? 0) >= spin, `${python}: under the thread's run()`)
     const wall = pprofTop(own.map((push) => push.file), 'wall').rows
     t.ok((wall.get('sleeper')?.flat ?? 0) > 0, `${python}: the sleeping thread's waits are wall time`)
+  }
+
+  // The counts against the spinners' own CPU time over a window: --interval (0.5 s) late at either end.
+  const spinners = targets.map((target) => target.report.spinner as number)
+  const samplesOf = async () => {
+    const samples = await scrape(agent.url)
+    return pids.map((pid) => valueOf(samples, 'usdtrace_python_samples_total', { pid: String(pid) }) ?? 0)
+  }
+  const [samples0, ticks0] = [await samplesOf(), pids.map((pid, i) => cpuTicks(pid, spinners[i]!))]
+  await new Promise((resolve) => setTimeout(resolve, 5000))
+  const [samples1, ticks1] = [await samplesOf(), pids.map((pid, i) => cpuTicks(pid, spinners[i]!))]
+  for (const [i, python] of PYENV_PYTHONS.entries()) {
+    const counted = samples1[i]! - samples0[i]!
+    const expected = ((ticks1[i]! - ticks0[i]!) / CLOCK_TICKS) * HZ
+    t.ok(counted > 0.75 * expected && counted < 1.25 * expected, `${python}: ${counted} samples counted for ${expected.toFixed(0)} expected from the spinner's CPU time at ${HZ} Hz`)
   }
 
   const samples = await scrape(agent.url)
