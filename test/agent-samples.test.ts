@@ -3,6 +3,7 @@
 // function, each its own profile with that function on top; the sampling health in the metrics;
 // and a churn of processes that start, are sampled and exit, each let go of.
 import { once } from 'node:events'
+import { dirname } from 'node:path'
 import t from 'tap'
 import { eventually, pushedProfiles, receiver, scrape, startAgent, valueOf } from './fixtures/agent.js'
 import { tmpDir } from './fixtures/package.js'
@@ -131,4 +132,19 @@ t.test('a churn of sampled processes: each is pushed, then let go of; nothing of
   await new Promise((resolve) => setTimeout(resolve, 1500))
   t.equal(pyroscope.received.length, before, 'nothing more pushed for processes that are gone')
   t.equal(agent.child.exitCode, null, 'the agent runs on')
+})
+
+t.test('--binary of a libpython without probes, --sample-hz without an endpoint: its processes, started later, sampled for the metrics', async (t) => {
+  const python = PYENV_PYTHONS[0]!
+  const libpython = `${dirname(dirname(python))}/lib/libpython${/python(3\.\d+)$/.exec(python)![1]}.so.1.0`
+  const agent = await startAgent(t, ['--binary', libpython, '--sample-hz', String(HZ), '--interval', '0.5', '--no-syscalls'])
+  t.match(agent.stderr, new RegExp(`following stacks of ${libpython}`), 'its stacks are followed')
+  t.notMatch(agent.stderr, /following processes of/, 'no probes to attach to')
+  const { pid } = await startStacksTarget(t, python, ['busy', '0.05'])
+  const samples = await eventually(`process ${pid} sampled`, async () => {
+    const samples = await scrape(agent.url)
+    return valueOf(samples, 'usdtrace_python_samples_total', { pid: String(pid) })! > 0 ? samples : undefined
+  })
+  t.equal(valueOf(samples, 'usdtrace_process_info', { pid: String(pid), probes: 'no-probes' }), 1, 'followed, labelled as without probes')
+  t.equal(valueOf(samples, 'usdtrace_agent_exports_total', { exporter: 'pprof', outcome: 'ok' }), undefined, 'nothing pushed: no endpoint')
 })

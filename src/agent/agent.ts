@@ -160,11 +160,13 @@ export class Agent {
   async #startBinary(path: string): Promise<void> {
     const file = await attachFile(path)
     if (!file) throw new CliError(`${path} does not exist; give the python executable or libpython the processes run`)
-    const calls = inspectBinary(path).capabilities.calls
-    this.#interpreterProbes.set(file.key, calls.available ? calls.mode : 'unavailable')
+    const inspection = inspectBinary(path)
+    const { calls } = inspection.capabilities
+    const probed = inspection.probes.length > 0
+    this.#interpreterProbes.set(file.key, !probed ? 'no-probes' : calls.available ? calls.mode : 'unavailable')
     const started: Promise<Group | undefined>[] = []
     // A build without probes is still sampled; without sampling, its missing probes are the error.
-    if (calls.available || !this.#sampling) started.push(this.#group(file.key, `processes of ${path}`, { binary: path }, true))
+    if (probed || !this.#sampling) started.push(this.#group(file.key, `processes of ${path}`, { binary: path }, true))
     if (this.#sampling) started.push(this.#samplingGroup(`samples ${file.key}`, `stacks of ${path}`, { binary: path }, true, this.#interpreterProbes.get(file.key)!))
     if (this.#options.syscalls && isProgram(path)) {
       started.push(this.#syscallGroup(`syscalls ${file.key}`, `syscalls of ${path}`, { binary: path }, true, this.#interpreterProbes.get(file.key)!))
