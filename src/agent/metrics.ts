@@ -1,6 +1,6 @@
 /**
- * The agent's Prometheus metrics, on prom-client: per process the pythonstat counts, GC pauses
- * and syscalls; per function the top N by calls (the rest summed as one `(other)` series, so a
+ * The agent's Prometheus metrics, on prom-client: per process the pythonstat counts, GC pauses,
+ * syscalls and stack samples; per function the top N by calls (the rest summed as one `(other)` series, so a
  * program with 50,000 functions adds N + 1 series); and the agent's own health. Per-process
  * state lives here and is rendered at each scrape, so a process that exits is forgotten by
  * deleting one entry.
