@@ -93,12 +93,13 @@ t.test("pyenv's Pythons, no probes: each process's sampled pprof has the spinnin
   t.match(agent.stderr, /every probe detached/)
 })
 
-t.test('a churn of sampled processes: each is pushed, then let go of; nothing of them stays', async (t) => {
+t.test('a churn of sampled processes (--no-call-profiles): each is pushed, then let go of; nothing of them stays', async (t) => {
   const pyroscope = await receiver(t)
   const python = privatePython(t)
   const agent = await startAgent(t, [
     '--binary', python,
     '--pprof-endpoint', `${pyroscope.url}/ingest`,
+    '--no-call-profiles',
     '--profile-interval', '0.5',
     '--interval', '0.25',
     '--no-syscalls',
@@ -127,6 +128,7 @@ t.test('a churn of sampled processes: each is pushed, then let go of; nothing of
   t.equal(valueOf(left, 'usdtrace_agent_sampled_processes', {}), 0, 'no process counted as sampled')
   t.ok(valueOf(left, 'usdtrace_agent_samples_total', { kind: 'on_cpu' })! > 0, 'the samples taken stay counted')
   t.equal(valueOf(left, 'usdtrace_agent_samples_lost_total', {}), 0, 'none lost')
+  t.same(await pushedProfiles(pyroscope.received, dir, 'calls/count'), [], '--no-call-profiles: no call-time profile, though these Pythons have probes')
   // Once let go of, a process is pushed no more: the pushes stop growing.
   const before = pyroscope.received.length
   await new Promise((resolve) => setTimeout(resolve, 1500))

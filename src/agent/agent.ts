@@ -39,6 +39,8 @@ export interface AgentOptions {
   slowNs: bigint
   /** pprof push endpoint, every profileIntervalMs */
   pprofUrl: string | undefined
+  /** push call-time profiles too (they need every call streamed, with entries) */
+  callProfiles: boolean
   profileIntervalMs: number
   /** stack samples a second of each CPU, for every followed Python (probes or not); 0: no sampling */
   sampleHz: number
@@ -99,8 +101,11 @@ export class Agent {
       })
     }
     if (options.pprofUrl !== undefined) {
-      this.#profiles = new CallTimeProfiles((calls) => this.metrics.dropped.inc({ source: 'profiles' }, calls))
-      const sources: ProfileSource[] = [this.#profiles]
+      const sources: ProfileSource[] = []
+      if (options.callProfiles) {
+        this.#profiles = new CallTimeProfiles((calls) => this.metrics.dropped.inc({ source: 'profiles' }, calls))
+        sources.push(this.#profiles)
+      }
       if (options.sampleHz > 0) {
         this.#samples = new SampledProfiles({ hz: options.sampleHz, offCpu: options.offCpu, onLost: (samples) => this.metrics.samplesLost.inc(samples) })
         sources.push(this.#samples)

@@ -23,8 +23,9 @@ const HELP = `usdtrace agent [options]
 Follows the Python processes of this host, those started later included, and exposes what they
 do for the engines a team already runs: Prometheus metrics on --listen, slow calls as
 OpenTelemetry traces (--otlp-endpoint), sampled and call-time profiles as pprof
-(--pprof-endpoint, Pyroscope's /ingest). Runs until SIGTERM or Ctrl-C; SIGHUP reloads --rules. The reference is
-docs/agent.md; a systemd unit ships in the package (systemd/usdtrace-agent.service).
+(--pprof-endpoint, Pyroscope's /ingest). Runs until SIGTERM or Ctrl-C; SIGHUP reloads --rules.
+The reference is docs/agent.md; a systemd unit ships in the package
+(systemd/usdtrace-agent.service).
 
 Which processes (default: every Python process, rescanned every --rescan):
       --binary PATH       those running this python executable or libpython, now and later
@@ -45,9 +46,10 @@ Options:
                           sampled stacks of every Python (probes or not), and call-time profiles
                           of those with probes (which trace every call with entries)
       --profile-interval SECS  (default 15)
-      --sample-hz N       stack samples a second of each CPU (default ${DEFAULT_SAMPLE_HZ} with --pprof-endpoint,
-                          else 0: none); without --pprof-endpoint, for the sample metrics alone
+      --sample-hz N       stack samples a second of each CPU (default ${DEFAULT_SAMPLE_HZ} with
+                          --pprof-endpoint, else 0: none); without an endpoint, for the metrics alone
       --off-cpu           sample waits too: profiles gain wall time (CPU time and time waited)
+      --no-call-profiles  push the sampled profiles alone, without the call stream's cost
       --rules FILE        service names: [{ "match": REGEX, "service": NAME }, ...] tried on the command line
       --rescan SECS       how often to look for new interpreters and exited processes (default 10)
       --linger SECS       how long an exited process's series stay, to be scraped (default 60)
@@ -77,6 +79,7 @@ export const agent: Command = {
     'profile-interval': { type: 'string' },
     'sample-hz': { type: 'string' },
     'off-cpu': { type: 'boolean' },
+    'no-call-profiles': { type: 'boolean' },
     rules: { type: 'string' },
     rescan: { type: 'string' },
     linger: { type: 'string' },
@@ -138,7 +141,10 @@ async function runAgent(run: Run, args: ParsedArgs): Promise<void> {
   const listen = parseListenAddress(listenText)
   if (!listen) throw new UsageError(`--listen takes HOST:PORT (e.g. ${DEFAULT_LISTEN}, [::1]:9464), got '${listenText}'`, NAME)
   const rulesFile = text(values, 'rules')
-  const hz = sampleHz(args, text(values, 'pprof-endpoint') !== undefined)
+  const pushing = text(values, 'pprof-endpoint') !== undefined
+  const hz = sampleHz(args, pushing)
+  const callProfiles = !flag(values, 'no-call-profiles')
+  if (pushing && hz === 0 && !callProfiles) throw new UsageError('--sample-hz 0 and --no-call-profiles leave --pprof-endpoint nothing to push', NAME)
   const instance = new Agent({
     targets,
     intervalMs: (seconds(NAME, values, 'interval') ?? 5) * 1000,
@@ -151,6 +157,7 @@ async function runAgent(run: Run, args: ParsedArgs): Promise<void> {
     slowNs: slowNs(args),
     pprofUrl: await endpoint(args, 'pprof-endpoint', 'http://127.0.0.1:4040/ingest'),
     profileIntervalMs: (seconds(NAME, values, 'profile-interval') ?? 15) * 1000,
+    callProfiles,
     sampleHz: hz,
     offCpu: flag(values, 'off-cpu'),
     rules: rulesFile === undefined ? [] : readRules(rulesFile),
