@@ -3,9 +3,10 @@
  * file, or a list of pids) with the library's streams, one set per interpreter file: stats and
  * traceGC per process, callStats per function, traceSyscalls per executable, and with spans or
  * profiles asked for, traceCalls; with sampling, stackProfile per interpreter file, probes or
- * not. What they yield goes to the metrics, the span sender and the profile pusher. Processes that start later are followed through the `{ binary }` attachments
- * (and, on the whole host, a rescan finds new interpreter files); those that exit are forgotten
- * after a linger, so Prometheus reads their last counts.
+ * not. What they yield goes to the metrics, the span sender and the profile pusher. Processes
+ * that start later are followed through the `{ binary }` attachments (and, on the whole host, a
+ * rescan finds new interpreter files); those that exit are forgotten after a linger, so
+ * Prometheus reads their last counts.
  */
 import { TraceError, callStats, stackProfile, stats, traceCalls, traceGC, traceSyscalls, type CallEvent, type TargetOptions, type Trace } from '../index.js'
 import { isProgram } from '../process/elf.js'
