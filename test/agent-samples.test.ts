@@ -55,7 +55,7 @@ t.test("pyenv's Pythons, no probes: each process's sampled pprof has the spinnin
     const spin = rows.get('spin')?.flat ?? 0
     const all = [...rows.values()].reduce((sum, row) => sum + row.flat, 0)
     const others = [...rows].filter(([func]) => func !== 'spin').map(([func, row]) => `${func} ${row.flat}`)
-    t.ok(spin >= 0.9 * all, `${python}: spin() has ${spin} of the ${all} on-CPU samples (the rest: ${others.join(', ') || 'none'})`)
+    t.ok(spin > 0 && spin >= 0.9 * all, `${python}: spin() has ${spin} of the ${all} on-CPU samples (the rest: ${others.join(', ') || 'none'})`)
     t.equal(rows.get('spin')?.cum, spin, `${python}: spin() calls nothing`)
     t.ok((rows.get('Thread.run')?.cum ?? rows.get('run')?.cum ?? 0) >= spin, `${python}: under the thread's run()`)
     const wall = pprofTop(own.map((push) => push.file), 'wall').rows
