@@ -5,52 +5,17 @@
 // one quick step each: the trace must hold each request with exactly its two steps as children,
 // and the profiles every call.
 import { once } from 'node:events'
-import { writeFileSync } from 'node:fs'
-import { createServer, type IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import otlpRoot from '@opentelemetry/otlp-transformer/build/src/generated/root.js'
 import { tmpDir } from './fixtures/package.js'
 import { pprofTop } from './fixtures/pprof.js'
-import { eventually, scrape, startAgent, valueOf } from './fixtures/agent.js'
+import { eventually, pushedProfiles, receiver, scrape, startAgent, valueOf, type Received } from './fixtures/agent.js'
 import { WORKLOADS, startWorkload } from './targets.js'
 
 const REQUESTS = 3
 const STEP_SECONDS = 0.3
 /** The span threshold: far below a slow step (300 ms), far above a quick one (microseconds). */
 const SLOW_MS = 100
-
-interface Received {
-  path: string
-  query: URLSearchParams
-  contentType: string
-  body: Buffer
-}
-
-/** An HTTP receiver on a kernel-picked loopback port that keeps every request and answers 200. */
-async function receiver(t: Test): Promise<{ url: string; received: Received[]; close(): Promise<void> }> {
-  const received: Received[] = []
-  const server = createServer((request: IncomingMessage, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => {
-      const url = new URL(request.url ?? '/', 'http://receiver')
-      received.push({ path: url.pathname, query: url.searchParams, contentType: request.headers['content-type'] ?? '', body: Buffer.concat(chunks) })
-      response.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()
-    })
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const close = () =>
-    new Promise<void>((resolve) => {
-      if (!server.listening) return resolve()
-      server.close(() => resolve())
-      server.closeAllConnections()
-    })
-  t.teardown(close)
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received, close }
-}
 
 type AnyValue = { stringValue?: string; intValue?: number | { toString(): string } }
 type KeyValue = { key: string; value: AnyValue }
@@ -85,14 +50,6 @@ function decodeSpans(requests: Received[]): DecodedSpan[] {
       ),
     ),
   )
-}
-
-/** The `profile` field of a multipart form (what Pyroscope's /ingest reads for format=pprof). */
-async function profileOf(request: Received): Promise<Buffer> {
-  const form = await new Request('http://receiver', { method: 'POST', headers: { 'content-type': request.contentType }, body: request.body }).formData()
-  const file = form.get('profile')
-  if (!(file instanceof Blob)) throw new Error('no profile field in the form')
-  return Buffer.from(await file.arrayBuffer())
 }
 
 t.test('slow calls arrive as OTLP spans with their slow callees as children; profiles as pprof', async (t) => {
@@ -133,18 +90,14 @@ t.test('slow calls arrive as OTLP spans with their slow callees as children; pro
 
   // Profiles: every push merged, as go tool pprof merges files.
   const dir = tmpDir(t, 'agent-pprof')
-  const files = await eventually('every call in the pushed profiles', async () => {
-    const pushes = pyroscope.received.filter((r) => r.path === '/ingest' && r.query.get('format') === 'pprof')
+  // The call-time profiles; the sampled ones pushed beside them are agent-samples.test.ts's.
+  const pushes = await eventually('every call in the pushed profiles', async () => {
+    const pushes = await pushedProfiles(pyroscope.received, dir, 'calls/count')
     if (pushes.length === 0) return undefined
-    const written = await Promise.all(pushes.map(async (push, i) => {
-      const file = join(dir, `push-${i}.pb.gz`)
-      writeFileSync(file, await profileOf(push))
-      return file
-    }))
-    return pprofTop(written, 'calls').rows.get('quick_step')?.flat === REQUESTS ? written : undefined
+    return pprofTop(pushes.map((push) => push.file), 'calls').rows.get('quick_step')?.flat === REQUESTS ? pushes : undefined
   })
-  const pushes = pyroscope.received.filter((r) => r.path === '/ingest' && r.query.get('format') === 'pprof')
-  t.match(pushes[0]!.query.get('name'), new RegExp(`^workloads\\{pid=${target.pid},executable=/usr/bin/python3.11\\}$`), 'named as Pyroscope names applications')
+  const files = pushes.map((push) => push.file)
+  t.match(pushes[0]!.name, new RegExp(`^workloads\\{pid=${target.pid},executable=/usr/bin/python3.11\\}$`), 'named as Pyroscope names applications')
   const { rows } = pprofTop(files, 'calls')
   t.same(rows.get('slow_step'), { flat: 2 * REQUESTS, cum: 2 * REQUESTS }, 'every slow_step call')
   t.same(rows.get('slow_request'), { flat: REQUESTS, cum: 4 * REQUESTS }, 'every request, with its steps under it')

@@ -21,6 +21,10 @@ t.test('a bad option is one line and exit 2, before anything is attached', async
     [['--binary', DEBIAN_PYTHON, '--pid', '1'], /give --binary or --pid, not both/],
     [['--otlp-endpoint', 'collector:4318'], /--otlp-endpoint takes an http or https URL/],
     [['--top', '0'], /--top takes a whole number of at least 1/],
+    [['--sample-hz', 'fast'], /--sample-hz takes a whole number of at least 0/],
+    [['--sample-hz', '20000'], /--sample-hz takes at most 10000 samples a second/],
+    [['--off-cpu'], /--off-cpu samples waits: give --pprof-endpoint or --sample-hz N too/],
+    [['--pprof-endpoint', 'http://127.0.0.1:1/ingest', '--sample-hz', '0', '--no-call-profiles'], /leave --pprof-endpoint nothing to push/],
   ] as const) {
     const { code, stderr } = await runCliPiped(t, ['agent', ...args]).done
     t.equal(code, 2, `${args.join(' ')}: exit 2`)

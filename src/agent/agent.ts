@@ -2,12 +2,13 @@
  * `usdtrace agent`: follows the Python processes of a host (every one, those of one interpreter
  * file, or a list of pids) with the library's streams, one set per interpreter file: stats and
  * traceGC per process, callStats per function, traceSyscalls per executable, and with spans or
- * profiles asked for, traceCalls. What they yield goes to the metrics, the span sender and the
- * profile pusher. Processes that start later are followed through the `{ binary }` attachments
- * (and, on the whole host, a rescan finds new interpreter files); those that exit are forgotten
- * after a linger, so Prometheus reads their last counts.
+ * profiles asked for, traceCalls; with sampling, stackProfile per interpreter file, probes or
+ * not. What they yield goes to the metrics, the span sender and the profile pusher. Processes
+ * that start later are followed through the `{ binary }` attachments (and, on the whole host, a
+ * rescan finds new interpreter files); those that exit are forgotten after a linger, so
+ * Prometheus reads their last counts.
  */
-import { TraceError, callStats, stats, traceCalls, traceGC, traceSyscalls, type CallEvent, type TargetOptions, type Trace } from '../index.js'
+import { TraceError, callStats, stackProfile, stats, traceCalls, traceGC, traceSyscalls, type CallEvent, type TargetOptions, type Trace } from '../index.js'
 import { isProgram } from '../process/elf.js'
 import { inspectBinary } from '../process/inspect.js'
 import { CliError } from '../cli/errors.js'
@@ -15,7 +16,8 @@ import type { ProbeStatus } from '../cli/runtimes.js'
 import { attachFile, findPythons, type FoundPython } from './discovery.js'
 import { ProcessLabeller, type ProcessLabels, type ServiceRule } from './labels.js'
 import { AgentMetrics } from './metrics.js'
-import { CallTimeProfiles, ProfilePusher } from './profiles.js'
+import { CallTimeProfiles, ProfilePusher, type ProfileSource } from './profiles.js'
+import { SampledProfiles } from './samples.js'
 import { SlowCallTrees, SpanSender } from './spans.js'
 
 /** Which processes the agent follows. */
@@ -38,7 +40,13 @@ export interface AgentOptions {
   slowNs: bigint
   /** pprof push endpoint, every profileIntervalMs */
   pprofUrl: string | undefined
+  /** push call-time profiles too (they need every call streamed, with entries) */
+  callProfiles: boolean
   profileIntervalMs: number
+  /** stack samples a second of each CPU, for every followed Python (probes or not); 0: no sampling */
+  sampleHz: number
+  /** sample waits too (off-CPU time) */
+  offCpu: boolean
   rules: ServiceRule[]
   /** one line for the operator (stderr) */
   log(line: string): void
@@ -47,6 +55,7 @@ export interface AgentOptions {
 const MAX_TRACKED_FUNCTIONS = 4096
 const MAX_FUNCTIONS_IN_KERNEL = 16384
 const MAX_PROCESSES_IN_KERNEL = 4096
+const MAX_STACKS_IN_KERNEL = 16384
 /** A slow call whose caller is still running after this goes out as the root of its own trace. */
 const SPAN_WAIT_NS = 10_000_000_000n
 
@@ -70,6 +79,7 @@ export class Agent {
   readonly #trees: SlowCallTrees | undefined
   readonly #spans: SpanSender | undefined
   readonly #profiles: CallTimeProfiles | undefined
+  readonly #samples: SampledProfiles | undefined
   readonly #pusher: ProfilePusher | undefined
   #timer: NodeJS.Timeout | undefined
   #lastScan = performance.now()
@@ -92,8 +102,16 @@ export class Agent {
       })
     }
     if (options.pprofUrl !== undefined) {
-      this.#profiles = new CallTimeProfiles((calls) => this.metrics.dropped.inc({ source: 'profiles' }, calls))
-      this.#pusher = new ProfilePusher(options.pprofUrl, this.#profiles, (pid) => this.#labeller.cached(pid), this.metrics, options.profileIntervalMs)
+      const sources: ProfileSource[] = []
+      if (options.callProfiles) {
+        this.#profiles = new CallTimeProfiles((calls) => this.metrics.dropped.inc({ source: 'profiles' }, calls))
+        sources.push(this.#profiles)
+      }
+      if (options.sampleHz > 0) {
+        this.#samples = new SampledProfiles({ hz: options.sampleHz, offCpu: options.offCpu, onLost: (samples) => this.metrics.samplesLost.inc(samples) })
+        sources.push(this.#samples)
+      }
+      this.#pusher = new ProfilePusher(options.pprofUrl, sources, (pid) => this.#labeller.cached(pid), this.metrics, options.profileIntervalMs)
     }
   }
 
@@ -140,15 +158,22 @@ export class Agent {
     const started: Promise<Group | undefined>[] = []
     if (withProbes.length > 0) started.push(this.#group(`pids ${withProbes.join(',')}`, `processes ${withProbes.join(', ')}`, { pids: withProbes }, true))
     if (this.#options.syscalls) started.push(this.#syscallGroup(`syscalls ${pids.join(',')}`, `syscalls of ${pids.join(', ')}`, { pids }, true, 'no-probes'))
+    // Not fatal: a process whose stacks cannot be read (an unsupported build) still has its metrics.
+    if (this.#sampling) started.push(this.#samplingGroup(`samples ${pids.join(',')}`, `stacks of ${pids.join(', ')}`, { pids }, false, 'no-probes'))
     await Promise.all(started)
   }
 
   async #startBinary(path: string): Promise<void> {
     const file = await attachFile(path)
     if (!file) throw new CliError(`${path} does not exist; give the python executable or libpython the processes run`)
-    const calls = inspectBinary(path).capabilities.calls
-    this.#interpreterProbes.set(file.key, calls.available ? calls.mode : 'unavailable')
-    const started = [this.#group(file.key, `processes of ${path}`, { binary: path }, true)]
+    const inspection = inspectBinary(path)
+    const { calls } = inspection.capabilities
+    const probed = inspection.probes.length > 0
+    this.#interpreterProbes.set(file.key, !probed ? 'no-probes' : calls.available ? calls.mode : 'unavailable')
+    const started: Promise<Group | undefined>[] = []
+    // A build without probes is still sampled; without sampling, its missing probes are the error.
+    if (probed || !this.#sampling) started.push(this.#group(file.key, `processes of ${path}`, { binary: path }, true))
+    if (this.#sampling) started.push(this.#samplingGroup(`samples ${file.key}`, `stacks of ${path}`, { binary: path }, true, this.#interpreterProbes.get(file.key)!))
     if (this.#options.syscalls && isProgram(path)) {
       started.push(this.#syscallGroup(`syscalls ${file.key}`, `syscalls of ${path}`, { binary: path }, true, this.#interpreterProbes.get(file.key)!))
     }
@@ -171,6 +196,9 @@ export class Agent {
         const probes = this.#interpreterProbes.get(p.executable.key) ?? 'no-probes'
         started.push(this.#syscallGroup(`syscalls ${p.executable.key}`, `syscalls of ${p.executable.path}`, { binary: p.executable.path }, false, probes))
       }
+      if (this.#sampling && p.runtime) {
+        started.push(this.#samplingGroup(`samples ${p.runtime.key}`, `stacks of ${p.runtime.path}`, { binary: p.runtime.path }, false, p.probes))
+      }
     }
     await Promise.all(started)
   }
@@ -181,7 +209,7 @@ export class Agent {
     if (probeless.length > 0) {
       this.#options.log(
         `${probeless.length} Python process${probeless.length === 1 ? '' : 'es'} without probes (${probeless.map((p) => p.pid).join(', ')}): ` +
-          `${this.#options.syscalls ? 'syscalls only' : 'listed in usdtrace_process_info only'}; a probe-enabled CPython gives calls, GC and imports`,
+          `${probelessGives(this.#options.syscalls, this.#sampling)}; a probe-enabled CPython gives calls, GC and imports`,
       )
     }
   }
@@ -263,6 +291,32 @@ export class Agent {
     return this.#attach(key, description, [syscalls], fatal)
   }
 
+  /**
+   * Stack samples summed in the kernel per interval, for the metrics and the sampled profiles.
+   * `probes`: what the python probes of these processes give, for those first met here.
+   */
+  #samplingGroup(key: string, description: string, target: TargetOptions, fatal: boolean, probes: ProbeStatus): Promise<Group | undefined> {
+    const existing = this.#groups.get(key)
+    if (existing || this.#failed.has(key)) return Promise.resolve(existing)
+    const { sampleHz: hz, offCpu, intervalMs } = this.#options
+    const profile = stackProfile({ ...target, hz, offCpu, intervalMs, maxStacks: MAX_STACKS_IN_KERNEL })
+    const executable = target.binary ?? ''
+    this.#consume(profile, 'samples', async (snapshot) => {
+      for (const stack of snapshot.stacks) {
+        await this.#met(stack.pid, probes, executable)
+        this.metrics.addSamples(stack.pid, stack.onCpu, stack.samples)
+      }
+      this.#samples?.add(snapshot)
+      if (snapshot.dropped > 0) this.metrics.samplesLost.inc(snapshot.dropped)
+      this.metrics.mapFill.set({ map: 'stacks' }, snapshot.stacks.length / MAX_STACKS_IN_KERNEL)
+    })
+    return this.#attach(key, description, [profile], fatal)
+  }
+
+  get #sampling(): boolean {
+    return this.#options.sampleHz > 0
+  }
+
   /** Waits for every trace of a group to attach; one that cannot takes the group down with it. */
   #attach(key: string, description: string, traces: Trace<unknown>[], fatal: boolean): Promise<Group | undefined> {
     const attached = Promise.all(traces.map((trace) => trace.ready)).then(
@@ -326,6 +380,7 @@ export class Agent {
       this.#reportedProbeless.delete(pid)
       this.#trees?.forgetProcess(pid)
       this.#profiles?.forgetProcess(pid)
+      this.#samples?.forgetProcess(pid)
       this.#spans?.forgetProcess(pid)
       this.metrics.forget(pid)
       this.#labeller.forget(pid)
@@ -335,5 +390,11 @@ export class Agent {
       await this.#scanHost()
     }
   }
+}
 
+/** What the agent has of a Python without probes. */
+function probelessGives(syscalls: boolean, sampling: boolean): string {
+  if (syscalls && sampling) return 'sampled stacks and syscalls only'
+  if (sampling) return 'sampled stacks only'
+  return syscalls ? 'syscalls only' : 'listed in usdtrace_process_info only'
 }

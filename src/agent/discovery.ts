@@ -1,7 +1,8 @@
 /**
  * The Python processes on the host, found as `usdtrace ps` finds them, and the files the agent
  * attaches to for them: each interpreter with probes once (a `{ binary }` trace follows every
- * process running it, those started later included), and each executable once for syscalls.
+ * process running it, those started later included), each interpreter once for stack samples
+ * (probes or not), and each executable once for syscalls.
  * Files are told apart by device and inode, so the same interpreter seen through two paths (a
  * container's /proc/PID/root/...) is attached once.
  */
@@ -22,6 +23,8 @@ export interface FoundPython {
   probes: ProbeStatus
   /** the file holding its python probes (the executable or libpython); none without probes */
   interpreter: AttachFile | undefined
+  /** the file holding its interpreter (the executable or libpython), whose processes' stacks a `{ binary }` sampler reads */
+  runtime: AttachFile | undefined
   /** its executable, whose syscalls a `{ binary }` syscall trace follows */
   executable: AttachFile | undefined
 }
@@ -34,11 +37,9 @@ export async function findPythons(only?: (pid: number) => boolean): Promise<Foun
     if (p.kernelThread || p.pid === process.pid || (only && !only(p.pid))) continue
     const runtime = await detector.detect(p.pid)
     if (runtime?.name !== 'python' || runtime.calls === undefined) continue
-    const [interpreter, executable] = await Promise.all([
-      runtime.calls === 'no-probes' ? undefined : attachFile(runtime.object),
-      executableFile(p.pid),
-    ])
-    found.push({ pid: p.pid, probes: runtime.calls, interpreter, executable })
+    const [runtimeFile, executable] = await Promise.all([attachFile(runtime.object), executableFile(p.pid)])
+    const interpreter = runtime.calls === 'no-probes' ? undefined : runtimeFile
+    found.push({ pid: p.pid, probes: runtime.calls, interpreter, runtime: runtimeFile, executable })
   }
   return found.sort((a, b) => a.pid - b.pid)
 }

@@ -1,6 +1,6 @@
 /**
- * The agent's Prometheus metrics, on prom-client: per process the pythonstat counts, GC pauses
- * and syscalls; per function the top N by calls (the rest summed as one `(other)` series, so a
+ * The agent's Prometheus metrics, on prom-client: per process the pythonstat counts, GC pauses,
+ * syscalls and stack samples; per function the top N by calls (the rest summed as one `(other)` series, so a
  * program with 50,000 functions adds N + 1 series); and the agent's own health. Per-process
  * state lives here and is rendered at each scrape, so a process that exits is forgotten by
  * deleting one entry.
@@ -32,6 +32,10 @@ interface ProcessState {
   probes: ProbeStatus
   counts: Partial<Record<CountedColumn, number>>
   syscalls: Map<string, number>
+  /** on-CPU stack samples taken of it */
+  samples: number
+  /** a sample (on or off CPU) was taken of it */
+  sampled: boolean
 }
 
 interface FunctionTotal {
@@ -49,6 +53,8 @@ export class AgentMetrics {
   readonly mapFill: Gauge<'map'>
   readonly spans: Counter<'outcome'>
   readonly exports: Counter<'exporter' | 'outcome'>
+  readonly samplesTaken: Counter<'kind'>
+  readonly samplesLost: Counter
 
   readonly #processes = new Map<number, ProcessState>()
   readonly #functions = new Map<string, FunctionTotal>()
@@ -108,6 +114,26 @@ export class AgentMetrics {
         for (const state of processes.values()) this.inc({ probes: state.probes })
       },
     })
+    new Counter({
+      name: 'usdtrace_python_samples_total',
+      help: 'Stack samples taken of the process while it ran Python code on a CPU (--sample-hz a second of CPU time)',
+      labelNames: PROCESS_LABELS,
+      registers,
+      collect() {
+        this.reset()
+        for (const state of processes.values()) if (state.sampled) this.inc(state.labels, state.samples)
+      },
+    })
+    new Gauge({
+      name: 'usdtrace_agent_sampled_processes',
+      help: 'Processes followed now whose stacks were sampled at least once',
+      registers,
+      collect() {
+        let sampled = 0
+        for (const state of processes.values()) if (state.sampled) sampled++
+        this.set(sampled)
+      },
+    })
     this.gcPauses = new Log2Histogram({
       name: 'usdtrace_python_gc_pause_seconds',
       help: 'Garbage collection pauses of the process, by generation',
@@ -141,6 +167,17 @@ export class AgentMetrics {
     this.dropped = new Counter({ name: 'usdtrace_agent_dropped_total', help: 'Counts the kernel could not keep because a map was full, by stream', labelNames: ['source'], registers })
     this.mapFill = new Gauge({ name: 'usdtrace_agent_bpf_map_fill_ratio', help: 'How full the fullest BPF map of each kind was in the last interval (1: full)', labelNames: ['map'], registers })
     this.spans = new Counter({ name: 'usdtrace_agent_spans_total', help: 'Slow-call spans, by outcome: exported, or dropped (queue full, export failed)', labelNames: ['outcome'], registers })
+    this.samplesTaken = new Counter({
+      name: 'usdtrace_agent_samples_total',
+      help: 'Stack samples taken, by kind: on_cpu (a running thread), off_cpu (a wait, with --off-cpu)',
+      labelNames: ['kind'],
+      registers,
+    })
+    this.samplesLost = new Counter({
+      name: 'usdtrace_agent_samples_lost_total',
+      help: 'Stack samples that reached no profile: a kernel map or ring was full, or a process profile held too many stacks',
+      registers,
+    })
     this.exports = new Counter({ name: 'usdtrace_agent_exports_total', help: 'Batches sent to an exporter endpoint, by exporter (otlp, pprof) and outcome (ok, failed)', labelNames: ['exporter', 'outcome'], registers })
   }
 
@@ -151,7 +188,7 @@ export class AgentMetrics {
       state.labels = labels
       state.probes = probes
     } else {
-      this.#processes.set(Number(labels.pid), { labels, probes, counts: {}, syscalls: new Map() })
+      this.#processes.set(Number(labels.pid), { labels, probes, counts: {}, syscalls: new Map(), samples: 0, sampled: false })
     }
   }
 
@@ -183,6 +220,15 @@ export class AgentMetrics {
   addSyscall(pid: number, name: string): void {
     const syscalls = this.#processes.get(pid)?.syscalls
     if (syscalls) syscalls.set(name, (syscalls.get(name) ?? 0) + 1)
+  }
+
+  /** One process's stack of a profile snapshot: `samples` on CPU, or waits when not `onCpu`. */
+  addSamples(pid: number, onCpu: boolean, samples: number): void {
+    this.samplesTaken.inc({ kind: onCpu ? 'on_cpu' : 'off_cpu' }, samples)
+    const state = this.#processes.get(pid)
+    if (!state) return
+    state.sampled = true
+    if (onCpu) state.samples += samples
   }
 
   addGCPause(pid: number, generation: number, durationNs: bigint): void {

@@ -1,8 +1,8 @@
 /**
  * The agent's profiles: per process and per interval, a WeightedProfile pushed as pprof to an
  * HTTP endpoint in the form of Pyroscope's /ingest. Where the profiles come from is a
- * ProfileSource: today the call-time profiles built from the call stream (calls and self time
- * per stack); a sampled source (stackProfile) can take its place.
+ * ProfileSource: the call-time profiles built here from the call stream (calls and self time per
+ * stack), and the sampled ones (samples.ts, from stackProfile).
  */
 import { CALL_TIME_SAMPLE_TYPES, pprofProfile, wallClockNs, type ProfileFrame, type WeightedProfile, type WeightedStack } from '../export/pprof.js'
 import type { CallEvent } from '../index.js'
@@ -147,28 +147,28 @@ function stacksOf(root: PathNode): WeightedStack[] {
  * Pushes each process's profile every interval, as Pyroscope's /ingest takes pprof: a
  * multipart form whose `profile` field is the gzipped profile.proto, and the query naming the
  * application (`service{pid=...,executable=...}`) and the interval. One round at a time: while
- * one is still under way, the next interval's calls keep adding up in the source.
+ * one is still under way, the next interval's calls and samples keep adding up in the sources.
  */
 export class ProfilePusher {
   readonly #url: URL
-  readonly #source: ProfileSource
+  readonly #sources: ProfileSource[]
   readonly #labelsOf: (pid: number) => ProcessLabels | undefined
   readonly #metrics: AgentMetrics
   readonly #timer: NodeJS.Timeout
   #round: Promise<void> | undefined
 
-  constructor(url: string, source: ProfileSource, labelsOf: (pid: number) => ProcessLabels | undefined, metrics: AgentMetrics, intervalMs: number) {
+  constructor(url: string, sources: ProfileSource[], labelsOf: (pid: number) => ProcessLabels | undefined, metrics: AgentMetrics, intervalMs: number) {
     this.#url = new URL(url)
-    this.#source = source
+    this.#sources = sources
     this.#labelsOf = labelsOf
     this.#metrics = metrics
     this.#timer = setInterval(() => void this.push(), intervalMs)
     this.#timer.unref()
   }
 
-  /** Pushes what the source holds now (unless a round is still under way). */
+  /** Pushes what the sources hold now (unless a round is still under way). */
   push(): Promise<void> {
-    this.#round ??= this.#pushAll(this.#source.take()).finally(() => {
+    this.#round ??= this.#pushAll(this.#sources.flatMap((source) => source.take())).finally(() => {
       this.#round = undefined
     })
     return this.#round

@@ -14,14 +14,18 @@ import type { Run } from './run.js'
 
 const NAME = 'agent'
 const DEFAULT_LISTEN = '127.0.0.1:9464'
+const DEFAULT_SAMPLE_HZ = 99
+// stackProfile's own ceiling: a typo (99999) is an error here, before anything is attached.
+const MAX_SAMPLE_HZ = 10_000
 
 const HELP = `usdtrace agent [options]
 
 Follows the Python processes of this host, those started later included, and exposes what they
 do for the engines a team already runs: Prometheus metrics on --listen, slow calls as
-OpenTelemetry traces (--otlp-endpoint), call-time profiles as pprof (--pprof-endpoint,
-Pyroscope's /ingest). Runs until SIGTERM or Ctrl-C; SIGHUP reloads --rules. The reference is
-docs/agent.md; a systemd unit ships in the package (systemd/usdtrace-agent.service).
+OpenTelemetry traces (--otlp-endpoint), sampled and call-time profiles as pprof
+(--pprof-endpoint, Pyroscope's /ingest). Runs until SIGTERM or Ctrl-C; SIGHUP reloads --rules.
+The reference is docs/agent.md; a systemd unit ships in the package
+(systemd/usdtrace-agent.service).
 
 Which processes (default: every Python process, rescanned every --rescan):
       --binary PATH       those running this python executable or libpython, now and later
@@ -38,8 +42,14 @@ Options:
       --otlp-endpoint URL send calls slower than --slow as spans, OTLP/HTTP protobuf
                           (e.g. http://127.0.0.1:4318/v1/traces); traces every call with entries
       --slow MS           the span threshold in milliseconds (default 100)
-      --pprof-endpoint URL  push a pprof per process every --profile-interval (Pyroscope: .../ingest)
+      --pprof-endpoint URL  push pprofs per process every --profile-interval (Pyroscope: .../ingest):
+                          sampled stacks of every Python (probes or not), and call-time profiles
+                          of those with probes (which trace every call with entries)
       --profile-interval SECS  (default 15)
+      --sample-hz N       stack samples a second of each CPU (default ${DEFAULT_SAMPLE_HZ} with
+                          --pprof-endpoint, else 0: none); without an endpoint, for the metrics alone
+      --off-cpu           sample waits too: profiles gain wall time (CPU time and time waited)
+      --no-call-profiles  push the sampled profiles alone, without the call stream's cost
       --rules FILE        service names: [{ "match": REGEX, "service": NAME }, ...] tried on the command line
       --rescan SECS       how often to look for new interpreters and exited processes (default 10)
       --linger SECS       how long an exited process's series stay, to be scraped (default 60)
@@ -48,7 +58,8 @@ Options:
 Examples:
   usdtrace agent
   usdtrace agent --binary /usr/bin/python3.11 --listen 0.0.0.0:9464
-  usdtrace agent --pid 4242,4243 --otlp-endpoint http://127.0.0.1:4318/v1/traces --slow 50`
+  usdtrace agent --pid 4242,4243 --otlp-endpoint http://127.0.0.1:4318/v1/traces --slow 50
+  usdtrace agent --pprof-endpoint http://127.0.0.1:4040/ingest --off-cpu`
 
 export const agent: Command = {
   name: NAME,
@@ -66,6 +77,9 @@ export const agent: Command = {
     slow: { type: 'string' },
     'pprof-endpoint': { type: 'string' },
     'profile-interval': { type: 'string' },
+    'sample-hz': { type: 'string' },
+    'off-cpu': { type: 'boolean' },
+    'no-call-profiles': { type: 'boolean' },
     rules: { type: 'string' },
     rescan: { type: 'string' },
     linger: { type: 'string' },
@@ -112,6 +126,14 @@ function slowNs(args: ParsedArgs): bigint {
   return BigInt(Math.round(Number(value) * 1e6))
 }
 
+/** --sample-hz: what it says, else the default when profiles are pushed; 0 turns sampling off. */
+function sampleHz(args: ParsedArgs, pushing: boolean): number {
+  const hz = integer(NAME, args.values, 'sample-hz', pushing ? DEFAULT_SAMPLE_HZ : 0, 0)
+  if (hz > MAX_SAMPLE_HZ) throw new UsageError(`--sample-hz takes at most ${MAX_SAMPLE_HZ} samples a second, got ${hz}`, NAME)
+  if (hz === 0 && flag(args.values, 'off-cpu')) throw new UsageError('--off-cpu samples waits: give --pprof-endpoint or --sample-hz N too', NAME)
+  return hz
+}
+
 async function runAgent(run: Run, args: ParsedArgs): Promise<void> {
   const { values } = args
   const targets = targetsOf(args)
@@ -119,6 +141,10 @@ async function runAgent(run: Run, args: ParsedArgs): Promise<void> {
   const listen = parseListenAddress(listenText)
   if (!listen) throw new UsageError(`--listen takes HOST:PORT (e.g. ${DEFAULT_LISTEN}, [::1]:9464), got '${listenText}'`, NAME)
   const rulesFile = text(values, 'rules')
+  const pushing = text(values, 'pprof-endpoint') !== undefined
+  const hz = sampleHz(args, pushing)
+  const callProfiles = !flag(values, 'no-call-profiles')
+  if (pushing && hz === 0 && !callProfiles) throw new UsageError('--sample-hz 0 and --no-call-profiles leave --pprof-endpoint nothing to push', NAME)
   const instance = new Agent({
     targets,
     intervalMs: (seconds(NAME, values, 'interval') ?? 5) * 1000,
@@ -131,6 +157,9 @@ async function runAgent(run: Run, args: ParsedArgs): Promise<void> {
     slowNs: slowNs(args),
     pprofUrl: await endpoint(args, 'pprof-endpoint', 'http://127.0.0.1:4040/ingest'),
     profileIntervalMs: (seconds(NAME, values, 'profile-interval') ?? 15) * 1000,
+    callProfiles,
+    sampleHz: hz,
+    offCpu: flag(values, 'off-cpu'),
     rules: rulesFile === undefined ? [] : readRules(rulesFile),
     log: (line) => run.status.note(line),
   })

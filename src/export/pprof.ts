@@ -6,6 +6,7 @@
  */
 import { gzipSync } from 'node:zlib'
 import { Function as PprofFunction, Label, Line, Location, Profile, Sample, StringTable, ValueType } from 'pprof-format'
+import type { ProfiledStack } from '../streams/stacks.js'
 import { callTree } from './calltree.js'
 import type { CallTimeline } from './timeline.js'
 
@@ -61,6 +62,47 @@ export const CALL_TIME_SAMPLE_TYPES: ProfileValueType[] = [
   { type: 'calls', unit: 'count' },
   { type: 'wall', unit: 'nanoseconds' },
 ]
+
+/** What a sampled profile is read as, and at what rate its stacks were sampled. */
+export interface SampledProfileOptions {
+  /** samples per second of each CPU: a sample stands for 1/hz s of CPU time */
+  hz: number
+  /** waits were sampled too: a `wall` value adds them to the CPU time */
+  offCpu: boolean
+  /** the interval covered, on CLOCK_MONOTONIC (a StackProfileSnapshot's startNs and endNs) */
+  startNs: bigint
+  endNs: bigint
+}
+
+/**
+ * The sample types of a sampled profile: the on-CPU samples, the CPU time they stand for, and
+ * with waits sampled, wall time (CPU time and time waited), which `go tool pprof` then shows first.
+ */
+export function sampledSampleTypes(offCpu: boolean): ProfileValueType[] {
+  return [{ type: 'samples', unit: 'count' }, { type: 'cpu', unit: 'nanoseconds' }, ...(offCpu ? [{ type: 'wall', unit: 'nanoseconds' }] : [])]
+}
+
+/**
+ * Sampled stacks (stackProfile's) as a profile: an on-CPU stack's samples and their CPU time
+ * (samples × the period); a waiting stack (offCpu) no samples and no CPU time, only what it waited.
+ */
+export function sampledProfile(stacks: Iterable<Pick<ProfiledStack, 'frames' | 'onCpu' | 'samples' | 'offCpuNs'>>, options: SampledProfileOptions): WeightedProfile {
+  const periodNs = Math.round(1e9 / options.hz)
+  const weighted: WeightedStack[] = []
+  for (const stack of stacks) {
+    const cpuNs = stack.onCpu ? stack.samples * periodNs : 0
+    const values = stack.onCpu ? [stack.samples, cpuNs] : [0, 0]
+    if (options.offCpu) values.push(cpuNs + (stack.onCpu ? 0 : Number(stack.offCpuNs)))
+    weighted.push({ frames: stack.frames, values })
+  }
+  return {
+    sampleTypes: sampledSampleTypes(options.offCpu),
+    stacks: weighted,
+    timeNs: wallClockNs(options.startNs),
+    durationNs: options.endNs - options.startNs,
+    period: { type: { type: 'cpu', unit: 'nanoseconds' }, value: periodNs },
+  }
+}
 
 /** The profile gzipped as profile.proto: the bytes of a `.pb.gz` file. */
 export function pprofProfile(profile: WeightedProfile): Buffer {
