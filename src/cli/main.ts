@@ -23,10 +23,11 @@ import { usdt } from './usdt.js'
 import { gc } from './gc.js'
 import { stat } from './stat.js'
 import { doctor } from './doctor.js'
+import { dump } from './dump.js'
 import { libcalls } from './libcalls.js'
 import { agent } from './agent.js'
 
-const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, gc, stat, syscalls, libcalls, usdt, doctor, agent]
+const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, dump, gc, stat, syscalls, libcalls, usdt, doctor, agent]
 
 /** `usdtrace -- CMD` and `usdtrace --spawn CMD` without a subcommand. */
 const DEFAULT_COMMAND = calls

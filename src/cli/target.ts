@@ -216,7 +216,8 @@ async function ancestry(pid: number): Promise<Set<number>> {
   return chain
 }
 
-async function describe(pids: number[], inspection: Inspection | undefined): Promise<string> {
+/** For messages: "1234 (python 3.11.2: app.py)", or several pids with the first one's command. */
+export async function describe(pids: number[], inspection: Inspection | undefined): Promise<string> {
   const first = `${versionOf(inspection)}${shorten(await commandLine(pids[0]!), 60)}`.replace(/: $/, '')
   if (pids.length === 1) return `${pids[0]} (${first})`.replace(' ()', '')
   const shown = pids.length <= 6 ? pids.join(', ') : `${pids.slice(0, 5).join(', ')}, ...`
