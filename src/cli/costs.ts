@@ -7,11 +7,6 @@
 /** Stack sampling answers "where does the time go" at next to no cost: where to point. */
 const SAMPLING = 'to see where time goes, stack sampling (usdtrace top, record --sample) costs next to nothing'
 
-/** Why sampling is cheap, in words: no figure here is measured by bench/cli-cost.js. */
-const SAMPLING_WHY =
-  'next to nothing per call: nothing runs at the calls; a stack is read in the kernel HZ times a second ' +
-  'per CPU, whatever the program does'
-
 export const COSTS = {
   /** calls (counts), stat: a uprobe trap at every Python return. */
   callsCount:
@@ -24,7 +19,9 @@ export const COSTS = {
   /** What a filter saves: only the printing. */
   filters: 'filters cut output, not cost: a flow that prints nothing measured as slow as one that prints every call (33x on a Flask route)',
   /** top, record --sample, flame --sample: perf samples, and with --off-cpu a program at each context switch. */
-  sampling: `${SAMPLING_WHY}; --off-cpu adds a short kernel program at every context switch on the machine, which reads a stack when a thread of the target blocks`,
+  sampling:
+    'next to nothing per call: nothing runs at the calls, a stack is read in the kernel HZ times a second per CPU; ' +
+    '--off-cpu adds a short kernel program at every context switch on the machine',
   /** dump: one walk of each thread's stack. */
   dump: 'one read of each thread\'s stack from the kernel; the process is never stopped',
   /** gc: two probe hits per collection. */
