@@ -7,6 +7,7 @@ import { join, relative } from 'node:path'
 import t from 'tap'
 import { PYENV } from './fixtures/processes.js'
 import { startStacksTarget as start, threadGone } from './fixtures/stacks.js'
+import { XMLParser } from 'fast-xml-parser'
 import { tmpDir } from './programs/tools.js'
 import { ROOT, runCliPiped } from './cli.js'
 
@@ -76,4 +77,90 @@ t.test('dump: usage errors', async (t) => {
   const none = await runCliPiped(t, ['dump']).done
   t.equal(none.code, 2, 'no PID: a usage error')
   t.match(none.stderr, /give the PIDs/)
+})
+
+/** test/targets/stacks.py's busy mode: a thread spinning in spin(), another in sleeper(), waking every 20 ms. */
+async function busy(t: Parameters<typeof start>[0]) {
+  const { pid } = await start(t, PYTHON_312, ['busy', '0.02'])
+  return pid
+}
+
+/** A folded file's weight per innermost function: `outer (f:l);...;leaf (f:l) weight`. */
+function leafWeights(folded: string): Map<string, number> {
+  const weights = new Map<string, number>()
+  for (const line of folded.trim().split('\n')) {
+    const at = line.lastIndexOf(' ')
+    const leaf = line.slice(0, at).split(';').at(-1)!.replace(/ \(.*$/, '')
+    weights.set(leaf, (weights.get(leaf) ?? 0) + Number(line.slice(at + 1)))
+  }
+  return weights
+}
+
+const total = (weights: Map<string, number>) => [...weights.values()].reduce((sum, w) => sum + w, 0)
+
+t.test('record --sample: the spinning function dominates; --off-cpu adds the sleeping one', async (t) => {
+  const pid = await busy(t)
+  const dir = tmpDir(t, 'sample')
+  const onCpu = join(dir, 'on.folded')
+  const run = await runCliPiped(t, ['record', String(pid), '--sample', '--hz', '199', '-d', '2', '-o', onCpu]).done
+  t.equal(run.code, 0, `exit status 0 ${run.stderr}`)
+  t.match(run.stderr, /tracing stacks in/, 'says it samples stacks')
+  t.match(run.stderr, /next to nothing per call/, 'and what that costs')
+  const weights = leafWeights(readFileSync(onCpu, 'utf8'))
+  t.ok(weights.get('spin')! > 0.8 * total(weights), `spin() holds most of the time on CPU: ${JSON.stringify([...weights])}`)
+  for (const line of readFileSync(onCpu, 'utf8').trim().split('\n').filter((l) => /spin \(/.test(l))) {
+    t.match(line, /^Thread\._bootstrap \(threading\.py:\d+\);.*Thread\.run \(threading\.py:\d+\);spin \(test\/targets\/stacks\.py:\d+\) \d+$/, 'under its thread\'s run()')
+  }
+
+  const offCpu = join(dir, 'off.folded')
+  const both = await runCliPiped(t, ['record', String(pid), '--sample', '--off-cpu', '-d', '2', '-o', offCpu]).done
+  t.equal(both.code, 0, `exit status 0 ${both.stderr}`)
+  const waits = leafWeights(readFileSync(offCpu, 'utf8'))
+  t.ok(waits.get('sleeper')! > 0, `--off-cpu: sleeper() shows where its thread waits: ${JSON.stringify([...waits])}`)
+  t.ok(waits.get('spin')! > 0, 'beside spin()')
+
+  const ndjson = join(dir, 'samples.ndjson')
+  const lines = await runCliPiped(t, ['record', String(pid), '--sample', '--off-cpu', '-d', '1', '-o', ndjson]).done
+  t.equal(lines.code, 0)
+  const samples = readFileSync(ndjson, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { type: string; pid: number; onCpu: boolean; offCpuNs: number | null; frames: { func: string }[] })
+  t.ok(samples.every((sample) => sample.type === 'sample' && sample.pid === pid), 'ndjson: one "sample" object per sample')
+  t.ok(samples.some((sample) => sample.onCpu && sample.offCpuNs === null && sample.frames[0]?.func === 'spin'), 'spin() on CPU')
+  t.ok(samples.some((sample) => !sample.onCpu && sample.offCpuNs! > 0 && sample.frames[0]?.func === 'sleeper'), 'sleeper() off CPU, with how long it waited')
+})
+
+t.test('flame --sample shows waits; --no-idle leaves them out', async (t) => {
+  const pid = await busy(t)
+  const dir = tmpDir(t, 'flame')
+  /** Each function's share of the graph, as its boxes' tooltips say. */
+  const shares = async (args: string[]) => {
+    const file = join(dir, `flame${args.join('')}.svg`)
+    const run = await runCliPiped(t, ['flame', String(pid), '--sample', '-d', '2', '-o', file, ...args]).done
+    t.equal(run.code, 0, `exit status 0 ${run.stderr}`)
+    const svg = new XMLParser({ ignoreAttributes: false, isArray: (name) => name === 'g' }).parse(readFileSync(file, 'utf8'))
+    const share = new Map<string, number>()
+    for (const g of svg.svg.g as { title: string }[]) {
+      const match = /^(\S+)(?: \(.*\))?: \S+ \S+ \(([\d.]+)%\)$/.exec(String(g.title))
+      t.ok(match, `a box says its sampled time and share, no calls: ${g.title}`)
+      if (match) share.set(match[1]!, (share.get(match[1]!) ?? 0) + Number(match[2]))
+    }
+    return share
+  }
+  const idle = await shares([])
+  t.ok(idle.get('sleeper')! > 25, `by default the sleeping thread's wait is there (as long as the run, beside a spinning thread): ${JSON.stringify([...idle])}`)
+  const busyOnly = await shares(['--no-idle'])
+  t.ok((busyOnly.get('spin') ?? 0) > 80, `--no-idle: spin() nearly all of it: ${JSON.stringify([...busyOnly])}`)
+  t.ok((busyOnly.get('sleeper') ?? 0) < 5, 'and the sleeper next to nothing')
+})
+
+t.test('sampling options: usage errors', async (t) => {
+  for (const [args, message] of [
+    [['flame', '1', '-o', '/dev/null', '--no-idle'], /--no-idle is for sampled profiles: add --sample/],
+    [['record', '1', '-o', '/dev/null', '--hz', '50'], /--hz is for sampled profiles/],
+    [['record', '1', '-o', '/dev/null', '--sample', '--weight', 'calls'], /--weight calls counts traced calls/],
+    [['flame', '1', '-o', '/dev/null', '--sample', '--off-cpu'], /unknown option '--off-cpu'/],
+  ] as const) {
+    const run = await runCliPiped(t, [...args]).done
+    t.equal(run.code, 2, `${args.join(' ')}: a usage error`)
+    t.match(run.stderr, message)
+  }
 })
