@@ -9,7 +9,7 @@ import { PYENV } from './fixtures/processes.js'
 import { startStacksTarget as start, threadGone } from './fixtures/stacks.js'
 import { XMLParser } from 'fast-xml-parser'
 import { tmpDir } from './programs/tools.js'
-import { ROOT, runCliPiped } from './cli.js'
+import { ROOT, runCliPiped, tableAfter } from './cli.js'
 
 const PYTHON_312 = `${PYENV}/3.12.1/bin/python3.12`
 /** 3.10 names frames by co_name alone (no co_qualname). */
@@ -163,4 +163,44 @@ t.test('sampling options: usage errors', async (t) => {
     t.equal(run.code, 2, `${args.join(' ')}: a usage error`)
     t.match(run.stderr, message)
   }
+})
+
+/** Every table `usdtrace top` printed: its rows as [OWN%, TOTAL%, OWN, TOTAL, FUNCTION]. */
+function topTables(stdout: string): string[][][] {
+  return stdout
+    .split('\n\n')
+    .filter((block) => /OWN%/.test(block))
+    .map((block) => tableAfter(block, /^\s*OWN%\s+TOTAL%/).filter((row) => !row[0]!.startsWith('...')))
+}
+
+t.test('top piped: a table per interval, the spinning function with the largest own share', async (t) => {
+  const pid = await busy(t)
+  const run = await runCliPiped(t, ['top', String(pid), '-i', '1', '-d', '2']).done
+  t.equal(run.code, 0, `exit status 0 ${run.stderr}`)
+  t.notMatch(run.stdout, /\x1b\[/, 'no screen clearing into a pipe')
+  const tables = topTables(run.stdout)
+  t.ok(tables.length >= 2, `a table per interval: ${tables.length}`)
+  for (const rows of tables) {
+    const own = rows.map((row) => Number(row[0]))
+    t.match(rows[0]![4], /^spin \(test\/targets\/stacks\.py\)$/, 'spin() first')
+    t.equal(Math.max(...own), own[0], 'with the largest own share')
+    t.ok(own.reduce((sum, share) => sum + share, 0) <= 100.5, 'own shares add up to at most 100%: each sample has one innermost frame')
+    const runRow = rows.find((row) => row[4] === 'Thread.run (threading.py)')
+    t.ok(runRow && Number(runRow[1]) >= own[0]! - 0.1, "Thread.run, spin's caller, has at least spin's share in total")
+  }
+})
+
+t.test('top --off-cpu --json: the sleeping function gets its wait', async (t) => {
+  const pid = await busy(t)
+  const run = await runCliPiped(t, ['top', String(pid), '--off-cpu', '-n', '1', '--json']).done
+  t.equal(run.code, 0, `exit status 0 ${run.stderr}`)
+  const tables = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as { type: string; totalNs: number; offCpuNs: number; functions: { func: string; ownNs: number; totalNs: number; ownPercent: number }[] })
+  t.equal(tables.length, 1, '-n 1: one table')
+  const [table] = tables
+  t.equal(table!.type, 'top')
+  const byName = new Map(table!.functions.map((f) => [f.func, f]))
+  t.ok(byName.get('sleeper')!.ownNs > 0, 'sleeper() waits')
+  t.ok(byName.get('spin')!.ownNs > 0, 'spin() runs')
+  t.ok(table!.offCpuNs >= byName.get('sleeper')!.ownNs - 1, "the table's wait covers the sleeper's")
+  for (const f of table!.functions) t.ok(f.totalNs >= f.ownNs, `${f.func}: total at least own`)
 })
