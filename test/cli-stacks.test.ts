@@ -204,3 +204,19 @@ t.test('top --off-cpu --json: the sleeping function gets its wait', async (t) =>
   t.ok(table!.offCpuNs >= byName.get('sleeper')!.ownNs - 1, "the table's wait covers the sleeper's")
   for (const f of table!.functions) t.ok(f.totalNs >= f.ownNs, `${f.func}: total at least own`)
 })
+
+t.test('ps: pyenv Pythons have no probes, yet their stacks can be read', async (t) => {
+  const started = await Promise.all([PYTHON_310, PYTHON_312].map((python) => start(t, python, ['idle'])))
+  const run = await runCliPiped(t, ['ps', '-f', 'targets/stacks.py idle', '-i', '0.1']).done
+  t.equal(run.code, 0, run.stderr)
+  const rows = tableAfter(run.stdout, /^\s*PID\s+RUNTIME\s+PROBES\s+STACKS/)
+  for (const [i, { pid }] of started.entries()) {
+    // 3.10 has no Py_Version: its version comes from its name, python3.10.
+    const version = /python(3\.\d+)$/.exec([PYTHON_310, PYTHON_312][i]!)![1]!
+    t.match(rows.find((row) => row[0] === String(pid)), [String(pid), new RegExp(`^python ${version.replace('.', '\\.')}\\b`), 'no probes', 'yes'], `${version}: no probes, stacks readable`)
+  }
+  const json = await runCliPiped(t, ['ps', '-f', 'targets/stacks.py idle', '-i', '0.1', '--json']).done
+  const processes = json.stdout.trim().split('\n').map((line) => JSON.parse(line) as { pid: number; calls: string; stacks: string })
+  // 3.13 describes itself (_Py_DebugOffsets); 3.10 and 3.12 are read by usdtrace's table for their version.
+  for (const { pid } of started) t.match(processes.find((p) => p.pid === pid), { calls: 'no-probes', stacks: 'version-table' }, `--json ${pid}: how its stacks are read`)
+})
