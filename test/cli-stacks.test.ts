@@ -2,11 +2,11 @@
 // target's own sys._current_frames(), `record --sample` and `flame --sample` on a thread spinning
 // in one function and another sleeping in another, `top` piped, `ps`'s STACKS column, and the
 // calls commands pointing at the sampling ones where a Python has no probes.
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import t from 'tap'
 import { PYENV } from './fixtures/processes.js'
-import { startStacksTarget as start, threadGone } from './fixtures/stacks.js'
+import { STACKS_TARGET, startStacksTarget as start, threadGone } from './fixtures/stacks.js'
 import { XMLParser } from 'fast-xml-parser'
 import { tmpDir } from './programs/tools.js'
 import { ROOT, runCliPiped, tableAfter } from './cli.js'
@@ -154,14 +154,15 @@ t.test('flame --sample shows waits; --no-idle leaves them out', async (t) => {
 
 t.test('sampling options: usage errors', async (t) => {
   for (const [args, message] of [
-    [['flame', '1', '-o', '/dev/null', '--no-idle'], /--no-idle is for sampled profiles: add --sample/],
-    [['record', '1', '-o', '/dev/null', '--hz', '50'], /--hz is for sampled profiles/],
-    [['record', '1', '-o', '/dev/null', '--sample', '--weight', 'calls'], /--weight calls counts traced calls/],
-    [['flame', '1', '-o', '/dev/null', '--sample', '--off-cpu'], /unknown option '--off-cpu'/],
+    [['flame', '1', '-o', 'x.svg', '--no-idle'], /--no-idle is for sampled profiles: add --sample/],
+    [['record', '1', '-o', 'x.folded', '--hz', '50'], /--hz is for sampled profiles/],
+    [['record', '1', '-o', 'x.folded', '--sample', '--weight', 'calls'], /--weight calls counts traced calls/],
+    [['flame', '1', '-o', 'x.svg', '--sample', '--off-cpu'], /unknown option '--off-cpu'/],
   ] as const) {
     const run = await runCliPiped(t, [...args]).done
     t.equal(run.code, 2, `${args.join(' ')}: a usage error`)
     t.match(run.stderr, message)
+    t.notOk(existsSync(join(ROOT, args[3])), 'before any file is opened')
   }
 })
 
@@ -219,4 +220,28 @@ t.test('ps: pyenv Pythons have no probes, yet their stacks can be read', async (
   const processes = json.stdout.trim().split('\n').map((line) => JSON.parse(line) as { pid: number; calls: string; stacks: string })
   // 3.13 describes itself (_Py_DebugOffsets); 3.10 and 3.12 are read by usdtrace's table for their version.
   for (const { pid } of started) t.match(processes.find((p) => p.pid === pid), { calls: 'no-probes', stacks: 'version-table' }, `--json ${pid}: how its stacks are read`)
+})
+
+t.test('where a Python has no probes, the calls commands name the sampling ones', async (t) => {
+  const { pid } = await start(t, PYTHON_312, ['idle'])
+  const dir = tmpDir(t, 'noprobes')
+  for (const args of [['calls', String(pid)], ['flow', String(pid)], ['record', String(pid), '-o', join(dir, 'calls.folded')], ['flame', String(pid), '-o', join(dir, 'calls.svg')]]) {
+    const run = await runCliPiped(t, [...args, '-d', '1']).done
+    t.equal(run.code, 1, `${args[0]}: an error`)
+    t.match(run.stderr, /no python USDT probes/, 'says why')
+    t.match(run.stderr, /`usdtrace top PID`, `usdtrace dump PID`, `usdtrace record PID --sample`/, 'and what works instead')
+    t.notMatch(run.stderr, /sampleStacks\(\)/, "in the command's words, not the library's")
+  }
+  t.notOk(existsSync(join(dir, 'calls.svg')), 'the file a failed trace created is removed')
+  const existing = join(dir, 'existing.folded')
+  writeFileSync(existing, 'before\n')
+  t.equal((await runCliPiped(t, ['record', String(pid), '-o', existing, '-d', '1']).done).code, 1)
+  t.ok(existsSync(existing), 'one that was there before is left (never a device such as /dev/null, either)')
+  const named = await runCliPiped(t, ['calls', '--name', `${STACKS_TARGET} idle`, '-d', '1']).done
+  t.equal(named.code, 1)
+  t.match(named.stderr, new RegExp(`left out ${pid} \\(python3\\.12: a CPython without probes; its stacks can be sampled instead: \`usdtrace top\`, \`usdtrace dump\`, \`usdtrace record --sample\`\\)`), '--name: the left-out process, and what works')
+
+  const sampled = await runCliPiped(t, ['top', '--name', `${STACKS_TARGET} idle`, '-n', '1', '--off-cpu']).done
+  t.equal(sampled.code, 0, `top --name takes the same probe-less process ${sampled.stderr}`)
+  t.match(sampled.stderr, new RegExp(`tracing stacks in ${pid} `))
 })
