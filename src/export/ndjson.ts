@@ -3,7 +3,7 @@
  * nanoseconds since `startNs` as plain JSON numbers (exact for 104 days).
  */
 import type { CallEvent } from '../streams/calls.js'
-import type { StackSample } from '../streams/stacks.js'
+import type { StackFrame, StackSample } from '../streams/stacks.js'
 
 /** A CallEvent as plain JSON: what each line of `usdtrace flow --json` and `record --format ndjson` holds. */
 export interface CallRecord {
@@ -73,7 +73,7 @@ export interface SampleRecord {
   /** off CPU: how long the thread waited; null on CPU */
   offCpuNs: number | null
   /** innermost first */
-  frames: { file: string; func: string; line: number }[]
+  frames: StackFrame[]
   /** the outermost frames are missing */
   truncated: boolean
 }
