@@ -9,7 +9,7 @@ import { PYENV } from './fixtures/processes.js'
 import { STACKS_TARGET, startStacksTarget as start, threadGone } from './fixtures/stacks.js'
 import { XMLParser } from 'fast-xml-parser'
 import { tmpDir } from './programs/tools.js'
-import { ROOT, runCliPiped, tableAfter } from './cli.js'
+import { ROOT, runCli, runCliPiped, tableAfter } from './cli.js'
 
 const PYTHON_312 = `${PYENV}/3.12.1/bin/python3.12`
 /** 3.10 names frames by co_name alone (no co_qualname). */
@@ -244,4 +244,24 @@ t.test('where a Python has no probes, the calls commands name the sampling ones'
   const sampled = await runCliPiped(t, ['top', '--name', `${STACKS_TARGET} idle`, '-n', '1', '--off-cpu']).done
   t.equal(sampled.code, 0, `top --name takes the same probe-less process ${sampled.stderr}`)
   t.match(sampled.stderr, new RegExp(`tracing stacks in ${pid} `))
+})
+
+t.test('record --sample -- CMD: the program from its first line, without usdtrace bootstrap frames', async (t) => {
+  const dir = tmpDir(t, 'spawned')
+  const program = join(dir, 'job.py')
+  writeFileSync(program, ['import time', '', 'def work():', '    end = time.monotonic() + 1', '    while time.monotonic() < end:', '        pass', '', 'work()', ''].join('\n'))
+  const folded = join(dir, 'job.folded')
+  const run = await runCliPiped(t, ['record', '--sample', '-o', folded, '--', PYTHON_312, program]).done
+  t.equal(run.code, 0, `the program's exit status ${run.stderr}`)
+  const lines = readFileSync(folded, 'utf8').trim().split('\n')
+  t.ok(lines.length > 0, 'samples recorded')
+  for (const line of lines) t.match(line, /^<module> \(job\.py:8\)(;work \(job\.py:[4-6]\))? \d+$/, `the program's own frames only: ${line}`)
+})
+
+t.test('top on a terminal: each table replaces the last', async (t) => {
+  const pid = await busy(t)
+  const cli = runCli(t, ['top', String(pid), '-n', '2', '-i', '0.5'])
+  t.equal(await cli.exited, 0, cli.text)
+  t.equal(cli.raw.split('\x1b[H\x1b[2J').length - 1, 2, 'the screen cleared before each of the 2 tables')
+  t.match(cli.text, /spin \(test\/targets\/stacks\.py\)/)
 })
