@@ -2,7 +2,7 @@
 // target's own sys._current_frames(), `record --sample` and `flame --sample` on a thread spinning
 // in one function and another sleeping in another, `top` piped, `ps`'s STACKS column, and the
 // calls commands pointing at the sampling ones where a Python has no probes.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import t from 'tap'
 import { PYENV } from './fixtures/processes.js'
@@ -264,4 +264,17 @@ t.test('top on a terminal: each table replaces the last', async (t) => {
   t.equal(await cli.exited, 0, cli.text)
   t.equal(cli.raw.split('\x1b[H\x1b[2J').length - 1, 2, 'the screen cleared before each of the 2 tables')
   t.match(cli.text, /spin \(test\/targets\/stacks\.py\)/)
+})
+
+t.test('top --binary: every process of a python executable', async (t) => {
+  // A copy of its own (the same libpython): only this test's process runs it.
+  const python = join(tmpDir(t, 'binary'), 'python3.12')
+  copyFileSync(PYTHON_312, python)
+  chmodSync(python, 0o755)
+  const { pid } = await start(t, python, ['busy', '0.02'])
+  const run = await runCliPiped(t, ['top', '--binary', python, '-n', '1']).done
+  t.equal(run.code, 0, `exit status 0 ${run.stderr}`)
+  t.match(run.stderr, `tracing stacks in every process of ${python}`)
+  const [rows] = topTables(run.stdout)
+  t.match(rows?.[0]?.[4], /^spin \(test\/targets\/stacks\.py\)$/, `spin() of ${pid} first`)
 })
