@@ -7,7 +7,10 @@ import { join, relative } from 'node:path'
 import t from 'tap'
 import { PYENV } from './fixtures/processes.js'
 import { STACKS_TARGET, startStacksTarget as start, threadGone } from './fixtures/stacks.js'
+import Ajv from 'ajv'
 import { XMLParser } from 'fast-xml-parser'
+import { pprofTop } from './fixtures/pprof.js'
+import { loadSpeedscopeImporter, speedscopeSchema } from './fixtures/speedscope.js'
 import { tmpDir } from './programs/tools.js'
 import { ROOT, runCli, runCliPiped, tableAfter } from './cli.js'
 
@@ -277,4 +280,53 @@ t.test('top --binary: every process of a python executable', async (t) => {
   t.match(run.stderr, `tracing stacks in every process of ${python}`)
   const [rows] = topTables(run.stdout)
   t.match(rows?.[0]?.[4], /^spin \(test\/targets\/stacks\.py\)$/, `spin() of ${pid} first`)
+})
+
+t.test('record --sample writes every format its readers accept, spin() the heaviest', async (t) => {
+  const pid = await busy(t)
+  const dir = tmpDir(t, 'formats')
+  const record = async (file: string, ...args: string[]) => {
+    const path = join(dir, file)
+    const run = await runCliPiped(t, ['record', String(pid), '--sample', '-d', '1.5', '-o', path, ...args]).done
+    t.equal(run.code, 0, `${file}: exit status 0 ${run.stderr}`)
+    return path
+  }
+
+  const speedscope = JSON.parse(readFileSync(await record('s.speedscope.json'), 'utf8'))
+  const validate = new Ajv({ allErrors: true, strict: false }).compile(speedscopeSchema)
+  t.ok(validate(speedscope), `speedscope's schema accepts it ${JSON.stringify(validate.errors)}`)
+  const selfTime = new Map<string, number>()
+  for (const profile of loadSpeedscopeImporter()(speedscope).profiles) {
+    const open: { name: string; at: number; child: number }[] = []
+    profile.forEachCall(
+      (node, at) => open.push({ name: node.frame.name, at, child: 0 }),
+      (_node, at) => {
+        const frame = open.pop()!
+        const own = at - frame.at - frame.child
+        selfTime.set(frame.name, (selfTime.get(frame.name) ?? 0) + own)
+        if (open.length > 0) open.at(-1)!.child += at - frame.at
+      },
+    )
+  }
+  const heaviest = [...selfTime].sort((a, b) => b[1] - a[1])[0]
+  t.equal(heaviest?.[0], 'spin', `speedscope's importer: spin() has the most self time ${JSON.stringify([...selfTime])}`)
+
+  const chrome = JSON.parse(readFileSync(await record('p.json', '--format', 'perfetto'), 'utf8'))
+  const stacks = new Map<string, string[]>()
+  let unmatched = 0
+  for (const event of chrome.traceEvents as { ph: string; pid: number; tid: number; name: string }[]) {
+    if (event.ph === 'M') continue
+    const stack = stacks.get(`${event.pid}/${event.tid}`) ?? []
+    stacks.set(`${event.pid}/${event.tid}`, stack)
+    if (event.ph === 'B') stack.push(event.name)
+    else if (event.ph !== 'E' || stack.pop() !== event.name) unmatched++
+  }
+  t.equal(unmatched, 0, 'perfetto: every E closes the innermost open B of its thread')
+  t.ok(chrome.traceEvents.some((e: { ph: string; name: string }) => e.ph === 'B' && e.name === 'spin'), 'with spin() in it')
+
+  const pprof = await record('p.pb.gz')
+  const cpu = pprofTop(pprof, 'cpu')
+  t.match(cpu.header, /Type: cpu/, 'pprof: cpu time, not calls')
+  const flat = [...cpu.rows].sort((a, b) => b[1].flat - a[1].flat)[0]
+  t.equal(flat?.[0], 'spin', `go tool pprof -top: spin() flattest ${JSON.stringify([...cpu.rows])}`)
 })

@@ -1,7 +1,8 @@
 /**
  * What tracing costs the traced program, in the words the commands print: the figures of
  * bench/cli-cost.js (bench/RESULTS.md, "What the commands cost"), CPU time of the target
- * measured inside it, one run on the development machine. One home for every message.
+ * measured inside it, one run on the development machine; sampling's in words, which that
+ * benchmark does not measure (bench/sampling.js compares samplers). One home for every message.
  */
 
 /** Stack sampling answers "where does the time go" at next to no cost: where to point. */

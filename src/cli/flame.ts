@@ -83,7 +83,6 @@ async function runFlame(run: Run, args: ParsedArgs): Promise<void> {
   const width = integer(NAME, values, 'width', 1200, 200)
   const fullPaths = flag(values, 'full-paths')
   const sampled = samplingOptions(NAME, args, !flag(values, 'no-idle'))
-  if (sampled && weight === 'calls') throw new UsageError('--weight calls counts traced calls, which --sample does not see: samples weigh time', NAME)
   run.stopAfter(seconds(NAME, values, 'duration'))
 
   const output = new OutputFile(run, file)

@@ -105,7 +105,6 @@ async function runRecord(run: Run, args: ParsedArgs): Promise<void> {
   const weight = choice(NAME, values, 'weight', ['time', 'calls'] as const, 'time')
   const fullPaths = flag(values, 'full-paths')
   const sampled = samplingOptions(NAME, args)
-  if (sampled && weight === 'calls') throw new UsageError('--weight calls counts traced calls, which --sample does not see: samples weigh time', NAME)
   run.stopAfter(seconds(NAME, values, 'duration'))
 
   const output = new OutputFile(run, file)

@@ -5,7 +5,7 @@
  * a line saying what was seen and lost. The sampling options and their help live here too.
  */
 import { sampleStacks, type StackSample } from '../index.js'
-import { flag, integer, type OptionSpecs, type ParsedArgs } from './args.js'
+import { flag, integer, text, type OptionSpecs, type ParsedArgs } from './args.js'
 import { UsageError } from './errors.js'
 import { COSTS } from './costs.js'
 import { count, type Run } from './run.js'
@@ -37,9 +37,15 @@ export function sampling(command: string, args: ParsedArgs, offCpu = flag(args.v
   return { hz: integer(command, args.values, 'hz', DEFAULT_HZ), offCpu }
 }
 
-/** --sample's settings, or undefined without it (then --hz, --off-cpu, --no-idle are mistakes); `offCpu` where the command decides itself (flame). */
+/**
+ * --sample's settings, or undefined without it (then --hz, --off-cpu and --no-idle are mistakes);
+ * `offCpu` where the command decides itself (flame). Samples weigh time, never calls.
+ */
 export function samplingOptions(command: string, args: ParsedArgs, offCpu?: boolean): Sampling | undefined {
-  if (flag(args.values, 'sample')) return sampling(command, args, offCpu)
+  if (flag(args.values, 'sample')) {
+    if (text(args.values, 'weight') === 'calls') throw new UsageError('--weight calls counts traced calls, which --sample does not see: samples weigh time', command)
+    return sampling(command, args, offCpu)
+  }
   const stray = ['hz', 'off-cpu', 'no-idle'].find((name) => args.values[name] !== undefined)
   if (stray !== undefined) throw new UsageError(`--${stray} is for sampled profiles: add --sample`, command)
   return undefined
