@@ -15,6 +15,9 @@ import { IntervalClock, processesTraced, traceAll } from './traces.js'
 
 const NAME = 'top'
 
+/** The kernel's sums are read at least this often: a table of any interval is a sum of readings, and -d or Ctrl-C waits for one at most. */
+const LONGEST_READING_SECONDS = 1
+
 const HELP = `usdtrace top PID... [options]
 usdtrace top --binary PATH | --name PATTERN [options]
 usdtrace top [options] -- CMD [ARGS...]
@@ -84,11 +87,15 @@ class Table {
   waitedNs = 0
   dropped = 0
   seconds = 0
+  readings = 0
 
   constructor(readonly periodNs: number) {}
 
   add(snapshot: StackProfileSnapshot, tick: boolean, bootstrap: string | undefined): void {
-    if (tick) this.seconds += Number(snapshot.endNs - snapshot.startNs) / 1e9
+    if (tick) {
+      this.seconds += Number(snapshot.endNs - snapshot.startNs) / 1e9
+      this.readings++
+    }
     this.dropped += snapshot.dropped
     for (const stack of snapshot.stacks) this.#addStack(stack, bootstrap)
   }
@@ -125,6 +132,8 @@ async function runTop(run: Run, args: ParsedArgs): Promise<void> {
   const rows = values.rows === undefined && run.out.isTTY ? Math.max(5, (process.stdout.rows ?? 25) - 5) : integer(NAME, values, 'rows', 20)
   const fullPaths = flag(values, 'full-paths')
   const settings = sampling(NAME, args)
+  // Readings at a whole fraction of the interval, so that each table covers exactly one interval.
+  const perTable = Math.ceil(intervalSeconds / LONGEST_READING_SECONDS)
   run.stopAfter(seconds(NAME, values, 'duration'))
   const targets = await resolveTargets(NAME, run, args, 'stacks')
   try {
@@ -140,21 +149,23 @@ async function runTop(run: Run, args: ParsedArgs): Promise<void> {
       run,
       targets,
       {
-        open: (target) => stackProfile({ ...target, ...settings, intervalMs: intervalSeconds * 1000 }),
+        open: (target) => stackProfile({ ...target, ...settings, intervalMs: (intervalSeconds / perTable) * 1000 }),
         what: 'stacks',
         notes: [`${settings.hz} Hz${settings.offCpu ? ', on and off CPU' : ''}`, COSTS.sampling],
-        // Ctrl-C, SIGTERM and -d take one last reading: only a closed output closes at once.
+        // Ctrl-C, SIGTERM and -d take one last reading: only a closed output (or -n) closes at once.
         readsOnceMore: (reason) => reason !== 'output-closed' && reason !== 'finished',
       },
       (snapshot, trace) => {
         const tick = clock.tick(trace, snapshot.final)
         table.add(snapshot, tick, bootstrap)
-        if (tick && shown < tables) {
+        if (tick && table.readings === perTable && shown < tables) {
           show(table)
           table = new Table(periodNs(settings))
         }
       },
     )
+    // The last, shorter interval of a run that -d or Ctrl-C ended.
+    if (table.readings > 0 && shown < tables && run.reason !== 'output-closed') show(table)
     run.summary([`${count(shown, 'table')} in ${run.elapsed()}`, `${count(result.lost, 'sample')} lost`, ...processesTraced(targets, result)])
   } finally {
     await targets.settle(run)
