@@ -27,7 +27,8 @@ table every interval lists the functions by their OWN share of the samples (the 
 was running) and their TOTAL share (it was anywhere on the stack: itself or what it called),
 with the time each stands for. On a terminal the table refreshes in place; into a pipe or a
 file, one table per interval follows another. Any CPython from 3.10, with or without USDT
-probes (pyenv, docker python images).
+probes (pyenv, docker python images). With several processes (--binary, --name), a function's
+time is summed over them.
 
 Without --off-cpu only time on a CPU is counted; with it, also where threads wait (a lock, I/O,
 a sleep), for as long as they waited, so that shares are of wall time.
