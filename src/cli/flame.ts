@@ -58,7 +58,7 @@ Examples:
 
 export const flame: Command = {
   name: NAME,
-  summary: 'draw a flame graph of the calls as an SVG',
+  summary: 'draw a flame graph of the calls (or sampled stacks) as an SVG',
   help: HELP,
   options: {
     output: { type: 'string', short: 'o' },

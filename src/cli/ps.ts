@@ -53,7 +53,7 @@ Examples:
 
 export const ps: Command = {
   name: NAME,
-  summary: 'list Python processes as a tree: version, probes, threads, CPU%, RSS',
+  summary: 'list Python processes as a tree: version, probes, stacks, threads, CPU%, RSS',
   help: HELP,
   options: {
     full: { type: 'boolean', short: 'f' },

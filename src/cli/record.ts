@@ -66,7 +66,7 @@ Examples:
 
 export const record: Command = {
   name: NAME,
-  summary: 'record calls for speedscope, Perfetto, folded stacks, NDJSON or pprof',
+  summary: 'record calls (or sampled stacks) for speedscope, Perfetto, folded, NDJSON or pprof',
   help: HELP,
   options: {
     output: { type: 'string', short: 'o' },
