@@ -21,7 +21,7 @@ export { callTree, type CallTreeNode, type StackWeight } from './export/calltree
 export { foldedStacks, type FoldedOptions } from './export/folded.js'
 export { speedscopeFile, type SpeedscopeFile, type SpeedscopeOptions, type SpeedscopeProfile } from './export/speedscope.js'
 export { chromeTrace, type ChromeTrace, type ChromeTraceEvent, type ChromeTraceOptions } from './export/chrome.js'
-export { callRecord, ndjsonLine, type CallRecord } from './export/ndjson.js'
+export { callRecord, ndjsonLine, sampleRecord, type CallRecord, type SampleRecord } from './export/ndjson.js'
 export { flameGraphSvg, type FlameGraphOptions } from './export/flamegraph.js'
 export {
   dumpStacks,

@@ -51,6 +51,7 @@ t.test('CPython 3.12-3.14: no call probes; what still works', async (t) => {
   t.match(line, /3\.12/, 'the version')
   t.match(line, /gh-104280/, 'the cause')
   t.match(line, /gc, imports and audit still work/, 'what still works')
+  t.match(line, /`usdtrace top PID`, `usdtrace dump PID`, `usdtrace record PID --sample`$/, 'and the sampling commands, in their words')
 })
 
 t.test('not root: BPF refused, with the capabilities to grant', async (t) => {

@@ -1,6 +1,7 @@
 // `usdtrace ps` against real processes: a python3.11 with a python3.11 child drawn as a tree
-// with version and probe status, a 3.12-like build (calls unavailable), a python3.11 whose
-// probes were stripped (no probes), a program of another runtime found by its notes; --json,
+// with version, probe status and whether its stacks can be read, a 3.12-like build (calls
+// unavailable, no interpreter to read stacks of), a python3.11 whose probes were stripped (no
+// probes, stacks still read), a program of another runtime found by its notes; --json,
 // colour only on a terminal without NO_COLOR, and -t threads.
 import { execFileSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
@@ -43,16 +44,16 @@ t.test('ps -f PATTERN: the tree, versions and what tracing can do', async (t) =>
 
   const cli = runCli(t, ['ps', '-f', mark])
   t.equal(await cli.exited, 0)
-  const rows = tableAfter(cli.text, /^\s*PID\s+RUNTIME\s+PROBES\s+THR\s+CPU%\s+RSS\s+COMMAND$/)
+  const rows = tableAfter(cli.text, /^\s*PID\s+RUNTIME\s+PROBES\s+STACKS\s+THR\s+CPU%\s+RSS\s+COMMAND$/)
   const row = (pid: number) => rows.find((r) => r[0] === String(pid))
   const parent = row(tree.parent)
-  t.match(parent, [String(tree.parent), `python ${version}`, 'calls via line semaphore', '1', /^\d+\.\d$/, /^\d+(\.\d)?[KMG]$/, /^\/usr\/bin\/python3\.11 -c import subprocess/], 'the parent: version, probes, threads, CPU%, RSS')
+  t.match(parent, [String(tree.parent), `python ${version}`, 'calls via line semaphore', 'yes', '1', /^\d+\.\d$/, /^\d+(\.\d)?[KMG]$/, /^\/usr\/bin\/python3\.11 -c import subprocess/], 'the parent: version, probes, stacks, threads, CPU%, RSS')
   const child = row(tree.child)
-  t.match(child, [String(tree.child), `python ${version}`, 'calls via line semaphore', '1', /./, /./, /^└─ \/usr\/bin\/python3\.11 -c /], 'the child, drawn under its parent')
+  t.match(child, [String(tree.child), `python ${version}`, 'calls via line semaphore', 'yes', '1', /./, /./, /^└─ \/usr\/bin\/python3\.11 -c /], 'the child, drawn under its parent')
   t.equal(rows.indexOf(child!), rows.indexOf(parent!) + 1, 'right after it')
-  t.match(row(py312.pid), [String(py312.pid), 'python 3.12.4', 'calls unavailable'], '3.12: no call probes')
-  t.match(row(noProbes.pid), [String(noProbes.pid), `python ${version}`, 'no probes'], 'stripped of its notes: no probes')
-  t.match(row(demo.pid), [String(demo.pid), 'demoapp', `${demoProbes} probes`], 'another runtime, by its notes')
+  t.match(row(py312.pid), [String(py312.pid), 'python 3.12.4', 'calls unavailable', 'no'], '3.12: no call probes; a C program without an interpreter: no stacks')
+  t.match(row(noProbes.pid), [String(noProbes.pid), `python ${version}`, 'no probes', 'yes'], 'stripped of its notes: no probes, yet stacks')
+  t.match(row(demo.pid), [String(demo.pid), 'demoapp', `${demoProbes} probes`, '-'], 'another runtime, by its notes')
   t.equal(rows.length, 5, 'nothing else matches')
   t.notMatch(cli.raw, /\x1b\[[\d;]*m/, 'NO_COLOR: no colour')
 })
@@ -64,7 +65,7 @@ t.test('ps --json: one object per process, the tree as parent pids', async (t) =
   t.equal(code, 0)
   const processes = stdout.trim().split('\n').map((line) => JSON.parse(line))
   t.match(processes, [
-    { type: 'process', pid: tree.parent, parent: null, name: 'python3.11', runtime: 'python', version, calls: 'line-semaphore', probeObject: DEBIAN_PYTHON, threads: 1 },
+    { type: 'process', pid: tree.parent, parent: null, name: 'python3.11', runtime: 'python', version, calls: 'line-semaphore', stacks: 'version-table', probeObject: DEBIAN_PYTHON, threads: 1 },
     { type: 'process', pid: tree.child, ppid: tree.parent, parent: tree.parent, runtime: 'python', version, calls: 'line-semaphore' },
   ])
   t.equal(processes.length, 2)

@@ -1,18 +1,12 @@
 // dumpStacks on every CPython on this machine, probes or not, against the target's own
 // sys._current_frames(); and how inspect() says each is read.
-import { readdirSync } from 'node:fs'
-import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { dumpStacks, inspect } from '../src/index.js'
 import { STACK_PYTHONS } from './fixtures/processes.js'
-import { asTriples, startStacksTarget as start } from './fixtures/stacks.js'
+import { asTriples, startStacksTarget as start, threadGone } from './fixtures/stacks.js'
 
 /** The deepest stack a sample carries (STACK_FRAMES_MAX in bpf/usdtrace.h). */
 const FRAMES_KEPT = 127
-
-async function threadGone(pid: number, tid: number): Promise<void> {
-  while (readdirSync(`/proc/${pid}/task`).includes(String(tid))) await sleep(10)
-}
 
 for (const python of STACK_PYTHONS) {
   t.test(`${python}: dumpStacks equals the target's sys._current_frames()`, async (t) => {

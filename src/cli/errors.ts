@@ -32,6 +32,7 @@ export function inCommandWords(message: string, root = process.geteuid?.() === 0
     .replace(/use \{ entries: false \} to trace returns without it/g, '`usdtrace calls` without -L counts returns without it')
     .replace(/\{ pid \} \/ \{ pids(: \[\.\.\.\])? \}/g, 'PIDs')
     .replace(/\{ binary(: path)? \}/g, '--binary')
+    .replace(/, or sampleStacks\(\) \/ stackProfile\(\) \/ dumpStacks\(\)/g, '')
   if (root) {
     words = words.replace(
       /permission denied; run as root, or grant .*$/,

@@ -23,10 +23,12 @@ import { usdt } from './usdt.js'
 import { gc } from './gc.js'
 import { stat } from './stat.js'
 import { doctor } from './doctor.js'
+import { dump } from './dump.js'
+import { top } from './top.js'
 import { libcalls } from './libcalls.js'
 import { agent } from './agent.js'
 
-const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, gc, stat, syscalls, libcalls, usdt, doctor, agent]
+const COMMANDS: Command[] = [ps, probes, calls, flow, record, flame, top, dump, gc, stat, syscalls, libcalls, usdt, doctor, agent]
 
 /** `usdtrace -- CMD` and `usdtrace --spawn CMD` without a subcommand. */
 const DEFAULT_COMMAND = calls
@@ -41,7 +43,7 @@ function version(): string {
 
 function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))
-  return `usdtrace ${version()}: trace running Python processes through their USDT probes
+  return `usdtrace ${version()}: trace running Python processes through their USDT probes, or sample their stacks
 
 Usage:
   usdtrace COMMAND [options]
@@ -63,6 +65,8 @@ Examples:
   usdtrace calls 4242 -L
   usdtrace flow 4242 -M handle_
   usdtrace flame 4242 -o app.svg -d 10
+  usdtrace top 4242                       # sampled: any CPython 3.10+, probes or not
+  usdtrace dump 4242
   usdtrace -- python3.11 app.py`
 }
 

@@ -1,7 +1,7 @@
 /**
  * `usdtrace ps`: the Python processes (and other runtimes with USDT probes) as a tree, like
- * `pstree -p` with a table: version, what call tracing can do there, threads, CPU% over a short
- * sample, resident memory.
+ * `pstree -p` with a table: version, what call tracing can do there, whether its stacks can be
+ * sampled, threads, CPU% over a short sample, resident memory.
  */
 import { flag, seconds, type ParsedArgs } from './args.js'
 import type { Command } from './command.js'
@@ -17,8 +17,8 @@ const HELP = `usdtrace ps [PATTERN] [options]
 
 Lists the Python processes, and other programs whose executable or runtime library carries
 USDT probes (PostgreSQL, a JVM, ...), as a process tree: each under its nearest listed
-ancestor. For each: the runtime and version, what call tracing can do there, threads, CPU%
-(measured over -i), resident memory and the command line.
+ancestor. For each: the runtime and version, what call tracing can do there, whether its
+stacks can be read, threads, CPU% (measured over -i), resident memory and the command line.
 
 PROBES says what \`usdtrace calls/flow\` can do:
   calls native              function entry and return probes fire by themselves (3.6-3.10, 3.15+)
@@ -26,6 +26,13 @@ PROBES says what \`usdtrace calls/flow\` can do:
   calls unavailable         3.12-3.14 removed the call probes; gc, import and audit probes remain
   no probes                 built without --with-dtrace (pyenv, docker python images)
   N probes                  another runtime's probes (\`usdtrace probes PID\` lists them)
+
+STACKS says whether \`usdtrace top\`, \`dump\` and \`record --sample\` can read its Python stacks,
+which needs no probes:
+  yes                       CPython 3.10 or later, from its own debug offsets (3.13+) or
+                            usdtrace's table for its version
+  no                        older than 3.10, free-threaded, or without the symbols it needs
+                            (\`usdtrace dump PID\` says why)
 
 PATTERN is a regular expression matched like pgrep: against the process name, or the whole
 command line with -f.
@@ -46,7 +53,7 @@ Examples:
 
 export const ps: Command = {
   name: NAME,
-  summary: 'list Python processes as a tree: version, probes, threads, CPU%, RSS',
+  summary: 'list Python processes as a tree: version, probes, stacks, threads, CPU%, RSS',
   help: HELP,
   options: {
     full: { type: 'boolean', short: 'f' },
@@ -179,6 +186,7 @@ function render(run: Run, roots: Row[], withThreads: boolean): void {
     { title: 'PID', align: 'right' },
     { title: 'RUNTIME', align: 'left' },
     { title: 'PROBES', align: 'left' },
+    { title: 'STACKS', align: 'left' },
     { title: 'THR', align: 'right' },
     { title: 'CPU%', align: 'right' },
     { title: 'RSS', align: 'right' },
@@ -195,6 +203,7 @@ function render(run: Run, roots: Row[], withThreads: boolean): void {
         String(p.pid),
         runtime ? (runtime.version ? `${runtime.name} ${runtime.version}` : runtime.name) : '-',
         runtime ? (runtime.calls ? PROBE_TEXT[runtime.calls] : `${runtime.probes} probes`) : '-',
+        runtime?.stacks === undefined ? '-' : runtime.stacks === 'unavailable' ? 'no' : 'yes',
         String(p.threads),
         cpu(row.cpuPercent),
         bytes(row.rssBytes),
@@ -206,7 +215,7 @@ function render(run: Run, roots: Row[], withThreads: boolean): void {
         const more = row.children.length > 0
         row.threads.forEach((t, j) => {
           const lastThread = j === row.threads.length - 1 && !more
-          cells.push([String(t.tid), '', '', '', cpu(t.cpuPercent), '', `${childPrefix}${lastThread ? '└─ ' : '├─ '}{${t.comm}}`])
+          cells.push([String(t.tid), '', '', '', '', cpu(t.cpuPercent), '', `${childPrefix}${lastThread ? '└─ ' : '├─ '}{${t.comm}}`])
           styles.push(undefined)
         })
       }
@@ -259,6 +268,7 @@ function jsonRow(row: Row, parent: Row | undefined, withThreads: boolean) {
     runtime: runtime?.name ?? null,
     version: runtime?.version ?? null,
     calls: runtime?.calls ?? null,
+    stacks: runtime?.stacks ?? null,
     probes: runtime?.probes ?? 0,
     probeObject: runtime?.object ?? null,
     threads: p.threads,

@@ -7,7 +7,7 @@
  */
 import { stat } from 'node:fs/promises'
 import { basename } from 'node:path'
-import { inspect, listProbes, type Inspection } from '../index.js'
+import { inspect, listProbes, type Inspection, type StacksCapability } from '../index.js'
 import { readMappings, type Mapping } from './procfs.js'
 
 export type ProbeStatus = 'native' | 'line-semaphore' | 'unavailable' | 'no-probes'
@@ -19,6 +19,8 @@ export interface Runtime {
   version: string | undefined
   /** python: what call tracing can do */
   calls: ProbeStatus | undefined
+  /** python: how its stacks are read (top, dump, record --sample), or 'unavailable' */
+  stacks: StacksCapability['mode'] | undefined
   /** number of USDT probes of the runtime */
   probes: number
   /** the file holding them (or the interpreter, for python without probes) */
@@ -87,7 +89,7 @@ export class RuntimeDetector {
           const own = probes.filter((p) => !GENERIC_PROVIDERS.has(p.provider))
           if (own.length === 0) return undefined
           const providers = [...new Set(own.map((p) => p.provider))].join(',')
-          return { name: providers, version: undefined, calls: undefined, probes: own.length, object: path }
+          return { name: providers, version: undefined, calls: undefined, stacks: undefined, probes: own.length, object: path }
         },
         () => undefined,
       )
@@ -108,6 +110,7 @@ function pythonRuntime(inspection: Inspection): Runtime {
     name: 'python',
     version: v ? `${v.major}.${v.minor}${v.micro !== undefined ? `.${v.micro}` : ''}` : undefined,
     calls: inspection.probes.length === 0 ? 'no-probes' : calls.mode,
+    stacks: inspection.capabilities.stacks.mode,
     probes: inspection.probes.length,
     object: inspection.probeObject ?? inspection.interpreterObject,
   }

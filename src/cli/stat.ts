@@ -14,7 +14,7 @@ import { count, type Run } from './run.js'
 import { RuntimeDetector } from './runtimes.js'
 import { cut, formatTable, type Column } from './table.js'
 import { UsageError } from './errors.js'
-import { TARGET_HELP, TARGET_OPTIONS, commandLine, resolveTargets, type PidTargets } from './target.js'
+import { SAMPLING_INSTEAD, TARGET_HELP, TARGET_OPTIONS, commandLine, resolveTargets, type PidTargets } from './target.js'
 import { IntervalClock, traceAll } from './traces.js'
 
 const NAME = 'stat'
@@ -155,7 +155,7 @@ async function everyPython(run: Run): Promise<PidTargets> {
     if (runtime.calls === 'no-probes') probeless++
     else found.push(p.pid)
   }
-  if (probeless > 0) run.status.note(`${count(probeless, 'Python process', 'Python processes')} without probes left out (built without --with-dtrace)`)
+  if (probeless > 0) run.status.note(`${count(probeless, 'Python process', 'Python processes')} without probes left out (built without --with-dtrace); ${SAMPLING_INSTEAD}`)
   if (found.length === 0) throw new UsageError('no Python process with probes is running: give PIDs (`usdtrace ps` lists them)', NAME)
   return { pids: found.sort((a, b) => a - b), rules: { replacements: true, pattern: (comm) => /^python\d/.test(comm), patternWhy: 'is a new Python process' } }
 }

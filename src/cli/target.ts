@@ -16,6 +16,9 @@ import { readProcesses } from './procfs.js'
 import { count, type Run } from './run.js'
 import { spawnHeld, splitCommandLine, type SpawnedProgram } from './spawn.js'
 
+/** What works on a CPython without probes: the commands that read its stacks. */
+export const SAMPLING_INSTEAD = 'its stacks can be sampled instead: `usdtrace top`, `usdtrace dump`, `usdtrace record --sample`'
+
 /** Options of every tracing subcommand: the processes besides PIDs. */
 export const TARGET_OPTIONS = {
   binary: { type: 'string' },
@@ -37,8 +40,8 @@ export const SPAWN_HELP = `      --spawn 'CMD ARGS' start CMD (a python program)
       --keep-running     when the trace ends first (-d, Ctrl-C), leave the started program
                          running instead of stopping it`
 
-/** Which processes a subcommand can trace: CPython ones, or any program. */
-export type ProcessKind = 'python' | 'any'
+/** Which processes a subcommand can trace: CPython ones with probes, CPython ones whose stacks can be read (probes or not), or any program. */
+export type ProcessKind = 'python' | 'stacks' | 'any'
 
 export interface Targets {
   /** What the library traces first: the processes known now, or every process of a binary. */
@@ -75,7 +78,7 @@ export async function resolveTargets(command: string, run: Run, args: ParsedArgs
   if (given.length === 0 && fallback) return pidTargets(await fallback(), kind)
   if (given.length === 0) {
     throw new UsageError(
-      `give the PIDs of ${kind === 'python' ? 'Python processes (`usdtrace ps` lists them)' : 'processes (`usdtrace ps -a` lists them)'}, --binary PATH, --name PATTERN${'spawn' in values || args.command ? ' or a command to start after --' : ''}`,
+      `give the PIDs of ${kind !== 'any' ? 'Python processes (`usdtrace ps` lists them)' : 'processes (`usdtrace ps -a` lists them)'}, --binary PATH, --name PATTERN${'spawn' in values || args.command ? ' or a command to start after --' : ''}`,
       command,
     )
   }
@@ -95,7 +98,7 @@ export interface PidTargets {
 
 async function pidTargets({ pids, rules }: PidTargets, kind: ProcessKind): Promise<Targets> {
   const unique = [...new Set(pids)]
-  const inspection = kind === 'python' ? await inspect(unique[0]!).catch(() => undefined) : undefined
+  const inspection = kind !== 'any' ? await inspect(unique[0]!).catch(() => undefined) : undefined
   const follower = new Follower(rules, unique)
   await follower.remember()
   return {
@@ -186,14 +189,13 @@ async function matching(command: string, run: Run, pattern: string, kind: Proces
     if (kind === 'any') pids.push(p.pid)
     else {
       const inspection = await inspect(p.pid).catch(() => undefined)
-      if (inspection && inspection.probes.length > 0) pids.push(p.pid)
-      else left.push(`${p.pid} (${p.comm}${inspection ? ': a CPython without probes' : ''})`)
+      if (inspection && (kind === 'stacks' ? inspection.capabilities.stacks.available : inspection.probes.length > 0)) pids.push(p.pid)
+      else left.push(`${p.pid} (${p.comm}${inspection ? (kind === 'stacks' ? ': its stacks cannot be read' : `: a CPython without probes; ${SAMPLING_INSTEAD}`) : ''})`)
     }
   }
-  if (left.length > 0) run.status.note(`--name ${pattern}: left out ${left.join(', ')}: not a CPython with probes`)
-  if (pids.length === 0) {
-    throw new CliError(`no ${kind === 'python' ? 'Python process with probes' : 'process'} matches --name ${pattern}; \`usdtrace ps${kind === 'any' ? ' -a' : ''}\` lists them`)
-  }
+  const wanted = { python: 'a CPython with probes', stacks: 'a CPython whose stacks can be read', any: 'a process' }[kind]
+  if (left.length > 0) run.status.note(`--name ${pattern}: left out ${left.join(', ')}: not ${wanted}`)
+  if (pids.length === 0) throw new CliError(`no process matches --name ${pattern} that is ${wanted}; \`usdtrace ps${kind === 'any' ? ' -a' : ''}\` lists them`)
   return pids.sort((a, b) => a - b)
 }
 
@@ -216,7 +218,8 @@ async function ancestry(pid: number): Promise<Set<number>> {
   return chain
 }
 
-async function describe(pids: number[], inspection: Inspection | undefined): Promise<string> {
+/** For messages: "1234 (python 3.11.2: app.py)", or several pids with the first one's command. */
+export async function describe(pids: number[], inspection: Inspection | undefined): Promise<string> {
   const first = `${versionOf(inspection)}${shorten(await commandLine(pids[0]!), 60)}`.replace(/: $/, '')
   if (pids.length === 1) return `${pids[0]} (${first})`.replace(' ()', '')
   const shown = pids.length <= 6 ? pids.join(', ') : `${pids.slice(0, 5).join(', ')}, ...`

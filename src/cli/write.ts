@@ -2,7 +2,7 @@
  * Where record and flame write: a file opened before tracing starts (so a bad path fails before
  * anything is attached, not after a long recording), or stdout for "-".
  */
-import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import { CliError } from './errors.js'
 import type { Run } from './run.js'
 
@@ -16,6 +16,8 @@ export class OutputFile {
   #pendingBytes = 0
 
   readonly #path: string
+  /** The file did not exist before: only then may a failed trace remove it (never /dev/null, nor a user's file). */
+  #created = false
 
   constructor(run: Run, file: string) {
     this.#run = run
@@ -23,6 +25,7 @@ export class OutputFile {
     this.name = file === '-' ? 'stdout' : file
     if (file === '-') return
     try {
+      this.#created = !existsSync(file)
       this.#fd = openSync(file, 'w')
     } catch (error) {
       throw new CliError(`cannot write ${file}: ${(error as Error).message}; choose another -o path`, { cause: error })
@@ -48,12 +51,13 @@ export class OutputFile {
     this.#fd = undefined
   }
 
-  /** Closes and removes the file: nothing was recorded (the trace failed). */
+  /** Closes the file, and removes it if this run created it: nothing was recorded (the trace failed). */
   discard(): void {
     if (this.#fd === undefined) return
+    const regular = fstatSync(this.#fd).isFile()
     closeSync(this.#fd)
     this.#fd = undefined
-    unlinkSync(this.#path)
+    if (this.#created && regular) unlinkSync(this.#path)
   }
 
   #writeBytes(bytes: Uint8Array): void {

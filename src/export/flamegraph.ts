@@ -18,6 +18,8 @@ export interface FlameGraphOptions extends FrameLabelOptions {
   weight?: StackWeight
   /** Width of the image in pixels (default 1200). */
   width?: number
+  /** The timeline holds samples (addSample): times are sampled, and its frame opens are not calls. */
+  sampled?: boolean
 }
 
 const FRAME_HEIGHT = 16
@@ -69,7 +71,7 @@ export function flameGraphSvg(timeline: CallTimeline, options: FlameGraphOptions
   const bottom = HEADER + levels * FRAME_HEIGHT
   const totalCalls = root.subtreeCalls
   const subtitle =
-    `${totalCalls} call${totalCalls === 1 ? '' : 's'}, ${formatDuration(root.totalNs)} traced; ` +
+    (options.sampled ? `${formatDuration(root.totalNs)} sampled; ` : `${totalCalls} call${totalCalls === 1 ? '' : 's'}, ${formatDuration(root.totalNs)} traced; `) +
     `box width: ${weight === 'time' ? 'inclusive time' : 'calls'}` +
     (hidden > 0 ? `; ${hidden} path${hidden === 1 ? '' : 's'} too narrow to draw` : '')
   const out: string[] = [
@@ -93,7 +95,7 @@ export function flameGraphSvg(timeline: CallTimeline, options: FlameGraphOptions
     const label = node.frame < 0 ? 'all' : labels[node.frame]!
     const share = rootValue > 0 ? ((100 * inclusiveWeight(node, weight)) / rootValue).toFixed(2) : '0.00'
     const calls = node.frame < 0 ? totalCalls : node.calls
-    const tooltip = `${label}: ${calls} call${calls === 1 ? '' : 's'}, ${formatDuration(node.totalNs)} (${share}%)`
+    const tooltip = `${label}: ${options.sampled ? '' : `${calls} call${calls === 1 ? '' : 's'}, `}${formatDuration(node.totalNs)} (${share}%)`
     const fill = node.frame < 0 ? 'rgb(220,220,220)' : color(timeline.frames[node.frame]!.func)
     out.push(
       `<g data-x="${x.toFixed(2)}" data-w="${boxWidth.toFixed(2)}" data-l="${level}" data-label="${escapeXml(label)}" onclick="zoom(this)"><title>${escapeXml(tooltip)}</title>` +

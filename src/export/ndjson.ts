@@ -1,8 +1,9 @@
 /**
- * Call events as newline-delimited JSON, one object per line, for jq and friends. Times are
+ * Call events and stack samples as newline-delimited JSON, one object per line, for jq and friends. Times are
  * nanoseconds since `startNs` as plain JSON numbers (exact for 104 days).
  */
 import type { CallEvent } from '../streams/calls.js'
+import type { StackFrame, StackSample } from '../streams/stacks.js'
 
 /** A CallEvent as plain JSON: what each line of `usdtrace flow --json` and `record --format ndjson` holds. */
 export interface CallRecord {
@@ -53,4 +54,41 @@ export function callRecord(event: CallEvent, startNs: bigint): CallRecord {
 /** One call event as a line of NDJSON, without the newline. */
 export function ndjsonLine(event: CallEvent, startNs: bigint): string {
   return JSON.stringify(callRecord(event, startNs))
+}
+
+/** A StackSample as plain JSON: what each line of `usdtrace record --sample --format ndjson` holds. */
+export interface SampleRecord {
+  /** always 'sample' */
+  type: 'sample'
+  /** process id */
+  pid: number
+  /** kernel thread id */
+  tid: number
+  /** ns since the start of the recording (off CPU: when the thread came back) */
+  ns: number
+  /** the CPU it ran on (off CPU: the one it came back on) */
+  cpu: number
+  /** taken while the thread ran; false: a wait */
+  onCpu: boolean
+  /** off CPU: how long the thread waited; null on CPU */
+  offCpuNs: number | null
+  /** innermost first */
+  frames: StackFrame[]
+  /** the outermost frames are missing */
+  truncated: boolean
+}
+
+/** The JSON form of a sample, its time counted from `startNs` (CLOCK_MONOTONIC). */
+export function sampleRecord(sample: StackSample, startNs: bigint): SampleRecord {
+  return {
+    type: 'sample',
+    pid: sample.pid,
+    tid: sample.tid,
+    ns: Number(sample.timestampNs - startNs),
+    cpu: sample.cpu,
+    onCpu: sample.onCpu,
+    offCpuNs: sample.offCpuNs === undefined ? null : Number(sample.offCpuNs),
+    frames: sample.frames.map(({ file, func, line }) => ({ file, func, line })),
+    truncated: sample.truncated,
+  }
 }
