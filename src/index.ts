@@ -1,4 +1,5 @@
-export { traceCalls, type CallEvent, type CallTrace, type TraceCallsOptions } from './streams/calls.js'
+export { traceCalls, CallBatch, CallKind, type CallEvent, type CallTrace, type TraceCallsOptions } from './streams/calls.js'
+export { type FunctionName } from './streams/function-table.js'
 export { inspect, type Capabilities, type Capability, type CapabilityName, type Inspection, type ProbeCapability, type StacksCapability } from './process/inspect.js'
 export { listProbes } from './process/probes.js'
 export { type UsdtProbe } from './process/elf.js'
