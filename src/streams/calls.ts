@@ -17,7 +17,7 @@ import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 import { TWO_TO_32, type Columns, type RowDecoder, type RowStore } from './batch.js'
-import { FunctionTable, type FunctionName } from './function-table.js'
+import { FunctionTable, unknownNames, type FunctionName } from './function-table.js'
 
 /** A Python function entry or return. */
 export interface CallEvent {
@@ -205,6 +205,18 @@ async function openCallSession(options: TraceCallsOptions): Promise<OpenedSessio
 }
 
 const { fields } = CALL_EVENT
+// The offsets the batch loop reads, as constants: a property load each per record would cost as
+// much as the rest of its work.
+const KIND = fields.kind
+const NAME_ID = fields.name_id
+const FLAGS = fields.flags
+const TIMESTAMP_NS = fields.timestamp_ns
+const DURATION_NS = fields.duration_ns
+const PID = fields.pid
+const TID = fields.tid
+const LINE = fields.line
+const DEPTH = fields.depth
+const CPU = fields.cpu
 
 /**
  * Decodes a trace's records; the names of most calls come from an earlier CALL_NAMES record
@@ -254,43 +266,50 @@ function learnNames(functions: FunctionTable, kind: number, nameId: number, view
   functions.learn(nameId, names.file, names.func, names.truncated)
 }
 
-/** Fills a `CallBatch`'s rows from the same records, into a table of function ids of its own. */
-function callRowDecoder(): RowDecoder<typeof CALL_COLUMNS, CallBatch> {
+/** @internal Fills a `CallBatch`'s rows from the same records, into a table of function ids of its own. */
+export function callRowDecoder(): RowDecoder<typeof CALL_COLUMNS, CallBatch> {
   const functions = new FunctionTable()
   return {
     columns: CALL_COLUMNS,
-    fill(rows: RowStore<typeof CALL_COLUMNS>, row, view, bytes, offset) {
-      const kind = view.getUint8(offset + fields.kind)
-      const nameId = view.getUint32(offset + fields.name_id, true)
-      const flags = view.getUint8(offset + fields.flags)
-      if (kind === CALL_FORGET || kind === CALL_NAMES) {
-        learnNames(functions, kind, nameId, view, bytes, offset, flags)
-        return false
-      }
-      let functionId: number
-      if (nameId !== 0) {
-        functionId = functions.byNameId(nameId)
-      } else {
-        const names = readNames(view, bytes, offset, flags)
-        functionId = functions.idOf(names.file, names.func, names.truncated)
-      }
-      const columns = rows.columns
+    fill(rows: RowStore<typeof CALL_COLUMNS>, view, bytes, start, records) {
+      const { kind: kinds, pid, tid, durationNs, line, depth, functionId, cpu } = rows.columns
       const words = rows.words
-      const timestamp = rows.wordOffset.timestampNs + 2 * row
-      words[timestamp] = view.getUint32(offset + fields.timestamp_ns, true)
-      words[timestamp + 1] = view.getUint32(offset + fields.timestamp_ns + 4, true)
-      columns.durationNs[row] =
-        flags & CALL_HAS_DURATION
-          ? view.getUint32(offset + fields.duration_ns, true) + view.getUint32(offset + fields.duration_ns + 4, true) * TWO_TO_32
-          : NaN
-      columns.kind[row] = kind
-      columns.pid[row] = view.getUint32(offset + fields.pid, true)
-      columns.tid[row] = view.getUint32(offset + fields.tid, true)
-      columns.line[row] = view.getInt32(offset + fields.line, true)
-      columns.depth[row] = view.getUint16(offset + fields.depth, true)
-      columns.functionId[row] = functionId
-      columns.cpu[row] = view.getUint32(offset + fields.cpu, true)
-      return true
+      const timestamps = rows.wordOffset.timestampNs
+      let byNameId = functions.byNameId
+      let row = 0
+      let offset = start + 4
+      for (let i = 0; i < records; i++, offset += 4 + view.getUint32(offset - 4, true)) {
+        const kind = view.getUint8(offset + KIND)
+        const nameId = view.getUint32(offset + NAME_ID, true)
+        const flags = view.getUint8(offset + FLAGS)
+        if (kind === CALL_FORGET || kind === CALL_NAMES) {
+          learnNames(functions, kind, nameId, view, bytes, offset, flags)
+          byNameId = functions.byNameId
+          continue
+        }
+        if (nameId !== 0) {
+          const id = byNameId[nameId]! - 1
+          if (!(id >= 0)) throw unknownNames(nameId)
+          functionId[row] = id
+        } else {
+          const names = readNames(view, bytes, offset, flags)
+          functionId[row] = functions.idOf(names.file, names.func, names.truncated)
+        }
+        words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
+        words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
+        durationNs[row] =
+          flags & CALL_HAS_DURATION
+            ? view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
+            : NaN
+        kinds[row] = kind
+        pid[row] = view.getUint32(offset + PID, true)
+        tid[row] = view.getUint32(offset + TID, true)
+        line[row] = view.getInt32(offset + LINE, true)
+        depth[row] = view.getUint16(offset + DEPTH, true)
+        cpu[row] = view.getUint32(offset + CPU, true)
+        row++
+      }
+      return { length: row, end: offset - 4 }
     },
     batch: (columns, length) => new CallBatch(columns, length, functions),
   }

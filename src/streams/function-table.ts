@@ -57,10 +57,15 @@ export class FunctionTable {
     if (nameId < this.#byNameId.length) this.#byNameId[nameId] = 0
   }
 
-  /** The function id a kernel name id leads to; throws for one the kernel never named. */
-  byNameId(nameId: number): number {
-    const id = nameId < this.#byNameId.length ? this.#byNameId[nameId]! - 1 : -1
-    if (id < 0) throw new Error(`usdtrace: a call refers to names ${nameId} that never arrived`)
-    return id
+  /**
+   * Kernel name id to function id + 1, 0 or out of range for a name id not known now: for a
+   * loop over many records, valid until the next `learn`.
+   */
+  get byNameId(): Int32Array {
+    return this.#byNameId
   }
+}
+
+export function unknownNames(nameId: number): Error {
+  return new Error(`usdtrace: a call refers to names ${nameId} that never arrived`)
 }

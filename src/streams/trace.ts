@@ -1,7 +1,7 @@
 import { cpus } from 'node:os'
 import type { NativeSession } from '../kernel/binding.js'
 import { TraceError } from '../errors.js'
-import { decodeRows, type ColumnSpec, type RowDecoder } from './batch.js'
+import { RowAllocator, decodeRows, type ColumnSpec, type RowDecoder } from './batch.js'
 
 /** Decodes one ring-buffer record that starts at `offset` of the batch; undefined for a record that is not an event. */
 export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, length: number) => T | undefined
@@ -175,11 +175,12 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
     this.#consumer = 'batches'
     if (!this.#batchIterator) {
       const rowDecoder = this.#rowDecoder()
+      const allocator = new RowAllocator(rowDecoder.columns)
       this.#batchIterator = {
         [Symbol.asyncIterator]() {
           return this
         },
-        next: () => this.#read(() => this.#takeBatch(rowDecoder)),
+        next: () => this.#read(() => this.#takeBatch(rowDecoder, allocator)),
         return: () => this.return() as Promise<IteratorResult<never>>,
       }
     }
@@ -388,12 +389,12 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
    * The next delivery's records as one batch of rows; undefined when the deliveries run out
    * first. A record that cannot be decoded ends the trace with that error.
    */
-  #takeBatch(rowDecoder: RowDecoder<ColumnSpec, B>): B | undefined {
+  #takeBatch(rowDecoder: RowDecoder<ColumnSpec, B>, allocator: RowAllocator<ColumnSpec>): B | undefined {
     while (this.#pending.length > 0) {
       const delivery = this.#pending.shift()!
       let rows: { batch: B; length: number }
       try {
-        rows = decodeRows(rowDecoder, delivery.view, delivery.bytes, delivery.at, delivery.records, delivery.end)
+        rows = decodeRows(rowDecoder, allocator, delivery.view, delivery.bytes, delivery.at, delivery.records, delivery.end)
       } catch (error) {
         this.#discardQueued()
         this.#finish(error)
