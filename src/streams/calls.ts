@@ -79,14 +79,18 @@ const CALL_COLUMNS = {
 
 /**
  * Call events in columns, from `trace.batches()`: row `i` of every column is one event, the
- * fields of a `CallEvent`, for `i` below `length`. The columns are the consumer's to keep.
+ * fields of a `CallEvent`, for `i` below `length` (each column's own length). The next batch
+ * of the trace overwrites the columns: copy what you keep (`batch.durationNs.slice()`).
+ * Function ids and `function(id)` hold for the life of the trace. See docs/batches.md.
  */
 export class CallBatch {
   /** Rows in this batch. */
   readonly length: number
   /** `CallKind.entry` (0) or `CallKind.return` (1). */
   readonly kind: Uint8Array
+  /** The traced process. */
   readonly pid: Uint32Array
+  /** The kernel thread id; the main thread's is the pid. */
   readonly tid: Uint32Array
   /** CLOCK_MONOTONIC, exact, as `CallEvent.timestampNs` (reading an element makes a bigint). */
   readonly timestampNs: BigInt64Array
@@ -96,10 +100,13 @@ export class CallBatch {
    * of frames older than the trace, `entries: false`).
    */
   readonly durationNs: Float64Array
+  /** The line the probe reports; an entry's is the function's first line. */
   readonly line: Int32Array
+  /** Per-thread nesting depth of traced frames, 0 = outermost (always 0 with `entries: false`). */
   readonly depth: Uint16Array
   /** Which function: `function(id)` names it; ids are dense from 0, see `functionCount`. */
   readonly functionId: Uint32Array
+  /** The CPU the probe fired on. */
   readonly cpu: Uint32Array
   readonly #functions: FunctionTable
 
