@@ -5,19 +5,35 @@ import { once } from 'node:events'
 import { readdirSync, readlinkSync } from 'node:fs'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { CallKind, TraceError, traceCalls, type CallBatch } from '../src/index.js'
+import { CallKind, TraceError, traceCalls, traceGC, type CallBatch } from '../src/index.js'
 import { readSemaphores } from './semaphores.js'
 import { WORKLOADS, fibonacci, startWorkload } from './targets.js'
 
-/** Every batch until the trace ends (the target exits). */
-async function collectBatches(batches: AsyncIterable<CallBatch>): Promise<CallBatch[]> {
-  const all: CallBatch[] = []
-  for await (const batch of batches) all.push(batch)
+/** A batch's rows, copied: the next batch overwrites its columns. */
+type Copied = Pick<CallBatch, 'length' | 'kind' | 'pid' | 'tid' | 'timestampNs' | 'durationNs' | 'depth' | 'functionId' | 'function' | 'functionCount'>
+
+/** Every batch until the trace ends (the target exits), each copied as it arrives. */
+async function collectBatches(batches: AsyncIterable<CallBatch>): Promise<Copied[]> {
+  const all: Copied[] = []
+  for await (const batch of batches) {
+    all.push({
+      length: batch.length,
+      kind: batch.kind.slice(),
+      pid: batch.pid.slice(),
+      tid: batch.tid.slice(),
+      timestampNs: batch.timestampNs.slice(),
+      durationNs: batch.durationNs.slice(),
+      depth: batch.depth.slice(),
+      functionId: batch.functionId.slice(),
+      function: (id) => batch.function(id),
+      functionCount: batch.functionCount,
+    })
+  }
   return all
 }
 
 /** Entries and returns per function name of the workloads file, counted from the columns. */
-function countCalls(batches: CallBatch[]): Map<string, { entries: number; returns: number }> {
+function countCalls(batches: Copied[]): Map<string, { entries: number; returns: number }> {
   const counts = new Map<string, { entries: number; returns: number }>()
   for (const batch of batches) {
     for (let i = 0; i < batch.length; i++) {
@@ -33,7 +49,7 @@ function countCalls(batches: CallBatch[]): Map<string, { entries: number; return
 }
 
 /** Replays each thread's rows on a stack of its own: depths nest, durations are return minus entry. */
-function checkNesting(t: Test, batches: CallBatch[]): void {
+function checkNesting(t: Test, batches: Copied[]): void {
   const stacks = new Map<number, { functionId: number; timestampNs: bigint }[]>()
   let problems = 0
   let rows = 0
@@ -181,6 +197,10 @@ t.test('a trace is read one way: events after batches, or batches after events, 
   t.throws(() => asEvents.batches(), { name: 'TraceError', code: 'ALREADY_CONSUMED' }, 'batches() on an events trace')
   await asEvents.close()
   t.same(await pending, { done: true, value: undefined }, 'the events trace ends on close')
+
+  const gc = traceGC(target.pid)
+  t.throws(() => gc.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT' }, 'a stream without batches says so')
+  await gc.close()
 })
 
 t.test('the target exiting ends the batches after the last one; a consumer that waited gets everything', async (t) => {
