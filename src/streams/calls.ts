@@ -62,7 +62,12 @@ export interface TraceCallsOptions extends StreamOptions, TargetOptions {
 }
 
 /** The values of `CallBatch.kind`: what `CallEvent.kind` says in words. */
-export const CallKind = { entry: CALL_ENTRY, return: CALL_RETURN } as const
+export const CallKind = {
+  /** A function starting: `CallEvent.kind` 'entry'. */
+  entry: CALL_ENTRY,
+  /** A function returning: `CallEvent.kind` 'return'. */
+  return: CALL_RETURN,
+} as const
 
 /** The columns of a `CallBatch`, by element type. */
 const CALL_COLUMNS = {
