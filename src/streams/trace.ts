@@ -175,9 +175,10 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
       throw new TraceError('INVALID_ARGUMENT', 'this stream has no batches(): iterate its events with for await instead')
     }
     if (this.#consumer === 'events') throw mixedConsumers('events')
-    this.#consumer = 'batches'
     if (!this.#batchIterator) {
+      // A stream may refuse batches for its options (it throws the TraceError that says why).
       const rowDecoder = this.#rowDecoder()
+      this.#consumer = 'batches'
       const allocator = new RowAllocator(rowDecoder.columns)
       this.#batchIterator = {
         [Symbol.asyncIterator]() {
