@@ -65,10 +65,12 @@ export function ringBufferSettings(options: StreamOptions): {
 const BATCH_BYTES = 1 << 16
 // For `batches()`: a consumer of rows is done with a delivery in one step, so each can be larger,
 // and the turns of the event loop and the calls from the addon fewer per event.
-const ROW_BATCH_BYTES = 1 << 18
+const ROW_BATCH_BYTES = 1 << 20
 // Batches waiting to be read, at most: past that the addon stops draining and the kernel's ring
 // holds the records (when it fills, the BPF side drops and counts every drop in `lost`).
 const MAX_BATCHES = 16
+// The same bound in bytes for `batches()`, whose deliveries are larger.
+const MAX_ROW_BATCHES = (MAX_BATCHES * BATCH_BYTES * 4) / ROW_BATCH_BYTES
 const FLUSH_INTERVAL_MS = 5
 // Events handed out without a turn of the event loop: a consumer that keeps up with a flood
 // would otherwise run on microtasks alone and starve timers and I/O.
@@ -322,7 +324,7 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
     }
     this.#pending.push(batch)
     // With no spare, every batch made so far is pending.
-    this.#filling = this.#spare.pop() ?? (this.#pending.length < MAX_BATCHES ? this.#newBatch() : undefined)
+    this.#filling = this.#spare.pop() ?? (this.#pending.length < (this.#consumer === 'batches' ? MAX_ROW_BATCHES : MAX_BATCHES) ? this.#newBatch() : undefined)
     this.#wake()
     return this.#filling?.buffer
   }
