@@ -10,7 +10,7 @@ export { CallSummary, FlowFormatter, formatDuration, formatMilliseconds, shorten
 export { traceSyscalls, SyscallBatch, type SyscallEvent, type SyscallTrace, type TraceSyscallsOptions } from './streams/syscalls.js'
 export { callStats, type CallStats, type CallStatsOptions, type CallStatsSnapshot, type FunctionStats, type LatencySummary, type SyscallStats } from './streams/callstats.js'
 export { traceUsdt, type TraceUsdtOptions, type UsdtArgType, type UsdtEvent, type UsdtTrace } from './streams/usdt.js'
-export { traceLibraryCalls, type LibraryCallEvent, type LibraryCallTrace, type TraceLibraryCallsOptions } from './streams/libcalls.js'
+export { traceLibraryCalls, LibraryCallBatch, type LibraryCallEvent, type LibraryCallTrace, type LibraryFunction, type TraceLibraryCallsOptions } from './streams/libcalls.js'
 export { traceGC, type GCEvent, type TraceGCOptions } from './streams/gc.js'
 export { traceImports, type ImportEvent, type TraceImportsOptions } from './streams/imports.js'
 export { traceAudit, formatValue, type AuditEvent, type AuditValue, type TraceAuditOptions } from './streams/audit.js'

@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { readdirSync, readlinkSync } from 'node:fs'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { CallKind, TraceError, traceCalls, traceGC, traceSyscalls, type CallBatch } from '../src/index.js'
+import { CallKind, TraceError, traceCalls, traceGC, traceLibraryCalls, traceSyscalls, type CallBatch } from '../src/index.js'
 import { readSemaphores } from './semaphores.js'
 import { WORKLOADS, fibonacci, startWorkload } from './targets.js'
 
@@ -379,4 +379,52 @@ t.test('syscall batches per thread; with stack: true there are none, and it says
   const stacked = traceSyscalls(other.pid, { stack: true })
   t.throws(() => stacked.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT', message: /stack/ }, 'stack: true has no batches')
   await stacked.close()
+})
+
+t.test('library calls through batches: every os.write is a write row; the bytes written add up', async (t) => {
+  const writes = 20
+  const failing = 3
+  const target = await startWorkload(t, ['writes', String(writes), String(failing)])
+  let output = ''
+  target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
+  const trace = traceLibraryCalls(target.pid, { library: 'libc', symbols: ['write'] })
+  await trace.ready
+  target.go()
+  const symbols = new Set<string>()
+  let written = 0n
+  let failed = 0
+  for await (const batch of trace.batches()) {
+    for (let i = 0; i < batch.length; i++) {
+      if (batch.tid[i] !== target.pid) continue
+      symbols.add(batch.function(batch.functionId[i]!).symbol)
+      if (batch.returnValue[i]! > 0n) written += batch.returnValue[i]!
+      if (batch.returnValue[i] === -1n) failed++
+      t.equal(batch.depth[i], 0, 'write calls no traced function')
+    }
+  }
+  // The workload prints the fd (its digits and a newline), then writes one byte per call.
+  const fdLine = output.replace(/^ready\n/, '').split('\n')[0]!
+  t.same([...symbols], ['write'], 'every row is a call of write')
+  t.equal(written, BigInt(writes + `${fdLine}\n`.length), 'the bytes written: one per os.write, and the printed fd')
+  t.equal(failed, failing, 'one row returning -1 per write to the closed fd')
+  t.equal(trace.lost, 0, 'nothing lost')
+})
+
+t.test("library calls through batches: a glob's function ids name what it matched", async (t) => {
+  const calls = 15
+  const target = await startWorkload(t, ['getpid', String(calls)])
+  const trace = traceLibraryCalls({ pid: target.pid, library: 'libc.so.6', symbols: 'getpid*' })
+  await trace.ready
+  target.go()
+  let mine = 0
+  let right = true
+  for await (const batch of trace.batches()) {
+    for (let i = 0; i < batch.length; i++) {
+      if (batch.tid[i] !== target.pid) continue
+      mine++
+      right &&= batch.function(batch.functionId[i]!).symbol === 'getpid' && batch.returnValue[i] === BigInt(target.pid)
+    }
+  }
+  t.equal(mine, calls, 'one row per os.getpid()')
+  t.ok(right, 'each names getpid and returns the pid')
 })
