@@ -641,6 +641,8 @@ function backlogSection(lines) {
       'and count only the returns; with 0 lost, both drained the same backlog. The last row traces nothing: a ' +
       'for-await loop over as many events made on the spot, objects like the ones usdtrace yields, which is ' +
       'the most any consumer that takes events one by one through an async iterator gets in this Node. ' +
+      'The batches row reads the same trace through trace.batches() (docs/batches.md) and counts the rows whose ' +
+      'kind column says return, as a profiler reads a column: one async step per delivery instead of per event. ' +
       'No producer runs during a drain, so this measures each consumer alone, not delivery from a flood: the C ' +
       'callback only counts records, a few ns each, while one step of any for-await loop costs about 100 ns.',
     '',
