@@ -1,7 +1,7 @@
 // What `trace.batches()` is made of: columns of typed arrays, one row per event, filled straight
 // from a delivery of ring records into one reused store. A stream declares its columns and how
-// one record fills a row; everything else (the store, the walk over the records, the async
-// iteration in trace.ts) is shared, so no stream makes an object per event.
+// its records fill rows; everything else (the store, the check of the walk, the async iteration
+// in trace.ts) is shared, so no stream makes an object per event.
 
 /** The typed array a column is, by its element type. */
 const COLUMN_ARRAYS = {
@@ -104,10 +104,10 @@ export function decodeRows<S extends ColumnSpec, B>(
   records: number,
   end: number,
 ): { batch: B; length: number } {
-  const made = decoder.fill(allocator.rows(records), view, bytes, start, records)
+  const rows = allocator.rows(records)
+  const made = decoder.fill(rows, view, bytes, start, records)
   if (made.end !== end) throw new Error(`usdtrace: batch of ${end} bytes decoded as ${made.end}`)
-  const length = made.length
-  return { batch: decoder.batch(trimmed(allocator.rows(records).columns, length), length), length }
+  return { batch: decoder.batch(trimmed(rows.columns, made.length), made.length), length: made.length }
 }
 
 /** Columns cut to the rows made, so that each column's own length is the batch's. */
