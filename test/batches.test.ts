@@ -428,3 +428,23 @@ t.test("library calls through batches: a glob's function ids name what it matche
   t.equal(mine, calls, 'one row per os.getpid()')
   t.ok(right, 'each names getpid and returns the pid')
 })
+
+t.test('a slow batch consumer loses nothing silently: rows taken and lost account for every call', async (t) => {
+  const calls = 100_000
+  const target = await startWorkload(t, ['calls', String(calls)])
+  const trace = traceCalls(target.pid, { entries: false, ringBufferBytes: 1 << 16 })
+  await trace.ready
+  target.go()
+  let leaves = 0
+  let leafId = -1
+  for await (const batch of trace.batches()) {
+    for (let i = 0; i < batch.length; i++) {
+      if (leafId < 0 && batch.function(batch.functionId[i]!).func === 'leaf') leafId = batch.functionId[i]!
+      if (batch.functionId[i] === leafId) leaves++
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  t.ok(trace.lost > 0, `a 64 KiB ring behind a consumer that sleeps per batch drops (${trace.lost} lost)`)
+  t.ok(leaves <= calls, `never more leaf returns (${leaves}) than calls`)
+  t.ok(leaves + trace.lost >= calls, `taken (${leaves}) and lost (${trace.lost}) account for all ${calls} calls`)
+})
