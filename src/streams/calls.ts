@@ -283,46 +283,7 @@ export function callRowDecoder(): RowDecoder<typeof CALL_COLUMNS, CallBatch> {
   const functions = new FunctionTable()
   return {
     columns: CALL_COLUMNS,
-    fill(rows: RowStore<typeof CALL_COLUMNS>, view, bytes, start, records) {
-      const { kind: kinds, pid, tid, durationNs, line, depth, functionId, cpu } = rows.columns
-      const words = rows.words
-      const timestamps = rows.wordOffset.timestampNs
-      let byNameId = functions.byNameId
-      let row = 0
-      let offset = start + 4
-      for (let i = 0; i < records; i++, offset += 4 + view.getUint32(offset - 4, true)) {
-        const kind = view.getUint8(offset + KIND)
-        const nameId = view.getUint32(offset + NAME_ID, true)
-        const flags = view.getUint8(offset + FLAGS)
-        if (kind === CALL_FORGET || kind === CALL_NAMES) {
-          learnNames(functions, kind, nameId, view, bytes, offset, flags)
-          byNameId = functions.byNameId
-          continue
-        }
-        if (nameId !== 0) {
-          const id = byNameId[nameId]! - 1
-          if (!(id >= 0)) throw unknownNames(nameId)
-          functionId[row] = id
-        } else {
-          const names = readNames(view, bytes, offset, flags)
-          functionId[row] = functions.idOf(names.file, names.func, names.truncated)
-        }
-        words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
-        words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
-        durationNs[row] =
-          flags & CALL_HAS_DURATION
-            ? view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
-            : NaN
-        kinds[row] = kind
-        pid[row] = view.getUint32(offset + PID, true)
-        tid[row] = view.getUint32(offset + TID, true)
-        line[row] = view.getInt32(offset + LINE, true)
-        depth[row] = view.getUint16(offset + DEPTH, true)
-        cpu[row] = view.getUint32(offset + CPU, true)
-        row++
-      }
-      return { length: row, end: offset - 4 }
-    },
+    fill: (rows, view, bytes, start, records) => fillCallRows(functions, rows, view, bytes, start, records),
     batch: (columns, length) => new CallBatch(columns, length, functions),
   }
 }
@@ -336,4 +297,54 @@ function readNames(view: DataView, bytes: Buffer, offset: number, flags: number)
     func: bytes.toString('utf8', names + fileLen, names + fileLen + funcLen),
     truncated: (flags & (CALL_FILE_TRUNCATED | CALL_FUNC_TRUNCATED)) !== 0,
   }
+}
+
+// One function for every trace, not a closure each: the loop is compiled once per process, and
+// a trace started later starts at full speed.
+function fillCallRows(
+  functions: FunctionTable,
+  rows: RowStore<typeof CALL_COLUMNS>,
+  view: DataView,
+  bytes: Buffer,
+  start: number,
+  records: number,
+): { length: number; end: number } {
+  const { kind: kinds, pid, tid, durationNs, line, depth, functionId, cpu } = rows.columns
+  const words = rows.words
+  const timestamps = rows.wordOffset.timestampNs
+  let byNameId = functions.byNameId
+  let row = 0
+  let offset = start + 4
+  for (let i = 0; i < records; i++, offset += 4 + view.getUint32(offset - 4, true)) {
+    const kind = view.getUint8(offset + KIND)
+    const nameId = view.getUint32(offset + NAME_ID, true)
+    const flags = view.getUint8(offset + FLAGS)
+    if (kind === CALL_FORGET || kind === CALL_NAMES) {
+      learnNames(functions, kind, nameId, view, bytes, offset, flags)
+      byNameId = functions.byNameId
+      continue
+    }
+    if (nameId !== 0) {
+      const id = byNameId[nameId]! - 1
+      if (!(id >= 0)) throw unknownNames(nameId)
+      functionId[row] = id
+    } else {
+      const names = readNames(view, bytes, offset, flags)
+      functionId[row] = functions.idOf(names.file, names.func, names.truncated)
+    }
+    words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
+    words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
+    durationNs[row] =
+      flags & CALL_HAS_DURATION
+        ? view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
+        : NaN
+    kinds[row] = kind
+    pid[row] = view.getUint32(offset + PID, true)
+    tid[row] = view.getUint32(offset + TID, true)
+    line[row] = view.getInt32(offset + LINE, true)
+    depth[row] = view.getUint16(offset + DEPTH, true)
+    cpu[row] = view.getUint32(offset + CPU, true)
+    row++
+  }
+  return { length: row, end: offset - 4 }
 }

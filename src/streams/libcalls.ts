@@ -372,25 +372,34 @@ const DEPTH = fields.depth
 function libraryCallRowDecoder(traced: TracedFunction[]): RowDecoder<typeof LIBRARY_CALL_COLUMNS, LibraryCallBatch> {
   return {
     columns: LIBRARY_CALL_COLUMNS,
-    fill(rows: RowStore<typeof LIBRARY_CALL_COLUMNS>, view, _bytes, start, records) {
-      const { pid, tid, durationNs, functionId, depth } = rows.columns
-      const words = rows.words
-      const timestamps = rows.wordOffset.timestampNs
-      const returnValues = rows.wordOffset.returnValue
-      let offset = start + 4
-      for (let row = 0; row < records; row++, offset += 4 + view.getUint32(offset - 4, true)) {
-        pid[row] = view.getUint32(offset + PID, true)
-        tid[row] = view.getUint32(offset + TID, true)
-        words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
-        words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
-        durationNs[row] = view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
-        functionId[row] = view.getUint32(offset + SYMBOL, true)
-        words[returnValues + 2 * row] = view.getUint32(offset + RETURN_VALUE, true)
-        words[returnValues + 2 * row + 1] = view.getUint32(offset + RETURN_VALUE + 4, true)
-        depth[row] = view.getUint32(offset + DEPTH, true)
-      }
-      return { length: records, end: offset - 4 }
-    },
+    fill: fillLibraryCallRows,
     batch: (columns, length) => new LibraryCallBatch(columns, length, traced),
   }
+}
+
+/** The loop of `libraryCallRowDecoder`, one function for every trace (compiled once per process). */
+function fillLibraryCallRows(
+  rows: RowStore<typeof LIBRARY_CALL_COLUMNS>,
+  view: DataView,
+  _bytes: Buffer,
+  start: number,
+  records: number,
+): { length: number; end: number } {
+  const { pid, tid, durationNs, functionId, depth } = rows.columns
+  const words = rows.words
+  const timestamps = rows.wordOffset.timestampNs
+  const returnValues = rows.wordOffset.returnValue
+  let offset = start + 4
+  for (let row = 0; row < records; row++, offset += 4 + view.getUint32(offset - 4, true)) {
+    pid[row] = view.getUint32(offset + PID, true)
+    tid[row] = view.getUint32(offset + TID, true)
+    words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
+    words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
+    durationNs[row] = view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
+    functionId[row] = view.getUint32(offset + SYMBOL, true)
+    words[returnValues + 2 * row] = view.getUint32(offset + RETURN_VALUE, true)
+    words[returnValues + 2 * row + 1] = view.getUint32(offset + RETURN_VALUE + 4, true)
+    depth[row] = view.getUint32(offset + DEPTH, true)
+  }
+  return { length: records, end: offset - 4 }
 }

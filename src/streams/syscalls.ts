@@ -237,28 +237,7 @@ const DURATION_NS = fields.duration_ns
 function syscallRowDecoder(table: () => SyscallTable): RowDecoder<typeof SYSCALL_COLUMNS, SyscallBatch> {
   return {
     columns: SYSCALL_COLUMNS,
-    fill(rows: RowStore<typeof SYSCALL_COLUMNS>, view, _bytes, start, records) {
-      const { pid, tid, nr, returned, durationNs } = rows.columns
-      const words = rows.words
-      const timestamps = rows.wordOffset.timestampNs
-      const rets = rows.wordOffset.ret
-      let offset = start + 4
-      for (let row = 0; row < records; row++, offset += 4 + view.getUint32(offset - 4, true)) {
-        const hasReturned = view.getUint8(offset + FLAGS) & SYSCALL_RETURNED
-        pid[row] = view.getUint32(offset + PID, true)
-        tid[row] = view.getUint32(offset + TID, true)
-        words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
-        words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
-        nr[row] = view.getUint32(offset + NR, true)
-        returned[row] = hasReturned ? 1 : 0
-        words[rets + 2 * row] = hasReturned ? view.getUint32(offset + RET, true) : 0
-        words[rets + 2 * row + 1] = hasReturned ? view.getUint32(offset + RET + 4, true) : 0
-        durationNs[row] = hasReturned
-          ? view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
-          : NaN
-      }
-      return { length: records, end: offset - 4 }
-    },
+    fill: fillSyscallRows,
     batch: (columns, length) => new SyscallBatch(columns, length, table),
   }
 }
@@ -285,4 +264,34 @@ function decodeSyscall(table: SyscallTable, view: DataView, bytes: Buffer, offse
     path: detailLen > 0 ? bytes.toString('utf8', detail, detail + detailLen) : undefined,
     truncated: (flags & SYSCALL_DETAIL_TRUNCATED) !== 0,
   }
+}
+
+/** The loop of `syscallRowDecoder`, one function for every trace (compiled once per process). */
+function fillSyscallRows(
+  rows: RowStore<typeof SYSCALL_COLUMNS>,
+  view: DataView,
+  _bytes: Buffer,
+  start: number,
+  records: number,
+): { length: number; end: number } {
+  const { pid, tid, nr, returned, durationNs } = rows.columns
+  const words = rows.words
+  const timestamps = rows.wordOffset.timestampNs
+  const rets = rows.wordOffset.ret
+  let offset = start + 4
+  for (let row = 0; row < records; row++, offset += 4 + view.getUint32(offset - 4, true)) {
+    const hasReturned = view.getUint8(offset + FLAGS) & SYSCALL_RETURNED
+    pid[row] = view.getUint32(offset + PID, true)
+    tid[row] = view.getUint32(offset + TID, true)
+    words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
+    words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
+    nr[row] = view.getUint32(offset + NR, true)
+    returned[row] = hasReturned ? 1 : 0
+    words[rets + 2 * row] = hasReturned ? view.getUint32(offset + RET, true) : 0
+    words[rets + 2 * row + 1] = hasReturned ? view.getUint32(offset + RET + 4, true) : 0
+    durationNs[row] = hasReturned
+      ? view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
+      : NaN
+  }
+  return { length: records, end: offset - 4 }
 }
