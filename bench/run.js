@@ -22,6 +22,10 @@ const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const FIB = Number(process.env.FIB ?? 26)
 const FLOOD_CALLS = Number(process.env.FLOOD_CALLS ?? 2_000_000)
 const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 60)
+// BENCH_ONLY=delivery runs section 2 alone, BENCH_ONLY=backlog only its backlog drains; either
+// prints what it ran without touching RESULTS.md.
+const DELIVERY_ONLY = process.env.BENCH_ONLY === 'delivery' || process.env.BENCH_ONLY === 'backlog'
+const FLOODS = process.env.BENCH_ONLY !== 'backlog'
 const QUIET_CALLS = 2000
 const RUNS_PER_SAMPLE = 3
 // traceCalls' default ring, and the 8x the issue asks about.
@@ -187,11 +191,22 @@ async function referenceFloor(pid, attach) {
   return floor
 }
 
-/** Consumes a usdtrace stream in a for-await loop until stopped. */
-function consume(trace, { latencyEvery = 0 } = {}) {
+/** Returns in a batch, counted the way a profiler reads one: a column, row by row. */
+function returnsIn(batch) {
+  let returns = 0
+  for (let i = 0; i < batch.length; i++) if (batch.kind[i] === usdtrace.CallKind.return) returns++
+  return returns
+}
+
+/** Consumes a usdtrace stream in a for-await loop until stopped: its events, or its batches (`batches: true`). */
+function consume(trace, { latencyEvery = 0, batches = false } = {}) {
   let events = 0
   const latenciesMs = []
   const done = (async () => {
+    if (batches) {
+      for await (const batch of trace.batches()) events += returnsIn(batch)
+      return
+    }
     for await (const event of trace) {
       // The probe's timestamp and hrtime are both CLOCK_MONOTONIC.
       if (latencyEvery && events % latencyEvery === 0) latenciesMs.push(Number(process.hrtime.bigint() - event.timestampNs) / 1e6)
@@ -377,11 +392,11 @@ async function flood(consumer, ringBytes) {
   } else {
     const trace = usdtrace.traceCalls({ binary: python, entries: false, ringBufferBytes: ringBytes })
     await trace.ready
-    const consumer = consume(trace)
+    const consuming = consume(trace, { batches: consumer === 'batches' })
     seconds = await produce()
     lost = trace.lost
-    delivered = consumer.events
-    await consumer.stop()
+    delivered = consuming.events
+    await consuming.stop()
   }
   await Promise.all(producers.map((producer) => producer.stop()))
   return { perSecond: delivered / seconds, made, share: delivered / made, lost }
@@ -425,11 +440,20 @@ async function backlog(consumer) {
     const start = performance.now()
     let seconds
     // Timed before the break, which detaches.
-    for await (const event of trace) {
-      void event
-      if (++events < delivered) continue
-      seconds = (performance.now() - start) / 1000
-      break
+    if (consumer === 'batches') {
+      for await (const batch of trace.batches()) {
+        events += returnsIn(batch)
+        if (events < delivered) continue
+        seconds = (performance.now() - start) / 1000
+        break
+      }
+    } else {
+      for await (const event of trace) {
+        void event
+        if (++events < delivered) continue
+        seconds = (performance.now() - start) / 1000
+        break
+      }
     }
     drained = { events, lost, seconds }
   }
@@ -540,16 +564,17 @@ async function cost() {
   }
 }
 
-const overheadSamples = await overhead()
+const overheadSamples = DELIVERY_ONLY ? undefined : await overhead()
 const CONSUMERS = [
   ['usdtrace', 'usdtrace traceCalls, for-await'],
+  ['batches', 'usdtrace traceCalls, trace.batches(), counting returns in the kind column'],
   ['c', 'C reference, same BPF object and ring'],
 ]
 const floods = {}
 const backlogs = {}
 for (let round = 0; round < ROUNDS; round++) {
   for (const [consumer] of CONSUMERS) {
-    for (const ring of FLOOD_RINGS) {
+    for (const ring of FLOODS ? FLOOD_RINGS : []) {
       progress(`delivery round ${round + 1}/${ROUNDS}: ${consumer}, live flood, ${ring >> 20} MiB ring`)
       ;(floods[`${consumer}:${ring}`] ??= []).push(await flood(consumer, ring))
     }
@@ -558,8 +583,8 @@ for (let round = 0; round < ROUNDS; round++) {
   }
   ;(backlogs.javascript ??= []).push(await javascriptCeiling(returnsOf(BACKLOG_CALLS)))
 }
-progress(`cost: attach, detach, then a ${SOAK_SECONDS} s flood`)
-const costs = await cost()
+if (!DELIVERY_ONLY) progress(`cost: attach, detach, then a ${SOAK_SECONDS} s flood`)
+const costs = DELIVERY_ONLY ? undefined : await cost()
 rmSync(dir, { recursive: true, force: true })
 
 const medianOf = (runs, key) => median(runs.map((run) => run[key]))
@@ -568,6 +593,83 @@ const latencies = (ms) => [median(ms), p99(ms), Math.max(...ms)].map((value) => 
 // Lost events are shown as the most any round lost, so that one bad round is not hidden.
 const mostLost = (runs) => Math.max(...runs.map((run) => run.lost))
 const count = (value) => Math.round(value).toLocaleString('en')
+
+/** Section 2's lines, and the ratios the targets quote. */
+function deliverySection() {
+  const lines = []
+  lines.push('## 2. Delivery: a live flood from every core, and each consumer\'s drain ceiling', '')
+  if (!FLOODS) return { lines, ...backlogSection(lines) }
+  const floodRate = (consumer, ring) => medianOf(floods[`${consumer}:${ring}`], 'perSecond')
+  // Taken within each round, as in section 1: the consumers' floods ran a few seconds apart.
+  const ofTheC = (consumer, ring) =>
+    median(floods[`${consumer}:${ring}`].map((run, round) => run.perSecond / floods[`c:${ring}`][round].perSecond))
+  const floodRatio = ofTheC('usdtrace', DEFAULT_RING_BYTES)
+  lines.push(
+    `The live flood: one producer per CPU (${cpus().length} here), each making ${count(FLOOD_CALLS)} calls at once, ` +
+      'while the consumer takes events as they come, at the default ring size and at 8x. Both consumers trace ' +
+      'the binary through one attachment, as `traceCalls({ binary })` does, and share the CPUs with the ' +
+      'producers: what a consumer spends per event slows the flood or, when it falls behind, fills the ring. ' +
+      "Returns/s is what the consumer got over the flood's duration (the slowest producer's own time).",
+    '',
+  )
+  lines.push('| consumer | ring | returns made | returns/s delivered | of the C consumer\'s | share delivered | lost |', '|---|---:|---:|---:|---:|---:|---:|')
+  for (const ring of FLOOD_RINGS) {
+    for (const [consumer, label] of CONSUMERS) {
+      const runs = floods[`${consumer}:${ring}`]
+      lines.push(
+        `| ${label} | ${ring >> 20} MiB | ${count(medianOf(runs, 'made'))} | ${count(floodRate(consumer, ring))} | ` +
+          `${(ofTheC(consumer, ring) * 100).toFixed(1)}% | ${(medianOf(runs, 'share') * 100).toFixed(1)}% | ${mostLost(runs)} |`,
+      )
+    }
+  }
+  return { lines, floodRatio, floodRate, ...backlogSection(lines) }
+}
+
+/** Section 2's backlog table, pushed onto `lines`, and the ratios the targets quote. */
+function backlogSection(lines) {
+  const BACKLOG_CONSUMERS = [...CONSUMERS, ['javascript', 'no tracing: for-await over events made on the spot (the JavaScript ceiling)']]
+  const returnsPerSecond = Object.fromEntries(BACKLOG_CONSUMERS.map(([consumer]) => [consumer, medianOf(backlogs[consumer], 'perSecond')]))
+  const drainRatio = returnsPerSecond.usdtrace / returnsPerSecond.c
+  lines.push(
+    '',
+    `Each consumer's ceiling: python3.11 calls a trivial function ${count(BACKLOG_CALLS)} times while the consumer takes ` +
+      `nothing, which leaves ${count(returnsOf(BACKLOG_CALLS))} returns (${count((returnsOf(BACKLOG_CALLS) * RETURN_RECORD_BYTES) / 2 ** 20)} MiB of ` +
+      `records) in a ${BACKLOG_RING_BYTES >> 20} MiB ring; then the consumer drains them as fast as it can, timed ` +
+      'from its first take to its last. The C reference reads nothing before then and drains with ' +
+      "ring_buffer__consume; usdtrace's Trace copies 1 MiB of records out of the ring before it pauses " +
+      '(MAX_BATCHES in src/streams/trace.ts), undecoded, and leaves the rest there until its loop starts. Both load the same BPF object with the options traceCalls uses for returns only, ' +
+      'and count only the returns; with 0 lost, both drained the same backlog. The last row traces nothing: a ' +
+      'for-await loop over as many events made on the spot, objects like the ones usdtrace yields, which is ' +
+      'the most any consumer that takes events one by one through an async iterator gets in this Node. ' +
+      'The batches row reads the same trace through trace.batches() (docs/batches.md) and counts the rows whose ' +
+      'kind column says return, as a profiler reads a column: one async step per delivery instead of per event. ' +
+      'No producer runs during a drain, so this measures each consumer alone, not delivery from a flood: the C ' +
+      'callback only counts records, a few ns each, while one step of any for-await loop costs about 100 ns.',
+    '',
+  )
+  lines.push('| consumer | returns drained | drain time | returns/s | of the C ceiling | lost |', '|---|---:|---:|---:|---:|---:|')
+  for (const [consumer, label] of BACKLOG_CONSUMERS) {
+    const runs = backlogs[consumer]
+    lines.push(
+      `| ${label} | ${count(medianOf(runs, 'events'))} | ${(medianOf(runs, 'seconds') * 1000).toFixed(1)} ms | ` +
+        `${count(returnsPerSecond[consumer])} | ${((returnsPerSecond[consumer] / returnsPerSecond.c) * 100).toFixed(1)}% | ${mostLost(runs)} |`,
+    )
+  }
+  const batchesRatio = returnsPerSecond.batches / returnsPerSecond.c
+  const batchesVsForAwait = returnsPerSecond.batches / returnsPerSecond.usdtrace
+  const batchesLost = Math.max(mostLost(backlogs.batches), FLOODS ? mostLost(floods[`batches:${DEFAULT_RING_BYTES}`]) : 0)
+  lines.push(
+    '',
+    `Batches drain a backlog at ${(batchesRatio * 100).toFixed(1)}% of the C reference's rate and ${batchesVsForAwait.toFixed(1)}x ` +
+      `the for-await loop's, ${batchesLost} lost (goal: >= 50%, >= 10x, 0 lost: ${batchesRatio >= 0.5 && batchesVsForAwait >= 10 && batchesLost === 0 ? 'met' : 'NOT met'}).`,
+  )
+  return { returnsPerSecond, drainRatio, batchesRatio, batchesVsForAwait, batchesLost }
+}
+
+if (DELIVERY_ONLY) {
+  console.log(deliverySection().lines.join('\n'))
+  process.exit(0)
+}
 
 // Every ratio is taken within a round, between rows measured a few seconds apart, and then the
 // median of the rounds' ratios: the machine's load drifts over minutes, and the rounds cancel it.
@@ -621,56 +723,9 @@ out.push(
   '',
 )
 
-out.push('## 2. Delivery: a live flood from every core, and each consumer\'s drain ceiling', '')
-const floodRate = (consumer, ring) => medianOf(floods[`${consumer}:${ring}`], 'perSecond')
-// Taken within each round, as in section 1: the consumers' floods ran a few seconds apart.
-const ofTheC = (consumer, ring) =>
-  median(floods[`${consumer}:${ring}`].map((run, round) => run.perSecond / floods[`c:${ring}`][round].perSecond))
-const floodRatio = ofTheC('usdtrace', DEFAULT_RING_BYTES)
-out.push(
-  `The live flood: one producer per CPU (${cpus().length} here), each making ${count(FLOOD_CALLS)} calls at once, ` +
-    'while the consumer takes events as they come, at the default ring size and at 8x. Both consumers trace ' +
-    'the binary through one attachment, as `traceCalls({ binary })` does, and share the CPUs with the ' +
-    'producers: what a consumer spends per event slows the flood or, when it falls behind, fills the ring. ' +
-    "Returns/s is what the consumer got over the flood's duration (the slowest producer's own time).",
-  '',
-)
-out.push('| consumer | ring | returns made | returns/s delivered | of the C consumer\'s | share delivered | lost |', '|---|---:|---:|---:|---:|---:|---:|')
-for (const ring of FLOOD_RINGS) {
-  for (const [consumer, label] of CONSUMERS) {
-    const runs = floods[`${consumer}:${ring}`]
-    out.push(
-      `| ${label} | ${ring >> 20} MiB | ${count(medianOf(runs, 'made'))} | ${count(floodRate(consumer, ring))} | ` +
-        `${(ofTheC(consumer, ring) * 100).toFixed(1)}% | ${(medianOf(runs, 'share') * 100).toFixed(1)}% | ${mostLost(runs)} |`,
-    )
-  }
-}
-const BACKLOG_CONSUMERS = [...CONSUMERS, ['javascript', 'no tracing: for-await over events made on the spot (the JavaScript ceiling)']]
-const returnsPerSecond = Object.fromEntries(BACKLOG_CONSUMERS.map(([consumer]) => [consumer, medianOf(backlogs[consumer], 'perSecond')]))
-const drainRatio = returnsPerSecond.usdtrace / returnsPerSecond.c
-out.push(
-  '',
-  `Each consumer's ceiling: python3.11 calls a trivial function ${count(BACKLOG_CALLS)} times while the consumer takes ` +
-    `nothing, which leaves ${count(returnsOf(BACKLOG_CALLS))} returns (${count((returnsOf(BACKLOG_CALLS) * RETURN_RECORD_BYTES) / 2 ** 20)} MiB of ` +
-    `records) in a ${BACKLOG_RING_BYTES >> 20} MiB ring; then the consumer drains them as fast as it can, timed ` +
-    'from its first take to its last. The C reference reads nothing before then and drains with ' +
-    "ring_buffer__consume; usdtrace's Trace copies 1 MiB of records out of the ring before it pauses " +
-    '(MAX_BATCHES in src/streams/trace.ts), undecoded, and leaves the rest there until its loop starts. Both load the same BPF object with the options traceCalls uses for returns only, ' +
-    'and count only the returns; with 0 lost, both drained the same backlog. The last row traces nothing: a ' +
-    'for-await loop over as many events made on the spot, objects like the ones usdtrace yields, which is ' +
-    'the most any consumer that takes events one by one through an async iterator gets in this Node. ' +
-    'No producer runs during a drain, so this measures each consumer alone, not delivery from a flood: the C ' +
-    'callback only counts records, a few ns each, while one step of any for-await loop costs about 100 ns.',
-  '',
-)
-out.push('| consumer | returns drained | drain time | returns/s | of the C ceiling | lost |', '|---|---:|---:|---:|---:|---:|')
-for (const [consumer, label] of BACKLOG_CONSUMERS) {
-  const runs = backlogs[consumer]
-  out.push(
-    `| ${label} | ${count(medianOf(runs, 'events'))} | ${(medianOf(runs, 'seconds') * 1000).toFixed(1)} ms | ` +
-      `${count(returnsPerSecond[consumer])} | ${((returnsPerSecond[consumer] / returnsPerSecond.c) * 100).toFixed(1)}% | ${mostLost(runs)} |`,
-  )
-}
+const delivery = deliverySection()
+out.push(...delivery.lines)
+const { floodRatio, floodRate, returnsPerSecond, drainRatio, batchesRatio, batchesVsForAwait, batchesLost } = delivery
 out.push('', 'Lost is the most lost in any round.', '', '## 3. Cost of the tracer', '')
 out.push(
   '| measure | value |',
@@ -706,6 +761,8 @@ const targets = [
   `- 0 lost at default settings: ${defaultLost} lost, ${met(defaultLost === 0)}`,
   `- Delivered events/s >= 50% of the C consumer's, in a flood from every core at the default ring: ${(floodRatio * 100).toFixed(1)}% ` +
     `(${count(floodRate('usdtrace', DEFAULT_RING_BYTES))} vs ${count(floodRate('c', DEFAULT_RING_BYTES))} returns/s), ${met(floodRatio >= 0.5)}`,
+  `- trace.batches() drains a backlog at >= 50% of the C reference's rate and >= 10x the for-await loop's, 0 lost: ` +
+    `${(batchesRatio * 100).toFixed(1)}%, ${batchesVsForAwait.toFixed(1)}x, ${batchesLost} lost, ${met(batchesRatio >= 0.5 && batchesVsForAwait >= 10 && batchesLost === 0)}`,
   ahead('In-kernel aggregation', 'callStats', 'bpftrace counting', 'bpftraceCount'),
   ahead('Streaming', 'returns', 'bpftrace printing', 'bpftracePrintf'),
   ahead('In-kernel aggregation', 'callStats', "bcc's pythoncalls", 'bccCalls'),

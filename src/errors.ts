@@ -30,6 +30,8 @@ export type TraceErrorCode =
    * PyPy, or a layout usdtrace cannot verify against the running interpreter.
    */
   | 'UNSUPPORTED_PYTHON'
+  /** A trace read both as events and through `batches()`: each trace is read one way. */
+  | 'ALREADY_CONSUMED'
 
 /** A failure usdtrace can explain: branch on `code`, show `message` (cause and fix) to people. */
 export class TraceError extends Error {

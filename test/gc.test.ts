@@ -65,7 +65,7 @@ t.test('minDurationNs: the filter runs in the kernel; 0 lets every collection th
   const [filtered, unfiltered] = await Promise.all([collect(none), collect(every)])
   t.same(filtered, [], 'no collection takes 1000 s')
   t.equal(none.lost, 0, 'they were filtered, not lost')
-  t.equal(none.batches, 0, 'no record crossed to user space')
+  t.equal(none.deliveries, 0, 'no record crossed to user space')
   t.same(
     unfiltered.map((e) => e.generation),
     [0, 1, 2],

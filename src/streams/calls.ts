@@ -7,6 +7,7 @@ import {
   CALL_FUNC_TRUNCATED,
   CALL_HAS_DURATION,
   CALL_NAMES,
+  CALL_RETURN,
   USDTRACE_PREFIX_MAX,
 } from '../kernel/abi.js'
 import { TraceError } from '../errors.js'
@@ -15,6 +16,8 @@ import { codeDeallocHooks } from '../cpython/layout.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
+import { TWO_TO_32, type Columns, type RowDecoder, type RowStore } from './batch.js'
+import { FunctionTable, unknownNames, type FunctionName } from './function-table.js'
 
 /** A Python function entry or return. */
 export interface CallEvent {
@@ -58,8 +61,94 @@ export interface TraceCallsOptions extends StreamOptions, TargetOptions {
   filePrefix?: string
 }
 
-/** What `traceCalls` returns: an async iterator of call events. */
-export type CallTrace = Trace<CallEvent>
+/** The values of `CallBatch.kind`: what `CallEvent.kind` says in words. */
+export const CallKind = {
+  /** A function starting: `CallEvent.kind` 'entry'. */
+  entry: CALL_ENTRY,
+  /** A function returning: `CallEvent.kind` 'return'. */
+  return: CALL_RETURN,
+} as const
+
+/** The columns of a `CallBatch`, by element type. */
+const CALL_COLUMNS = {
+  kind: 'u8',
+  pid: 'u32',
+  tid: 'u32',
+  timestampNs: 'i64',
+  durationNs: 'f64',
+  line: 'i32',
+  depth: 'u16',
+  functionId: 'u32',
+  cpu: 'u32',
+} as const
+
+/**
+ * Call events in columns, from `trace.batches()`: row `i` of every column is one event, the
+ * fields of a `CallEvent`, for `i` below `length` (each column's own length). The next batch
+ * of the trace overwrites the columns: copy what you keep (`batch.durationNs.slice()`).
+ * Function ids and `function(id)` hold for the life of the trace. See docs/batches.md.
+ */
+export class CallBatch {
+  /** Rows in this batch. */
+  readonly length: number
+  /** `CallKind.entry` (0) or `CallKind.return` (1). */
+  readonly kind: Uint8Array
+  /** The traced process. */
+  readonly pid: Uint32Array
+  /** The kernel thread id; the main thread's is the pid. */
+  readonly tid: Uint32Array
+  /** CLOCK_MONOTONIC, exact, as `CallEvent.timestampNs` (reading an element makes a bigint). */
+  readonly timestampNs: BigInt64Array
+  /**
+   * On a return whose entry was traced, its duration: a double, exact below 2^53 ns (104 days),
+   * so sums need no bigints. NaN where `CallEvent.durationNs` is undefined (entries, returns
+   * of frames older than the trace, `entries: false`).
+   */
+  readonly durationNs: Float64Array
+  /** The line the probe reports; an entry's is the function's first line. */
+  readonly line: Int32Array
+  /** Per-thread nesting depth of traced frames, 0 = outermost (always 0 with `entries: false`). */
+  readonly depth: Uint16Array
+  /** Which function: `function(id)` names it; ids are dense from 0, see `functionCount`. */
+  readonly functionId: Uint32Array
+  /** The CPU the probe fired on. */
+  readonly cpu: Uint32Array
+  readonly #functions: FunctionTable
+
+  /** @internal Batches come from `trace.batches()`. */
+  constructor(columns: Columns<typeof CALL_COLUMNS>, length: number, functions: FunctionTable) {
+    this.length = length
+    this.kind = columns.kind
+    this.pid = columns.pid
+    this.tid = columns.tid
+    this.timestampNs = columns.timestampNs
+    this.durationNs = columns.durationNs
+    this.line = columns.line
+    this.depth = columns.depth
+    this.functionId = columns.functionId
+    this.cpu = columns.cpu
+    this.#functions = functions
+  }
+
+  /**
+   * The names behind a function id of this batch or an earlier one of the same trace. An id
+   * stands for one (file, function name) for the life of the trace, also after CPython freed
+   * the code object and reused its memory for another function's.
+   */
+  function(id: number): FunctionName {
+    const names = this.#functions.names(id)
+    if (!names) throw new TraceError('INVALID_ARGUMENT', `no function has id ${id} in this trace; ids come from batch.functionId`)
+    return names
+  }
+
+  /** Function ids handed out so far in this trace: every id is below this (size arrays by it). */
+  get functionCount(): number {
+    return this.#functions.size
+  }
+}
+
+/** What `traceCalls` returns: an async iterator of call events, or of `CallBatch`es through `batches()`. */
+export type CallTrace = Trace<CallEvent, CallBatch>
 
 /**
  * Streams the function entries and returns of running CPython processes through their USDT
@@ -70,7 +159,7 @@ export function traceCalls(pid: number, options?: TraceCallsOptions): CallTrace
 export function traceCalls(options: TraceCallsOptions): CallTrace
 export function traceCalls(pidOrOptions: number | TraceCallsOptions, maybeOptions?: TraceCallsOptions): CallTrace {
   const options = withPid(pidOrOptions, maybeOptions)
-  return new Trace(() => openCallSession(options), callDecoder(), options)
+  return new Trace(() => openCallSession(options), callDecoder(), options, () => callRowDecoder())
 }
 
 const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'entries', 'functionPrefix', 'filePrefix']
@@ -128,19 +217,26 @@ async function openCallSession(options: TraceCallsOptions): Promise<OpenedSessio
 }
 
 const { fields } = CALL_EVENT
-
-interface Names {
-  file: string
-  func: string
-  truncated: boolean
-}
+// The offsets the batch loop reads, as constants: a property load each per record would cost as
+// much as the rest of its work.
+const KIND = fields.kind
+const NAME_ID = fields.name_id
+const FLAGS = fields.flags
+const TIMESTAMP_NS = fields.timestamp_ns
+const DURATION_NS = fields.duration_ns
+const PID = fields.pid
+const TID = fields.tid
+const LINE = fields.line
+const DEPTH = fields.depth
+const CPU = fields.cpu
 
 /**
  * Decodes a trace's records; the names of most calls come from an earlier CALL_NAMES record
- * (bpf/python_names.bpf.h), so each trace keeps its own table of them.
+ * (bpf/python_names.bpf.h), so each trace keeps its own table of them, forgetting each name
+ * as CPython frees its code object.
  */
 function callDecoder(): (view: DataView, bytes: Buffer, offset: number) => CallEvent | undefined {
-  const known = new Map<number, Names>()
+  const known = new Map<number, FunctionName>()
   return (view, bytes, offset) => {
     const kind = view.getUint8(offset + fields.kind)
     const nameId = view.getUint32(offset + fields.name_id, true)
@@ -171,7 +267,28 @@ function callDecoder(): (view: DataView, bytes: Buffer, offset: number) => CallE
   }
 }
 
-function readNames(view: DataView, bytes: Buffer, offset: number, flags: number): Names {
+/**
+ * A record that only informs the function table: the names behind a kernel name id, or their
+ * end. Unlike the events' table, which forgets names with their code, batch ids stay for the life
+ * of the trace: one per distinct names.
+ */
+function learnNames(functions: FunctionTable, kind: number, nameId: number, view: DataView, bytes: Buffer, offset: number, flags: number): void {
+  if (kind === CALL_FORGET) return functions.forget(nameId)
+  const names = readNames(view, bytes, offset, flags)
+  functions.learn(nameId, names.file, names.func, names.truncated)
+}
+
+/** @internal Fills a `CallBatch`'s rows from the same records, into a table of function ids of its own. */
+export function callRowDecoder(): RowDecoder<typeof CALL_COLUMNS, CallBatch> {
+  const functions = new FunctionTable()
+  return {
+    columns: CALL_COLUMNS,
+    fill: (rows, view, bytes, start, records) => fillCallRows(functions, rows, view, bytes, start, records),
+    batch: (columns, length) => new CallBatch(columns, length, functions),
+  }
+}
+
+function readNames(view: DataView, bytes: Buffer, offset: number, flags: number): FunctionName {
   const fileLen = view.getUint16(offset + fields.file_len, true)
   const funcLen = view.getUint16(offset + fields.func_len, true)
   const names = offset + CALL_EVENT.size
@@ -180,4 +297,54 @@ function readNames(view: DataView, bytes: Buffer, offset: number, flags: number)
     func: bytes.toString('utf8', names + fileLen, names + fileLen + funcLen),
     truncated: (flags & (CALL_FILE_TRUNCATED | CALL_FUNC_TRUNCATED)) !== 0,
   }
+}
+
+// One function for every trace, not a closure each: the loop is compiled once per process, and
+// a trace started later starts at full speed.
+function fillCallRows(
+  functions: FunctionTable,
+  rows: RowStore<typeof CALL_COLUMNS>,
+  view: DataView,
+  bytes: Buffer,
+  start: number,
+  records: number,
+): { length: number; end: number } {
+  const { kind: kinds, pid, tid, durationNs, line, depth, functionId, cpu } = rows.columns
+  const words = rows.words
+  const timestamps = rows.wordOffset.timestampNs
+  let byNameId = functions.byNameId
+  let row = 0
+  let offset = start + 4
+  for (let i = 0; i < records; i++, offset += 4 + view.getUint32(offset - 4, true)) {
+    const kind = view.getUint8(offset + KIND)
+    const nameId = view.getUint32(offset + NAME_ID, true)
+    const flags = view.getUint8(offset + FLAGS)
+    if (kind === CALL_FORGET || kind === CALL_NAMES) {
+      learnNames(functions, kind, nameId, view, bytes, offset, flags)
+      byNameId = functions.byNameId
+      continue
+    }
+    if (nameId !== 0) {
+      const id = byNameId[nameId]! - 1
+      if (!(id >= 0)) throw unknownNames(nameId)
+      functionId[row] = id
+    } else {
+      const names = readNames(view, bytes, offset, flags)
+      functionId[row] = functions.idOf(names.file, names.func, names.truncated)
+    }
+    words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
+    words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
+    durationNs[row] =
+      flags & CALL_HAS_DURATION
+        ? view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
+        : NaN
+    kinds[row] = kind
+    pid[row] = view.getUint32(offset + PID, true)
+    tid[row] = view.getUint32(offset + TID, true)
+    line[row] = view.getInt32(offset + LINE, true)
+    depth[row] = view.getUint16(offset + DEPTH, true)
+    cpu[row] = view.getUint32(offset + CPU, true)
+    row++
+  }
+  return { length: row, end: offset - 4 }
 }

@@ -10,6 +10,7 @@ import { binaryTarget, resolveProcesses, type TargetOptions } from '../process/t
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
 import type { StackFrame } from './stacks.js'
+import { TWO_TO_32, type Columns, type RowDecoder, type RowStore } from './batch.js'
 
 /** One completed call into a shared-library function. */
 export interface LibraryCallEvent {
@@ -49,8 +50,73 @@ export interface TraceLibraryCallsOptions extends StreamOptions, TargetOptions, 
   symbols: string | string[]
 }
 
-/** What `traceLibraryCalls` returns: an async iterator of completed calls. */
-export type LibraryCallTrace = Trace<LibraryCallEvent>
+/** The columns of a `LibraryCallBatch`, by element type. */
+const LIBRARY_CALL_COLUMNS = {
+  pid: 'u32',
+  tid: 'u32',
+  timestampNs: 'i64',
+  durationNs: 'f64',
+  functionId: 'u32',
+  returnValue: 'i64',
+  depth: 'u32',
+} as const
+
+/** A traced library function, as `LibraryCallBatch.function(id)` names it. */
+export interface LibraryFunction {
+  /** The file the function is in, as traced. */
+  readonly library: string
+  /** The function's name, as `LibraryCallEvent.symbol`. */
+  readonly symbol: string
+}
+
+/**
+ * Completed library calls in columns, from `trace.batches()`: row `i` of every column is one
+ * call, for `i` below `length` (each column's own length). The next batch of the trace
+ * overwrites the columns: copy what you keep. The argument registers of `LibraryCallEvent`
+ * are not in batches: read events for those. See docs/batches.md.
+ */
+export class LibraryCallBatch {
+  /** Rows in this batch. */
+  readonly length: number
+  /** The calling process. */
+  readonly pid: Uint32Array
+  /** The calling thread (kernel thread id). */
+  readonly tid: Uint32Array
+  /** When the call began: CLOCK_MONOTONIC, exact, as `LibraryCallEvent.timestampNs`. */
+  readonly timestampNs: BigInt64Array
+  /** From the call to its return, as a double (exact below 2^53 ns). */
+  readonly durationNs: Float64Array
+  /** Which function: `function(id)` names it; one id per traced function for the life of the trace. */
+  readonly functionId: Uint32Array
+  /** The integer return register, signed. */
+  readonly returnValue: BigInt64Array
+  /** Traced calls of this thread that were running around this one; 0 = outermost. */
+  readonly depth: Uint32Array
+  readonly #traced: readonly LibraryFunction[]
+
+  /** @internal Batches come from `trace.batches()`. */
+  constructor(columns: Columns<typeof LIBRARY_CALL_COLUMNS>, length: number, traced: readonly LibraryFunction[]) {
+    this.length = length
+    this.pid = columns.pid
+    this.tid = columns.tid
+    this.timestampNs = columns.timestampNs
+    this.durationNs = columns.durationNs
+    this.functionId = columns.functionId
+    this.returnValue = columns.returnValue
+    this.depth = columns.depth
+    this.#traced = traced
+  }
+
+  /** The library and symbol behind a function id of this trace. */
+  function(id: number): LibraryFunction {
+    const traced = this.#traced[id]
+    if (!traced) throw new TraceError('INVALID_ARGUMENT', `no function has id ${id} in this trace; ids come from batch.functionId`)
+    return { library: traced.library, symbol: traced.symbol }
+  }
+}
+
+/** What `traceLibraryCalls` returns: an async iterator of completed calls, or of `LibraryCallBatch`es through `batches()`. */
+export type LibraryCallTrace = Trace<LibraryCallEvent, LibraryCallBatch>
 
 /**
  * Streams calls into shared-library functions, as ltrace shows them: arguments, return value,
@@ -78,6 +144,12 @@ export function traceLibraryCalls(
     },
     withEventStacks(libraryCallDecoder(traced), () => stacks, (event) => event.timestampNs),
     options,
+    () => {
+      if (options.stack) {
+        throw new TraceError('INVALID_ARGUMENT', 'traceLibraryCalls with stack: true has no batches(): the stacks come with events only; trace without stack for batches')
+      }
+      return libraryCallRowDecoder(traced)
+    },
   )
 }
 
@@ -285,4 +357,49 @@ function libraryCallDecoder(traced: TracedFunction[]) {
       depth: view.getUint32(offset + fields.depth, true),
     }
   }
+}
+
+// The offsets the batch loop reads, as constants.
+const PID = fields.pid
+const TID = fields.tid
+const TIMESTAMP_NS = fields.timestamp_ns
+const DURATION_NS = fields.duration_ns
+const SYMBOL = fields.symbol
+const RETURN_VALUE = fields.return_value
+const DEPTH = fields.depth
+
+/** Fills a `LibraryCallBatch`'s rows: one per record, every record a completed call. */
+function libraryCallRowDecoder(traced: TracedFunction[]): RowDecoder<typeof LIBRARY_CALL_COLUMNS, LibraryCallBatch> {
+  return {
+    columns: LIBRARY_CALL_COLUMNS,
+    fill: fillLibraryCallRows,
+    batch: (columns, length) => new LibraryCallBatch(columns, length, traced),
+  }
+}
+
+/** The loop of `libraryCallRowDecoder`, one function for every trace (compiled once per process). */
+function fillLibraryCallRows(
+  rows: RowStore<typeof LIBRARY_CALL_COLUMNS>,
+  view: DataView,
+  _bytes: Buffer,
+  start: number,
+  records: number,
+): { length: number; end: number } {
+  const { pid, tid, durationNs, functionId, depth } = rows.columns
+  const words = rows.words
+  const timestamps = rows.wordOffset.timestampNs
+  const returnValues = rows.wordOffset.returnValue
+  let offset = start + 4
+  for (let row = 0; row < records; row++, offset += 4 + view.getUint32(offset - 4, true)) {
+    pid[row] = view.getUint32(offset + PID, true)
+    tid[row] = view.getUint32(offset + TID, true)
+    words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
+    words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
+    durationNs[row] = view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
+    functionId[row] = view.getUint32(offset + SYMBOL, true)
+    words[returnValues + 2 * row] = view.getUint32(offset + RETURN_VALUE, true)
+    words[returnValues + 2 * row + 1] = view.getUint32(offset + RETURN_VALUE + 4, true)
+    depth[row] = view.getUint32(offset + DEPTH, true)
+  }
+  return { length: records, end: offset - 4 }
 }

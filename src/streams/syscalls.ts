@@ -17,6 +17,8 @@ import { resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
 import type { StackFrame } from './stacks.js'
+import { TraceError } from '../errors.js'
+import { TWO_TO_32, type Columns, type RowDecoder, type RowStore } from './batch.js'
 
 /** One system call of a traced process, as it returned (exit and exit_group: as it began). */
 export interface SyscallEvent {
@@ -51,8 +53,63 @@ export interface TraceSyscallsOptions extends StreamOptions, TargetOptions, Stac
   names?: string[]
 }
 
-/** What `traceSyscalls` returns: an async iterator of syscall events. */
-export type SyscallTrace = Trace<SyscallEvent>
+/** The columns of a `SyscallBatch`, by element type. */
+const SYSCALL_COLUMNS = {
+  pid: 'u32',
+  tid: 'u32',
+  timestampNs: 'i64',
+  nr: 'u32',
+  returned: 'u8',
+  ret: 'i64',
+  durationNs: 'f64',
+} as const
+
+/**
+ * System calls in columns, from `trace.batches()`: row `i` of every column is one call, for `i`
+ * below `length` (each column's own length). The next batch of the trace overwrites the
+ * columns: copy what you keep. The arguments and paths of `SyscallEvent` are not in batches:
+ * read events for those. See docs/batches.md.
+ */
+export class SyscallBatch {
+  /** Rows in this batch. */
+  readonly length: number
+  /** The traced process. */
+  readonly pid: Uint32Array
+  /** The kernel thread id; the main thread's is the pid. */
+  readonly tid: Uint32Array
+  /** When the call began: CLOCK_MONOTONIC, exact, as `SyscallEvent.timestampNs`. */
+  readonly timestampNs: BigInt64Array
+  /** The syscall number on this architecture: `name(nr)` names it. */
+  readonly nr: Uint32Array
+  /** 1 when the call returned; 0 for exit and exit_group, which never return. */
+  readonly returned: Uint8Array
+  /** The raw return value where `returned`, else 0; -4095 to -1 is an error, -errno. */
+  readonly ret: BigInt64Array
+  /** From entry to return, as a double (exact below 2^53 ns); NaN where the call never returned. */
+  readonly durationNs: Float64Array
+  readonly #table: () => SyscallTable
+
+  /** @internal Batches come from `trace.batches()`. */
+  constructor(columns: Columns<typeof SYSCALL_COLUMNS>, length: number, table: () => SyscallTable) {
+    this.length = length
+    this.pid = columns.pid
+    this.tid = columns.tid
+    this.timestampNs = columns.timestampNs
+    this.nr = columns.nr
+    this.returned = columns.returned
+    this.ret = columns.ret
+    this.durationNs = columns.durationNs
+    this.#table = table
+  }
+
+  /** A syscall number's name, e.g. 'openat'; `syscall_N` for a number the table does not know. */
+  name(nr: number): string {
+    return this.#table().nameOf(nr)
+  }
+}
+
+/** What `traceSyscalls` returns: an async iterator of syscall events, or of `SyscallBatch`es through `batches()`. */
+export type SyscallTrace = Trace<SyscallEvent, SyscallBatch>
 
 /**
  * Streams the system calls of running processes (any program, not only Python), the strace
@@ -76,6 +133,12 @@ export function traceSyscalls(
     },
     withEventStacks((view, bytes, offset) => decodeSyscall(table!, view, bytes, offset), () => stacks, (event) => event.timestampNs),
     options,
+    () => {
+      if (options.stack) {
+        throw new TraceError('INVALID_ARGUMENT', 'traceSyscalls with stack: true has no batches(): the stacks come with events only; trace without stack for batches')
+      }
+      return syscallRowDecoder(() => table!)
+    },
   )
 }
 
@@ -161,6 +224,24 @@ function u32(value: number): Uint8Array {
 
 const { fields } = SYSCALL_EVENT
 
+// The offsets the batch loop reads, as constants.
+const PID = fields.pid
+const TID = fields.tid
+const TIMESTAMP_NS = fields.timestamp_ns
+const NR = fields.nr
+const FLAGS = fields.flags
+const RET = fields.ret
+const DURATION_NS = fields.duration_ns
+
+/** Fills a `SyscallBatch`'s rows: one per record, every record a call. */
+function syscallRowDecoder(table: () => SyscallTable): RowDecoder<typeof SYSCALL_COLUMNS, SyscallBatch> {
+  return {
+    columns: SYSCALL_COLUMNS,
+    fill: fillSyscallRows,
+    batch: (columns, length) => new SyscallBatch(columns, length, table),
+  }
+}
+
 function decodeSyscall(table: SyscallTable, view: DataView, bytes: Buffer, offset: number): SyscallEvent {
   const flags = view.getUint8(offset + fields.flags)
   const nr = view.getUint32(offset + fields.nr, true)
@@ -183,4 +264,34 @@ function decodeSyscall(table: SyscallTable, view: DataView, bytes: Buffer, offse
     path: detailLen > 0 ? bytes.toString('utf8', detail, detail + detailLen) : undefined,
     truncated: (flags & SYSCALL_DETAIL_TRUNCATED) !== 0,
   }
+}
+
+/** The loop of `syscallRowDecoder`, one function for every trace (compiled once per process). */
+function fillSyscallRows(
+  rows: RowStore<typeof SYSCALL_COLUMNS>,
+  view: DataView,
+  _bytes: Buffer,
+  start: number,
+  records: number,
+): { length: number; end: number } {
+  const { pid, tid, nr, returned, durationNs } = rows.columns
+  const words = rows.words
+  const timestamps = rows.wordOffset.timestampNs
+  const rets = rows.wordOffset.ret
+  let offset = start + 4
+  for (let row = 0; row < records; row++, offset += 4 + view.getUint32(offset - 4, true)) {
+    const hasReturned = view.getUint8(offset + FLAGS) & SYSCALL_RETURNED
+    pid[row] = view.getUint32(offset + PID, true)
+    tid[row] = view.getUint32(offset + TID, true)
+    words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
+    words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
+    nr[row] = view.getUint32(offset + NR, true)
+    returned[row] = hasReturned ? 1 : 0
+    words[rets + 2 * row] = hasReturned ? view.getUint32(offset + RET, true) : 0
+    words[rets + 2 * row + 1] = hasReturned ? view.getUint32(offset + RET + 4, true) : 0
+    durationNs[row] = hasReturned
+      ? view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
+      : NaN
+  }
+  return { length: records, end: offset - 4 }
 }

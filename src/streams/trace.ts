@@ -1,6 +1,7 @@
 import { cpus } from 'node:os'
 import type { NativeSession } from '../kernel/binding.js'
 import { TraceError } from '../errors.js'
+import { RowAllocator, decodeRows, type ColumnSpec, type RowDecoder } from './batch.js'
 
 /** Decodes one ring-buffer record that starts at `offset` of the batch; undefined for a record that is not an event. */
 export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, length: number) => T | undefined
@@ -62,13 +63,20 @@ export function ringBufferSettings(options: StreamOptions): {
 // Batches stay raw until the consumer takes their events, so an event is made only when it is
 // wanted and is garbage young; small batches keep the records being read in the CPU's caches.
 const BATCH_BYTES = 1 << 16
+// For `batches()`: a consumer of rows is done with a delivery in one step, so each can be larger,
+// and the turns of the event loop and the calls from the addon fewer per event.
+const ROW_BATCH_BYTES = 1 << 20
 // Batches waiting to be read, at most: past that the addon stops draining and the kernel's ring
 // holds the records (when it fills, the BPF side drops and counts every drop in `lost`).
 const MAX_BATCHES = 16
+// The same bound in bytes for `batches()`, whose deliveries are larger.
+const MAX_ROW_BATCHES = (MAX_BATCHES * BATCH_BYTES * 4) / ROW_BATCH_BYTES
 const FLUSH_INTERVAL_MS = 5
 // Events handed out without a turn of the event loop: a consumer that keeps up with a flood
 // would otherwise run on microtasks alone and starve timers and I/O.
 const EVENTS_PER_TURN = 4096
+// The same for `batches()`, in rows: a row costs a consumer a few ns, an event some 100.
+const ROWS_PER_TURN = 1 << 16
 
 function abortError(signal: AbortSignal): Error {
   return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), {
@@ -77,16 +85,31 @@ function abortError(signal: AbortSignal): Error {
   })
 }
 
+/** The error for a trace read both ways: each trace is consumed as events or as batches. */
+function mixedConsumers(taken: 'events' | 'batches'): TraceError {
+  return new TraceError(
+    'ALREADY_CONSUMED',
+    taken === 'events'
+      ? 'this trace is read as events (for await of the trace, or next()); batches() takes a trace of its own: start another trace for batches'
+      : 'this trace is read through batches(); its events come in those batches only: start another trace to iterate events',
+  )
+}
+
 /**
- * A live trace: an async iterator over decoded events. It ends when the traced process exits,
- * and `break`, `close()` or the abort signal detach every probe and free every kernel object.
+ * A live trace: an async iterator over decoded events or, through `batches()`, over batches of
+ * them in columns (`B`). It ends when the traced process exits, and `break`, `close()` or the
+ * abort signal detach every probe and free every kernel object.
  */
-export class Trace<T> implements AsyncIterableIterator<T> {
+export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
   /** Resolves once every probe is attached; rejects with the TraceError that prevented it. */
   readonly ready: Promise<void>
 
   #session: NativeSession | undefined
   #decode: RecordDecoder<T> | null
+  #rowDecoder: (() => RowDecoder<ColumnSpec, B>) | undefined
+  /** How the trace is read, once it is: one way only. */
+  #consumer: 'events' | 'batches' | undefined
+  #batchIterator: AsyncIterableIterator<B> | undefined
   #signal: AbortSignal | undefined
   #onAbort = () => {
     this.#discardQueued()
@@ -102,12 +125,12 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   #summaries: T[] = []
   #servedThisTurn = 0
 
-  #waiter: { resolve(result: IteratorResult<T>): void; reject(error: unknown): void } | undefined
+  #waiter: { resolve(result: IteratorResult<any>): void; reject(error: unknown): void; take(): unknown } | undefined
   #done = false
   #error: unknown
   #lost = 0n
   #detached: Promise<void> = Promise.resolve()
-  #batches = 0
+  #deliveries = 0
   #sampleTimer: NodeJS.Timeout | undefined
   #sampling: Promise<void> = Promise.resolve()
   /** A summary's ring only informs its reads: each batch is decoded as it arrives. */
@@ -115,10 +138,17 @@ export class Trace<T> implements AsyncIterableIterator<T> {
 
   /**
    * @internal Traces come from functions like `traceCalls`. `decode` is null for a summary, whose
-   * session has no ring and whose items come from its sampler.
+   * session has no ring and whose items come from its sampler; `rowDecoder` makes what decodes
+   * records into rows for `batches()`, on streams that have them.
    */
-  constructor(open: () => Promise<OpenedSession<T>>, decode: RecordDecoder<T> | null, options: StreamOptions = {}) {
+  constructor(
+    open: () => Promise<OpenedSession<T>>,
+    decode: RecordDecoder<T> | null,
+    options: StreamOptions = {},
+    rowDecoder?: () => RowDecoder<ColumnSpec, B>,
+  ) {
     this.#decode = decode
+    this.#rowDecoder = rowDecoder
     this.#signal = options.signal
     this.ready = this.#start(open)
     // The same failure reaches the iterator; an unobserved `ready` must not crash the process.
@@ -131,9 +161,36 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     return Number(this.#lost)
   }
 
-  /** Batches delivered so far: each is one call from the addon, carrying many events. */
-  get batches(): number {
-    return this.#batches
+  /** Deliveries from the addon so far: each is one call, carrying a batch of many records. */
+  get deliveries(): number {
+    return this.#deliveries
+  }
+
+  /**
+   * The trace as batches of events in typed-array columns (a `CallBatch` for calls), one batch
+   * per delivery from the addon: no object per event. `lost`, `ready`, the end on the target's
+   * exit, `break`, `close()` and the abort signal work as for events. A trace is read either
+   * this way or as events: the other way throws a TraceError (`ALREADY_CONSUMED`).
+   */
+  batches(): AsyncIterableIterator<B> {
+    if (!this.#rowDecoder) {
+      throw new TraceError('INVALID_ARGUMENT', 'this stream has no batches(): iterate its events with for await instead')
+    }
+    if (this.#consumer === 'events') throw mixedConsumers('events')
+    if (!this.#batchIterator) {
+      // A stream may refuse batches for its options (it throws the TraceError that says why).
+      const rowDecoder = this.#rowDecoder()
+      this.#consumer = 'batches'
+      const allocator = new RowAllocator(rowDecoder.columns)
+      this.#batchIterator = {
+        [Symbol.asyncIterator]() {
+          return this
+        },
+        next: () => this.#read(() => this.#takeBatch(rowDecoder, allocator)),
+        return: () => this.return() as Promise<IteratorResult<never>>,
+      }
+    }
+    return this.#batchIterator
   }
 
   /** The trace is its own iterator: `for await (const event of trace)`. */
@@ -143,22 +200,38 @@ export class Trace<T> implements AsyncIterableIterator<T> {
 
   /** The next event; done once the trace ended, rejected with the error that ended it. */
   next(): Promise<IteratorResult<T>> {
-    if (this.#hasItems() && ++this.#servedThisTurn > EVENTS_PER_TURN) {
+    if (this.#consumer === 'batches') return Promise.reject(mixedConsumers('batches'))
+    this.#consumer = 'events'
+    return this.#read(this.#takeEvent)
+  }
+
+  #takeEvent = (): T | undefined => {
+    const event = this.#take()
+    if (event !== undefined) this.#servedThisTurn++
+    return event
+  }
+
+  /**
+   * The next item `take` makes of what is queued (an event, a batch), or a wait for one. Past a
+   * turn's share, it waits for the next turn of the event loop, so that timers and I/O run.
+   */
+  #read<V>(take: () => V | undefined): Promise<IteratorResult<V>> {
+    if (this.#hasItems() && this.#servedThisTurn > (this.#consumer === 'batches' ? ROWS_PER_TURN : EVENTS_PER_TURN)) {
       return new Promise((resolve) =>
         setImmediate(() => {
           this.#servedThisTurn = 0
-          resolve(this.next())
+          resolve(this.#read(take))
         }),
       )
     }
     if (this.#hasItems()) {
-      const value = this.#take()
+      const value = take()
       if (value !== undefined) return Promise.resolve({ done: false, value })
     }
     if (this.#error !== undefined) return Promise.reject(this.#error)
     if (this.#done) return Promise.resolve({ done: true, value: undefined })
     return new Promise((resolve, reject) => {
-      this.#waiter = { resolve, reject }
+      this.#waiter = { resolve, reject, take }
     })
   }
 
@@ -240,7 +313,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
 
   /** Takes the batch the addon filled; returns the buffer to fill next, none while every one is pending. */
   #onBatch(bytes: number, count: number): Uint8Array | undefined {
-    this.#batches++
+    this.#deliveries++
     this.#servedThisTurn = 0
     const batch = this.#filling!
     batch.end = bytes
@@ -251,7 +324,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     }
     this.#pending.push(batch)
     // With no spare, every batch made so far is pending.
-    this.#filling = this.#spare.pop() ?? (this.#pending.length < MAX_BATCHES ? this.#newBatch() : undefined)
+    this.#filling = this.#spare.pop() ?? (this.#pending.length < (this.#consumer === 'batches' ? MAX_ROW_BATCHES : MAX_BATCHES) ? this.#newBatch() : undefined)
     this.#wake()
     return this.#filling?.buffer
   }
@@ -269,7 +342,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   }
 
   #newBatch(): Batch {
-    const buffer = new Uint8Array(BATCH_BYTES)
+    const buffer = new Uint8Array(this.#consumer === 'batches' ? ROW_BATCH_BYTES : BATCH_BYTES)
     return { buffer, view: new DataView(buffer.buffer), bytes: Buffer.from(buffer.buffer), at: 0, end: 0, records: 0 }
   }
 
@@ -280,7 +353,7 @@ export class Trace<T> implements AsyncIterableIterator<T> {
   /** Hands the next item to a waiting `next()`, if there is one to hand. */
   #wake(): void {
     if (!this.#waiter || !this.#hasItems()) return
-    const value = this.#take()
+    const value = this.#waiter.take()
     if (value === undefined) return
     const waiter = this.#waiter
     this.#waiter = undefined
@@ -318,8 +391,32 @@ export class Trace<T> implements AsyncIterableIterator<T> {
     return undefined
   }
 
+  /**
+   * The next delivery's records as one batch of rows; undefined when the deliveries run out
+   * first. A record that cannot be decoded ends the trace with that error.
+   */
+  #takeBatch(rowDecoder: RowDecoder<ColumnSpec, B>, allocator: RowAllocator<ColumnSpec>): B | undefined {
+    while (this.#pending.length > 0) {
+      const delivery = this.#pending.shift()!
+      let rows: { batch: B; length: number }
+      try {
+        rows = decodeRows(rowDecoder, allocator, delivery.view, delivery.bytes, delivery.at, delivery.records, delivery.end)
+      } catch (error) {
+        this.#discardQueued()
+        this.#finish(error)
+        return undefined
+      }
+      this.#recycle(delivery)
+      this.#servedThisTurn += rows.length
+      if (rows.length > 0) return rows.batch
+    }
+    return undefined
+  }
+
   /** A read batch goes back to the addon if it waits for one, else to the spares. */
   #recycle(batch: Batch): void {
+    // Made before the trace was known to be read as batches: replaced by a larger one.
+    if (batch.buffer.byteLength < (this.#consumer === 'batches' ? ROW_BATCH_BYTES : BATCH_BYTES)) batch = this.#newBatch()
     batch.at = 0
     if (!this.#filling && this.#session) {
       this.#filling = batch

@@ -186,6 +186,17 @@ def run_churn(count):
     print("reused", int(count) - len(addresses), flush=True)
 
 
+def run_recreate(count, distinct):
+    # Functions of `distinct` names, each made anew (a new code object, the old one freed) for
+    # every one of `count` calls: one name comes back at many code objects' addresses.
+    for i in range(int(count)):
+        name = f"again_{i % int(distinct)}"
+        scope = {}
+        exec(f"def {name}():\n    return {i}\n", scope)
+        scope[name]()
+        del scope
+
+
 def run_phases():
     # One phase per line: k calls of leaf() and k getppid syscalls, then "done".
     for line in sys.stdin:
@@ -498,6 +509,7 @@ WORKLOADS = {
     "syscall_threads": run_syscall_threads,
     "selftime": run_selftime,
     "churn": run_churn,
+    "recreate": run_recreate,
     "phases": run_phases,
     "writes": run_writes,
     "getpid": run_getpid,
