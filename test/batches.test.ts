@@ -387,6 +387,8 @@ t.test('library calls through batches: every os.write is a write row; the bytes 
   const target = await startWorkload(t, ['writes', String(writes), String(failing)])
   let output = ''
   target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
+  // The trace can end before the last of the output is read: wait for all of it.
+  const outputRead = once(target.stdout!, 'end')
   const trace = traceLibraryCalls(target.pid, { library: 'libc', symbols: ['write'] })
   await trace.ready
   target.go()
@@ -402,6 +404,7 @@ t.test('library calls through batches: every os.write is a write row; the bytes 
       t.equal(batch.depth[i], 0, 'write calls no traced function')
     }
   }
+  await outputRead
   // The workload prints the fd (its digits and a newline), then writes one byte per call.
   const fdLine = output.replace(/^ready\n/, '').split('\n')[0]!
   t.same([...symbols], ['write'], 'every row is a call of write')
