@@ -5,7 +5,7 @@
 // BPF statistics. Writes bench/SAMPLING.md and prints it.
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -130,6 +130,18 @@ async function slowdowns(kind) {
   return new Map([...ratios].map(([name, values]) => [name, median(values)]))
 }
 
+/** The ids of the BPF programs a process holds, from its fds' fdinfo (bpftool's `pids` needs a build option Debian's lacks). */
+function programsHeldBy(pid) {
+  const ids = new Set()
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const id = /^prog_id:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1]
+      if (id) ids.add(Number(id))
+    } catch {} // closed since the listing
+  }
+  return ids
+}
+
 /** The kernel's run time and run count of each of usdtrace's sampling programs while `stream` runs the work. */
 async function bpfCost(kind, options) {
   const target = await startTarget(kind)
@@ -139,10 +151,11 @@ async function bpfCost(kind, options) {
     const sampler = await usdtrace(target.pid, options)
     for (let i = 0; i < 3; i++) await target.run()
     const shown = JSON.parse(spawnSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' }).stdout)
+    const owned = programsHeldBy(sampler.pid)
     const { items } = await sampler.stop()
     const cost = {}
     for (const name of ['sample_on_cpu', 'on_switch']) {
-      const ours = (program) => program.pids?.some((owner) => owner.pid === sampler.pid)
+      const ours = (program) => owned.has(program.id)
       const programs = shown.filter((program) => program.name === name && program.run_cnt > 0 && ours(program))
       if (programs.length === 0) continue
       const runs = programs.reduce((sum, program) => sum + program.run_cnt, 0)
