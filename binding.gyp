@@ -4,6 +4,7 @@
       "target_name": "usdtrace",
       "sources": [
         "native/addon.cc",
+        "native/columns.cc",
         "native/globals.cc",
         "native/static_link_fixes.c",
         "native/libbpf_log.cc",

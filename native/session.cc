@@ -197,6 +197,8 @@ Napi::Function Session::Define(Napi::Env env) {
                          InstanceMethod<&Session::UpdateMap>("updateMap"),
                          InstanceMethod<&Session::Start>("start"),
                          InstanceMethod<&Session::Resume>("resume"),
+                         InstanceMethod<&Session::UseColumns>("useColumns"),
+                         InstanceMethod<&Session::DecodeColumns>("decodeColumns"),
                          InstanceMethod<&Session::Counters>("counters"),
                          InstanceMethod<&Session::Close>("close"),
                      });
@@ -571,7 +573,7 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (started_ || closed_) return ThrowType(env, "session already started or closed");
   Napi::Object options = info[0].As<Napi::Object>();
-  SetBatch(options.Get("batch"));
+  if (!SetBatch(options.Get("batch"))) return env.Undefined();
   onBatch_ = Napi::Persistent(options.Get("onBatch").As<Napi::Function>());
   onEnd_ = Napi::Persistent(options.Get("onEnd").As<Napi::Function>());
   if (options.Get("flushIntervalMs").IsNumber())
@@ -631,19 +633,73 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
 
 // resume(buffer): the drain goes on into `buffer` after onBatch returned none.
 Napi::Value Session::Resume(const Napi::CallbackInfo& info) {
-  if (started_ && !closed_ && paused_) {
-    SetBatch(info[0]);
+  if (started_ && !closed_ && paused_ && SetBatch(info[0])) {
     paused_ = false;
     Watch();
   }
   return info.Env().Undefined();
 }
 
-void Session::SetBatch(Napi::Value buffer) {
+// useColumns(layout, buffer?): from the next drain on, records fill the columns of `buffer`
+// (src/streams/batch.ts lays them out) and onBatch(rows, sideBytes, sideRecords) delivers them.
+// Without a buffer (the drain is paused), the one resume() brings.
+Napi::Value Session::UseColumns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto columns = std::make_unique<ColumnLayout>();
+  if (!columns->Parse(env, info[0].As<Napi::Object>())) return env.Undefined();
+  columns_ = std::move(columns);
+  if (!paused_ && started_ && !closed_) SetBatch(info[1]);
+  return env.Undefined();
+}
+
+// decodeColumns(records, bytes, count, buffer): [rows, sideBytes, sideRecords] of the records
+// ([u32 length][record], `count` of them, in `bytes` bytes) a drain delivered before useColumns,
+// filled into `buffer` by the same layout; throws where they do not all fit.
+Napi::Value Session::DecodeColumns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!columns_) return ThrowType(env, "decodeColumns before useColumns");
+  Napi::Uint8Array records = info[0].As<Napi::Uint8Array>();
+  size_t bytes = info[1].As<Napi::Number>().Uint32Value();
+  uint32_t count = info[2].As<Napi::Number>().Uint32Value();
+  Napi::Uint8Array target = info[3].As<Napi::Uint8Array>();
+  if (bytes > records.ByteLength() || target.ByteLength() < columns_->bufferBytes())
+    return ThrowType(env, "decodeColumns: buffer too small");
+  ColumnLayout::Fill fill;
+  fill.buffer = target.Data();
+  size_t at = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    uint32_t length;
+    if (at + kLengthPrefix > bytes) return ThrowType(env, "decodeColumns: records end early");
+    memcpy(&length, records.Data() + at, kLengthPrefix);
+    at += kLengthPrefix;
+    if (at + length > bytes) return ThrowType(env, "decodeColumns: records end early");
+    ColumnLayout::Result added = columns_->Add(fill, records.Data() + at, length);
+    if (added == ColumnLayout::kFull) return ThrowType(env, "decodeColumns: the records do not fit the buffer");
+    if (added == ColumnLayout::kUndecodable) droppedUndecodable_++;
+    at += length;
+  }
+  Napi::Array made = Napi::Array::New(env, 3);
+  made.Set(0u, Napi::Number::New(env, fill.rows));
+  made.Set(1u, Napi::Number::New(env, fill.sideUsed));
+  made.Set(2u, Napi::Number::New(env, fill.sideCount));
+  return made;
+}
+
+// False after throwing: a buffer smaller than the column layout would be written past its end.
+bool Session::SetBatch(Napi::Value buffer) {
+  if (!buffer.IsTypedArray()) {
+    ThrowType(Env(), "a batch must be a Uint8Array");
+    return false;
+  }
   Napi::Uint8Array batch = buffer.As<Napi::Uint8Array>();
+  if (columns_ && batch.ByteLength() < columns_->bufferBytes()) {
+    ThrowType(Env(), "a batch buffer is smaller than its column layout");
+    return false;
+  }
   batchRef_ = Napi::Persistent(batch.As<Napi::Object>());
   batch_ = batch.Data();
   batchCapacity_ = batch.ByteLength();
+  return true;
 }
 
 // Every global of the object's .bss (the BPF side's counters), by name, as BigInts, and the
@@ -652,6 +708,7 @@ Napi::Value Session::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object counters = Napi::Object::New(env);
   counters.Set("dropped_oversized", Napi::BigInt::New(env, droppedOversized_));
+  counters.Set("dropped_undecodable", Napi::BigInt::New(env, droppedUndecodable_));
   struct bpf_map* bss = object_ ? bpf_object__find_map_by_name(object_, ".bss") : nullptr;
   if (!bss) return counters;
   std::vector<uint8_t> value(bpf_map__value_size(bss));
@@ -701,7 +758,20 @@ void Session::OnTargetsExited() {
 }
 
 int Session::OnRecord(void* ctx, void* data, size_t size) {
-  return static_cast<Session*>(ctx)->CopyRecord(data, size);
+  return static_cast<Session*>(ctx)->AddRecord(data, size);
+}
+
+int Session::AddRecord(const void* data, size_t size) {
+  if (!columns_) return CopyRecord(data, size);
+  const uint8_t* bytes = static_cast<const uint8_t*>(data);
+  switch (columns_->Add(fill_, bytes, size)) {
+    case ColumnLayout::kAdded: return 0;
+    case ColumnLayout::kUndecodable: droppedUndecodable_++; return 0;
+    case ColumnLayout::kFull: break;
+  }
+  // The ring has already let go of this record: keep it for the next batch, stop this one.
+  carry_.assign(bytes, bytes + size);
+  return -ENOSPC;
 }
 
 int Session::CopyRecord(const void* data, size_t size) {
@@ -726,10 +796,12 @@ void Session::Drain() {
 
   batchUsed_ = 0;
   batchCount_ = 0;
+  fill_ = ColumnLayout::Fill();
+  fill_.buffer = batch_;
   if (!carry_.empty()) {
     std::vector<uint8_t> record;
     record.swap(carry_);
-    if (CopyRecord(record.data(), record.size()) != 0) {
+    if (AddRecord(record.data(), record.size()) != 0) {
       // Larger than a whole batch: it can never be delivered, so it is counted, not retried.
       carry_.clear();
       droppedOversized_++;
@@ -737,21 +809,27 @@ void Session::Drain() {
   }
   bool full = !carry_.empty() || (ring_ && ring_buffer__consume(ring_) == -ENOSPC);
 
-  if (batchCount_ > 0) {
-    Napi::Value next = onBatch_.MakeCallback(Value(), {Napi::Number::New(env, static_cast<double>(batchUsed_)),
-                                                      Napi::Number::New(env, batchCount_)},
-                                             *asyncContext_);
+  bool delivered = columns_ ? fill_.rows > 0 || fill_.sideCount > 0 : batchCount_ > 0;
+  if (delivered) {
+    Napi::Value next =
+        columns_ ? onBatch_.MakeCallback(Value(),
+                                         {Napi::Number::New(env, fill_.rows), Napi::Number::New(env, fill_.sideUsed),
+                                          Napi::Number::New(env, fill_.sideCount)},
+                                         *asyncContext_)
+                 : onBatch_.MakeCallback(Value(), {Napi::Number::New(env, static_cast<double>(batchUsed_)),
+                                                   Napi::Number::New(env, batchCount_)},
+                                         *asyncContext_);
     if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
     if (closed_) return;
-    if (!next.IsTypedArray()) {
-      // Every buffer JS has is waiting to be read: the ring holds the rest until resume().
+    // None: every buffer JS has is waiting to be read, and the ring holds the rest until resume().
+    if (next.IsUndefined() || !SetBatch(next)) {
+      if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
       batchRef_.Reset();
       batch_ = nullptr;
       paused_ = true;
       Unwatch();
       return;
     }
-    SetBatch(next);
   }
   if (full) {
     uv_idle_start(&watchers_->nextTurn, Watchers::OnNextTurn);

@@ -3,8 +3,11 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "columns.h"
 
 struct bpf_object;
 struct bpf_program;
@@ -32,18 +35,21 @@ class Session : public Napi::ObjectWrap<Session> {
   Napi::Value UpdateMap(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Resume(const Napi::CallbackInfo& info);
+  Napi::Value UseColumns(const Napi::CallbackInfo& info);
+  Napi::Value DecodeColumns(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   bool SetConstants(Napi::Env env, const std::string& objectName, Napi::Object values);
   struct bpf_program* ProgramNamed(Napi::Env env, const std::string& name);
   struct bpf_map* MapNamed(Napi::Env env, const std::string& name);
-  void SetBatch(Napi::Value buffer);
+  bool SetBatch(Napi::Value buffer);
   void Watch();
   void Unwatch();
   void Drain();
   void OnTargetsExited();
   int CopyRecord(const void* data, size_t size);
+  int AddRecord(const void* data, size_t size);
   KernelObjects* Release();
 
   static int OnRecord(void* ctx, void* data, size_t size);
@@ -62,9 +68,13 @@ class Session : public Napi::ObjectWrap<Session> {
   size_t batchCapacity_ = 0;
   size_t batchUsed_ = 0;
   uint32_t batchCount_ = 0;
+  // Set once the trace is read through batches(): records fill columns instead of being copied.
+  std::unique_ptr<ColumnLayout> columns_;
+  ColumnLayout::Fill fill_;
   // A record consumed from the ring that did not fit the batch; it opens the next one.
   std::vector<uint8_t> carry_;
   uint64_t droppedOversized_ = 0;
+  uint64_t droppedUndecodable_ = 0;
 
   Napi::FunctionReference onBatch_;
   Napi::FunctionReference onEnd_;

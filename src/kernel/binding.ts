@@ -23,13 +23,21 @@ export interface NativeSession {
    */
   start(options: {
     batch: Uint8Array
-    onBatch(bytes: number, count: number): Uint8Array | undefined
+    onBatch(bytesOrRows: number, count: number, sideRecords?: number): Uint8Array | undefined
     onEnd(): void
     /** The stream ends once all of these have exited; never when empty. */
     exitPids: number[]
     flushIntervalMs: number
   }): void
   resume(batch: Uint8Array): void
+  /**
+   * From the next drain on, records fill the columns of `batch` by `layout` (src/streams/batch.ts
+   * builds it) and onBatch takes (rows, sideBytes, sideRecords); without `batch` (paused), the
+   * one resume() brings.
+   */
+  useColumns(layout: object, batch: Uint8Array | undefined): void
+  /** Fills records a drain delivered raw ([u32 length][record], `count` of them) into `batch`'s columns: [rows, sideBytes, sideRecords]. */
+  decodeColumns(records: Uint8Array, bytes: number, count: number, batch: Uint8Array): [number, number, number]
   counters(): Record<string, bigint>
   close(): Promise<void>
 }

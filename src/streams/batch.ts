@@ -1,7 +1,8 @@
-// What `trace.batches()` is made of: columns of typed arrays, one row per event, filled straight
-// from a delivery of ring records into one reused store. A stream declares its columns and how
-// its records fill rows; everything else (the store, the check of the walk, the async iteration
-// in trace.ts) is shared, so no stream makes an object per event.
+// What `trace.batches()` is made of: columns of typed arrays, one row per event. A stream
+// declares a layout: which record fields each column is copied from and which records become
+// rows. The addon fills the columns straight from the ring (native/columns.cc), so the hot loop
+// runs no JavaScript; what needs JavaScript (names, strings, stacks) is a stream's `complete`
+// step, over the raw "side" records the layout routes to it.
 
 /** The typed array a column is, by its element type. */
 const COLUMN_ARRAYS = {
@@ -11,108 +12,183 @@ const COLUMN_ARRAYS = {
   u32: Uint32Array,
   f64: Float64Array,
   i64: BigInt64Array,
+  u64: BigUint64Array,
 } as const
 
 export type ColumnType = keyof typeof COLUMN_ARRAYS
 
-/** A stream's columns: name to element type. */
-export type ColumnSpec = Record<string, ColumnType>
+/**
+ * Where a column's values come from: `bits` copies a field (as wide or narrower than the
+ * column; `signed` sign-extends), `double` converts one to a float, `flag` is 1 where a bit of
+ * `mask` is set in a byte; `computed` columns are left to the stream's `complete` step. With
+ * `when`, a copied value is present only where that flag test passes (else 0, or NaN for
+ * `double`).
+ */
+export type ColumnSource =
+  | { type: ColumnType; code: 'bits' | 'double'; from: number; fromSize: number; signed?: boolean; when?: FlagTest }
+  | { type: 'u8'; code: 'flag'; when: FlagTest }
+  | { type: ColumnType; code: 'computed' }
+
+/** A test of a flag byte: some bit of `mask` set at `offset` (none set, with `clear`). */
+export interface FlagTest {
+  offset: number
+  mask: number
+  clear?: boolean
+}
+
+/** A struct as src/kernel/abi.ts describes it. */
+export interface RecordStruct<F extends string> {
+  size: number
+  fields: Readonly<Record<F, number>>
+  sizes: Readonly<Record<F, number>>
+}
+
+/** Column sources over the fields of one struct, named as in bpf/usdtrace.h. */
+export function columnsOf<F extends string>(struct: RecordStruct<F>) {
+  const at = (field: F) => ({ from: struct.fields[field], fromSize: struct.sizes[field] })
+  return {
+    /** The field's value, as wide as the column or narrower. */
+    copy: <T extends ColumnType>(type: T, field: F, options: { signed?: boolean; when?: FlagTest } = {}) =>
+      ({ type, code: type === 'f64' ? 'double' : 'bits', ...at(field), ...options }) as const,
+    /** A flag test of the field's byte: `mask` any set (or, `clear`, none set). */
+    test: (field: F, mask: number, clear?: boolean): FlagTest => ({ offset: struct.fields[field], mask, clear }),
+    /** 1 where the test passes. */
+    flag: (when: FlagTest) => ({ type: 'u8', code: 'flag', when }) as const,
+  }
+}
+
+/** A column left to the stream's `complete` step. */
+export const computed = <T extends ColumnType>(type: T) => ({ type, code: 'computed' }) as const
+
+/** What a record becomes: a row, a side record for `complete`, both, or nothing. */
+export type Route = 'row' | 'side' | 'row+side' | 'none'
+const ROUTE_BITS: Record<Route, number> = { none: 0, row: 1, side: 2, 'row+side': 3 }
+
+/** Which records become rows and which go to `complete`, and what each column holds. */
+export interface BatchLayout<S extends Record<string, ColumnSource>> {
+  /** The smallest record a row is read from: every record of the stream is at least this. */
+  minSize: number
+  columns: S
+  /** The byte that tells record kinds apart, and the route of each kind (others: `route`). */
+  kind?: { offset: number; routes: Partial<Record<number, Route>> }
+  /** Every record's route where there is no `kind`, and other kinds' (default: row). */
+  route?: Route
+  /** Rows whose field here is 0 go to `complete` too (e.g. a call that carries its own names). */
+  sideWhenZero?: { offset: number; size: number }
+}
 
 /** The typed arrays of a batch, one per declared column. */
-export type Columns<S extends ColumnSpec> = { readonly [K in keyof S]: InstanceType<(typeof COLUMN_ARRAYS)[S[K]]> }
+export type Columns<S extends Record<string, ColumnSource>> = {
+  readonly [K in keyof S]: InstanceType<(typeof COLUMN_ARRAYS)[S[K]['type']]>
+}
 
-/**
- * Rows being filled: the columns, and every column's words as a Uint32Array over the same
- * memory, so a 64-bit value copies from a record as two 32-bit halves without making a BigInt.
- */
-export interface RowStore<S extends ColumnSpec> {
-  columns: Columns<S>
-  /** The whole store as 32-bit words; a column's row `i` starts at `wordOffset[name] + i * (bytes / 4)`. */
-  words: Uint32Array
-  wordOffset: { readonly [K in keyof S]: number }
+/** The records a delivery routed to `complete`, in ring order: [u32 length][u32 row][record]... */
+export interface SideRecords {
+  view: DataView
+  bytes: Buffer
+  start: number
+  end: number
+  count: number
+}
+
+/** Calls `visit` with each side record's offset, length and row (the row it is, or the next row made after it). */
+export function eachSideRecord(side: SideRecords, visit: (offset: number, length: number, row: number) => void): void {
+  let at = side.start
+  for (let i = 0; i < side.count; i++) {
+    const length = side.view.getUint32(at, true)
+    visit(at + 8, length, side.view.getUint32(at + 4, true))
+    at += 8 + length
+  }
+  if (at !== side.end) throw new Error(`usdtrace: side records of ${side.end - side.start} bytes walked as ${at - side.start}`)
 }
 
 /**
- * The one store a stream's batches are filled in, in turn: a batch's rows are overwritten when
- * the consumer asks for the next. Allocating per batch would cost more than decoding its rows
- * (a fresh ArrayBuffer's pages fault in one by one), and a consumer that aggregates is done with
- * a batch by then. Holds every column for `capacity` rows, widest columns first so that each is
- * aligned for its element type; it grows, once, for a delivery with more records.
+ * How one trace reads its batches: the layout, the step that fills computed columns and learns
+ * names from side records, and the batch object made of the columns. The last two keep the
+ * stream's state (e.g. its function table) across batches for the life of the trace.
  */
-export class RowAllocator<S extends ColumnSpec> {
-  readonly #spec: S
-  /** Column names, widest first, with their element sizes. */
-  readonly #layout: [name: string, bytes: number][]
-  #rows: RowStore<S> | undefined
-  #capacity = 0
-
-  constructor(spec: S) {
-    this.#spec = spec
-    this.#layout = Object.keys(spec)
-      .map((name): [string, number] => [name, COLUMN_ARRAYS[spec[name]!].BYTES_PER_ELEMENT])
-      .sort((a, b) => b[1] - a[1])
-  }
-
-  /** The store, with room for at least `capacity` rows. */
-  rows(capacity: number): RowStore<S> {
-    if (this.#rows && capacity <= this.#capacity) return this.#rows
-    let bytes = 0
-    for (const [, size] of this.#layout) bytes += Math.ceil((size * capacity) / 8) * 8
-    const buffer = new ArrayBuffer(bytes)
-    const columns: Record<string, ArrayBufferView> = {}
-    const wordOffset: Record<string, number> = {}
-    let at = 0
-    for (const name of Object.keys(this.#spec)) wordOffset[name] = 0
-    for (const [name, size] of this.#layout) {
-      columns[name] = new COLUMN_ARRAYS[this.#spec[name]!](buffer, at, capacity)
-      wordOffset[name] = at / 4
-      at += Math.ceil((size * capacity) / 8) * 8
-    }
-    this.#capacity = capacity
-    this.#rows = { columns: columns as Columns<S>, words: new Uint32Array(buffer), wordOffset: wordOffset as RowStore<S>['wordOffset'] }
-    return this.#rows
-  }
-}
-
-/** 2^32, to join a u64's halves into a double. */
-export const TWO_TO_32 = 4294967296
-
-/**
- * How one stream turns records into rows: `fill` decodes `records` records of a delivery
- * ([u32 length][record], repeated, from `start`) into the rows of `rows` from 0, and says how
- * many rows it made and where the records ended (records such as the names calls refer to
- * only inform the decoder); `batch` wraps the rows for the consumer. The walk over the records
- * is the stream's, so its loop keeps the columns in locals. Both keep the stream's own state
- * (e.g. its function table) across batches for the life of the trace.
- */
-export interface RowDecoder<S extends ColumnSpec, B> {
-  readonly columns: S
-  fill(rows: RowStore<S>, view: DataView, bytes: Buffer, start: number, records: number): { length: number; end: number }
+export interface BatchReader<S extends Record<string, ColumnSource>, B> {
+  readonly layout: BatchLayout<S>
+  complete?(columns: Columns<S>, length: number, side: SideRecords): void
   batch(columns: Columns<S>, length: number): B
 }
 
+/** Rows per delivery: whatever the ring held, up to this many events (~1 MiB of call records). */
+const ROWS_PER_DELIVERY = 1 << 14
 /**
- * Decodes every record of a delivery ([u32 length][record], `records` times, from `start` to
- * `end`) into one batch of rows, in the allocator's store: valid until the next batch is decoded.
+ * Side records per delivery, in bytes: more than a drain of the events' raw batches (64 KiB) can
+ * hold, so one made before `batches()` was called is refilled as columns in one piece.
  */
-export function decodeRows<S extends ColumnSpec, B>(
-  decoder: RowDecoder<S, B>,
-  allocator: RowAllocator<S>,
-  view: DataView,
-  bytes: Buffer,
-  start: number,
-  records: number,
-  end: number,
-): { batch: B; length: number } {
-  const rows = allocator.rows(records)
-  const made = decoder.fill(rows, view, bytes, start, records)
-  if (made.end !== end) throw new Error(`usdtrace: batch of ${end} bytes decoded as ${made.end}`)
-  return { batch: decoder.batch(trimmed(rows.columns, made.length), made.length), length: made.length }
+const SIDE_BYTES = 1 << 18
+
+/** A buffer the addon fills: the columns, `ROWS_PER_DELIVERY` rows each, then the side region. */
+export interface ColumnBuffer<S extends Record<string, ColumnSource>> {
+  buffer: Uint8Array
+  view: DataView
+  bytes: Buffer
+  columns: Columns<S>
 }
 
-/** Columns cut to the rows made, so that each column's own length is the batch's. */
-function trimmed<S extends ColumnSpec>(columns: Columns<S>, length: number): Columns<S> {
-  const cut: Record<string, unknown> = {}
-  for (const name in columns) cut[name] = (columns[name] as Uint8Array).subarray(0, length)
-  return cut as Columns<S>
+/**
+ * A layout placed in memory: each column's offset (widest first, so that each is aligned for
+ * its element type), the side region after them, and the form the addon reads.
+ */
+export class ColumnStore<S extends Record<string, ColumnSource>, B> {
+  readonly reader: BatchReader<S, B>
+  /** What `session.useColumns` takes. */
+  readonly native: object
+  readonly #at: Record<string, number> = {}
+  readonly #sideOffset: number
+
+  constructor(reader: BatchReader<S, B>) {
+    this.reader = reader
+    const { layout } = reader
+    const names = Object.keys(layout.columns).sort(
+      (a, b) => COLUMN_ARRAYS[layout.columns[b]!.type].BYTES_PER_ELEMENT - COLUMN_ARRAYS[layout.columns[a]!.type].BYTES_PER_ELEMENT,
+    )
+    let at = 0
+    for (const name of names) {
+      this.#at[name] = at
+      at += Math.ceil((COLUMN_ARRAYS[layout.columns[name]!.type].BYTES_PER_ELEMENT * ROWS_PER_DELIVERY) / 8) * 8
+    }
+    this.#sideOffset = at
+    const routes = new Uint8Array(256).fill(ROUTE_BITS[layout.route ?? 'row'])
+    for (const [kind, route] of Object.entries(layout.kind?.routes ?? {})) routes[Number(kind)] = ROUTE_BITS[route!]
+    this.native = {
+      kindOffset: layout.kind?.offset,
+      routes,
+      sideWhenZero: layout.sideWhenZero,
+      minSize: layout.minSize,
+      capacity: ROWS_PER_DELIVERY,
+      sideOffset: this.#sideOffset,
+      sideBytes: SIDE_BYTES,
+      columns: names.flatMap((name) => {
+        const source = layout.columns[name]!
+        if (source.code === 'computed') return []
+        const width = COLUMN_ARRAYS[source.type].BYTES_PER_ELEMENT
+        const when = source.when && { whenOffset: source.when.offset, whenMask: source.when.mask, whenClear: source.when.clear === true }
+        if (source.code === 'flag') return [{ code: 'flag', from: source.when.offset, fromSize: 1, at: this.#at[name], width, ...when }]
+        return [{ code: source.code, from: source.from, fromSize: source.fromSize, signed: source.signed === true, at: this.#at[name], width, ...when }]
+      }),
+    }
+  }
+
+  /** A new buffer for the addon to fill, with its full-length column views. */
+  newBuffer(): ColumnBuffer<S> {
+    const buffer = new Uint8Array(this.#sideOffset + SIDE_BYTES)
+    const columns: Record<string, ArrayBufferView> = {}
+    for (const [name, source] of Object.entries(this.reader.layout.columns)) {
+      columns[name] = new COLUMN_ARRAYS[source.type](buffer.buffer, this.#at[name], ROWS_PER_DELIVERY)
+    }
+    return { buffer, view: new DataView(buffer.buffer), bytes: Buffer.from(buffer.buffer), columns: columns as Columns<S> }
+  }
+
+  /** The batch a filled buffer holds: `rows` rows, and `sideRecords` side records in `sideBytes` bytes. */
+  batch(filled: ColumnBuffer<S>, rows: number, sideBytes: number, sideRecords: number): B {
+    const columns: Record<string, ArrayBufferView> = {}
+    for (const name in filled.columns) columns[name] = (filled.columns[name] as Uint8Array).subarray(0, rows)
+    const side = { view: filled.view, bytes: filled.bytes, start: this.#sideOffset, end: this.#sideOffset + sideBytes, count: sideRecords }
+    this.reader.complete?.(columns as Columns<S>, rows, side)
+    return this.reader.batch(columns as Columns<S>, rows)
+  }
 }

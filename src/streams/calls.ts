@@ -16,7 +16,7 @@ import { codeDeallocHooks } from '../cpython/layout.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
-import { TWO_TO_32, type Columns, type RowDecoder, type RowStore } from './batch.js'
+import { columnsOf, eachSideRecord, type BatchReader, type Columns, type SideRecords } from './batch.js'
 import { FunctionTable, unknownNames, type FunctionName } from './function-table.js'
 
 /** A Python function entry or return. */
@@ -69,18 +69,23 @@ export const CallKind = {
   return: CALL_RETURN,
 } as const
 
-/** The columns of a `CallBatch`, by element type. */
+const call = columnsOf(CALL_EVENT)
+
+/**
+ * The columns of a `CallBatch`, from a call_event's fields. `functionId` arrives as the kernel's
+ * name id; `completeCalls` turns it into the trace's function id.
+ */
 const CALL_COLUMNS = {
-  kind: 'u8',
-  pid: 'u32',
-  tid: 'u32',
-  timestampNs: 'i64',
-  durationNs: 'f64',
-  line: 'i32',
-  depth: 'u16',
-  functionId: 'u32',
-  cpu: 'u32',
-} as const
+  kind: call.copy('u8', 'kind'),
+  pid: call.copy('u32', 'pid'),
+  tid: call.copy('u32', 'tid'),
+  timestampNs: call.copy('i64', 'timestamp_ns'),
+  durationNs: call.copy('f64', 'duration_ns', { when: call.test('flags', CALL_HAS_DURATION) }),
+  line: call.copy('i32', 'line'),
+  depth: call.copy('u16', 'depth'),
+  functionId: call.copy('u32', 'name_id'),
+  cpu: call.copy('u32', 'cpu'),
+}
 
 /**
  * Call events in columns, from `trace.batches()`: row `i` of every column is one event, the
@@ -159,7 +164,7 @@ export function traceCalls(pid: number, options?: TraceCallsOptions): CallTrace
 export function traceCalls(options: TraceCallsOptions): CallTrace
 export function traceCalls(pidOrOptions: number | TraceCallsOptions, maybeOptions?: TraceCallsOptions): CallTrace {
   const options = withPid(pidOrOptions, maybeOptions)
-  return new Trace(() => openCallSession(options), callDecoder(), options, () => callRowDecoder())
+  return new Trace(() => openCallSession(options), callDecoder(), options, () => callBatchReader())
 }
 
 const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'entries', 'functionPrefix', 'filePrefix']
@@ -217,18 +222,10 @@ async function openCallSession(options: TraceCallsOptions): Promise<OpenedSessio
 }
 
 const { fields } = CALL_EVENT
-// The offsets the batch loop reads, as constants: a property load each per record would cost as
-// much as the rest of its work.
+// The offsets the name step reads, as constants.
 const KIND = fields.kind
 const NAME_ID = fields.name_id
 const FLAGS = fields.flags
-const TIMESTAMP_NS = fields.timestamp_ns
-const DURATION_NS = fields.duration_ns
-const PID = fields.pid
-const TID = fields.tid
-const LINE = fields.line
-const DEPTH = fields.depth
-const CPU = fields.cpu
 
 /**
  * Decodes a trace's records; the names of most calls come from an earlier CALL_NAMES record
@@ -267,25 +264,53 @@ function callDecoder(): (view: DataView, bytes: Buffer, offset: number) => CallE
   }
 }
 
-/**
- * A record that only informs the function table: the names behind a kernel name id, or their
- * end. Unlike the events' table, which forgets names with their code, batch ids stay for the life
- * of the trace: one per distinct names.
- */
-function learnNames(functions: FunctionTable, kind: number, nameId: number, view: DataView, bytes: Buffer, offset: number, flags: number): void {
-  if (kind === CALL_FORGET) return functions.forget(nameId)
-  const names = readNames(view, bytes, offset, flags)
-  functions.learn(nameId, names.file, names.func, names.truncated)
-}
-
-/** @internal Fills a `CallBatch`'s rows from the same records, into a table of function ids of its own. */
-export function callRowDecoder(): RowDecoder<typeof CALL_COLUMNS, CallBatch> {
+/** @internal Reads a trace's calls as `CallBatch`es, with a table of function ids of its own. */
+export function callBatchReader(): BatchReader<typeof CALL_COLUMNS, CallBatch> {
   const functions = new FunctionTable()
   return {
-    columns: CALL_COLUMNS,
-    fill: (rows, view, bytes, start, records) => fillCallRows(functions, rows, view, bytes, start, records),
+    layout: {
+      minSize: CALL_EVENT.size,
+      columns: CALL_COLUMNS,
+      // Names and their end only inform the table; a call that carries its own names (name id 0) is read there too.
+      kind: { offset: fields.kind, routes: { [CALL_NAMES]: 'side', [CALL_FORGET]: 'side' } },
+      sideWhenZero: { offset: fields.name_id, size: CALL_EVENT.sizes.name_id },
+    },
+    complete: (columns, length, side) => completeCalls(functions, columns, length, side),
     batch: (columns, length) => new CallBatch(columns, length, functions),
   }
+}
+
+/**
+ * Turns the kernel's name ids into function ids. A kernel name id is never reused, so every
+ * name a delivery brings can be learned before its rows are mapped, and forgotten after.
+ */
+function completeCalls(functions: FunctionTable, columns: Columns<typeof CALL_COLUMNS>, length: number, side: SideRecords): void {
+  const { view, bytes } = side
+  const forgotten: number[] = []
+  const carryNames: number[] = []
+  eachSideRecord(side, (offset, _length, row) => {
+    const kind = view.getUint8(offset + KIND)
+    const nameId = view.getUint32(offset + NAME_ID, true)
+    if (kind === CALL_FORGET) forgotten.push(nameId)
+    else if (kind === CALL_NAMES) {
+      const names = readNames(view, bytes, offset, view.getUint8(offset + FLAGS))
+      functions.learn(nameId, names.file, names.func, names.truncated)
+    } else carryNames.push(offset, row)
+  })
+  const byNameId = functions.byNameId
+  const functionId = columns.functionId
+  for (let row = 0; row < length; row++) {
+    const nameId = functionId[row]!
+    const id = byNameId[nameId]! - 1
+    if (!(id >= 0) && nameId !== 0) throw unknownNames(nameId)
+    functionId[row] = id
+  }
+  for (let i = 0; i < carryNames.length; i += 2) {
+    const offset = carryNames[i]!
+    const names = readNames(view, bytes, offset, view.getUint8(offset + FLAGS))
+    functionId[carryNames[i + 1]!] = functions.idOf(names.file, names.func, names.truncated)
+  }
+  for (const nameId of forgotten) functions.forget(nameId)
 }
 
 function readNames(view: DataView, bytes: Buffer, offset: number, flags: number): FunctionName {
@@ -297,54 +322,4 @@ function readNames(view: DataView, bytes: Buffer, offset: number, flags: number)
     func: bytes.toString('utf8', names + fileLen, names + fileLen + funcLen),
     truncated: (flags & (CALL_FILE_TRUNCATED | CALL_FUNC_TRUNCATED)) !== 0,
   }
-}
-
-// One function for every trace, not a closure each: the loop is compiled once per process, and
-// a trace started later starts at full speed.
-function fillCallRows(
-  functions: FunctionTable,
-  rows: RowStore<typeof CALL_COLUMNS>,
-  view: DataView,
-  bytes: Buffer,
-  start: number,
-  records: number,
-): { length: number; end: number } {
-  const { kind: kinds, pid, tid, durationNs, line, depth, functionId, cpu } = rows.columns
-  const words = rows.words
-  const timestamps = rows.wordOffset.timestampNs
-  let byNameId = functions.byNameId
-  let row = 0
-  let offset = start + 4
-  for (let i = 0; i < records; i++, offset += 4 + view.getUint32(offset - 4, true)) {
-    const kind = view.getUint8(offset + KIND)
-    const nameId = view.getUint32(offset + NAME_ID, true)
-    const flags = view.getUint8(offset + FLAGS)
-    if (kind === CALL_FORGET || kind === CALL_NAMES) {
-      learnNames(functions, kind, nameId, view, bytes, offset, flags)
-      byNameId = functions.byNameId
-      continue
-    }
-    if (nameId !== 0) {
-      const id = byNameId[nameId]! - 1
-      if (!(id >= 0)) throw unknownNames(nameId)
-      functionId[row] = id
-    } else {
-      const names = readNames(view, bytes, offset, flags)
-      functionId[row] = functions.idOf(names.file, names.func, names.truncated)
-    }
-    words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
-    words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
-    durationNs[row] =
-      flags & CALL_HAS_DURATION
-        ? view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
-        : NaN
-    kinds[row] = kind
-    pid[row] = view.getUint32(offset + PID, true)
-    tid[row] = view.getUint32(offset + TID, true)
-    line[row] = view.getInt32(offset + LINE, true)
-    depth[row] = view.getUint16(offset + DEPTH, true)
-    cpu[row] = view.getUint32(offset + CPU, true)
-    row++
-  }
-  return { length: row, end: offset - 4 }
 }

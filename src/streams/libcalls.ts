@@ -10,7 +10,7 @@ import { binaryTarget, resolveProcesses, type TargetOptions } from '../process/t
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
 import type { StackFrame } from './stacks.js'
-import { TWO_TO_32, type Columns, type RowDecoder, type RowStore } from './batch.js'
+import { columnsOf, type BatchReader, type Columns } from './batch.js'
 
 /** One completed call into a shared-library function. */
 export interface LibraryCallEvent {
@@ -50,16 +50,18 @@ export interface TraceLibraryCallsOptions extends StreamOptions, TargetOptions, 
   symbols: string | string[]
 }
 
-/** The columns of a `LibraryCallBatch`, by element type. */
+const libraryCall = columnsOf(LIBRARY_CALL_EVENT)
+
+/** The columns of a `LibraryCallBatch`, from a library_call_event's fields; a function id is the traced symbol's index. */
 const LIBRARY_CALL_COLUMNS = {
-  pid: 'u32',
-  tid: 'u32',
-  timestampNs: 'i64',
-  durationNs: 'f64',
-  functionId: 'u32',
-  returnValue: 'i64',
-  depth: 'u32',
-} as const
+  pid: libraryCall.copy('u32', 'pid'),
+  tid: libraryCall.copy('u32', 'tid'),
+  timestampNs: libraryCall.copy('i64', 'timestamp_ns'),
+  durationNs: libraryCall.copy('f64', 'duration_ns'),
+  functionId: libraryCall.copy('u32', 'symbol'),
+  returnValue: libraryCall.copy('i64', 'return_value'),
+  depth: libraryCall.copy('u32', 'depth'),
+}
 
 /** A traced library function, as `LibraryCallBatch.function(id)` names it. */
 export interface LibraryFunction {
@@ -148,7 +150,7 @@ export function traceLibraryCalls(
       if (options.stack) {
         throw new TraceError('INVALID_ARGUMENT', 'traceLibraryCalls with stack: true has no batches(): the stacks come with events only; trace without stack for batches')
       }
-      return libraryCallRowDecoder(traced)
+      return libraryCallBatchReader(traced)
     },
   )
 }
@@ -359,47 +361,10 @@ function libraryCallDecoder(traced: TracedFunction[]) {
   }
 }
 
-// The offsets the batch loop reads, as constants.
-const PID = fields.pid
-const TID = fields.tid
-const TIMESTAMP_NS = fields.timestamp_ns
-const DURATION_NS = fields.duration_ns
-const SYMBOL = fields.symbol
-const RETURN_VALUE = fields.return_value
-const DEPTH = fields.depth
-
-/** Fills a `LibraryCallBatch`'s rows: one per record, every record a completed call. */
-function libraryCallRowDecoder(traced: TracedFunction[]): RowDecoder<typeof LIBRARY_CALL_COLUMNS, LibraryCallBatch> {
+/** Reads a trace's library calls as `LibraryCallBatch`es: one row per record, every record a completed call. */
+function libraryCallBatchReader(traced: TracedFunction[]): BatchReader<typeof LIBRARY_CALL_COLUMNS, LibraryCallBatch> {
   return {
-    columns: LIBRARY_CALL_COLUMNS,
-    fill: fillLibraryCallRows,
+    layout: { minSize: LIBRARY_CALL_EVENT.size, columns: LIBRARY_CALL_COLUMNS },
     batch: (columns, length) => new LibraryCallBatch(columns, length, traced),
   }
-}
-
-/** The loop of `libraryCallRowDecoder`, one function for every trace (compiled once per process). */
-function fillLibraryCallRows(
-  rows: RowStore<typeof LIBRARY_CALL_COLUMNS>,
-  view: DataView,
-  _bytes: Buffer,
-  start: number,
-  records: number,
-): { length: number; end: number } {
-  const { pid, tid, durationNs, functionId, depth } = rows.columns
-  const words = rows.words
-  const timestamps = rows.wordOffset.timestampNs
-  const returnValues = rows.wordOffset.returnValue
-  let offset = start + 4
-  for (let row = 0; row < records; row++, offset += 4 + view.getUint32(offset - 4, true)) {
-    pid[row] = view.getUint32(offset + PID, true)
-    tid[row] = view.getUint32(offset + TID, true)
-    words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
-    words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
-    durationNs[row] = view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
-    functionId[row] = view.getUint32(offset + SYMBOL, true)
-    words[returnValues + 2 * row] = view.getUint32(offset + RETURN_VALUE, true)
-    words[returnValues + 2 * row + 1] = view.getUint32(offset + RETURN_VALUE + 4, true)
-    depth[row] = view.getUint32(offset + DEPTH, true)
-  }
-  return { length: records, end: offset - 4 }
 }

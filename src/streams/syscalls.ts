@@ -18,7 +18,7 @@ import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } fro
 import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
 import type { StackFrame } from './stacks.js'
 import { TraceError } from '../errors.js'
-import { TWO_TO_32, type Columns, type RowDecoder, type RowStore } from './batch.js'
+import { columnsOf, type BatchReader, type Columns } from './batch.js'
 
 /** One system call of a traced process, as it returned (exit and exit_group: as it began). */
 export interface SyscallEvent {
@@ -53,16 +53,19 @@ export interface TraceSyscallsOptions extends StreamOptions, TargetOptions, Stac
   names?: string[]
 }
 
-/** The columns of a `SyscallBatch`, by element type. */
+const syscall = columnsOf(SYSCALL_EVENT)
+const returned = syscall.test('flags', SYSCALL_RETURNED)
+
+/** The columns of a `SyscallBatch`, from a syscall_event's fields. */
 const SYSCALL_COLUMNS = {
-  pid: 'u32',
-  tid: 'u32',
-  timestampNs: 'i64',
-  nr: 'u32',
-  returned: 'u8',
-  ret: 'i64',
-  durationNs: 'f64',
-} as const
+  pid: syscall.copy('u32', 'pid'),
+  tid: syscall.copy('u32', 'tid'),
+  timestampNs: syscall.copy('i64', 'timestamp_ns'),
+  nr: syscall.copy('u32', 'nr'),
+  returned: syscall.flag(returned),
+  ret: syscall.copy('i64', 'ret', { when: returned }),
+  durationNs: syscall.copy('f64', 'duration_ns', { when: returned }),
+}
 
 /**
  * System calls in columns, from `trace.batches()`: row `i` of every column is one call, for `i`
@@ -137,7 +140,7 @@ export function traceSyscalls(
       if (options.stack) {
         throw new TraceError('INVALID_ARGUMENT', 'traceSyscalls with stack: true has no batches(): the stacks come with events only; trace without stack for batches')
       }
-      return syscallRowDecoder(() => table!)
+      return syscallBatchReader(() => table!)
     },
   )
 }
@@ -224,20 +227,10 @@ function u32(value: number): Uint8Array {
 
 const { fields } = SYSCALL_EVENT
 
-// The offsets the batch loop reads, as constants.
-const PID = fields.pid
-const TID = fields.tid
-const TIMESTAMP_NS = fields.timestamp_ns
-const NR = fields.nr
-const FLAGS = fields.flags
-const RET = fields.ret
-const DURATION_NS = fields.duration_ns
-
-/** Fills a `SyscallBatch`'s rows: one per record, every record a call. */
-function syscallRowDecoder(table: () => SyscallTable): RowDecoder<typeof SYSCALL_COLUMNS, SyscallBatch> {
+/** Reads a trace's system calls as `SyscallBatch`es: one row per record, every record a call. */
+function syscallBatchReader(table: () => SyscallTable): BatchReader<typeof SYSCALL_COLUMNS, SyscallBatch> {
   return {
-    columns: SYSCALL_COLUMNS,
-    fill: fillSyscallRows,
+    layout: { minSize: SYSCALL_EVENT.size, columns: SYSCALL_COLUMNS },
     batch: (columns, length) => new SyscallBatch(columns, length, table),
   }
 }
@@ -264,34 +257,4 @@ function decodeSyscall(table: SyscallTable, view: DataView, bytes: Buffer, offse
     path: detailLen > 0 ? bytes.toString('utf8', detail, detail + detailLen) : undefined,
     truncated: (flags & SYSCALL_DETAIL_TRUNCATED) !== 0,
   }
-}
-
-/** The loop of `syscallRowDecoder`, one function for every trace (compiled once per process). */
-function fillSyscallRows(
-  rows: RowStore<typeof SYSCALL_COLUMNS>,
-  view: DataView,
-  _bytes: Buffer,
-  start: number,
-  records: number,
-): { length: number; end: number } {
-  const { pid, tid, nr, returned, durationNs } = rows.columns
-  const words = rows.words
-  const timestamps = rows.wordOffset.timestampNs
-  const rets = rows.wordOffset.ret
-  let offset = start + 4
-  for (let row = 0; row < records; row++, offset += 4 + view.getUint32(offset - 4, true)) {
-    const hasReturned = view.getUint8(offset + FLAGS) & SYSCALL_RETURNED
-    pid[row] = view.getUint32(offset + PID, true)
-    tid[row] = view.getUint32(offset + TID, true)
-    words[timestamps + 2 * row] = view.getUint32(offset + TIMESTAMP_NS, true)
-    words[timestamps + 2 * row + 1] = view.getUint32(offset + TIMESTAMP_NS + 4, true)
-    nr[row] = view.getUint32(offset + NR, true)
-    returned[row] = hasReturned ? 1 : 0
-    words[rets + 2 * row] = hasReturned ? view.getUint32(offset + RET, true) : 0
-    words[rets + 2 * row + 1] = hasReturned ? view.getUint32(offset + RET + 4, true) : 0
-    durationNs[row] = hasReturned
-      ? view.getUint32(offset + DURATION_NS, true) + view.getUint32(offset + DURATION_NS + 4, true) * TWO_TO_32
-      : NaN
-  }
-  return { length: records, end: offset - 4 }
 }

@@ -1,7 +1,7 @@
 import { cpus } from 'node:os'
 import type { NativeSession } from '../kernel/binding.js'
 import { TraceError } from '../errors.js'
-import { RowAllocator, decodeRows, type ColumnSpec, type RowDecoder } from './batch.js'
+import { ColumnStore, type BatchReader, type ColumnBuffer, type ColumnSource } from './batch.js'
 
 /** Decodes one ring-buffer record that starts at `offset` of the batch; undefined for a record that is not an event. */
 export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, length: number) => T | undefined
@@ -63,14 +63,11 @@ export function ringBufferSettings(options: StreamOptions): {
 // Batches stay raw until the consumer takes their events, so an event is made only when it is
 // wanted and is garbage young; small batches keep the records being read in the CPU's caches.
 const BATCH_BYTES = 1 << 16
-// For `batches()`: a consumer of rows is done with a delivery in one step, so each can be larger,
-// and the turns of the event loop and the calls from the addon fewer per event.
-const ROW_BATCH_BYTES = 1 << 20
 // Batches waiting to be read, at most: past that the addon stops draining and the kernel's ring
 // holds the records (when it fills, the BPF side drops and counts every drop in `lost`).
 const MAX_BATCHES = 16
-// The same bound in bytes for `batches()`, whose deliveries are larger.
-const MAX_ROW_BATCHES = (MAX_BATCHES * BATCH_BYTES * 4) / ROW_BATCH_BYTES
+// The same bound for `batches()`, whose deliveries are some 16 times larger (src/streams/batch.ts).
+const MAX_COLUMN_BATCHES = 4
 const FLUSH_INTERVAL_MS = 5
 // Events handed out without a turn of the event loop: a consumer that keeps up with a flood
 // would otherwise run on microtasks alone and starve timers and I/O.
@@ -106,7 +103,13 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
 
   #session: NativeSession | undefined
   #decode: RecordDecoder<T> | null
-  #rowDecoder: (() => RowDecoder<ColumnSpec, B>) | undefined
+  #batchReader: (() => BatchReader<Record<string, ColumnSource>, B>) | undefined
+  /** Set by `batches()`: where the addon fills columns, and what reads them. */
+  #store: ColumnStore<Record<string, ColumnSource>, B> | undefined
+  /** The buffer of the batch the consumer holds: refilled once it asks for the next. */
+  #lent: Batch | undefined
+  /** The session that decodes deliveries made before `batches()` (kept after the trace ends). */
+  #decoder: NativeSession | undefined
   /** How the trace is read, once it is: one way only. */
   #consumer: 'events' | 'batches' | undefined
   #batchIterator: AsyncIterableIterator<B> | undefined
@@ -138,17 +141,17 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
 
   /**
    * @internal Traces come from functions like `traceCalls`. `decode` is null for a summary, whose
-   * session has no ring and whose items come from its sampler; `rowDecoder` makes what decodes
-   * records into rows for `batches()`, on streams that have them.
+   * session has no ring and whose items come from its sampler; `batchReader` makes what reads
+   * records as columns for `batches()`, on streams that have them.
    */
   constructor(
     open: () => Promise<OpenedSession<T>>,
     decode: RecordDecoder<T> | null,
     options: StreamOptions = {},
-    rowDecoder?: () => RowDecoder<ColumnSpec, B>,
+    batchReader?: () => BatchReader<any, B>,
   ) {
     this.#decode = decode
-    this.#rowDecoder = rowDecoder
+    this.#batchReader = batchReader
     this.#signal = options.signal
     this.ready = this.#start(open)
     // The same failure reaches the iterator; an unobserved `ready` must not crash the process.
@@ -173,20 +176,21 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
    * this way or as events: the other way throws a TraceError (`ALREADY_CONSUMED`).
    */
   batches(): AsyncIterableIterator<B> {
-    if (!this.#rowDecoder) {
+    if (!this.#batchReader) {
       throw new TraceError('INVALID_ARGUMENT', 'this stream has no batches(): iterate its events with for await instead')
     }
     if (this.#consumer === 'events') throw mixedConsumers('events')
     if (!this.#batchIterator) {
       // A stream may refuse batches for its options (it throws the TraceError that says why).
-      const rowDecoder = this.#rowDecoder()
+      const store = new ColumnStore(this.#batchReader())
       this.#consumer = 'batches'
-      const allocator = new RowAllocator(rowDecoder.columns)
+      this.#store = store
+      if (this.#session) this.#useColumns(this.#session, store)
       this.#batchIterator = {
         [Symbol.asyncIterator]() {
           return this
         },
-        next: () => this.#read(() => this.#takeBatch(rowDecoder, allocator)),
+        next: () => this.#read(() => this.#takeBatch(store)),
         return: () => this.return() as Promise<IteratorResult<never>>,
       }
     }
@@ -266,14 +270,16 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
       return
     }
     this.#session = opened.session
+    this.#decoder = opened.session
     const sampler = opened.sampler
     this.#informsSampler = sampler !== undefined && this.#decode !== null
+    if (this.#store) this.#useColumns(this.#session, this.#store)
     this.#filling = this.#newBatch()
     this.#session.start({
       batch: this.#filling.buffer,
       exitPids: opened.exitPids,
       flushIntervalMs: FLUSH_INTERVAL_MS,
-      onBatch: (bytes, count) => this.#onBatch(bytes, count),
+      onBatch: (bytesOrRows, count, sideRecords) => this.#onBatch(bytesOrRows, count, sideRecords),
       onEnd: sampler ? () => this.#sample(sampler, true) : () => this.#finish(),
     })
     if (sampler) this.#scheduleSample(sampler, performance.now() + sampler.intervalMs)
@@ -311,20 +317,45 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
     })
   }
 
-  /** Takes the batch the addon filled; returns the buffer to fill next, none while every one is pending. */
-  #onBatch(bytes: number, count: number): Uint8Array | undefined {
+  /**
+   * From the next drain on, the addon fills columns: the raw buffer it holds now (empty between
+   * drains) gives way to a column buffer; raw deliveries already pending are refilled as columns
+   * when the consumer reaches them.
+   */
+  #useColumns(session: NativeSession, store: ColumnStore<Record<string, ColumnSource>, B>): void {
+    if (this.#filling) {
+      this.#filling = this.#newBatch()
+      session.useColumns(store.native, this.#filling.buffer)
+    } else {
+      session.useColumns(store.native, undefined)
+    }
+    this.#spare = []
+  }
+
+  /**
+   * Takes the batch the addon filled: raw records (`bytes`, `count`), or columns (`count` rows,
+   * then `sideBytes` bytes of `sideRecords` side records). Returns the buffer to fill next, none
+   * while every one is pending.
+   */
+  #onBatch(bytesOrRows: number, count: number, sideRecords?: number): Uint8Array | undefined {
     this.#deliveries++
     this.#servedThisTurn = 0
     const batch = this.#filling!
-    batch.end = bytes
-    batch.records = count
+    if (batch.columns) {
+      batch.records = bytesOrRows
+      batch.end = count
+      batch.sideRecords = sideRecords!
+    } else {
+      batch.end = bytesOrRows
+      batch.records = count
+    }
     if (this.#informsSampler) {
       this.#inform(batch)
       return batch.buffer
     }
     this.#pending.push(batch)
     // With no spare, every batch made so far is pending.
-    this.#filling = this.#spare.pop() ?? (this.#pending.length < (this.#consumer === 'batches' ? MAX_ROW_BATCHES : MAX_BATCHES) ? this.#newBatch() : undefined)
+    this.#filling = this.#spare.pop() ?? (this.#pending.length < (this.#store ? MAX_COLUMN_BATCHES : MAX_BATCHES) ? this.#newBatch() : undefined)
     this.#wake()
     return this.#filling?.buffer
   }
@@ -342,8 +373,9 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
   }
 
   #newBatch(): Batch {
-    const buffer = new Uint8Array(this.#consumer === 'batches' ? ROW_BATCH_BYTES : BATCH_BYTES)
-    return { buffer, view: new DataView(buffer.buffer), bytes: Buffer.from(buffer.buffer), at: 0, end: 0, records: 0 }
+    if (this.#store) return { ...this.#store.newBuffer(), at: 0, end: 0, records: 0, sideRecords: 0 }
+    const buffer = new Uint8Array(BATCH_BYTES)
+    return { buffer, view: new DataView(buffer.buffer), bytes: Buffer.from(buffer.buffer), at: 0, end: 0, records: 0, sideRecords: 0 }
   }
 
   #hasItems(): boolean {
@@ -392,31 +424,49 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
   }
 
   /**
-   * The next delivery's records as one batch of rows; undefined when the deliveries run out
-   * first. A record that cannot be decoded ends the trace with that error.
+   * The next delivery as one batch of rows; undefined when the deliveries run out first. The
+   * batch handed out before is done with: its buffer goes back to the addon. A record that
+   * cannot be decoded ends the trace with that error.
    */
-  #takeBatch(rowDecoder: RowDecoder<ColumnSpec, B>, allocator: RowAllocator<ColumnSpec>): B | undefined {
+  #takeBatch(store: ColumnStore<Record<string, ColumnSource>, B>): B | undefined {
+    if (this.#lent) this.#recycle(this.#lent)
+    this.#lent = undefined
     while (this.#pending.length > 0) {
-      const delivery = this.#pending.shift()!
-      let rows: { batch: B; length: number }
+      let delivery = this.#pending.shift()!
+      let batch: B
       try {
-        rows = decodeRows(rowDecoder, allocator, delivery.view, delivery.bytes, delivery.at, delivery.records, delivery.end)
+        if (!delivery.columns) delivery = this.#refilled(delivery)
+        batch = store.batch(delivery as Batch & ColumnBuffer<Record<string, ColumnSource>>, delivery.records, delivery.end, delivery.sideRecords)
       } catch (error) {
         this.#discardQueued()
         this.#finish(error)
         return undefined
       }
-      this.#recycle(delivery)
-      this.#servedThisTurn += rows.length
-      if (rows.length > 0) return rows.batch
+      if (delivery.records === 0) {
+        this.#recycle(delivery)
+        continue
+      }
+      this.#lent = delivery
+      this.#servedThisTurn += delivery.records
+      return batch
     }
     return undefined
   }
 
+  /** A raw delivery, made before `batches()` was called, filled into columns by the same layout. */
+  #refilled(raw: Batch): Batch {
+    const filled = this.#spare.pop() ?? this.#newBatch()
+    const [rows, sideBytes, sideRecords] = this.#decoder!.decodeColumns(raw.buffer, raw.end, raw.records, filled.buffer)
+    filled.records = rows
+    filled.end = sideBytes
+    filled.sideRecords = sideRecords
+    return filled
+  }
+
   /** A read batch goes back to the addon if it waits for one, else to the spares. */
   #recycle(batch: Batch): void {
-    // Made before the trace was known to be read as batches: replaced by a larger one.
-    if (batch.buffer.byteLength < (this.#consumer === 'batches' ? ROW_BATCH_BYTES : BATCH_BYTES)) batch = this.#newBatch()
+    // A raw buffer, made before the trace was known to be read as batches, has no further use.
+    if (this.#store && !batch.columns) return
     batch.at = 0
     if (!this.#filling && this.#session) {
       this.#filling = batch
@@ -452,7 +502,11 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
   }
 }
 
-/** A buffer the addon fills with records ([u32 length][record], repeated) and the trace reads them from. */
+/**
+ * A buffer the addon fills and the trace reads: records ([u32 length][record], repeated, to
+ * `end`), or, where it has `columns`, rows of columns (`records` rows, and `sideRecords` side
+ * records in `end` bytes; src/streams/batch.ts).
+ */
 interface Batch {
   buffer: Uint8Array
   view: DataView
@@ -462,6 +516,8 @@ interface Batch {
   end: number
   /** Records not read yet. */
   records: number
+  columns?: unknown
+  sideRecords: number
 }
 
 /** Everything the kernel side could not deliver or count: the sum of its `dropped_*` counters. */

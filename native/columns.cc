@@ -1,0 +1,166 @@
+#include "columns.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace {
+
+// [u32 length][u32 row][record bytes]: a side record, as src/streams/batch.ts walks them.
+constexpr uint32_t kSideHeader = 2 * sizeof(uint32_t);
+
+uint64_t SignExtended(uint64_t value, uint8_t size) {
+  if (size == 8) return value;
+  uint64_t sign = uint64_t{1} << (size * 8 - 1);
+  return (value ^ sign) - sign;
+}
+
+uint64_t Load(const uint8_t* at, uint8_t size) {
+  switch (size) {
+    case 1: return at[0];
+    case 2: { uint16_t v; memcpy(&v, at, 2); return v; }
+    case 4: { uint32_t v; memcpy(&v, at, 4); return v; }
+    default: { uint64_t v; memcpy(&v, at, 8); return v; }
+  }
+}
+
+void Store(uint8_t* at, uint8_t size, uint64_t value) {
+  switch (size) {
+    case 1: at[0] = static_cast<uint8_t>(value); break;
+    case 2: { uint16_t v = static_cast<uint16_t>(value); memcpy(at, &v, 2); break; }
+    case 4: { uint32_t v = static_cast<uint32_t>(value); memcpy(at, &v, 4); break; }
+    default: memcpy(at, &value, 8);
+  }
+}
+
+bool Fail(Napi::Env env, const std::string& message) {
+  Napi::TypeError::New(env, "column layout: " + message).ThrowAsJavaScriptException();
+  return false;
+}
+
+uint32_t U32(Napi::Object object, const char* key) {
+  Napi::Value value = object.Get(key);
+  return value.IsNumber() ? value.As<Napi::Number>().Uint32Value() : 0;
+}
+
+bool ValidSize(uint32_t size) { return size == 1 || size == 2 || size == 4 || size == 8; }
+
+}  // namespace
+
+bool ColumnLayout::Parse(Napi::Env env, Napi::Object layout) {
+  hasKind_ = layout.Get("kindOffset").IsNumber();
+  kindOffset_ = U32(layout, "kindOffset");
+  Napi::Value routes = layout.Get("routes");
+  if (!routes.IsTypedArray() || routes.As<Napi::Uint8Array>().ByteLength() != sizeof routes_)
+    return Fail(env, "routes must be a Uint8Array of 256");
+  memcpy(routes_, routes.As<Napi::Uint8Array>().Data(), sizeof routes_);
+  Napi::Value zero = layout.Get("sideWhenZero");
+  hasSideWhenZero_ = zero.IsObject();
+  if (hasSideWhenZero_) {
+    sideWhenZeroOffset_ = U32(zero.As<Napi::Object>(), "offset");
+    sideWhenZeroSize_ = static_cast<uint8_t>(U32(zero.As<Napi::Object>(), "size"));
+    if (!ValidSize(sideWhenZeroSize_)) return Fail(env, "sideWhenZero.size must be 1, 2, 4 or 8");
+  }
+  minSize_ = U32(layout, "minSize");
+  capacity_ = U32(layout, "capacity");
+  sideOffset_ = U32(layout, "sideOffset");
+  sideBytes_ = U32(layout, "sideBytes");
+
+  Napi::Value given = layout.Get("columns");
+  if (!given.IsArray()) return Fail(env, "columns must be an array");
+  Napi::Array columns = given.As<Napi::Array>();
+  columns_.clear();
+  for (uint32_t i = 0; i < columns.Length(); i++) {
+    Napi::Object spec = columns.Get(i).As<Napi::Object>();
+    std::string how = spec.Get("code").ToString();
+    Column column = {};
+    column.from = U32(spec, "from");
+    column.fromSize = static_cast<uint8_t>(U32(spec, "fromSize"));
+    column.at = U32(spec, "at");
+    column.width = static_cast<uint8_t>(U32(spec, "width"));
+    column.conditional = spec.Get("whenOffset").IsNumber();
+    column.whenOffset = U32(spec, "whenOffset");
+    column.whenMask = static_cast<uint8_t>(U32(spec, "whenMask"));
+    column.whenClear = spec.Get("whenClear").ToBoolean().Value();
+    column.isSigned = spec.Get("signed").ToBoolean().Value();
+    if (!ValidSize(column.fromSize) || !ValidSize(column.width)) return Fail(env, "sizes must be 1, 2, 4 or 8");
+    if (column.from + column.fromSize > minSize_ || (column.conditional && column.whenOffset >= minSize_))
+      return Fail(env, "a column reads past minSize");
+    if (column.at + static_cast<uint64_t>(column.width) * capacity_ > sideOffset_)
+      return Fail(env, "a column overlaps the side region");
+    if (how == "bits") {
+      if (column.fromSize > column.width) return Fail(env, "a bit copy cannot narrow");
+      column.code = column.fromSize != column.width ? kWiden
+                    : column.width == 1             ? kCopy1
+                    : column.width == 2             ? kCopy2
+                    : column.width == 4             ? kCopy4
+                                                    : kCopy8;
+    } else if (how == "double" && column.width == 8) {
+      column.code = kDouble;
+    } else if (how == "flag" && column.width == 1 && column.conditional) {
+      column.code = kFlag;
+    } else {
+      return Fail(env, "unknown column code " + how);
+    }
+    columns_.push_back(column);
+  }
+  if (hasKind_ && kindOffset_ >= minSize_) return Fail(env, "kindOffset past minSize");
+  return true;
+}
+
+uint8_t ColumnLayout::RouteOf(const uint8_t* record) const {
+  uint8_t route = routes_[hasKind_ ? record[kindOffset_] : 0];
+  if ((route & kRow) && hasSideWhenZero_ && Load(record + sideWhenZeroOffset_, sideWhenZeroSize_) == 0)
+    route |= kSide;
+  return route;
+}
+
+// The hot loop of batches(): a handful of fixed-size copies per row, no allocation.
+void ColumnLayout::FillRow(uint8_t* buffer, uint32_t row, const uint8_t* record) const {
+  for (const Column& column : columns_) {
+    const uint8_t* from = record + column.from;
+    uint8_t* to = buffer + column.at + static_cast<size_t>(row) * column.width;
+    bool present = !column.conditional || (((record[column.whenOffset] & column.whenMask) != 0) != column.whenClear);
+    switch (column.code) {
+      case kCopy1: *to = present ? *from : 0; break;
+      case kCopy2: if (present) memcpy(to, from, 2); else memset(to, 0, 2); break;
+      case kCopy4: if (present) memcpy(to, from, 4); else memset(to, 0, 4); break;
+      case kCopy8: if (present) memcpy(to, from, 8); else memset(to, 0, 8); break;
+      case kWiden: {
+        uint64_t value = present ? Load(from, column.fromSize) : 0;
+        Store(to, column.width, column.isSigned ? SignExtended(value, column.fromSize) : value);
+        break;
+      }
+      case kDouble: {
+        uint64_t bits = Load(from, column.fromSize);
+        double value = !present          ? NAN
+                       : column.isSigned ? static_cast<double>(static_cast<int64_t>(SignExtended(bits, column.fromSize)))
+                                         : static_cast<double>(bits);
+        memcpy(to, &value, 8);
+        break;
+      }
+      case kFlag: *to = present ? 1 : 0; break;
+    }
+  }
+}
+
+ColumnLayout::Result ColumnLayout::Add(Fill& fill, const uint8_t* record, size_t size) const {
+  if (size < minSize_) return kUndecodable;
+  uint8_t route = RouteOf(record);
+  bool row = route & kRow;
+  if (route & kSide) {
+    if (size + kSideHeader > sideBytes_) return kUndecodable;
+    if (fill.sideUsed + kSideHeader + size > sideBytes_) return kFull;
+  }
+  if (row && fill.rows == capacity_) return kFull;
+  if (route & kSide) {
+    uint8_t* at = fill.buffer + sideOffset_ + fill.sideUsed;
+    uint32_t header[2] = {static_cast<uint32_t>(size), fill.rows};
+    memcpy(at, header, kSideHeader);
+    memcpy(at + kSideHeader, record, size);
+    fill.sideUsed += kSideHeader + static_cast<uint32_t>(size);
+    fill.sideCount++;
+  }
+  if (row) FillRow(fill.buffer, fill.rows++, record);
+  return kAdded;
+}
