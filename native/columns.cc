@@ -4,6 +4,8 @@
 #include <cstring>
 #include <string>
 
+#include "bytes.h"
+
 namespace {
 
 // [u32 length][u32 row][record bytes]: a side record, as src/streams/batch.ts walks them.
@@ -13,24 +15,6 @@ uint64_t SignExtended(uint64_t value, uint8_t size) {
   if (size == 8) return value;
   uint64_t sign = uint64_t{1} << (size * 8 - 1);
   return (value ^ sign) - sign;
-}
-
-uint64_t Load(const uint8_t* at, uint8_t size) {
-  switch (size) {
-    case 1: return at[0];
-    case 2: { uint16_t v; memcpy(&v, at, 2); return v; }
-    case 4: { uint32_t v; memcpy(&v, at, 4); return v; }
-    default: { uint64_t v; memcpy(&v, at, 8); return v; }
-  }
-}
-
-void Store(uint8_t* at, uint8_t size, uint64_t value) {
-  switch (size) {
-    case 1: at[0] = static_cast<uint8_t>(value); break;
-    case 2: { uint16_t v = static_cast<uint16_t>(value); memcpy(at, &v, 2); break; }
-    case 4: { uint32_t v = static_cast<uint32_t>(value); memcpy(at, &v, 4); break; }
-    default: memcpy(at, &value, 8);
-  }
 }
 
 bool Fail(Napi::Env env, const std::string& message) {
@@ -110,7 +94,7 @@ bool ColumnLayout::Parse(Napi::Env env, Napi::Object layout) {
 
 uint8_t ColumnLayout::RouteOf(const uint8_t* record) const {
   uint8_t route = routes_[hasKind_ ? record[kindOffset_] : 0];
-  if ((route & kRow) && hasSideWhenZero_ && Load(record + sideWhenZeroOffset_, sideWhenZeroSize_) == 0)
+  if ((route & kRow) && hasSideWhenZero_ && ReadUnsigned(record + sideWhenZeroOffset_, sideWhenZeroSize_) == 0)
     route |= kSide;
   return route;
 }
@@ -127,12 +111,12 @@ void ColumnLayout::FillRow(uint8_t* buffer, uint32_t row, const uint8_t* record)
       case kCopy4: if (present) memcpy(to, from, 4); else memset(to, 0, 4); break;
       case kCopy8: if (present) memcpy(to, from, 8); else memset(to, 0, 8); break;
       case kWiden: {
-        uint64_t value = present ? Load(from, column.fromSize) : 0;
-        Store(to, column.width, column.isSigned ? SignExtended(value, column.fromSize) : value);
+        uint64_t value = present ? ReadUnsigned(from, column.fromSize) : 0;
+        WriteUnsigned(to, column.width, column.isSigned ? SignExtended(value, column.fromSize) : value);
         break;
       }
       case kDouble: {
-        uint64_t bits = Load(from, column.fromSize);
+        uint64_t bits = ReadUnsigned(from, column.fromSize);
         double value = !present          ? NAN
                        : column.isSigned ? static_cast<double>(static_cast<int64_t>(SignExtended(bits, column.fromSize)))
                                          : static_cast<double>(bits);

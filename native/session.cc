@@ -25,6 +25,7 @@
 #include <cstring>
 #include <thread>
 
+#include "bytes.h"
 #include "globals.h"
 #include "libbpf_log.h"
 #include "objects.h"
@@ -87,24 +88,6 @@ uint64_t ToU64(Napi::Value value) {
     return value.As<Napi::BigInt>().Uint64Value(&lossless);
   }
   return static_cast<uint64_t>(value.As<Napi::Number>().Int64Value());
-}
-
-uint64_t ReadUnsigned(const uint8_t* data, uint32_t size) {
-  switch (size) {
-    case 1: return data[0];
-    case 2: { uint16_t v; memcpy(&v, data, 2); return v; }
-    case 4: { uint32_t v; memcpy(&v, data, 4); return v; }
-    default: { uint64_t v; memcpy(&v, data, 8); return v; }
-  }
-}
-
-void WriteUnsigned(uint8_t* data, uint32_t size, uint64_t value) {
-  switch (size) {
-    case 1: data[0] = static_cast<uint8_t>(value); break;
-    case 2: { uint16_t v = static_cast<uint16_t>(value); memcpy(data, &v, 2); break; }
-    case 4: { uint32_t v = static_cast<uint32_t>(value); memcpy(data, &v, 4); break; }
-    default: memcpy(data, &value, 8);
-  }
 }
 
 class DetachWorker : public Napi::AsyncWorker {

@@ -101,6 +101,7 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
   /** Resolves once every probe is attached; rejects with the TraceError that prevented it. */
   readonly ready: Promise<void>
 
+  /** Kept once the trace ends: a closed session still fills columns from raw deliveries. */
   #session: NativeSession | undefined
   #decode: RecordDecoder<T> | null
   #batchReader: (() => BatchReader<Record<string, ColumnSource>, B>) | undefined
@@ -108,8 +109,6 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
   #store: ColumnStore<Record<string, ColumnSource>, B> | undefined
   /** The buffer of the batch the consumer holds: refilled once it asks for the next. */
   #lent: Batch | undefined
-  /** The session that decodes deliveries made before `batches()` (kept after the trace ends). */
-  #decoder: NativeSession | undefined
   /** How the trace is read, once it is: one way only. */
   #consumer: 'events' | 'batches' | undefined
   #batchIterator: AsyncIterableIterator<B> | undefined
@@ -160,7 +159,7 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
 
   /** Events the kernel side could not deliver so far: full ring buffer, exhausted maps. */
   get lost(): number {
-    if (this.#session) this.#lost = sumDropped(this.#session.counters())
+    if (this.#session && !this.#done) this.#lost = sumDropped(this.#session.counters())
     return Number(this.#lost)
   }
 
@@ -270,7 +269,6 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
       return
     }
     this.#session = opened.session
-    this.#decoder = opened.session
     const sampler = opened.sampler
     this.#informsSampler = sampler !== undefined && this.#decode !== null
     if (this.#store) this.#useColumns(this.#session, this.#store)
@@ -333,9 +331,9 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
   }
 
   /**
-   * Takes the batch the addon filled: raw records (`bytes`, `count`), or columns (`count` rows,
-   * then `sideBytes` bytes of `sideRecords` side records). Returns the buffer to fill next, none
-   * while every one is pending.
+   * Takes the batch the addon filled: raw records (`bytesOrRows` bytes of `count` records), or
+   * columns (`bytesOrRows` rows, then `count` bytes of `sideRecords` side records). Returns the
+   * buffer to fill next, none while every one is pending.
    */
   #onBatch(bytesOrRows: number, count: number, sideRecords?: number): Uint8Array | undefined {
     this.#deliveries++
@@ -456,7 +454,7 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
   /** A raw delivery, made before `batches()` was called, filled into columns by the same layout. */
   #refilled(raw: Batch): Batch {
     const filled = this.#spare.pop() ?? this.#newBatch()
-    const [rows, sideBytes, sideRecords] = this.#decoder!.decodeColumns(raw.buffer, raw.end, raw.records, filled.buffer)
+    const [rows, sideBytes, sideRecords] = this.#session!.decodeColumns(raw.buffer, raw.end, raw.records, filled.buffer)
     filled.records = rows
     filled.end = sideBytes
     filled.sideRecords = sideRecords
@@ -468,7 +466,7 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
     // A raw buffer, made before the trace was known to be read as batches, has no further use.
     if (this.#store && !batch.columns) return
     batch.at = 0
-    if (!this.#filling && this.#session) {
+    if (!this.#filling && this.#session && !this.#done) {
       this.#filling = batch
       this.#session.resume(batch.buffer)
     } else {
@@ -492,7 +490,6 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
     if (this.#session) {
       this.#lost = sumDropped(this.#session.counters())
       this.#detached = this.#session.close()
-      this.#session = undefined
     }
     const waiter = this.#waiter
     this.#waiter = undefined
