@@ -3,11 +3,8 @@
 // What both ways share (exact counts, nesting, ending, release) is tested once over both
 // readers (test/fixtures/readers.ts) in calls, lifecycle, syscalls and libcalls tests.
 import { once } from 'node:events'
-import { readdirSync, readlinkSync } from 'node:fs'
-import { setImmediate as nextTurn } from 'node:timers/promises'
 import t from 'tap'
 import { CallKind, TraceError, traceCalls, traceGC, traceLibraryCalls, traceSyscalls, type CallBatch } from '../src/index.js'
-import { readSemaphores } from './semaphores.js'
 import { startWorkload } from './targets.js'
 import { watchEventLoop } from './fixtures/event-loop.js'
 
@@ -112,103 +109,6 @@ t.test('a trace is read one way: events after batches, or batches after events, 
   const gc = traceGC(target.pid)
   t.throws(() => gc.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT' }, 'a stream without batches says so')
   await gc.close()
-})
-
-t.test('the target exiting ends the batches after the last one; a consumer that waited gets everything', async (t) => {
-  const calls = 200_000
-  const target = await startWorkload(t, ['calls', String(calls)])
-  const exited = once(target, 'exit')
-  const trace = traceCalls(target.pid, { entries: false, ringBufferBytes: 64 << 20 })
-  await trace.ready
-  target.go()
-  await exited
-  let leaves = 0
-  let previous = 0n
-  let ordered = true
-  let leafId = -1
-  for await (const batch of trace.batches()) {
-    for (let i = 0; i < batch.length; i++) {
-      if (leafId < 0 && batch.function(batch.functionId[i]!).func === 'leaf') leafId = batch.functionId[i]!
-      if (batch.functionId[i] !== leafId) continue
-      leaves++
-      ordered &&= batch.timestampNs[i]! >= previous
-      previous = batch.timestampNs[i]!
-    }
-  }
-  t.equal(leaves, calls, 'every leaf return, though most waited in the ring')
-  t.ok(ordered, 'in the order they happened')
-  t.equal(trace.lost, 0, 'nothing lost')
-})
-
-/** This process's fd table: each open fd and what it refers to. */
-function fdTable(): Record<string, string> {
-  const table: Record<string, string> = {}
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      table[fd] = readlinkSync(`/proc/self/fd/${fd}`)
-    } catch {
-      // the directory's own fd, closed by now
-    }
-  }
-  return table
-}
-
-t.test('break, abort and close release every probe and fd, trace after trace', async (t) => {
-  const cycles = 60
-  const target = await startWorkload(t, ['lines'])
-  target.go()
-  const before = fdTable()
-  for (let cycle = 0; cycle < cycles; cycle++) {
-    if (cycle % 3 === 0) {
-      const closed = traceCalls(target.pid)
-      const batches = closed.batches()
-      await closed.ready
-      const pending = batches.next()
-      await closed.close()
-      t.same(await pending, { done: true, value: undefined }, 'close ends a pending read')
-    } else if (cycle % 3 === 1) {
-      const broken = traceCalls(target.pid)
-      await broken.ready
-      const timer = setInterval(() => target.stdin!.write('\n'), 1)
-      for await (const batch of broken.batches()) {
-        void batch
-        break
-      }
-      clearInterval(timer)
-    } else {
-      const controller = new AbortController()
-      const aborted = traceCalls(target.pid, { signal: controller.signal })
-      await aborted.ready
-      const pending = aborted.batches().next()
-      controller.abort()
-      await t.rejects(pending, { name: 'AbortError' }, 'a pending read rejects with AbortError')
-      await aborted.close()
-    }
-  }
-  await nextTurn()
-  t.same(fdTable(), before, `the fd table after ${cycles} traces is the one before`)
-  t.same(readSemaphores(target.pid), { entry: 0, return: 0, line: 0 }, 'every semaphore back to 0')
-})
-
-t.test('an abort during a for-await over batches throws AbortError; no batch after it', async (t) => {
-  const target = await startWorkload(t, ['flood', '30'])
-  const controller = new AbortController()
-  const trace = traceCalls(target.pid, { signal: controller.signal })
-  await trace.ready
-  target.go()
-  let seen = 0
-  await t.rejects(
-    (async () => {
-      for await (const batch of trace.batches()) {
-        void batch
-        if (++seen === 10) controller.abort()
-      }
-    })(),
-    { name: 'AbortError' },
-  )
-  t.equal(seen, 10, 'no batch after the abort')
-  await trace.close()
-  t.same(readSemaphores(target.pid), { entry: 0, return: 0, line: 0 }, 'semaphores back to 0 while the target runs on')
 })
 
 t.test('batches never starve the event loop: a timer keeps firing through a flood', async (t) => {
