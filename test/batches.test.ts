@@ -109,6 +109,10 @@ t.test('a trace is read one way: events after batches, or batches after events, 
   const gc = traceGC(target.pid)
   t.throws(() => gc.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT' }, 'a stream without batches says so')
   await gc.close()
+
+  const stacked = traceSyscalls(target.pid, { stack: true })
+  t.throws(() => stacked.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT', message: /stack/ }, 'syscalls with stack: true have no batches, and say why')
+  await stacked.close()
 })
 
 t.test('batches never starve the event loop: a timer keeps firing through a flood', async (t) => {
@@ -131,55 +135,6 @@ t.test('batches never starve the event loop: a timer keeps firing through a floo
   t.ok(leaves > 0 && leaves <= reported, `${leaves} leaf returns delivered, never more than the ${reported} made`)
   t.equal(leaves + trace.lost >= reported, true, `delivered (${leaves}) + lost (${trace.lost}) account for every call`)
   eventLoop.check(t)
-})
-
-t.test('syscalls through batches: N lseek and getppid calls, their return values, exit_group last', async (t) => {
-  const n = 50
-  const target = await startWorkload(t, ['syscalls', String(n), `/nonexistent/usdtrace-${process.pid}/missing.txt`])
-  const trace = traceSyscalls(target.pid)
-  await trace.ready
-  target.go()
-  const lseekReturns: bigint[] = []
-  const getppidReturns: bigint[] = []
-  let last: { name: string; returned: number; durationNs: number } | undefined
-  let rows = 0
-  let oneThread = true
-  for await (const batch of trace.batches()) {
-    for (let i = 0; i < batch.length; i++, rows++) {
-      const name = batch.name(batch.nr[i]!)
-      oneThread &&= batch.pid[i] === target.pid && batch.tid[i] === target.pid
-      if (name === 'lseek') lseekReturns.push(batch.ret[i]!)
-      if (name === 'getppid') getppidReturns.push(batch.ret[i]!)
-      last = { name, returned: batch.returned[i]!, durationNs: batch.durationNs[i]! }
-    }
-  }
-  t.same(lseekReturns, Array.from({ length: n }, (_, offset) => BigInt(offset)), 'every lseek, each returning its offset, in order')
-  t.same(getppidReturns, Array.from({ length: n }, () => BigInt(process.pid)), 'every getppid, each returning the test runner, its parent')
-  t.match(last, { name: 'exit_group', returned: 0 }, 'the last row is exit_group, which never returns')
-  t.ok(Number.isNaN(last!.durationNs), 'and has no duration')
-  t.ok(oneThread, `all ${rows} rows from the one process and thread`)
-  t.equal(trace.lost, 0, 'nothing lost')
-})
-
-t.test('syscall batches per thread; with stack: true there are none, and it says why', async (t) => {
-  const threads = 3
-  const calls = 25
-  const target = await startWorkload(t, ['syscall_threads', String(threads), String(calls)])
-  let output = ''
-  target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
-  const trace = traceSyscalls(target.pid, { names: ['getppid'] })
-  await trace.ready
-  target.go()
-  const byTid = new Map<number, number>()
-  for await (const batch of trace.batches()) for (const tid of batch.tid) byTid.set(tid, (byTid.get(tid) ?? 0) + 1)
-  const nativeIds = output.replace(/^ready\n/, '').trim().split(' ').map(Number)
-  t.same([...byTid.keys()].sort(), [...nativeIds].sort(), 'one tid per thread, its native id')
-  for (const [tid, count] of byTid) t.equal(count, calls, `thread ${tid}: every call`)
-
-  const other = await startWorkload(t, ['lines'])
-  const stacked = traceSyscalls(other.pid, { stack: true })
-  t.throws(() => stacked.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT', message: /stack/ }, 'stack: true has no batches')
-  await stacked.close()
 })
 
 t.test('library calls through batches: every os.write is a write row; the bytes written add up', async (t) => {
