@@ -4,8 +4,7 @@
 // readers (test/fixtures/readers.ts) in the calls, lifecycle, syscalls and libcalls tests.
 import t from 'tap'
 import { CallKind, TraceError, traceCalls, traceGC, traceLibraryCalls, traceSyscalls, type CallBatch } from '../src/index.js'
-import { startWorkload } from './targets.js'
-import { watchEventLoop } from './fixtures/event-loop.js'
+import { startWorkload, traceUniqueFunctions } from './targets.js'
 
 /** Each column's element type, as docs/batches.md lists it. */
 const CALL_COLUMNS = {
@@ -40,12 +39,7 @@ t.test("every column is the typed array docs/batches.md names, with the batch's 
 
 t.test('thousands of functions made and freed in turn: each id names its own function', async (t) => {
   const count = 3000
-  const target = await startWorkload(t, ['unique', String(count)])
-  let output = ''
-  target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
-  const trace = traceCalls(target.pid)
-  await trace.ready
-  target.go()
+  const { trace, reused: whenReused } = await traceUniqueFunctions(t, count)
   const rowsById = new Map<number, number>()
   let last: CallBatch | undefined
   for await (const batch of trace.batches()) {
@@ -59,7 +53,7 @@ t.test('thousands of functions made and freed in turn: each id names its own fun
     t.notOk(named.has(func), `${func} has one id`)
     named.set(func, rows)
   }
-  const reused = Number(/^reused (\d+)$/m.exec(output)?.[1])
+  const reused = await whenReused
   t.ok(reused > count / 2, `name strings took earlier ones' addresses ${reused} times`)
   t.same([...named.keys()].sort(), Array.from({ length: count }, (_, i) => `unique_${i}`).sort(), 'every function under its own id')
   t.ok([...named.values()].every((rows) => rows === 2), 'each id with one entry and one return')
@@ -115,28 +109,6 @@ t.test('a trace is read one way: events after batches, or batches after events, 
   const stackedLibrary = traceLibraryCalls(target.pid, { library: 'libc', symbols: ['write'], stack: true })
   t.throws(() => stackedLibrary.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT', message: /stack/ }, 'library calls with stack: true have none either')
   await stackedLibrary.close()
-})
-
-t.test('batches never starve the event loop: a timer keeps firing through a flood', async (t) => {
-  const target = await startWorkload(t, ['flood', '3'])
-  const trace = traceCalls(target.pid, { entries: false })
-  await trace.ready
-  const eventLoop = watchEventLoop()
-  let output = ''
-  target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
-  target.go()
-  let leaves = 0
-  let leafId = -1
-  for await (const batch of trace.batches()) {
-    for (let i = 0; i < batch.length; i++) {
-      if (leafId < 0 && batch.function(batch.functionId[i]!).func === 'leaf') leafId = batch.functionId[i]!
-      if (batch.functionId[i] === leafId) leaves++
-    }
-  }
-  const reported = Number(output.trim())
-  t.ok(leaves > 0 && leaves <= reported, `${leaves} leaf returns delivered, never more than the ${reported} made`)
-  t.equal(leaves + trace.lost >= reported, true, `delivered (${leaves}) + lost (${trace.lost}) account for every call`)
-  eventLoop.check(t)
 })
 
 t.test('a slow batch consumer loses nothing silently: rows taken and lost account for every call', async (t) => {

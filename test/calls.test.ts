@@ -9,7 +9,7 @@ import { fixedPythonSpecs } from '../src/kernel/attach.js'
 import { DEBIAN_PYTHON } from './fixtures/processes.js'
 import { tmpDir } from './fixtures/package.js'
 import { eachReader, type CallRow } from './fixtures/readers.js'
-import { WORKLOADS, collect, fibonacci, startWorkload } from './targets.js'
+import { WORKLOADS, collect, fibonacci, startWorkload, traceUniqueFunctions } from './targets.js'
 
 /** Replays each thread's rows on a stack of its own: every check the nesting implies. */
 function checkNesting(t: Test, rows: CallRow[]): void {
@@ -152,15 +152,10 @@ t.test('entries: false traces returns only, without depth or durations', async (
 
 t.test('thousands of functions made and freed in turn each arrive under their own name', async (t) => {
   const count = 3000
-  const target = await startWorkload(t, ['unique', String(count)])
-  let output = ''
-  target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
-  const trace = traceCalls(target.pid)
-  await trace.ready
-  target.go()
+  const { trace, reused: whenReused } = await traceUniqueFunctions(t, count)
   const seen = new Map<string, number>()
   for (const e of await collect(trace)) if (e.func.startsWith('unique_')) seen.set(e.func, (seen.get(e.func) ?? 0) + 1)
-  const reused = Number(/^reused (\d+)$/m.exec(output)?.[1])
+  const reused = await whenReused
   t.ok(reused > count / 2, `name strings took earlier ones' addresses ${reused} times`)
   const expected = Array.from({ length: count }, (_, i) => `unique_${i}`)
   t.same([...seen.keys()].sort(), expected.sort(), 'every name, none mixed up')
