@@ -27,36 +27,39 @@ function mappedLibc(pid: number): string {
   return line.slice(line.indexOf('/'))
 }
 
-/** Starts the writes workload: `writes` one-byte os.write calls to a fd it prints first, then `failing` more once it is closed. */
-async function startWrites(t: Test, writes: number, failing: number) {
-  const target = await startWorkload(t, ['writes', String(writes), String(failing)])
+const WRITES = 20
+const FAILING = 3
+
+/**
+ * The writes workload under a trace of libc's write, going: WRITES one-byte os.write calls to a
+ * fd it prints first, then FAILING more once that is closed. `fdLine` is the printed fd.
+ */
+async function traceWrites(t: Test) {
+  const target = await startWorkload(t, ['writes', String(WRITES), String(FAILING)])
   let output = ''
   target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
-  // The trace can end before the last of the output is read: wait for all of it.
-  const ended = once(target.stdout!, 'end')
-  // The first line with something on it: a newline left over from "ready" may come first.
-  const fdLine = ended.then(() => output.split('\n').find((line) => line !== '' && line !== 'ready')!)
-  return { target, libc: mappedLibc(target.pid), fdLine }
+  // The trace can end before the last of the output is read: wait for all of it. The first
+  // line with something on it: a newline left over from "ready" may come first.
+  const fdLine = once(target.stdout!, 'end').then(() => output.split('\n').find((line) => line !== '' && line !== 'ready')!)
+  // Both names of one function: one probe, so one call each, named as first asked.
+  const trace = traceLibraryCalls(target.pid, { library: 'libc', symbols: ['write', '__write'] })
+  await trace.ready
+  target.go()
+  return { trace, pid: target.pid, libc: mappedLibc(target.pid), fdLine }
 }
 
 t.test("N os.write calls are N calls of libc's write: return values, bytes and failures", (t) =>
   eachReader(t, async (t, reader) => {
-    const WRITES = 20
-    const FAILING = 3
-    const { target, libc, fdLine } = await startWrites(t, WRITES, FAILING)
-    // Both names of one function: one probe, so one row per call, named as first asked.
-    const trace = traceLibraryCalls(target.pid, { library: 'libc', symbols: ['write', '__write'] })
-    await trace.ready
-    target.go()
+    const { trace, pid, libc, fdLine } = await traceWrites(t)
     const { rows } = await reader.libraryCalls(trace)
-    const mine = rows.filter((e) => e.tid === target.pid)
+    const mine = rows.filter((e) => e.tid === pid)
     t.same(new Set(mine.map((e) => `${e.symbol} ${e.library}`)), new Set([`write ${libc}`]), 'every row is a call of write in the libc mapped')
     // However python buffers it, printing the fd writes exactly its digits and a newline.
     const written = mine.reduce((sum, e) => (e.returnValue > 0n ? sum + e.returnValue : sum), 0n)
     t.equal(written, BigInt(WRITES + `${await fdLine}\n`.length), 'the bytes written: one per os.write, and the printed fd')
     t.equal(mine.filter((e) => e.returnValue === -1n).length, FAILING, 'one call returning -1 per write to the closed fd')
     for (const row of mine) {
-      t.equal(row.pid, target.pid)
+      t.equal(row.pid, pid)
       t.equal(row.depth, 0, 'write calls no traced function')
       t.ok(row.durationNs > 0n, 'a duration')
     }
@@ -65,15 +68,10 @@ t.test("N os.write calls are N calls of libc's write: return values, bytes and f
 )
 
 t.test("events carry write's arguments: the fd and the count", async (t) => {
-  const WRITES = 20
-  const FAILING = 3
-  const { target, libc, fdLine } = await startWrites(t, WRITES, FAILING)
-  const trace = traceLibraryCalls(target.pid, { library: 'libc', symbols: ['write', '__write'] })
-  await trace.ready
-  target.go()
+  const { trace, pid, libc, fdLine } = await traceWrites(t)
   const events = await collect(trace)
   const fd = BigInt(await fdLine)
-  const mine = events.filter((e) => e.tid === target.pid && e.args[0] === fd)
+  const mine = events.filter((e) => e.tid === pid && e.args[0] === fd)
   t.equal(mine.length, WRITES + FAILING, 'one event per os.write on the fd')
   t.same(
     mine.map((e) => [e.symbol, e.library, e.args[2], e.returnValue]),
@@ -83,7 +81,7 @@ t.test("events carry write's arguments: the fd and the count", async (t) => {
     ],
     'write(fd, buf, 1) returns 1, then -1 once the fd is closed',
   )
-  const toStdout = events.filter((e) => e.tid === target.pid && e.args[0] === 1n)
+  const toStdout = events.filter((e) => e.tid === pid && e.args[0] === 1n)
   t.equal(
     toStdout.reduce((sum, e) => sum + e.returnValue, 0n),
     BigInt(`${fd}\n`.length),
