@@ -2,9 +2,11 @@
 // function ids right across code-object reuse, one way of reading a trace, a bounded backlog.
 // What both ways share (exact counts, nesting, ending, release) is tested once over both
 // readers (test/fixtures/readers.ts) in the calls, lifecycle, syscalls and libcalls tests.
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { CallKind, TraceError, traceCalls, traceGC, traceLibraryCalls, traceSyscalls, type CallBatch } from '../src/index.js'
 import { startWorkload, traceUniqueFunctions } from './targets.js'
+import { eventually } from './fixtures/agent.js'
 
 /** Each column's element type, as docs/batches.md lists it. */
 const CALL_COLUMNS = {
@@ -36,6 +38,46 @@ t.test("every column is the typed array docs/batches.md names, with the batch's 
   t.ok(batches > 1, `more than one batch (${batches})`)
   t.same([...wrong], [], "every column of every batch: its type, and the batch's length")
 })
+
+t.test("a batch's columns hold its rows until the next batch is asked for, while the trace fills the deliveries after it", async (t) => {
+  const calls = 200_000
+  const target = await startWorkload(t, ['calls', String(calls)])
+  const trace = traceCalls(target.pid, { entries: false, ringBufferBytes: 64 << 20 })
+  const batches = trace.batches()
+  await trace.ready
+  target.go()
+  const held = (await batches.next()).value as CallBatch
+  const copies = Object.fromEntries(Object.keys(CALL_COLUMNS).map((column) => [column, held[column as keyof typeof CALL_COLUMNS].slice()]))
+  // docs/batches.md: 4 deliveries wait unread, and the batch handed out is kept besides.
+  const kept = 1 + 4
+  await eventually('the deliveries after the held batch', async () => (trace.deliveries >= kept ? true : undefined), 10_000)
+  // Some flush intervals more, for a drain past the bound to show.
+  await sleep(50)
+  t.equal(trace.deliveries, kept, `the addon filled ${kept - 1} deliveries more while the batch was held, and stopped`)
+  const changed = Object.keys(CALL_COLUMNS).filter((column) => !equalArrays(held[column as keyof typeof CALL_COLUMNS], copies[column]!))
+  t.same(changed, [], `the held batch's ${held.length} rows are as they were handed out, in every column`)
+
+  let leaves = held.functionId.filter((id) => held.function(id).func === 'leaf').length
+  let previous = held.timestampNs[held.length - 1]!
+  let ordered = true
+  for await (const batch of batches) {
+    for (let i = 0; i < batch.length; i++) {
+      if (batch.function(batch.functionId[i]!).func === 'leaf') leaves++
+      ordered &&= batch.timestampNs[i]! >= previous
+      previous = batch.timestampNs[i]!
+    }
+  }
+  t.equal(leaves, calls, 'the held rows and the later ones are every leaf return')
+  t.ok(ordered, 'the later batches go on where the held one stopped')
+  t.equal(trace.lost, 0, 'nothing lost while the batch was held')
+})
+
+/** Whether two typed arrays hold the same values. */
+function equalArrays(a: ArrayLike<number | bigint>, b: ArrayLike<number | bigint>): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false
+  return true
+}
 
 t.test('thousands of functions made and freed in turn: each id names its own function', async (t) => {
   const count = 3000
