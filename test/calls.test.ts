@@ -1,5 +1,6 @@
 // traceCalls against real python3.11 processes: exact counts, nesting, durations, threads,
-// generators, coroutines, exceptions and long names.
+// generators, coroutines, exceptions and long names; the counts and nesting read both ways, as
+// events and as batches (test/fixtures/readers.ts).
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -7,103 +8,113 @@ import { inspect, traceCalls, type CallEvent } from '../src/index.js'
 import { fixedPythonSpecs } from '../src/kernel/attach.js'
 import { DEBIAN_PYTHON } from './fixtures/processes.js'
 import { tmpDir } from './fixtures/package.js'
-import { WORKLOADS, collect, fibonacci, startWorkload } from './targets.js'
+import { eachReader, type CallRow } from './fixtures/readers.js'
+import { WORKLOADS, collect, fibonacci, startWorkload, traceUniqueFunctions } from './targets.js'
 
-/** Replays each thread's events on a stack of its own: every check the nesting implies. */
-function checkNesting(t: Test, events: CallEvent[]): void {
-  const stacks = new Map<number, CallEvent[]>()
+/** Replays each thread's rows on a stack of its own: every check the nesting implies. */
+function checkNesting(t: Test, rows: CallRow[]): void {
+  const stacks = new Map<number, CallRow[]>()
   const lastTimestamp = new Map<number, bigint>()
   let problems = 0
-  const expect = (ok: boolean, message: string, event: CallEvent) => {
-    if (!ok && problems++ < 5) t.fail(message, { event })
+  const expect = (ok: boolean, message: string, row: CallRow) => {
+    if (!ok && problems++ < 5) t.fail(message, { row })
   }
-  for (const event of events) {
-    const stack = stacks.get(event.tid) ?? []
-    stacks.set(event.tid, stack)
-    expect(event.timestampNs >= (lastTimestamp.get(event.tid) ?? 0n), 'timestamps never go backwards', event)
-    lastTimestamp.set(event.tid, event.timestampNs)
-    if (event.kind === 'entry') {
-      expect(event.depth === stack.length, 'an entry sits one deeper than its caller', event)
-      stack.push(event)
+  for (const row of rows) {
+    const stack = stacks.get(row.tid) ?? []
+    stacks.set(row.tid, stack)
+    expect(row.timestampNs >= (lastTimestamp.get(row.tid) ?? 0n), 'timestamps never go backwards', row)
+    lastTimestamp.set(row.tid, row.timestampNs)
+    if (row.kind === 'entry') {
+      expect(row.depth === stack.length, 'an entry sits one deeper than its caller', row)
+      expect(row.durationNs === undefined, 'an entry has no duration', row)
+      stack.push(row)
       continue
     }
     const entry = stack.pop()
     if (!entry) {
       // A frame entered before the probes were attached: no entry, so no duration.
-      expect(event.depth === 0 && event.durationNs === undefined, 'an unmatched return has no duration', event)
+      expect(row.depth === 0 && row.durationNs === undefined, 'an unmatched return has no duration', row)
       continue
     }
-    expect(entry.func === event.func && entry.file === event.file, 'a return matches its entry', event)
-    expect(event.depth === stack.length, 'a return has its entry\'s depth', event)
-    expect(event.durationNs === event.timestampNs - entry.timestampNs, 'duration is return minus entry', event)
-    expect(event.durationNs! > 0n, 'durations are positive', event)
+    expect(entry.func === row.func && entry.file === row.file, 'a return matches its entry', row)
+    expect(entry.functionId === row.functionId, "a return has its entry's function id (batches)", row)
+    expect(row.depth === stack.length, 'a return has its entry\'s depth', row)
+    expect(row.durationNs === row.timestampNs - entry.timestampNs, 'duration is return minus entry', row)
+    expect(row.durationNs! > 0n, 'durations are positive', row)
   }
-  t.equal(problems, 0, `nesting holds across ${events.length} events`)
+  t.equal(problems, 0, `nesting holds across ${rows.length} rows`)
 }
 
-function ours(events: CallEvent[], func: string): { entries: CallEvent[]; returns: CallEvent[] } {
+function ours<E extends CallEvent>(events: E[], func: string): { entries: E[]; returns: E[] } {
   const mine = events.filter((e) => e.file === WORKLOADS && e.func === func)
   return { entries: mine.filter((e) => e.kind === 'entry'), returns: mine.filter((e) => e.kind === 'return') }
 }
 
-t.test('fib(n) makes 2·F(n+1)−1 calls, each entry with its return', async (t) => {
-  const n = 15
-  const target = await startWorkload(t, ['fib', String(n)])
-  const trace = traceCalls(target.pid)
-  await trace.ready
-  target.go()
-  const events = await collect(trace)
-  const fib = ours(events, 'fib')
-  t.equal(fib.entries.length, 2 * fibonacci(n + 1) - 1, 'entries')
-  t.equal(fib.returns.length, 2 * fibonacci(n + 1) - 1, 'returns')
-  t.equal(trace.lost, 0, 'nothing lost')
-  t.ok(events.every((e) => e.pid === target.pid), 'every event names the target pid')
-  t.ok(events.every((e) => e.tid === target.pid), 'one thread: tid is the pid')
-  checkNesting(t, events)
+t.test('fib(n) makes 2·F(n+1)−1 calls, each entry with its return', (t) =>
+  eachReader(t, async (t, reader) => {
+    const n = 18
+    const target = await startWorkload(t, ['fib', String(n)])
+    const trace = traceCalls(target.pid)
+    await trace.ready
+    target.go()
+    const { rows, reads } = await reader.calls(trace)
+    const fib = ours(rows, 'fib')
+    t.equal(fib.entries.length, 2 * fibonacci(n + 1) - 1, 'entries')
+    t.equal(fib.returns.length, 2 * fibonacci(n + 1) - 1, 'returns')
+    t.equal(trace.lost, 0, 'nothing lost')
+    t.ok(reads > 1, `read in more than one step (${reads})`)
+    t.ok(rows.every((e) => e.pid === target.pid), 'every row names the target pid')
+    t.ok(rows.every((e) => e.tid === target.pid), 'one thread: tid is the pid')
+    checkNesting(t, rows)
 
-  const outer = fib.returns.at(-1)!
-  const [run] = ours(events, 'run_fib').returns
-  t.equal(outer.depth, run.depth + 1, 'the outermost fib sits right under run_fib')
-  t.ok(run.durationNs! >= outer.durationNs!, "a parent's duration covers its child's")
-  const defLine = readFileSync(WORKLOADS, 'utf8').split('\n').indexOf('def fib(n):') + 1
-  t.equal(fib.entries[0].line, defLine, 'entry line is the def line')
-})
+    const outer = fib.returns.at(-1)!
+    const [run] = ours(rows, 'run_fib').returns
+    t.equal(outer.depth, run!.depth + 1, 'the outermost fib sits right under run_fib')
+    t.ok(run!.durationNs! >= outer.durationNs!, "a parent's duration covers its child's")
+    const defLine = readFileSync(WORKLOADS, 'utf8').split('\n').indexOf('def fib(n):') + 1
+    t.equal(fib.entries[0]!.line, defLine, 'entry line is the def line')
+  }),
+)
 
-t.test('threads trace independently', async (t) => {
-  const threads = 4
-  const n = 12
-  const target = await startWorkload(t, ['threads', String(threads), String(n)])
-  const trace = traceCalls({ pid: target.pid })
-  await trace.ready
-  target.go()
-  const events = await collect(trace)
-  const byThread = new Map<number, number>()
-  for (const e of ours(events, 'fib').entries) byThread.set(e.tid, (byThread.get(e.tid) ?? 0) + 1)
-  t.equal(byThread.size, threads, 'one tid per worker')
-  t.notOk(byThread.has(target.pid), 'the main thread calls no fib')
-  for (const [tid, calls] of byThread) t.equal(calls, 2 * fibonacci(n + 1) - 1, `thread ${tid} fib calls`)
-  checkNesting(t, events)
-})
+t.test('threads trace independently', (t) =>
+  eachReader(t, async (t, reader) => {
+    const threads = 4
+    const n = 14
+    const target = await startWorkload(t, ['threads', String(threads), String(n)])
+    const trace = traceCalls({ pid: target.pid })
+    await trace.ready
+    target.go()
+    const { rows } = await reader.calls(trace)
+    const byThread = new Map<number, number>()
+    for (const e of ours(rows, 'fib').entries) byThread.set(e.tid, (byThread.get(e.tid) ?? 0) + 1)
+    t.equal(byThread.size, threads, 'one tid per worker')
+    t.notOk(byThread.has(target.pid), 'the main thread calls no fib')
+    for (const [tid, calls] of byThread) t.equal(calls, 2 * fibonacci(n + 1) - 1, `thread ${tid} fib calls`)
+    checkNesting(t, rows)
+  }),
+)
 
-t.test('generators, coroutines and exceptions pair up', async (t) => {
-  const target = await startWorkload(t, ['generators'])
-  const trace = traceCalls(target.pid)
-  await trace.ready
-  target.go()
-  const events = await collect(trace)
-  checkNesting(t, events)
-  const countdown = ours(events, 'countdown')
-  t.equal(countdown.entries.length, 4, 'a generator of 3 values is resumed 4 times')
-  t.equal(countdown.returns.length, 4, 'and leaves 4 times (3 yields, 1 return)')
-  const tick = ours(events, 'tick')
-  t.ok(tick.entries.length >= 3, 'a coroutine awaiting twice is resumed at least 3 times')
-  t.equal(tick.returns.length, tick.entries.length, 'every resume of the coroutine returns')
-  for (const func of ['fail', 'catch']) {
-    const calls = ours(events, func)
-    t.equal(calls.entries.length, 1, `${func} entered once`)
-    t.equal(calls.returns.length, 1, `${func} left once, by exception or return`)
-  }
-})
+t.test('generators, coroutines and exceptions pair up', (t) =>
+  eachReader(t, async (t, reader) => {
+    const target = await startWorkload(t, ['generators'])
+    const trace = traceCalls(target.pid)
+    await trace.ready
+    target.go()
+    const { rows } = await reader.calls(trace)
+    checkNesting(t, rows)
+    const countdown = ours(rows, 'countdown')
+    t.equal(countdown.entries.length, 4, 'a generator of 3 values is resumed 4 times')
+    t.equal(countdown.returns.length, 4, 'and leaves 4 times (3 yields, 1 return)')
+    const tick = ours(rows, 'tick')
+    t.ok(tick.entries.length >= 3, 'a coroutine awaiting twice is resumed at least 3 times')
+    t.equal(tick.returns.length, tick.entries.length, 'every resume of the coroutine returns')
+    for (const func of ['fail', 'catch']) {
+      const calls = ours(rows, func)
+      t.equal(calls.entries.length, 1, `${func} entered once`)
+      t.equal(calls.returns.length, 1, `${func} left once, by exception or return`)
+    }
+  }),
+)
 
 t.test('names up to 512 bytes arrive whole; longer ones are cut and marked', async (t) => {
   const cases = [
@@ -141,15 +152,10 @@ t.test('entries: false traces returns only, without depth or durations', async (
 
 t.test('thousands of functions made and freed in turn each arrive under their own name', async (t) => {
   const count = 3000
-  const target = await startWorkload(t, ['unique', String(count)])
-  let output = ''
-  target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
-  const trace = traceCalls(target.pid)
-  await trace.ready
-  target.go()
+  const { trace, reused: whenReused } = await traceUniqueFunctions(t, count)
   const seen = new Map<string, number>()
   for (const e of await collect(trace)) if (e.func.startsWith('unique_')) seen.set(e.func, (seen.get(e.func) ?? 0) + 1)
-  const reused = Number(/^reused (\d+)$/m.exec(output)?.[1])
+  const reused = await whenReused
   t.ok(reused > count / 2, `name strings took earlier ones' addresses ${reused} times`)
   const expected = Array.from({ length: count }, (_, i) => `unique_${i}`)
   t.same([...seen.keys()].sort(), expected.sort(), 'every name, none mixed up')

@@ -1,12 +1,15 @@
 // traceLibraryCalls: libc's write and getpid under python3.11, whose calls the workloads make
-// known, and the recursion and longjmp of a library built here, per pid and per file.
+// known, read both ways, as events and as batches (test/fixtures/readers.ts); the arguments,
+// which come with events only; and the recursion and longjmp of a library built here, per pid
+// and per file.
 import { execFileSync } from 'node:child_process'
 import { readFileSync, realpathSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import t from 'tap'
-import { TraceError, traceLibraryCalls, type LibraryCallEvent, type LibraryCallTrace } from '../src/index.js'
+import { once } from 'node:events'
+import t, { type Test } from 'tap'
+import { traceLibraryCalls, type LibraryCallEvent, type LibraryCallTrace } from '../src/index.js'
 import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
+import { eachReader } from './fixtures/readers.js'
 import { compile, tmpDir } from './programs/tools.js'
 import { startWorkload, rejection } from './targets.js'
 
@@ -24,21 +27,51 @@ function mappedLibc(pid: number): string {
   return line.slice(line.indexOf('/'))
 }
 
-t.test("N os.write calls are N calls of libc's write: fd, count and return value", async (t) => {
-  const WRITES = 20
-  const FAILING = 3
+const WRITES = 20
+const FAILING = 3
+
+/**
+ * The writes workload under a trace of libc's write, going: WRITES one-byte os.write calls to a
+ * fd it prints first, then FAILING more once that is closed. `fdLine` is the printed fd.
+ */
+async function traceWrites(t: Test) {
   const target = await startWorkload(t, ['writes', String(WRITES), String(FAILING)])
-  const libc = mappedLibc(target.pid)
-  // Both names of one function: one probe, so one event per call, named as first asked.
+  let output = ''
+  target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
+  // The trace can end before the last of the output is read: wait for all of it. The first
+  // line with something on it: a newline left over from "ready" may come first.
+  const fdLine = once(target.stdout!, 'end').then(() => output.split('\n').find((line) => line !== '' && line !== 'ready')!)
+  // Both names of one function: one probe, so one call each, named as first asked.
   const trace = traceLibraryCalls(target.pid, { library: 'libc', symbols: ['write', '__write'] })
   await trace.ready
-  const fdPrinted = new Promise<number>((resolve) =>
-    createInterface({ input: target.stdout! }).once('line', (line) => resolve(Number(line))),
-  )
   target.go()
-  const [events, fd] = await Promise.all([collect(trace), fdPrinted])
+  return { trace, pid: target.pid, libc: mappedLibc(target.pid), fdLine }
+}
 
-  const mine = events.filter((e) => e.tid === target.pid && e.args[0] === BigInt(fd))
+t.test("N os.write calls are N calls of libc's write: return values, bytes and failures", (t) =>
+  eachReader(t, async (t, reader) => {
+    const { trace, pid, libc, fdLine } = await traceWrites(t)
+    const { rows } = await reader.libraryCalls(trace)
+    const mine = rows.filter((e) => e.tid === pid)
+    t.same(new Set(mine.map((e) => `${e.symbol} ${e.library}`)), new Set([`write ${libc}`]), 'every row is a call of write in the libc mapped')
+    // However python buffers it, printing the fd writes exactly its digits and a newline.
+    const written = mine.reduce((sum, e) => (e.returnValue > 0n ? sum + e.returnValue : sum), 0n)
+    t.equal(written, BigInt(WRITES + `${await fdLine}\n`.length), 'the bytes written: one per os.write, and the printed fd')
+    t.equal(mine.filter((e) => e.returnValue === -1n).length, FAILING, 'one call returning -1 per write to the closed fd')
+    for (const row of mine) {
+      t.equal(row.pid, pid)
+      t.equal(row.depth, 0, 'write calls no traced function')
+      t.ok(row.durationNs > 0n, 'a duration')
+    }
+    t.equal(trace.lost, 0, 'nothing lost')
+  }),
+)
+
+t.test("events carry write's arguments: the fd and the count", async (t) => {
+  const { trace, pid, libc, fdLine } = await traceWrites(t)
+  const events = await collect(trace)
+  const fd = BigInt(await fdLine)
+  const mine = events.filter((e) => e.tid === pid && e.args[0] === fd)
   t.equal(mine.length, WRITES + FAILING, 'one event per os.write on the fd')
   t.same(
     mine.map((e) => [e.symbol, e.library, e.args[2], e.returnValue]),
@@ -48,40 +81,35 @@ t.test("N os.write calls are N calls of libc's write: fd, count and return value
     ],
     'write(fd, buf, 1) returns 1, then -1 once the fd is closed',
   )
-  // However python buffers it, printing the fd writes exactly its digits and a newline to stdout.
-  const toStdout = events.filter((e) => e.tid === target.pid && e.args[0] === 1n)
+  const toStdout = events.filter((e) => e.tid === pid && e.args[0] === 1n)
   t.equal(
     toStdout.reduce((sum, e) => sum + e.returnValue, 0n),
     BigInt(`${fd}\n`.length),
     'the print of the fd is traced too',
   )
-  for (const event of mine) {
-    t.equal(event.pid, target.pid)
-    t.equal(event.depth, 0, 'write calls no traced function')
-    t.ok(event.durationNs > 0n, 'a duration')
-  }
-  t.equal(trace.lost, 0)
 })
 
-t.test("a glob: 'getpid*' traces every libc function it matches", async (t) => {
-  const CALLS = 15
-  const target = await startWorkload(t, ['getpid', String(CALLS)])
-  const libc = mappedLibc(target.pid)
-  // What readelf says the glob covers: the distinct addresses of the getpid* FUNC symbols.
-  const matched = execFileSync('readelf', ['--dyn-syms', '-W', libc], { encoding: 'utf8' })
-    .split('\n')
-    .map((line) => /^\s*\d+:\s+([0-9a-f]+)\s+\d+\s+FUNC\s+\S+\s+\S+\s+\d+\s+(getpid[^@\s]*)/.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null)
-  t.same([...new Set(matched.map((m) => m[2]))], ['getpid'], 'libc has one getpid* function')
+t.test("a glob: 'getpid*' traces every libc function it matches", (t) =>
+  eachReader(t, async (t, reader) => {
+    const CALLS = 15
+    const target = await startWorkload(t, ['getpid', String(CALLS)])
+    const libc = mappedLibc(target.pid)
+    // What readelf says the glob covers: the distinct addresses of the getpid* FUNC symbols.
+    const matched = execFileSync('readelf', ['--dyn-syms', '-W', libc], { encoding: 'utf8' })
+      .split('\n')
+      .map((line) => /^\s*\d+:\s+([0-9a-f]+)\s+\d+\s+FUNC\s+\S+\s+\S+\s+\d+\s+(getpid[^@\s]*)/.exec(line))
+      .filter((m): m is RegExpExecArray => m !== null)
+    t.same([...new Set(matched.map((m) => m[2]))], ['getpid'], 'libc has one getpid* function')
 
-  const trace = traceLibraryCalls({ pid: target.pid, library: 'libc.so.6', symbols: 'getpid*' })
-  await trace.ready
-  target.go()
-  const events = await collect(trace)
-  const calls = events.filter((e) => e.tid === target.pid)
-  t.equal(calls.length, CALLS, 'one event per os.getpid()')
-  t.same(new Set(calls.map((e) => `${e.symbol} ${e.returnValue}`)), new Set([`getpid ${target.pid}`]))
-})
+    const trace = traceLibraryCalls({ pid: target.pid, library: 'libc.so.6', symbols: 'getpid*' })
+    await trace.ready
+    target.go()
+    const { rows } = await reader.libraryCalls(trace)
+    const calls = rows.filter((e) => e.tid === target.pid)
+    t.equal(calls.length, CALLS, 'one call per os.getpid()')
+    t.same(new Set(calls.map((e) => `${e.symbol} ${e.returnValue}`)), new Set([`getpid ${target.pid}`]), 'each names getpid and returns the pid')
+  }),
+)
 
 /** libnesting.so and a program calling escape(N) then countdown(N) from it after a line on stdin. */
 function buildNesting(dir: string): { library: string; program: string } {

@@ -1,9 +1,12 @@
 // traceSyscalls against real processes: exact counts, arguments and return values, errno names
 // and paths, the name filter in the kernel, threads, a process that is not Python, bad input.
+// Counts, return values and threads are read both ways, as events and as batches
+// (test/fixtures/readers.ts); arguments and paths come with events only.
 import { once } from 'node:events'
 import t from 'tap'
 import { TraceError, traceSyscalls, type SyscallEvent, type SyscallTrace } from '../src/index.js'
 import { privatePython, startReady } from './fixtures/processes.js'
+import { eachReader } from './fixtures/readers.js'
 import { startWorkload } from './targets.js'
 
 async function collect(trace: SyscallTrace): Promise<SyscallEvent[]> {
@@ -24,7 +27,30 @@ const LIBPYTHON = '/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0'
 const SEEK_SET = 0n
 const AT_FDCWD = 2n ** 32n - 100n // openat's int dirfd, as the register holds it
 
-t.test('N lseek and getppid calls give exactly N events each, with their arguments and return values', async (t) => {
+t.test('N lseek and getppid calls give exactly N rows each, with their return values; exit_group last', (t) =>
+  eachReader(t, async (t, reader) => {
+    const n = 50
+    const target = await startWorkload(t, ['syscalls', String(n), `/nonexistent/usdtrace-${process.pid}/missing.txt`])
+    const trace = traceSyscalls(target.pid)
+    await trace.ready
+    target.go()
+    const { rows } = await reader.syscalls(trace)
+
+    const lseeks = rows.filter((e) => e.name === 'lseek')
+    t.same(lseeks.map((e) => e.ret), Array.from({ length: n }, (_, offset) => BigInt(offset)), 'one lseek per call, each returning its offset, in order')
+    t.ok(lseeks.every((e) => e.durationNs !== undefined), 'successes carry a duration')
+    const getppids = rows.filter((e) => e.name === 'getppid')
+    t.equal(getppids.length, n, 'one getppid per call')
+    t.ok(getppids.every((e) => e.ret === BigInt(process.pid)), 'getppid returns the test runner, its parent')
+
+    t.match(rows.at(-1), { name: 'exit_group', ret: undefined, durationNs: undefined }, 'the last row is exit_group, which never returns')
+    t.ok(rows.every((e) => e.pid === target.pid && e.tid === target.pid), `one process, one thread (${rows.length} rows)`)
+    t.ok(rows.every((e, i) => i === 0 || e.timestampNs >= rows[i - 1]!.timestampNs), 'one thread: in order of entry')
+    t.equal(trace.lost, 0, 'nothing lost')
+  }),
+)
+
+t.test('events carry the arguments, errno names and paths', async (t) => {
   const n = 50
   const missing = `/nonexistent/usdtrace-${process.pid}/missing.txt`
   const target = await startWorkload(t, ['syscalls', String(n), missing])
@@ -36,18 +62,12 @@ t.test('N lseek and getppid calls give exactly N events each, with their argumen
   const fd = BigInt(await output)
 
   const lseeks = events.filter((e) => e.name === 'lseek')
-  t.equal(lseeks.length, n, 'one lseek event per call')
   t.same(
     lseeks.map((e) => e.args.slice(0, 3)),
     Array.from({ length: n }, (_, offset) => [fd, BigInt(offset), SEEK_SET]),
     'each lseek carries (fd, offset, SEEK_SET) in order',
   )
-  t.same(lseeks.map((e) => e.ret), Array.from({ length: n }, (_, offset) => BigInt(offset)), 'each returns its offset')
-  t.ok(lseeks.every((e) => e.errno === undefined && e.durationNs !== undefined), 'successes carry a duration, no errno')
-
-  const getppids = events.filter((e) => e.name === 'getppid')
-  t.equal(getppids.length, n, 'one getppid event per call')
-  t.ok(getppids.every((e) => e.ret === BigInt(process.pid)), 'getppid returns the test runner, its parent')
+  t.ok(lseeks.length === n && lseeks.every((e) => e.errno === undefined), 'successes carry no errno')
 
   const opens = events.filter((e) => e.path === missing)
   t.equal(opens.length, 1, 'the open of the missing file, once')
@@ -55,11 +75,8 @@ t.test('N lseek and getppid calls give exactly N events each, with their argumen
   t.equal(opens[0]!.args[0], AT_FDCWD, 'relative to the working directory')
 
   const exit = events.at(-1)!
-  t.match(exit, { name: 'exit_group', ret: undefined, durationNs: undefined }, 'the last event is exit_group, which never returns')
+  t.equal(exit.name, 'exit_group', 'the last event is exit_group')
   t.equal(exit.args[0], 0n, 'with status 0')
-  t.ok(events.every((e) => e.pid === target.pid && e.tid === target.pid), 'one process, one thread')
-  t.ok(events.every((e, i) => i === 0 || e.timestampNs >= events[i - 1]!.timestampNs), 'one thread: in order of entry')
-  t.equal(trace.lost, 0, 'nothing lost')
 })
 
 t.test('names filter in the kernel: only the syscalls asked for arrive', async (t) => {
@@ -85,23 +102,25 @@ t.test('{ pids }: each process\'s calls under its own pid; ends when both have e
   t.same(Object.fromEntries(byPid), { [a.pid]: 11, [b.pid]: 17 }, 'exact counts per process')
 })
 
-t.test('each thread has its own tid, and every one of its calls', async (t) => {
-  const threads = 3
-  const calls = 25
-  const target = await startWorkload(t, ['syscall_threads', String(threads), String(calls)])
-  const trace = traceSyscalls(target.pid, { names: ['getppid'] })
-  await trace.ready
-  const output = outputOf(target)
-  target.go()
-  const events = await collect(trace)
-  const nativeIds = (await output).split(' ').map(Number)
-  const byTid = new Map<number, number>()
-  for (const e of events) byTid.set(e.tid, (byTid.get(e.tid) ?? 0) + 1)
-  t.same([...byTid.keys()].sort(), [...nativeIds].sort(), 'the tids are the threads\' native ids')
-  t.notOk(byTid.has(target.pid), 'the main thread makes no getppid call')
-  for (const [tid, count] of byTid) t.equal(count, calls, `thread ${tid}: every call`)
-  t.ok(events.every((e) => e.pid === target.pid), 'all under the process id')
-})
+t.test('each thread has its own tid, and every one of its calls', (t) =>
+  eachReader(t, async (t, reader) => {
+    const threads = 3
+    const calls = 25
+    const target = await startWorkload(t, ['syscall_threads', String(threads), String(calls)])
+    const trace = traceSyscalls(target.pid, { names: ['getppid'] })
+    await trace.ready
+    const output = outputOf(target)
+    target.go()
+    const { rows } = await reader.syscalls(trace)
+    const nativeIds = (await output).split(' ').map(Number)
+    const byTid = new Map<number, number>()
+    for (const e of rows) byTid.set(e.tid, (byTid.get(e.tid) ?? 0) + 1)
+    t.same([...byTid.keys()].sort(), [...nativeIds].sort(), 'the tids are the threads\' native ids')
+    t.notOk(byTid.has(target.pid), 'the main thread makes no getppid call')
+    for (const [tid, count] of byTid) t.equal(count, calls, `thread ${tid}: every call`)
+    t.ok(rows.every((e) => e.pid === target.pid), 'all under the process id')
+  }),
+)
 
 t.test('any process, not only Python: a shell testing for a missing file', async (t) => {
   const missing = `/nonexistent/usdtrace-shell-${process.pid}`

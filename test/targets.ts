@@ -1,7 +1,8 @@
 // The Python programs the call tests trace: test/targets/workloads.py under Debian's python3.11.
+import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
-import { TraceError } from '../src/index.js'
+import { TraceError, traceCalls, type CallTrace } from '../src/index.js'
 import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
 
 export const WORKLOADS = fileURLToPath(new URL('targets/workloads.py', import.meta.url))
@@ -12,6 +13,22 @@ export type Target = Awaited<ReturnType<typeof startReady>> & { go(): void }
 export async function startWorkload(t: Test, args: string[], python = DEBIAN_PYTHON): Promise<Target> {
   const child = await startReady(t, python, [WORKLOADS, ...args])
   return Object.assign(child, { go: () => void child.stdin!.write('go\n') })
+}
+
+/**
+ * The `unique` workload, traced and going: `count` functions made and freed in turn. `reused`
+ * resolves, once the target's output has ended, to how often a name string took the address
+ * of an earlier, freed one: what makes the test of names and ids worth its run.
+ */
+export async function traceUniqueFunctions(t: Test, count: number): Promise<{ trace: CallTrace; reused: Promise<number> }> {
+  const target = await startWorkload(t, ['unique', String(count)])
+  let output = ''
+  target.stdout!.on('data', (chunk: Buffer) => (output += chunk))
+  const reused = once(target.stdout!, 'end').then(() => Number(/^reused (\d+)$/m.exec(output)?.[1]))
+  const trace = traceCalls(target.pid)
+  await trace.ready
+  target.go()
+  return { trace, reused }
 }
 
 /** Every event until the trace ends (the target exits). */
