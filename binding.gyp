@@ -10,6 +10,7 @@
         "native/libbpf_log.cc",
         "native/objects.cc",
         "native/reader_gone.cc",
+        "native/ring.cc",
         "native/session.cc",
         "native/uprobe_access.cc",
         "native/uprobe_multi.cc"

@@ -29,6 +29,7 @@
 #include "globals.h"
 #include "libbpf_log.h"
 #include "objects.h"
+#include "ring.h"
 #include "uprobe_multi.h"
 
 // What a session holds in the kernel. Detaching a uprobe waits for an RCU grace period (some
@@ -37,7 +38,7 @@
 struct KernelObjects {
   std::vector<struct bpf_link*> links;
   std::vector<int> linkFds;
-  struct ring_buffer* ring = nullptr;
+  RingReader* ring = nullptr;
   struct bpf_object* object = nullptr;
 
   static void Destroy(KernelObjects* kernel) {
@@ -54,7 +55,7 @@ struct KernelObjects {
     for (size_t i = 1; i < std::min(count, kMaxThreads); i++) threads.emplace_back(destroyLinks);
     destroyLinks();
     for (std::thread& thread : threads) thread.join();
-    if (kernel->ring) ring_buffer__free(kernel->ring);
+    delete kernel->ring;
     if (kernel->object) bpf_object__close(kernel->object);
     delete kernel;
   }
@@ -567,8 +568,12 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   struct bpf_map* events = bpf_object__find_map_by_name(object_, "events");
   int ringWakeups = -1;
   if (events) {
-    ring_ = ring_buffer__new(bpf_map__fd(events), OnRecord, this, nullptr);
-    if (!ring_) return ThrowErrno(env, errno, "opening the ring buffer");
+    ring_ = new RingReader();
+    if (int err = ring_->Open(bpf_map__fd(events)); err < 0) {
+      delete ring_;
+      ring_ = nullptr;
+      return ThrowErrno(env, -err, "mapping the ring buffer");
+    }
     ringWakeups = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event wakeups = {};
     wakeups.events = EPOLLIN | EPOLLET;
@@ -740,7 +745,7 @@ void Session::OnTargetsExited() {
   Drain();
 }
 
-int Session::OnRecord(void* ctx, void* data, size_t size) {
+int Session::OnRecord(void* ctx, const void* data, size_t size) {
   return static_cast<Session*>(ctx)->AddRecord(data, size);
 }
 
@@ -790,7 +795,7 @@ void Session::Drain() {
       droppedOversized_++;
     }
   }
-  bool full = !carry_.empty() || (ring_ && ring_buffer__consume(ring_) == -ENOSPC);
+  bool full = !carry_.empty() || (ring_ && ring_->Consume(OnRecord, this) == -ENOSPC);
 
   bool delivered = columns_ ? fill_.rows > 0 || fill_.sideCount > 0 : batchCount_ > 0;
   if (delivered) {

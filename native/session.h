@@ -13,7 +13,7 @@ struct bpf_object;
 struct bpf_program;
 struct bpf_map;
 struct bpf_link;
-struct ring_buffer;
+class RingReader;
 struct KernelObjects;
 
 class Session : public Napi::ObjectWrap<Session> {
@@ -52,7 +52,7 @@ class Session : public Napi::ObjectWrap<Session> {
   int AddRecord(const void* data, size_t size);
   KernelObjects* Release();
 
-  static int OnRecord(void* ctx, void* data, size_t size);
+  static int OnRecord(void* ctx, const void* data, size_t size);
 
   struct bpf_object* object_ = nullptr;
   std::vector<struct bpf_link*> links_;
@@ -60,7 +60,7 @@ class Session : public Napi::ObjectWrap<Session> {
   std::vector<int> linkFds_;
   // Set at load: the object's uprobe programs were loaded for uprobe multi links.
   bool multiUprobes_ = false;
-  struct ring_buffer* ring_ = nullptr;
+  RingReader* ring_ = nullptr;
   Watchers* watchers_ = nullptr;
 
   Napi::ObjectReference batchRef_;

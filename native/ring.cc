@@ -1,0 +1,85 @@
+#include "ring.h"
+
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <linux/bpf.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace {
+
+// Publishing the consumer position frees ring space for the producers; doing it every this
+// many bytes keeps a flood from seeing a full ring while a long block is read.
+constexpr uint64_t kPublishEvery = 64 * 1024;
+
+uint64_t RecordSpan(uint32_t header) {
+  uint32_t length = header & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+  return (uint64_t{length} + BPF_RINGBUF_HDR_SZ + 7) & ~uint64_t{7};
+}
+
+}  // namespace
+
+RingReader::~RingReader() {
+  if (consumerPosition_) munmap(consumerPosition_, pageSize_);
+  if (producerPosition_) munmap(const_cast<uint64_t*>(producerPosition_), dataMappingBytes_);
+}
+
+int RingReader::Open(int mapFd) {
+  struct bpf_map_info info = {};
+  uint32_t infoSize = sizeof(info);
+  if (bpf_obj_get_info_by_fd(mapFd, &info, &infoSize) < 0) return -errno;
+  if (info.type != BPF_MAP_TYPE_RINGBUF) return -EINVAL;
+  pageSize_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  mask_ = info.max_entries - 1;
+
+  void* consumer = mmap(nullptr, pageSize_, PROT_READ | PROT_WRITE, MAP_SHARED, mapFd, 0);
+  if (consumer == MAP_FAILED) return -errno;
+  consumerPosition_ = static_cast<uint64_t*>(consumer);
+  // The producer page, then the data pages mapped twice in a row, so that a record that wraps
+  // around the end reads as one piece. Populated now, not fault by fault during a drain.
+  dataMappingBytes_ = pageSize_ + 2 * size_t{info.max_entries};
+  void* producer = mmap(nullptr, dataMappingBytes_, PROT_READ, MAP_SHARED | MAP_POPULATE, mapFd, pageSize_);
+  if (producer == MAP_FAILED) return -errno;
+  producerPosition_ = static_cast<const uint64_t*>(producer);
+  data_ = static_cast<const uint8_t*>(producer) + pageSize_;
+  published_ = __atomic_load_n(consumerPosition_, __ATOMIC_ACQUIRE);
+  return 0;
+}
+
+void RingReader::Publish(uint64_t position) {
+  __atomic_store_n(consumerPosition_, position, __ATOMIC_RELEASE);
+  published_ = position;
+}
+
+int RingReader::Consume(OnRecord onRecord, void* context) {
+  uint64_t position = published_;
+  bool readAny;
+  do {
+    readAny = false;
+    uint64_t end = __atomic_load_n(producerPosition_, __ATOMIC_ACQUIRE);
+    while (position < end) {
+      const uint8_t* header = data_ + (position & mask_);
+      uint32_t lengthWord = __atomic_load_n(reinterpret_cast<const uint32_t*>(header), __ATOMIC_ACQUIRE);
+      // Reserved but not yet committed: everything after it waits for it.
+      if (lengthWord & BPF_RINGBUF_BUSY_BIT) {
+        end = position;
+        break;
+      }
+      readAny = true;
+      position += RecordSpan(lengthWord);
+      if (!(lengthWord & BPF_RINGBUF_DISCARD_BIT)) {
+        int result = onRecord(context, header + BPF_RINGBUF_HDR_SZ, lengthWord & ~BPF_RINGBUF_DISCARD_BIT);
+        if (result < 0) {
+          Publish(position);
+          return result;
+        }
+      }
+      if (position - published_ >= kPublishEvery) Publish(position);
+    }
+    // Published before the producer position is read again: a record committed after this
+    // sees the consumer caught up and wakes the reader (the kernel's rule), one committed
+    // before it is seen by that read.
+    if (position != published_) Publish(position);
+  } while (readAny);
+  return 0;
+}
