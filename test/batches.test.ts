@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { readdirSync, readlinkSync } from 'node:fs'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { CallKind, TraceError, traceCalls, traceGC, traceLibraryCalls, traceSyscalls, type CallBatch } from '../src/index.js'
+import { CallKind, TraceError, stats, traceCalls, traceLibraryCalls, traceSyscalls, type CallBatch } from '../src/index.js'
 import { readSemaphores } from './semaphores.js'
 import { WORKLOADS, fibonacci, startWorkload } from './targets.js'
 import { watchEventLoop } from './fixtures/event-loop.js'
@@ -199,9 +199,9 @@ t.test('a trace is read one way: events after batches, or batches after events, 
   await asEvents.close()
   t.same(await pending, { done: true, value: undefined }, 'the events trace ends on close')
 
-  const gc = traceGC(target.pid)
-  t.throws(() => gc.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT' }, 'a stream without batches says so')
-  await gc.close()
+  const summaries = stats(target.pid)
+  t.throws(() => summaries.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT' }, 'a stream without batches says so')
+  await summaries.close()
 })
 
 t.test('the target exiting ends the batches after the last one; a consumer that waited gets everything', async (t) => {
