@@ -4,6 +4,7 @@
 // calls that fire USDT probes), and the names behind ids hold for the life of the trace.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import t, { type Test } from 'tap'
 import { traceAudit, traceGC, traceImports, traceUsdt } from '../src/index.js'
 import { startReady } from './fixtures/processes.js'
@@ -150,6 +151,31 @@ t.test('imports through batches: a package loads after its submodules; a missing
     const [start, duration] = spans.get(child)!
     t.ok(start >= parentStart && Number(start - parentStart) + duration <= parentDuration, `the package's load covers ${child}'s`)
   }
+})
+
+t.test('imports through batches: a load already under way when the trace attaches has no start: 0 and NaN', async (t) => {
+  const dir = tmpDir(t, 'stream-batches-paused')
+  const pkg = `usdtrace_batch_paused_${process.pid}`
+  mkdirSync(join(dir, pkg))
+  // The package's load waits for a line before importing its submodule: the trace attaches in between.
+  writeFileSync(join(dir, pkg, '__init__.py'), `import sys\nprint("loading", flush=True)\nsys.stdin.buffer.readline()\nimport ${pkg}.inner\n`)
+  writeFileSync(join(dir, pkg, 'inner.py'), 'VALUE = 1\n')
+  const target = await startWorkload(t, ['import_package', dir, pkg])
+  const lines = createInterface({ input: target.stdout! })[Symbol.asyncIterator]()
+  target.go()
+  t.equal((await lines.next()).value, 'loading', 'the package is loading')
+  const trace = traceImports(target.pid)
+  await trace.ready
+  target.stdin!.write('\n')
+  const rows: { module: string; found: number; startNs: bigint; durationNs: number }[] = []
+  for await (const batch of trace.batches()) {
+    for (let i = 0; i < batch.length; i++) {
+      rows.push({ module: batch.module(batch.moduleId[i]!), found: batch.found[i]!, startNs: batch.startNs[i]!, durationNs: batch.durationNs[i]! })
+    }
+  }
+  t.same(rows.map((row) => [row.module, row.found]), [[`${pkg}.inner`, 1], [pkg, 1]], 'the submodule, then the package it ends inside')
+  t.ok(rows[0]!.startNs > 0n && rows[0]!.durationNs > 0, 'the submodule began under the trace: a start and a duration')
+  t.same([rows[1]!.startNs, rows[1]!.durationNs], [0n, NaN], 'the package began before it: startNs 0, durationNs NaN')
 })
 
 t.test('audit through batches: N sys.audit() calls of known names, each name one id for the life of the trace', async (t) => {
