@@ -4,7 +4,7 @@
 // readers (test/fixtures/readers.ts) in the calls, lifecycle, syscalls and libcalls tests.
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { CallKind, TraceError, traceCalls, traceGC, traceLibraryCalls, traceSyscalls, type CallBatch } from '../src/index.js'
+import { CallKind, TraceError, stats, traceCalls, traceLibraryCalls, traceSyscalls, type CallBatch } from '../src/index.js'
 import { startWorkload, traceUniqueFunctions } from './targets.js'
 import { eventually } from './fixtures/agent.js'
 
@@ -141,9 +141,9 @@ t.test('a trace is read one way: events after batches, or batches after events, 
   await asEvents.close()
   t.same(await pending, { done: true, value: undefined }, 'the events trace ends on close')
 
-  const gc = traceGC(target.pid)
-  t.throws(() => gc.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT' }, 'a stream without batches says so')
-  await gc.close()
+  const summaries = stats(target.pid)
+  t.throws(() => summaries.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT' }, 'a stream without batches says so')
+  await summaries.close()
 
   const stacked = traceSyscalls(target.pid, { stack: true })
   t.throws(() => stacked.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT', message: /stack/ }, 'syscalls with stack: true have no batches, and say why')

@@ -1,19 +1,16 @@
 // traceUsdt on probes no one here wrote: PostgreSQL's query__start, libstdc++'s throw and
 // CPython's function__return, in the executable and in libpython, per process and per file.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { TraceError, traceUsdt, type UsdtEvent, type UsdtTrace } from '../src/index.js'
 import { startCluster } from './fixtures/postgres.js'
 import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
 import { compile, copyExecutable, tmpDir } from './programs/tools.js'
+import { LIBSTDCXX, buildThrower, lines, thrown } from './fixtures/thrower.js'
 import { WORKLOADS, startWorkload, rejection } from './targets.js'
-
-const MULTIARCH = execFileSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).trim()
-const LIBSTDCXX = `/usr/lib/${MULTIARCH}/libstdc++.so.6`
 
 async function collect(trace: UsdtTrace): Promise<UsdtEvent[]> {
   const events: UsdtEvent[] = []
@@ -29,34 +26,6 @@ async function collectUntil(trace: UsdtTrace, done: (event: UsdtEvent) => boolea
     if (done(event)) break
   }
   return events
-}
-
-/** A line-by-line reader of a child's stdout. */
-function lines(child: ChildProcess): () => Promise<string> {
-  const iterator = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
-  return async () => {
-    const next = await iterator.next()
-    if (next.done) throw new Error('the process closed its stdout')
-    return next.value
-  }
-}
-
-/** The C++ program that throws COUNT exceptions after a line on stdin (test/programs/throw.cc). */
-function buildThrower(t: Test): string {
-  return compile('throw.cc', join(tmpDir(t, 'throw'), 'throw'))
-}
-
-/** Reads what the thrower prints after "go": typeid(Thrown)'s address, then each caught object's. */
-async function thrown(child: ChildProcess, count: number): Promise<{ typeinfo: bigint; objects: bigint[] }> {
-  const read = lines(child)
-  const typeinfo = BigInt(/^typeinfo (0x[0-9a-f]+)$/.exec(await read())![1]!)
-  const objects: bigint[] = []
-  for (let i = 0; i < count; i++) {
-    const [, address, sequence] = /^object (0x[0-9a-f]+) (\d+)$/.exec(await read())!
-    if (Number(sequence) !== i) throw new Error(`throw ${i} printed sequence ${sequence}`)
-    objects.push(BigInt(address!))
-  }
-  return { typeinfo, objects }
 }
 
 const THROWS = 7

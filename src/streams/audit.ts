@@ -21,8 +21,10 @@ import {
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
-import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
+import { eventStacks, noBatchesWithStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
 import type { StackFrame } from './stacks.js'
+import { columnsOf, computed, eachSideRecord, type BatchReader, type Columns, type SideRecords } from './batch.js'
+import { NameTable } from './name-table.js'
 
 /**
  * One argument of an audit event, as far as the kernel side could read it from the target's
@@ -67,6 +69,63 @@ export interface TraceAuditOptions extends StreamOptions, TargetOptions, StackOp
 
 const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'events', 'customEvents', 'stack']
 
+const audit = columnsOf(AUDIT_EVENT)
+
+/** The columns of an `AuditBatch`, from an audit_event's fields; `completeAudit` fills in the name ids. */
+const AUDIT_COLUMNS = {
+  pid: audit.copy('u32', 'pid'),
+  tid: audit.copy('u32', 'tid'),
+  timestampNs: audit.copy('i64', 'timestamp_ns'),
+  nameId: computed('u32'),
+  nameTruncated: audit.flag(audit.test('flags', AUDIT_NAME_TRUNCATED)),
+}
+
+/**
+ * Audit events in columns, from `trace.batches()`: row `i` of every column is one event, for
+ * `i` below `length` (each column's own length). The next batch of the trace overwrites the
+ * columns: copy what you keep. The arguments of `AuditEvent` are not in batches: read events for
+ * those. Name ids and `name(id)` hold for the life of the trace. See docs/batches.md.
+ */
+export class AuditBatch {
+  /** Rows in this batch. */
+  readonly length: number
+  /** The traced process. */
+  readonly pid: Uint32Array
+  /** The kernel thread id; the main thread's is the pid. */
+  readonly tid: Uint32Array
+  /** CLOCK_MONOTONIC, exact, as `AuditEvent.timestampNs`. */
+  readonly timestampNs: BigInt64Array
+  /** Which event: `name(id)` names it (`open`, `socket.connect`); one id per name for the life of the trace. */
+  readonly nameId: Uint32Array
+  /** 1 when the event's name was longer than 62 bytes and its id is that of the name cut to 62. */
+  readonly nameTruncated: Uint8Array
+  readonly #names: NameTable
+
+  /** @internal Batches come from `trace.batches()`. */
+  constructor(columns: Columns<typeof AUDIT_COLUMNS>, length: number, names: NameTable) {
+    this.length = length
+    this.pid = columns.pid
+    this.tid = columns.tid
+    this.timestampNs = columns.timestampNs
+    this.nameId = columns.nameId
+    this.nameTruncated = columns.nameTruncated
+    this.#names = names
+  }
+
+  /** The event name behind an id of this batch or an earlier one of the same trace, e.g. `open`. */
+  name(id: number): string {
+    return this.#names.name(id)
+  }
+
+  /** One past the highest name id handed out so far: the ids are dense from 0. */
+  get nameCount(): number {
+    return this.#names.size
+  }
+}
+
+/** What `traceAudit` returns: an async iterator of audit events, or of `AuditBatch`es through `batches()`. */
+export type AuditTrace = Trace<AuditEvent, AuditBatch>
+
 /** The layout every target shares, if there is one: a session has one set of constants. */
 function sharedLayout(targets: Inspection[]): ObjectLayout | undefined {
   const layouts = new Set(targets.map((target) => objectLayout(target.version)))
@@ -77,9 +136,9 @@ function sharedLayout(targets: Inspection[]): ObjectLayout | undefined {
  * Streams the PEP 578 audit events of running CPython processes (python:audit, 3.8+): which
  * files a process opens, whom it connects to, what it runs. The name filter runs in the kernel.
  */
-export function traceAudit(pid: number, options?: TraceAuditOptions): Trace<AuditEvent>
-export function traceAudit(options: TraceAuditOptions): Trace<AuditEvent>
-export function traceAudit(pidOrOptions: number | TraceAuditOptions, maybeOptions?: TraceAuditOptions): Trace<AuditEvent> {
+export function traceAudit(pid: number, options?: TraceAuditOptions): AuditTrace
+export function traceAudit(options: TraceAuditOptions): AuditTrace
+export function traceAudit(pidOrOptions: number | TraceAuditOptions, maybeOptions?: TraceAuditOptions): AuditTrace {
   const options = withPid(pidOrOptions, maybeOptions)
   let stacks: PythonStacks | undefined
   return new Trace(
@@ -90,6 +149,12 @@ export function traceAudit(pidOrOptions: number | TraceAuditOptions, maybeOption
     },
     withEventStacks(decodeAudit, () => stacks, (event) => event.timestampNs),
     options,
+    () => {
+      if (options.stack) {
+        throw noBatchesWithStacks('traceAudit')
+      }
+      return auditBatchReader()
+    },
   )
 }
 
@@ -191,6 +256,27 @@ function decodeAudit(view: DataView, bytes: Buffer, offset: number): AuditEvent 
     summary: args && [...args.map(formatValue), ...(topCut ? ['…'] : [])].join(', '),
     truncated,
   }
+}
+
+/** Reads a trace's audit events as `AuditBatch`es, one row per record, with a table of name ids of its own. */
+function auditBatchReader(): BatchReader<typeof AUDIT_COLUMNS, AuditBatch> {
+  const names = new NameTable('audit event name')
+  return {
+    // Every record is a row, and goes to `complete` for its event name.
+    layout: { minSize: AUDIT_EVENT.size, columns: AUDIT_COLUMNS, route: 'row+side' },
+    complete: (columns, _length, side) => completeAudit(names, columns, side),
+    batch: (columns, length) => new AuditBatch(columns, length, names),
+  }
+}
+
+/** Sets each row's name id from the event name its record carries after the header (the arguments follow the name). */
+function completeAudit(names: NameTable, columns: Columns<typeof AUDIT_COLUMNS>, side: SideRecords): void {
+  const { view, bytes } = side
+  const nameId = columns.nameId
+  eachSideRecord(side, (offset, _length, row) => {
+    const name = offset + AUDIT_EVENT.size
+    nameId[row] = names.idOf(bytes, name, name + view.getUint16(offset + fields.name_len, true))
+  })
 }
 
 /** Walks the encoded values of bpf/audit.bpf.c (struct audit_value, then its payload). */

@@ -3,8 +3,9 @@ import { GC_EVENT } from '../kernel/abi.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, nonNegativeInteger, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
-import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
+import { eventStacks, noBatchesWithStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
 import type { StackFrame } from './stacks.js'
+import { columnsOf, type BatchReader, type Columns } from './batch.js'
 
 /** One garbage collection of a CPython process. */
 export interface GCEvent {
@@ -34,13 +35,62 @@ export interface TraceGCOptions extends StreamOptions, TargetOptions, StackOptio
 
 const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'minDurationNs', 'stack']
 
+const gc = columnsOf(GC_EVENT)
+
+/** The columns of a `GCBatch`, from a gc_event's fields. */
+const GC_COLUMNS = {
+  pid: gc.copy('u32', 'pid'),
+  tid: gc.copy('u32', 'tid'),
+  generation: gc.copy('i32', 'generation'),
+  // Signed, as the probe's Py_ssize_t.
+  collected: gc.copy('f64', 'collected', { signed: true }),
+  startNs: gc.copy('i64', 'start_ns'),
+  durationNs: gc.copy('f64', 'duration_ns'),
+}
+
+/**
+ * Garbage collections in columns, from `trace.batches()`: row `i` of every column is one
+ * collection, the fields of a `GCEvent`, for `i` below `length` (each column's own length). The
+ * next batch of the trace overwrites the columns: copy what you keep. See docs/batches.md.
+ */
+export class GCBatch {
+  /** Rows in this batch. */
+  readonly length: number
+  /** The traced process. */
+  readonly pid: Uint32Array
+  /** The kernel thread id; the main thread's is the pid. */
+  readonly tid: Uint32Array
+  /** The generation collected: 0, 1 or 2. */
+  readonly generation: Int32Array
+  /** The unreachable objects the collection found, as `GCEvent.collected`: what gc.collect() returns. */
+  readonly collected: Float64Array
+  /** When the collection began: CLOCK_MONOTONIC, exact, as `GCEvent.startNs`. */
+  readonly startNs: BigInt64Array
+  /** From gc__start to gc__done, as a double (exact below 2^53 ns). */
+  readonly durationNs: Float64Array
+
+  /** @internal Batches come from `trace.batches()`. */
+  constructor(columns: Columns<typeof GC_COLUMNS>, length: number) {
+    this.length = length
+    this.pid = columns.pid
+    this.tid = columns.tid
+    this.generation = columns.generation
+    this.collected = columns.collected
+    this.startNs = columns.startNs
+    this.durationNs = columns.durationNs
+  }
+}
+
+/** What `traceGC` returns: an async iterator of collections, or of `GCBatch`es through `batches()`. */
+export type GCTrace = Trace<GCEvent, GCBatch>
+
 /**
  * Streams the garbage collections of running CPython processes (python:gc__start/gc__done).
  * A collection already under way when the trace attaches is not reported.
  */
-export function traceGC(pid: number, options?: TraceGCOptions): Trace<GCEvent>
-export function traceGC(options: TraceGCOptions): Trace<GCEvent>
-export function traceGC(pidOrOptions: number | TraceGCOptions, maybeOptions?: TraceGCOptions): Trace<GCEvent> {
+export function traceGC(pid: number, options?: TraceGCOptions): GCTrace
+export function traceGC(options: TraceGCOptions): GCTrace
+export function traceGC(pidOrOptions: number | TraceGCOptions, maybeOptions?: TraceGCOptions): GCTrace {
   const options = withPid(pidOrOptions, maybeOptions)
   let stacks: PythonStacks | undefined
   return new Trace(
@@ -51,6 +101,12 @@ export function traceGC(pidOrOptions: number | TraceGCOptions, maybeOptions?: Tr
     },
     withEventStacks(decodeGC, () => stacks, (event) => event.startNs),
     options,
+    () => {
+      if (options.stack) {
+        throw noBatchesWithStacks('traceGC')
+      }
+      return GC_BATCH_READER
+    },
   )
 }
 
@@ -89,4 +145,10 @@ function decodeGC(view: DataView, _bytes: Buffer, offset: number): GCEvent {
     startNs: view.getBigUint64(offset + fields.start_ns, true),
     durationNs: view.getBigUint64(offset + fields.duration_ns, true),
   }
+}
+
+/** Reads a trace's collections as `GCBatch`es: one row per record, every record a collection. Keeps no state: one for every trace. */
+const GC_BATCH_READER: BatchReader<typeof GC_COLUMNS, GCBatch> = {
+  layout: { minSize: GC_EVENT.size, columns: GC_COLUMNS },
+  batch: (columns, length) => new GCBatch(columns, length),
 }

@@ -3,6 +3,8 @@ import { IMPORT_EVENT, IMPORT_FOUND, IMPORT_HAS_START, IMPORT_NAME_TRUNCATED } f
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
+import { columnsOf, computed, eachSideRecord, type BatchReader, type Columns, type SideRecords } from './batch.js'
+import { NameTable } from './name-table.js'
 
 /** One module load, reported when it ends: a module's own imports end (and arrive) before it. */
 export interface ImportEvent {
@@ -29,18 +31,88 @@ export type TraceImportsOptions = StreamOptions & TargetOptions
 
 const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS]
 
+const load = columnsOf(IMPORT_EVENT)
+const timedLoad = load.test('flags', IMPORT_HAS_START)
+
+/** The columns of an `ImportBatch`, from an import_event's fields; `completeImports` fills in the module ids. */
+const IMPORT_COLUMNS = {
+  pid: load.copy('u32', 'pid'),
+  tid: load.copy('u32', 'tid'),
+  moduleId: computed('u32'),
+  found: load.flag(load.test('flags', IMPORT_FOUND)),
+  depth: load.copy('u16', 'depth'),
+  startNs: load.copy('i64', 'start_ns', { when: timedLoad }),
+  durationNs: load.copy('f64', 'duration_ns', { when: timedLoad }),
+  truncated: load.flag(load.test('flags', IMPORT_NAME_TRUNCATED)),
+}
+
+/**
+ * Module loads in columns, from `trace.batches()`: row `i` of every column is one load, the
+ * fields of an `ImportEvent`, for `i` below `length` (each column's own length). The next batch
+ * of the trace overwrites the columns: copy what you keep. Module ids and `module(id)` hold for
+ * the life of the trace. See docs/batches.md.
+ */
+export class ImportBatch {
+  /** Rows in this batch. */
+  readonly length: number
+  /** The traced process. */
+  readonly pid: Uint32Array
+  /** The kernel thread id; the main thread's is the pid. */
+  readonly tid: Uint32Array
+  /** Which module: `module(id)` names it; one id per module name for the life of the trace. */
+  readonly moduleId: Uint32Array
+  /** 1 when the module loaded; 0 when the load failed (e.g. ModuleNotFoundError). */
+  readonly found: Uint8Array
+  /** Loads of this thread still under way around this one: 0 for an import made by running code. */
+  readonly depth: Uint16Array
+  /** When the load began: CLOCK_MONOTONIC, exact; 0 where `ImportEvent.startNs` is undefined. */
+  readonly startNs: BigInt64Array
+  /** How long the load took, as a double (exact below 2^53 ns); NaN where `ImportEvent.durationNs` is undefined. */
+  readonly durationNs: Float64Array
+  /** 1 when the module name was longer than 512 bytes and its id is that of the name cut to 512. */
+  readonly truncated: Uint8Array
+  readonly #modules: NameTable
+
+  /** @internal Batches come from `trace.batches()`. */
+  constructor(columns: Columns<typeof IMPORT_COLUMNS>, length: number, modules: NameTable) {
+    this.length = length
+    this.pid = columns.pid
+    this.tid = columns.tid
+    this.moduleId = columns.moduleId
+    this.found = columns.found
+    this.depth = columns.depth
+    this.startNs = columns.startNs
+    this.durationNs = columns.durationNs
+    this.truncated = columns.truncated
+    this.#modules = modules
+  }
+
+  /** The absolute module name behind an id of this batch or an earlier one of the same trace, e.g. `json.decoder`. */
+  module(id: number): string {
+    return this.#modules.name(id)
+  }
+
+  /** One past the highest module id handed out so far: the ids are dense from 0. */
+  get moduleCount(): number {
+    return this.#modules.size
+  }
+}
+
+/** What `traceImports` returns: an async iterator of module loads, or of `ImportBatch`es through `batches()`. */
+export type ImportTrace = Trace<ImportEvent, ImportBatch>
+
 /**
  * Streams the module loads of running CPython processes (python:import__find__load__start/done):
  * imports of modules not yet in sys.modules, with their nesting and duration.
  */
-export function traceImports(pid: number, options?: TraceImportsOptions): Trace<ImportEvent>
-export function traceImports(options: TraceImportsOptions): Trace<ImportEvent>
+export function traceImports(pid: number, options?: TraceImportsOptions): ImportTrace
+export function traceImports(options: TraceImportsOptions): ImportTrace
 export function traceImports(
   pidOrOptions: number | TraceImportsOptions,
   maybeOptions?: TraceImportsOptions,
-): Trace<ImportEvent> {
+): ImportTrace {
   const options = withPid(pidOrOptions, maybeOptions)
-  return new Trace(() => openImportSession(options), decodeImport, options)
+  return new Trace(() => openImportSession(options), decodeImport, options, importBatchReader)
 }
 
 async function openImportSession(options: TraceImportsOptions): Promise<OpenedSession<ImportEvent>> {
@@ -73,4 +145,25 @@ function decodeImport(view: DataView, bytes: Buffer, offset: number): ImportEven
     durationNs: timed ? view.getBigUint64(offset + fields.duration_ns, true) : undefined,
     truncated: (flags & IMPORT_NAME_TRUNCATED) !== 0,
   }
+}
+
+/** Reads a trace's module loads as `ImportBatch`es, one row per record, with a table of module ids of its own. */
+function importBatchReader(): BatchReader<typeof IMPORT_COLUMNS, ImportBatch> {
+  const modules = new NameTable('module')
+  return {
+    // Every record is a row, and goes to `complete` for its module name.
+    layout: { minSize: IMPORT_EVENT.size, columns: IMPORT_COLUMNS, route: 'row+side' },
+    complete: (columns, _length, side) => completeImports(modules, columns, side),
+    batch: (columns, length) => new ImportBatch(columns, length, modules),
+  }
+}
+
+/** Sets each row's module id from the name its record carries after the header. */
+function completeImports(modules: NameTable, columns: Columns<typeof IMPORT_COLUMNS>, side: SideRecords): void {
+  const { view, bytes } = side
+  const moduleId = columns.moduleId
+  eachSideRecord(side, (offset, _length, row) => {
+    const name = offset + IMPORT_EVENT.size
+    moduleId[row] = modules.idOf(bytes, name, name + view.getUint16(offset + fields.name_len, true))
+  })
 }

@@ -8,7 +8,7 @@ import { LIBRARY_CALL_ARGS, LIBRARY_CALL_EVENT } from '../kernel/abi.js'
 import { mappedObjects } from '../process/probes.js'
 import { binaryTarget, resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
-import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
+import { eventStacks, noBatchesWithStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
 import type { StackFrame } from './stacks.js'
 import { columnsOf, type BatchReader, type Columns } from './batch.js'
 
@@ -148,7 +148,7 @@ export function traceLibraryCalls(
     options,
     () => {
       if (options.stack) {
-        throw new TraceError('INVALID_ARGUMENT', 'traceLibraryCalls with stack: true has no batches(): the stacks come with events only; trace without stack for batches')
+        throw noBatchesWithStacks('traceLibraryCalls')
       }
       return libraryCallBatchReader(traced)
     },

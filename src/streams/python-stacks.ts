@@ -130,6 +130,14 @@ export function withEventStacks<T extends { tid: number }>(
   }
 }
 
+/**
+ * What `batches()` of a trace with `stack: true` throws: stacks are variable-length and come
+ * with events only. Streams call it where they make their batch reader.
+ */
+export function noBatchesWithStacks(stream: string): TraceError {
+  return new TraceError('INVALID_ARGUMENT', `${stream} with stack: true has no batches(): the stacks come with events only; trace without stack for batches`)
+}
+
 /** Locates a pid's runtime and checks it against the live interpreter; UNSUPPORTED_PYTHON when it does not hold. */
 async function locateChecked(reading: StackReading, pid: number): Promise<LocatedRuntime> {
   const located = await locateRuntime(reading, pid)

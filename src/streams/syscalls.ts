@@ -15,9 +15,8 @@ import {
 import { NEVER_RETURN, PATH_ARGUMENTS, syscallNumbers, syscallTable, type SyscallTable } from './syscall-table.js'
 import { resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
-import { eventStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
+import { eventStacks, noBatchesWithStacks, stackSessionSettings, withEventStacks, type PythonStacks, type StackOption } from './python-stacks.js'
 import type { StackFrame } from './stacks.js'
-import { TraceError } from '../errors.js'
 import { columnsOf, type BatchReader, type Columns } from './batch.js'
 
 /** One system call of a traced process, as it returned (exit and exit_group: as it began). */
@@ -138,7 +137,7 @@ export function traceSyscalls(
     options,
     () => {
       if (options.stack) {
-        throw new TraceError('INVALID_ARGUMENT', 'traceSyscalls with stack: true has no batches(): the stacks come with events only; trace without stack for batches')
+        throw noBatchesWithStacks('traceSyscalls')
       }
       return syscallBatchReader(() => table!)
     },

@@ -13,6 +13,8 @@ import { listProbes } from '../process/probes.js'
 import { attachUsdtSites, usdtArguments } from '../kernel/usdt-args.js'
 import { binaryTarget, resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type RecordDecoder, type StreamOptions } from './trace.js'
+import { columnsOf, computed, eachSideRecord, type BatchReader, type ColumnSource, type Columns, type SideRecords } from './batch.js'
+import { NameTable } from './name-table.js'
 
 /** How to read one probe argument: an integer of that width and sign, a pointer, or a C string. */
 export type UsdtArgType = 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'u64' | 'i64' | 'str' | 'ptr'
@@ -55,8 +57,107 @@ export interface TraceUsdtOptions extends StreamOptions, TargetOptions {
   args?: UsdtArgType[]
 }
 
-/** What `traceUsdt` returns: an async iterator of probe hits. */
-export type UsdtTrace = Trace<UsdtEvent>
+/**
+ * The column of one declared argument in a `UsdtBatch`, by its type: a `Float64Array` of the
+ * values for the 8- to 32-bit integers (numbers in `UsdtEvent.args`, exact in a double), a
+ * `BigInt64Array` for i64 and a `BigUint64Array` for u64 and ptr (bigints there), and a
+ * `Uint32Array` of string ids for str (`batch.string(id)`).
+ */
+export type UsdtColumn = Float64Array | BigInt64Array | BigUint64Array | Uint32Array
+
+/** Where a record's argument values begin, 8 bytes each: the argument sign-extended to 64 bits, low bytes first. Its strings follow them. */
+const VALUES = USDT_EVENT.size
+
+/** How each integer type's column reads its value: its own low bytes of the 8, in a double up to 32 bits. */
+const INTEGER_ARGS: Record<Exclude<UsdtArgType, 'str'>, { type: 'f64' | 'i64' | 'u64'; size: number; signed: boolean }> = {
+  u8: { type: 'f64', size: 1, signed: false },
+  i8: { type: 'f64', size: 1, signed: true },
+  u16: { type: 'f64', size: 2, signed: false },
+  i16: { type: 'f64', size: 2, signed: true },
+  u32: { type: 'f64', size: 4, signed: false },
+  i32: { type: 'f64', size: 4, signed: true },
+  i64: { type: 'i64', size: 8, signed: true },
+  u64: { type: 'u64', size: 8, signed: false },
+  ptr: { type: 'u64', size: 8, signed: false },
+}
+
+/** The column of argument `i`: its value, or (str) a string id `completeUsdt` fills in. */
+function argColumn(type: UsdtArgType, i: number): ColumnSource {
+  if (type === 'str') return computed('u32')
+  const { type: columnType, size, signed } = INTEGER_ARGS[type]
+  return { type: columnType, code: columnType === 'f64' ? 'double' : 'bits', from: VALUES + 8 * i, fromSize: size, signed }
+}
+
+const hit = columnsOf(USDT_EVENT)
+
+/** The columns every `UsdtBatch` has, from a usdt_event's fields; the arguments' follow, as `arg0`, `arg1`, ... */
+const USDT_COLUMNS = {
+  pid: hit.copy('u32', 'pid'),
+  tid: hit.copy('u32', 'tid'),
+  timestampNs: hit.copy('i64', 'timestamp_ns'),
+  truncated: hit.flag(hit.test('flags', USDT_STR_TRUNCATED)),
+}
+
+type UsdtColumns = Record<string, ColumnSource>
+
+/** A trace's columns: the fixed ones, then one per declared argument. */
+function usdtColumns(types: readonly UsdtArgType[]): UsdtColumns {
+  const columns: UsdtColumns = { ...USDT_COLUMNS }
+  types.forEach((type, i) => (columns[`arg${i}`] = argColumn(type, i)))
+  return columns
+}
+
+/**
+ * Probe hits in columns, from `trace.batches()`: row `i` of every column is one hit, for `i`
+ * below `length` (each column's own length), with one column per declared argument in `args`.
+ * The next batch of the trace overwrites the columns: copy what you keep. String ids and
+ * `string(id)` hold for the life of the trace. See docs/batches.md.
+ */
+export class UsdtBatch {
+  /** Rows in this batch. */
+  readonly length: number
+  /** The probe's provider, the same for every row: a trace follows one probe. */
+  readonly provider: string
+  /** The probe's name, the same for every row. */
+  readonly name: string
+  /** The process that hit the probe. */
+  readonly pid: Uint32Array
+  /** The kernel thread id; the main thread's is the pid. */
+  readonly tid: Uint32Array
+  /** CLOCK_MONOTONIC, exact, as `UsdtEvent.timestampNs`. */
+  readonly timestampNs: BigInt64Array
+  /** 1 when a string argument of the hit was longer than 512 bytes and its id is that of the string cut to 512. */
+  readonly truncated: Uint8Array
+  /** One column per declared argument, in order, typed by its declared type (see `UsdtColumn`). */
+  readonly args: readonly UsdtColumn[]
+  readonly #strings: NameTable
+
+  /** @internal Batches come from `trace.batches()`. */
+  constructor(columns: Columns<UsdtColumns>, length: number, probe: { provider: string; name: string; argCount: number }, strings: NameTable) {
+    this.length = length
+    this.provider = probe.provider
+    this.name = probe.name
+    this.pid = columns.pid as Uint32Array
+    this.tid = columns.tid as Uint32Array
+    this.timestampNs = columns.timestampNs as BigInt64Array
+    this.truncated = columns.truncated as Uint8Array
+    this.args = Array.from({ length: probe.argCount }, (_, i) => columns[`arg${i}`] as UsdtColumn)
+    this.#strings = strings
+  }
+
+  /** The string behind an id of a str argument's column, of this batch or an earlier one of the same trace. */
+  string(id: number): string {
+    return this.#strings.name(id)
+  }
+
+  /** One past the highest string id handed out so far: the ids are dense from 0. */
+  get stringCount(): number {
+    return this.#strings.size
+  }
+}
+
+/** What `traceUsdt` returns: an async iterator of probe hits, or of `UsdtBatch`es through `batches()`. */
+export type UsdtTrace = Trace<UsdtEvent, UsdtBatch>
 
 /**
  * Streams the hits of any USDT probe of any program, its arguments decoded by the declared types.
@@ -68,7 +169,9 @@ export function traceUsdt(options: TraceUsdtOptions): UsdtTrace {
   // Checked while opening, so that bad input rejects `ready` like any other failure; the
   // decoder only runs after that, on the types it filled in.
   const types: UsdtArgType[] = []
-  return new Trace(() => openUsdtSession(given, types), usdtDecoder(given.provider, given.name, types), given)
+  return new Trace(() => openUsdtSession(given, types), usdtDecoder(given.provider, given.name, types), given, () =>
+    usdtBatchReader(given.provider, given.name, checkProbeOptions(given)),
+  )
 }
 
 /** Where the probe is attached: one process (or -1 for all) and the object carrying it there. */
@@ -257,4 +360,41 @@ function usdtDecoder(provider: string, name: string, types: UsdtArgType[]): Reco
       truncated: (view.getUint8(offset + fields.flags) & USDT_STR_TRUNCATED) !== 0,
     }
   }
+}
+
+/**
+ * Reads a trace's probe hits as `UsdtBatch`es, one row per record, with a table of string ids
+ * of its own. The argument types are checked by then (batches() calls this): the layout follows
+ * from them, and every record carries a value for each declared argument.
+ */
+function usdtBatchReader(provider: string, name: string, types: readonly UsdtArgType[]): BatchReader<UsdtColumns, UsdtBatch> {
+  const strings = new NameTable('string argument')
+  const probe = { provider, name, argCount: types.length }
+  const hasStrings = types.includes('str')
+  return {
+    layout: {
+      minSize: VALUES + 8 * types.length,
+      columns: usdtColumns(types),
+      // Records with strings go to `complete` too, for their string ids.
+      route: hasStrings ? 'row+side' : 'row',
+    },
+    complete: hasStrings ? (columns, _length, side) => completeUsdt(types, strings, columns, side) : undefined,
+    batch: (columns, length) => new UsdtBatch(columns, length, probe, strings),
+  }
+}
+
+/** Sets each str argument's column to the id of its string: the strings follow the values, in argument order, each as long as its value says. */
+function completeUsdt(types: readonly UsdtArgType[], strings: NameTable, columns: Columns<UsdtColumns>, side: SideRecords): void {
+  const { view, bytes } = side
+  const stringColumns = types.map((type, i) => (type === 'str' ? (columns[`arg${i}`] as Uint32Array) : undefined))
+  eachSideRecord(side, (offset, _length, row) => {
+    let stringAt = offset + VALUES + types.length * 8
+    for (let i = 0; i < types.length; i++) {
+      const ids = stringColumns[i]
+      if (!ids) continue
+      const length = view.getUint32(offset + VALUES + 8 * i, true)
+      ids[row] = strings.idOf(bytes, stringAt, stringAt + length)
+      stringAt += length
+    }
+  })
 }

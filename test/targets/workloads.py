@@ -268,6 +268,14 @@ def run_audit(path, port):
     sys.audit("usdtrace.long", "x" * 300, 1, 2, 3, 4, 5, 6)
 
 
+def run_audit_events(count, distinct):
+    # Events of known names in a known rotation, then one whose name is longer than the 62
+    # bytes the kernel side keeps.
+    for i in range(int(count)):
+        sys.audit(f"usdtrace.batch_{i % int(distinct)}", i)
+    sys.audit("usdtrace." + "n" * 80)
+
+
 def run_stats(calls, collections, directory, modules, threads):
     # Only the named work calls Python functions: no comprehension (a function of its own in
     # 3.11), no return from here (os._exit), so `calls` leaf() calls are all the returns.
@@ -517,6 +525,7 @@ WORKLOADS = {
     "gc_cycles": run_gc_cycles,
     "import_package": run_import_package,
     "audit": run_audit,
+    "audit_events": run_audit_events,
     "stats": run_stats,
     "serve": run_serve,
     "slow": run_slow,
