@@ -46,6 +46,7 @@ bool ColumnLayout::Parse(Napi::Env env, Napi::Object layout) {
     if (!ValidSize(sideWhenZeroSize_)) return Fail(env, "sideWhenZero.size must be 1, 2, 4 or 8");
   }
   minSize_ = U32(layout, "minSize");
+  if (hasSideWhenZero_ && sideWhenZeroOffset_ + sideWhenZeroSize_ > minSize_) return Fail(env, "sideWhenZero reads past minSize");
   capacity_ = U32(layout, "capacity");
   sideOffset_ = U32(layout, "sideOffset");
   sideBytes_ = U32(layout, "sideBytes");
@@ -129,7 +130,10 @@ void ColumnLayout::FillRow(uint8_t* buffer, uint32_t row, const uint8_t* record)
 }
 
 ColumnLayout::Result ColumnLayout::Add(Fill& fill, const uint8_t* record, size_t size) const {
-  if (size < minSize_) return kUndecodable;
+  // A row is read at fixed offsets below minSize; a record that only goes to the side (a stack
+  // trace's code names, shorter than its samples) need only reach its kind byte.
+  bool makesNoRow = hasKind_ && size > kindOffset_ && !(routes_[record[kindOffset_]] & kRow);
+  if (size < minSize_ && !makesNoRow) return kUndecodable;
   uint8_t route = RouteOf(record);
   bool row = route & kRow;
   if (route & kSide) {

@@ -29,7 +29,8 @@ class ColumnLayout {
 
   enum Result { kAdded, kFull, kUndecodable };
   // Adds one record: kFull leaves `fill` as it was (the record opens the next delivery);
-  // kUndecodable: too short for the layout, or larger than a whole side region.
+  // kUndecodable: a row shorter than minSize (a side-only record need only reach its kind byte),
+  // or a side record larger than a whole side region.
   Result Add(Fill& fill, const uint8_t* record, size_t size) const;
 
  private:

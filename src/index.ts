@@ -35,7 +35,9 @@ export {
   type StackProfileOptions,
   type StackProfileSnapshot,
   type StackSample,
+  type StackSampleTrace,
   type ThreadStack,
 } from './streams/stacks.js'
+export { SampleBatch } from './streams/sample-batch.js'
 export { type StackOption } from './streams/python-stacks.js'
 export { callTimeProfile, pprofProfile, type ProfileFrame, type ProfileValueType, type WeightedProfile, type WeightedStack } from './export/pprof.js'

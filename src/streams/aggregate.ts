@@ -40,3 +40,17 @@ export class AggregateHalves<Sums extends string> {
     return names.map((name) => this.#session.dumpMap(`${name}_${half}` as const, true))
   }
 }
+
+/**
+ * What `batches()` of a summary stream does: refuse, saying why. Batches spare a consumer a step
+ * per event; a summary is already summed in the kernel and takes one step per interval, so rows
+ * of it would save nothing, and `rows` names the stream whose batches have one row per event.
+ */
+export function summaryWithoutBatches(stream: string, rows: string): () => never {
+  return () => {
+    throw new TraceError(
+      'INVALID_ARGUMENT',
+      `${stream} yields one snapshot per interval, already aggregated in the kernel: it has no batches(); iterate it with for await (or use ${rows})`,
+    )
+  }
+}

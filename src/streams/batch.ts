@@ -66,7 +66,10 @@ const ROUTE_BITS: Record<Route, number> = { none: 0, row: 1, side: 2, 'row+side'
 
 /** Which records become rows and which go to `complete`, and what each column holds. */
 export interface BatchLayout<S extends Record<string, ColumnSource>> {
-  /** The smallest record a row is read from: every record of the stream is at least this. */
+  /**
+   * The smallest record a row is read from: every record routed to rows is at least this; one
+   * routed only to the side (by its `kind`) need only reach its kind byte.
+   */
   minSize: number
   columns: S
   /** The byte that tells record kinds apart, and the route of each kind (others: `route`). */

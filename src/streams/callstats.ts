@@ -7,7 +7,7 @@ import { isProgram } from '../process/elf.js'
 import { codeDeallocHooks } from '../cpython/layout.js'
 import { attachSyscallTracepoints, syscallFilterConstants } from './syscalls.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
-import { AggregateHalves } from './aggregate.js'
+import { AggregateHalves, summaryWithoutBatches } from './aggregate.js'
 import { Trace, sumDropped, type OpenedSession, type Sampler } from './trace.js'
 
 /** Calls and, for the timed ones, their time; the times are undefined when no call was timed. */
@@ -93,7 +93,7 @@ export function callStats(pid: number, options?: CallStatsOptions): CallStats
 export function callStats(options: CallStatsOptions): CallStats
 export function callStats(pidOrOptions: number | CallStatsOptions, maybeOptions: CallStatsOptions = {}): CallStats {
   const options = typeof pidOrOptions === 'number' ? { ...maybeOptions, pid: pidOrOptions } : pidOrOptions
-  return new Trace(() => openCallStats(options), null, options)
+  return new Trace(() => openCallStats(options), null, options, summaryWithoutBatches('callStats', 'traceCalls(…).batches() for one row per call'))
 }
 
 interface Settings {

@@ -13,8 +13,9 @@ import { TraceError } from '../errors.js'
 import { threadNames } from '../cpython/threads.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
-import { AggregateHalves } from './aggregate.js'
+import { AggregateHalves, summaryWithoutBatches } from './aggregate.js'
 import { PythonStacks, type StackDecoder } from './python-stacks.js'
+import { sampleBatchReader, type SampleBatch } from './sample-batch.js'
 import { Trace, ringBufferSettings, sumDropped, type OpenedSession, type Sampler, type StreamOptions } from './trace.js'
 
 /** One frame of a Python stack. */
@@ -155,14 +156,17 @@ export async function dumpStacks(pidOrOptions: number | DumpStacksOptions): Prom
   }
 }
 
+/** What `sampleStacks` returns: an async iterator of samples, or of `SampleBatch`es through `batches()`. */
+export type StackSampleTrace = Trace<StackSample, SampleBatch>
+
 /**
  * Samples the Python stacks of running CPython processes (any from 3.10 on, probes or not): on
  * CPU `hz` times a second on every CPU, and with `offCpu` each time a thread blocks, delivered
  * when it runs again with how long it waited. Costs the same whatever the program's call rate.
  */
-export function sampleStacks(pid: number, options?: SampleStacksOptions): Trace<StackSample>
-export function sampleStacks(options: SampleStacksOptions): Trace<StackSample>
-export function sampleStacks(pidOrOptions: number | SampleStacksOptions, maybeOptions?: SampleStacksOptions): Trace<StackSample> {
+export function sampleStacks(pid: number, options?: SampleStacksOptions): StackSampleTrace
+export function sampleStacks(options: SampleStacksOptions): StackSampleTrace
+export function sampleStacks(pidOrOptions: number | SampleStacksOptions, maybeOptions?: SampleStacksOptions): StackSampleTrace {
   const options = withPid(pidOrOptions, maybeOptions)
   let decoder: StackDecoder | undefined
   return new Trace(
@@ -174,6 +178,7 @@ export function sampleStacks(pidOrOptions: number | SampleStacksOptions, maybeOp
     },
     (view, bytes, offset) => decoder!.decode(view, bytes, offset),
     options,
+    () => sampleBatchReader(() => decoder!),
   )
 }
 
@@ -204,6 +209,7 @@ export function stackProfile(pidOrOptions: number | StackProfileOptions, maybeOp
       return undefined
     },
     options,
+    summaryWithoutBatches('stackProfile', 'sampleStacks(…).batches() for one row per sample'),
   )
 }
 

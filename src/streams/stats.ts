@@ -6,6 +6,7 @@ import { subjectOf, type Capability, type Inspection } from '../process/inspect.
 import { PYTHON_STATS } from '../kernel/abi.js'
 import { TARGET_OPTIONS, checkOptions, withPid } from '../options.js'
 import { resolveTargets, type TargetOptions } from '../process/targets.js'
+import { summaryWithoutBatches } from './aggregate.js'
 import { Trace, sumDropped, type OpenedSession } from './trace.js'
 
 /** What stats() counts per process, each per interval. */
@@ -107,7 +108,7 @@ export function stats(pid: number, options?: StatsOptions): Trace<StatsSnapshot>
 export function stats(options: StatsOptions): Trace<StatsSnapshot>
 export function stats(pidOrOptions: number | StatsOptions, maybeOptions?: StatsOptions): Trace<StatsSnapshot> {
   const options = withPid(pidOrOptions, maybeOptions)
-  return new Trace(() => openStatsSession(options), null, options)
+  return new Trace(() => openStatsSession(options), null, options, summaryWithoutBatches('stats', 'traceCalls(…).batches() for one row per call'))
 }
 
 function positiveInteger(name: string, value: number | undefined, fallback: number): number {
