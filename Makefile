@@ -90,8 +90,8 @@ demo: setup
 clean:
 	rm -rf $(OUTPUT) build dist dist-cjs prebuilds $(ABI)
 
-# The C reference points share the addon's BPF object, its uprobe multi attach and its globals lookup (bench/reference.cc).
-$(OUTPUT)/bench-reference: bench/reference.cc native/uprobe_multi.cc native/uprobe_multi.h native/globals.cc native/globals.h bpf/usdtrace.h $(OUTPUT)/calls.skel.h
+# The C reference points share the addon's BPF object, its uprobe multi attach, its globals lookup and its ring reader (bench/reference.cc).
+$(OUTPUT)/bench-reference: bench/reference.cc native/uprobe_multi.cc native/uprobe_multi.h native/globals.cc native/globals.h native/ring.cc native/ring.h bpf/usdtrace.h $(OUTPUT)/calls.skel.h
 	g++ -std=c++17 -O2 -Wall -I$(OUTPUT) -Ibpf -Inative -o $@ $(filter %.cc,$^) -l:libbpf.a -l:libelf.a -l:libz.a
 
 # What bench/run.js compares usdtrace with: bpftrace, and bcc's python tools with kernel headers to

@@ -10,6 +10,8 @@
 // load to the bytes HEX (little-endian), zero-padded to its size as the addon pads them.
 // Sites attach as the addon attaches them (native/uprobe_multi.h): one uprobe multi link where
 // the kernel has them, else one perf-event uprobe per site, which USDTRACE_UPROBE_MULTI=0 forces.
+// The ring is read with libbpf's ring_buffer, as libbpf-tools read theirs; with
+// USDTRACE_REFERENCE_READER=addon, with the addon's own reader (native/ring.h) instead.
 // Prints "attached uprobe-multi" or "attached perf-event" and runs until stdin closes. Then
 // drain prints "<returns> <dropped_ring_full>"; backlog prints
 // "<returns> <dropped_ring_full> <seconds>" as soon as its drain is done.
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <cinttypes>
 #include <string>
 #include <vector>
@@ -30,6 +33,7 @@
 #include "usdtrace.h"
 #include "calls.skel.h"
 #include "globals.h"
+#include "ring.h"
 #include "uprobe_multi.h"
 
 namespace {
@@ -37,10 +41,47 @@ namespace {
 unsigned long long returns;
 
 // Counts what the addon would yield: returns, not the CALL_NAMES records that name them.
-int CountReturn(void* context, void* data, size_t size) {
+int CountReturn(void* context, const void* data, size_t size) {
   if (static_cast<const struct call_event*>(data)->kind == CALL_RETURN) returns++;
   return 0;
 }
+
+int CountReturnFromLibbpf(void* context, void* data, size_t size) { return CountReturn(context, data, size); }
+
+// One of the two ways to read the ring, as USDTRACE_REFERENCE_READER picks.
+class Consumer {
+ public:
+  bool Open(int mapFd) {
+    mapFd_ = mapFd;
+    const char* reader = getenv("USDTRACE_REFERENCE_READER");
+    if (reader && std::string(reader) == "addon") {
+      addon_ = std::make_unique<RingReader>();
+      return addon_->Open(mapFd) == 0;
+    }
+    libbpf_ = ring_buffer__new(mapFd, CountReturnFromLibbpf, nullptr, nullptr);
+    return libbpf_ != nullptr;
+  }
+  ~Consumer() {
+    if (libbpf_) ring_buffer__free(libbpf_);
+  }
+  void Consume() {
+    if (addon_) addon_->Consume(CountReturn, nullptr);
+    else ring_buffer__consume(libbpf_);
+  }
+  void Poll(int timeoutMs) {
+    if (!addon_) {
+      ring_buffer__poll(libbpf_, timeoutMs);
+      return;
+    }
+    struct pollfd ready = {mapFd_, POLLIN, 0};
+    if (poll(&ready, 1, timeoutMs) > 0) Consume();
+  }
+
+ private:
+  int mapFd_ = -1;
+  struct ring_buffer* libbpf_ = nullptr;
+  std::unique_ptr<RingReader> addon_;
+};
 
 int Quiet(enum libbpf_print_level level, const char* format, va_list args) {
   return level == LIBBPF_WARN ? vfprintf(stderr, format, args) : 0;
@@ -139,7 +180,11 @@ int main(int argc, char** argv) {
       }
     }
   }
-  struct ring_buffer* ring = ring_buffer__new(bpf_map__fd(skel->maps.events), CountReturn, nullptr, nullptr);
+  Consumer ring;
+  if (!ring.Open(bpf_map__fd(skel->maps.events))) {
+    perror("ring");
+    return 1;
+  }
   printf("attached %s\n", multi ? "uprobe-multi" : "perf-event");
   fflush(stdout);
 
@@ -149,21 +194,20 @@ int main(int argc, char** argv) {
     }
     double start = Now();
     // Nothing arrives any more: one consume takes every record there is.
-    ring_buffer__consume(ring);
+    ring.Consume();
     printf("%llu %llu %.6f\n", returns, static_cast<unsigned long long>(skel->bss->dropped_ring_full), Now() - start);
     fflush(stdout);
   }
   // Same cadence as the addon: wake on the BPF side's threshold, else every 5 ms.
   struct pollfd input = {0, POLLIN, 0};
   while (poll(&input, 1, 0) == 0 || !(input.revents & (POLLIN | POLLHUP))) {
-    ring_buffer__poll(ring, 5);
-    ring_buffer__consume(ring);
+    ring.Poll(5);
+    ring.Consume();
   }
-  ring_buffer__consume(ring);
+  ring.Consume();
   if (mode == "drain") printf("%llu %llu\n", returns, static_cast<unsigned long long>(skel->bss->dropped_ring_full));
   if (multiLink >= 0) close(multiLink);
   for (struct bpf_link* link : perfLinks) bpf_link__destroy(link);
-  ring_buffer__free(ring);
   calls__destroy(skel);
   return 0;
 }
