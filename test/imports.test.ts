@@ -1,19 +1,14 @@
 // traceImports against real python3.11 processes importing packages the test writes into a tmp
 // dir (so no other process has them cached in sys.modules, and their import really loads).
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import t from 'tap'
 import { traceImports, type ImportEvent } from '../src/index.js'
 import { tmpDir } from './programs/tools.js'
-import { collect, startWorkload } from './targets.js'
+import { collect, startWorkload, writeImportPackage } from './targets.js'
 
 t.test('a package whose __init__ imports two submodules: three loads, the submodules nested', async (t) => {
   const dir = tmpDir(t, 'imports')
   const pkg = `usdtrace_pkg_${process.pid}`
-  mkdirSync(join(dir, pkg))
-  writeFileSync(join(dir, pkg, '__init__.py'), `import ${pkg}.alpha\nimport ${pkg}.beta\n`)
-  writeFileSync(join(dir, pkg, 'alpha.py'), 'VALUE = 1\n')
-  writeFileSync(join(dir, pkg, 'beta.py'), 'VALUE = 2\n')
+  writeImportPackage(dir, pkg)
 
   const target = await startWorkload(t, ['import_package', dir, pkg])
   const trace = traceImports(target.pid)

@@ -4,7 +4,6 @@
 // side; draining never starves the event loop.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { readdirSync, readlinkSync } from 'node:fs'
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { traceCalls } from '../src/index.js'
@@ -14,19 +13,8 @@ import { WORKLOADS, collect, fibonacci, startWorkload } from './targets.js'
 import { watchEventLoop } from './fixtures/event-loop.js'
 import { eachReader } from './fixtures/readers.js'
 import { eventually } from './fixtures/agent.js'
+import { fdTable } from './fixtures/processes.js'
 
-/** This process's fd table: each open fd and what it refers to. */
-function fdTable(): Record<string, string> {
-  const table: Record<string, string> = {}
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      table[fd] = readlinkSync(`/proc/self/fd/${fd}`)
-    } catch {
-      // the directory's own fd, closed by now
-    }
-  }
-  return table
-}
 const fibEntries = (events: { kind: string; func: string; file: string }[]) =>
   events.filter((e) => e.kind === 'entry' && e.func === 'fib' && e.file === WORKLOADS).length
 

@@ -3,11 +3,10 @@
 // against the events' frames and across code objects freed and reused, release as for every
 // trace; and the summaries, which have no batches and say so.
 import { once } from 'node:events'
-import { readdirSync, readlinkSync } from 'node:fs'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import t from 'tap'
 import { TraceError, callStats, sampleStacks, stackProfile, stats, type SampleBatch, type StackFrame, type StackSample } from '../src/index.js'
-import { STACK_PYTHONS } from './fixtures/processes.js'
+import { STACK_PYTHONS, fdTable } from './fixtures/processes.js'
 import { CLOCK_TICKS, STACKS_TARGET as TARGET, asTriples, cpuTicks, startStacksTarget as start } from './fixtures/stacks.js'
 import { startWorkload } from './targets.js'
 
@@ -171,18 +170,6 @@ for (const python of STACK_PYTHONS) {
   })
 }
 
-/** This process's fd table: each open fd and what it refers to. */
-function fdTable(): Record<string, string> {
-  const table: Record<string, string> = {}
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      table[fd] = readlinkSync(`/proc/self/fd/${fd}`)
-    } catch {
-      // the directory's own fd, closed by now
-    }
-  }
-  return table
-}
 
 t.test('sample batches: break, abort and close release every perf event, map and fd', async (t) => {
   const cycles = 9

@@ -10,7 +10,7 @@ import { traceAudit, traceGC, traceImports, traceUsdt } from '../src/index.js'
 import { startReady } from './fixtures/processes.js'
 import { LIBSTDCXX, buildThrower, thrown } from './fixtures/thrower.js'
 import { tmpDir } from './programs/tools.js'
-import { WORKLOADS, startWorkload } from './targets.js'
+import { WORKLOADS, startWorkload, writeImportPackage } from './targets.js'
 
 /** The `stats` workload doing only gc.collect()s and imports of modules written here; it prints the sum of what gc.collect() returned. */
 async function collectAndImport(t: Test, collections: number, modules: number) {
@@ -123,10 +123,7 @@ t.test('imports through batches: a package loads after its submodules; a missing
   const dir = tmpDir(t, 'stream-batches-package')
   const pkg = `usdtrace_batch_pkg_${process.pid}`
   const missing = `usdtrace_batch_missing_${process.pid}`
-  mkdirSync(join(dir, pkg))
-  writeFileSync(join(dir, pkg, '__init__.py'), `import ${pkg}.alpha\nimport ${pkg}.beta\ntry:\n    import ${missing}\nexcept ImportError:\n    pass\n`)
-  writeFileSync(join(dir, pkg, 'alpha.py'), 'VALUE = 1\n')
-  writeFileSync(join(dir, pkg, 'beta.py'), 'VALUE = 2\n')
+  writeImportPackage(dir, pkg, `try:\n    import ${missing}\nexcept ImportError:\n    pass\n`)
   const target = await startWorkload(t, ['import_package', dir, pkg])
   const trace = traceImports(target.pid)
   await trace.ready

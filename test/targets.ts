@@ -1,11 +1,24 @@
 // The Python programs the call tests trace: test/targets/workloads.py under Debian's python3.11.
 import { once } from 'node:events'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { TraceError, traceCalls, type CallTrace } from '../src/index.js'
 import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
 
 export const WORKLOADS = fileURLToPath(new URL('targets/workloads.py', import.meta.url))
+
+/**
+ * Writes package `pkg` under `dir` for the import_package workload: its __init__ imports
+ * `pkg.alpha` and `pkg.beta` (one line each), then runs `then`.
+ */
+export function writeImportPackage(dir: string, pkg: string, then = ''): void {
+  mkdirSync(join(dir, pkg))
+  writeFileSync(join(dir, pkg, '__init__.py'), `import ${pkg}.alpha\nimport ${pkg}.beta\n${then}`)
+  writeFileSync(join(dir, pkg, 'alpha.py'), 'VALUE = 1\n')
+  writeFileSync(join(dir, pkg, 'beta.py'), 'VALUE = 2\n')
+}
 
 export type Target = Awaited<ReturnType<typeof startReady>> & { go(): void }
 
