@@ -632,7 +632,7 @@ function deliverySection() {
 function backlogSection(lines) {
   const BACKLOG_CONSUMERS = [
     ...CONSUMERS,
-    ['cAddonReader', "C, the same with the addon's ring reader (native/ring.cc): populated pages, no fault in the drain"],
+    ['cAddonReader', "C, the same with the addon's ring reader (native/ring.cc): pages touched at open, no fault in the drain"],
     ['javascript', 'no tracing: for-await over events made on the spot (the JavaScript ceiling)'],
   ]
   const returnsPerSecond = Object.fromEntries(BACKLOG_CONSUMERS.map(([consumer]) => [consumer, medianOf(backlogs[consumer], 'perSecond')]))
@@ -643,9 +643,9 @@ function backlogSection(lines) {
       `nothing, which leaves ${count(returnsOf(BACKLOG_CALLS))} returns (${count((returnsOf(BACKLOG_CALLS) * RETURN_RECORD_BYTES) / 2 ** 20)} MiB of ` +
       `records) in a ${BACKLOG_RING_BYTES >> 20} MiB ring; then the consumer drains them as fast as it can, timed ` +
       'from its first take to its last. The C reference reads nothing before then and drains with ' +
-      "libbpf's ring_buffer__consume, as libbpf-tools read their rings, which maps the ring's pages lazily: its first " +
-      'pass takes a page fault per 4 KiB. The addon reads its ring itself (native/ring.cc), mapped populated when the ' +
-      "trace opens, so its drains take none; the row 'C, the same with the addon's ring reader' is that reader " +
+      "libbpf's ring_buffer__consume, as libbpf-tools read their rings: the kernel maps a ring's pages on first touch, " +
+      'so its first pass takes a page fault per 4 KiB. The addon reads its ring itself (native/ring.cc) and touches ' +
+      "every page when the trace opens, so its drains take none; the row 'C, the same with the addon's ring reader' is that reader " +
       "under the C reference's counting callback: the floor of a drain. usdtrace's Trace copies 1 MiB of records out of the ring before it pauses " +
       '(MAX_BATCHES in src/streams/trace.ts), undecoded, and leaves the rest there until its loop starts. Both load the same BPF object with the options traceCalls uses for returns only, ' +
       'and count only the returns; with 0 lost, both drained the same backlog. The last row traces nothing: a ' +

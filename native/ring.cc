@@ -36,12 +36,18 @@ int RingReader::Open(int mapFd) {
   if (consumer == MAP_FAILED) return -errno;
   consumerPosition_ = static_cast<uint64_t*>(consumer);
   // The producer page, then the data pages mapped twice in a row, so that a record that wraps
-  // around the end reads as one piece. Populated now, not fault by fault during a drain.
+  // around the end reads as one piece.
   dataMappingBytes_ = pageSize_ + 2 * size_t{info.max_entries};
-  void* producer = mmap(nullptr, dataMappingBytes_, PROT_READ, MAP_SHARED | MAP_POPULATE, mapFd, pageSize_);
+  void* producer = mmap(nullptr, dataMappingBytes_, PROT_READ, MAP_SHARED, mapFd, pageSize_);
   if (producer == MAP_FAILED) return -errno;
   producerPosition_ = static_cast<const uint64_t*>(producer);
   data_ = static_cast<const uint8_t*>(producer) + pageSize_;
+  // The kernel maps ring pages on first touch, one fault each, and MAP_POPULATE passes over
+  // such a mapping: touched here, the faults come now rather than in the middle of a drain.
+  // The second copy is only read by records that wrap, so it is left to fault as they come.
+  uint8_t sink = 0;
+  for (size_t at = 0; at < info.max_entries; at += pageSize_) sink ^= *static_cast<const volatile uint8_t*>(data_ + at);
+  (void)sink;
   published_ = __atomic_load_n(consumerPosition_, __ATOMIC_ACQUIRE);
   return 0;
 }

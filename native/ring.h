@@ -1,4 +1,4 @@
-// A BPF ring buffer read in place: the map's pages mapped once, populated up front, and the
+// A BPF ring buffer read in place: the map's pages mapped once and touched up front, and the
 // consumer position published per block of records rather than per record.
 //
 // libbpf's ring_buffer maps the same pages lazily, so the first pass over a fresh ring takes a
