@@ -67,10 +67,7 @@ int RingReader::Consume(OnRecord onRecord, void* context) {
       const uint8_t* header = data_ + (position & mask_);
       uint32_t lengthWord = __atomic_load_n(reinterpret_cast<const uint32_t*>(header), __ATOMIC_ACQUIRE);
       // Reserved but not yet committed: everything after it waits for it.
-      if (lengthWord & BPF_RINGBUF_BUSY_BIT) {
-        end = position;
-        break;
-      }
+      if (lengthWord & BPF_RINGBUF_BUSY_BIT) break;
       readAny = true;
       position += RecordSpan(lengthWord);
       if (!(lengthWord & BPF_RINGBUF_DISCARD_BIT)) {

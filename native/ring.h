@@ -1,9 +1,10 @@
 // A BPF ring buffer read in place: the map's pages mapped once and touched up front, and the
 // consumer position published per block of records rather than per record.
 //
-// libbpf's ring_buffer maps the same pages lazily, so the first pass over a fresh ring takes a
-// page fault per 4 KiB (most of a backlog drain's time on a VM), and it stores the consumer
-// position after every record, a cache line the producing CPUs read on every reserve.
+// The kernel maps a ring's pages on first touch: libbpf's ring_buffer takes those faults, one
+// per 4 KiB, in its first pass over a fresh ring (most of a backlog drain's time on a VM), and
+// it stores the consumer position after every record, a cache line the producing CPUs read on
+// every reserve.
 #pragma once
 
 #include <cstddef>
