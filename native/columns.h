@@ -35,7 +35,7 @@ class ColumnLayout {
 
  private:
   enum Route : uint8_t { kRow = 1, kSide = 2 };
-  enum Code : uint8_t { kCopy1, kCopy2, kCopy4, kCopy8, kWiden, kDouble, kFlag };
+  enum Code : uint8_t { kBits, kDouble, kFlag };
   struct Column {
     uint32_t from;
     uint32_t at;  // the column's byte offset in the buffer
@@ -50,7 +50,16 @@ class ColumnLayout {
     uint8_t whenMask;
   };
 
+  // A field copied as it is into a column as wide, on every row: most columns are these, and the
+  // hot loop takes them in runs of one width, with no decision per column.
+  struct Copy {
+    uint32_t from;
+    uint32_t at;
+  };
+
   uint8_t RouteOf(const uint8_t* record) const;
+  template <typename T>
+  static void CopyRun(const std::vector<Copy>& run, uint8_t* buffer, uint32_t row, const uint8_t* record);
   void FillRow(uint8_t* buffer, uint32_t row, const uint8_t* record) const;
 
   bool hasKind_ = false;
@@ -64,5 +73,6 @@ class ColumnLayout {
   uint32_t capacity_ = 0;
   uint32_t sideOffset_ = 0;
   uint32_t sideBytes_ = 0;
-  std::vector<Column> columns_;
+  std::vector<Copy> copies_[4];  // by width: 1, 2, 4, 8 bytes
+  std::vector<Column> converted_;  // the rest: widened, converted to doubles, flags, conditional
 };
