@@ -39,5 +39,6 @@ export {
   type ThreadStack,
 } from './streams/stacks.js'
 export { SampleBatch } from './streams/sample-batch.js'
+export { UNNAMED_ID, type IdTableOptions } from './streams/id-table.js'
 export { type StackOption } from './streams/python-stacks.js'
 export { callTimeProfile, pprofProfile, type ProfileFrame, type ProfileValueType, type WeightedProfile, type WeightedStack } from './export/pprof.js'

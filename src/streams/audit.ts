@@ -25,6 +25,7 @@ import { eventStacks, noBatchesWithStacks, stackSessionSettings, withEventStacks
 import type { StackFrame } from './stacks.js'
 import { columnsOf, computed, eachSideRecord, type BatchReader, type Columns, type SideRecords } from './batch.js'
 import { NameTable } from './name-table.js'
+import { maxIdsOf, type IdTableOptions } from './id-table.js'
 
 /**
  * One argument of an audit event, as far as the kernel side could read it from the target's
@@ -60,14 +61,14 @@ export interface AuditEvent {
   stack?: StackFrame[]
 }
 
-export interface TraceAuditOptions extends StreamOptions, TargetOptions, StackOption {
+export interface TraceAuditOptions extends StreamOptions, TargetOptions, StackOption, IdTableOptions {
   /** Only these events (checked against CPython 3.11's audit events table); default: all. */
   events?: string[]
   /** Only these events too, unchecked: names of newer CPythons, libraries, or the application's own. */
   customEvents?: string[]
 }
 
-const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'events', 'customEvents', 'stack']
+const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'events', 'customEvents', 'stack', 'maxIds']
 
 const audit = columnsOf(AUDIT_EVENT)
 
@@ -95,7 +96,7 @@ export class AuditBatch {
   readonly tid: Uint32Array
   /** CLOCK_MONOTONIC, exact, as `AuditEvent.timestampNs`. */
   readonly timestampNs: BigInt64Array
-  /** Which event: `name(id)` names it (`open`, `socket.connect`); one id per name for the life of the trace. */
+  /** Which event: `name(id)` names it (`open`, `socket.connect`); one id per name for the life of the trace, `UNNAMED_ID` past `maxIds`. */
   readonly nameId: Uint32Array
   /** 1 when the event's name was longer than 62 bytes and its id is that of the name cut to 62. */
   readonly nameTruncated: Uint8Array
@@ -114,10 +115,10 @@ export class AuditBatch {
 
   /** The event name behind an id of this batch or an earlier one of the same trace, e.g. `open`. */
   name(id: number): string {
-    return this.#names.name(id)
+    return this.#names.value(id)
   }
 
-  /** One past the highest name id handed out so far: the ids are dense from 0. */
+  /** One past the highest name id handed out so far: the ids are dense from 0 (`UNNAMED_ID` aside). */
   get nameCount(): number {
     return this.#names.size
   }
@@ -144,6 +145,7 @@ export function traceAudit(pidOrOptions: number | TraceAuditOptions, maybeOption
   return new Trace(
     async () => {
       checkOptions('traceAudit', options, OPTIONS)
+      maxIdsOf('traceAudit', options)
       stacks = await eventStacks('traceAudit', options)
       return openAuditSession(options, stacks)
     },
@@ -153,7 +155,7 @@ export function traceAudit(pidOrOptions: number | TraceAuditOptions, maybeOption
       if (options.stack) {
         throw noBatchesWithStacks('traceAudit')
       }
-      return auditBatchReader()
+      return auditBatchReader(maxIdsOf('traceAudit', options))
     },
   )
 }
@@ -259,13 +261,14 @@ function decodeAudit(view: DataView, bytes: Buffer, offset: number): AuditEvent 
 }
 
 /** Reads a trace's audit events as `AuditBatch`es, one row per record, with a table of name ids of its own. */
-function auditBatchReader(): BatchReader<typeof AUDIT_COLUMNS, AuditBatch> {
-  const names = new NameTable('audit event name')
+function auditBatchReader(maxIds: number): BatchReader<typeof AUDIT_COLUMNS, AuditBatch> {
+  const names = new NameTable('audit event name', 'batch.nameId', maxIds)
   return {
     // Every record is a row, and goes to `complete` for its event name.
     layout: { minSize: AUDIT_EVENT.size, columns: AUDIT_COLUMNS, route: 'row+side' },
     complete: (columns, _length, side) => completeAudit(names, columns, side),
     batch: (columns, length) => new AuditBatch(columns, length, names),
+    unnamed: () => names.unnamed,
   }
 }
 

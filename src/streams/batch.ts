@@ -114,6 +114,8 @@ export interface BatchReader<S extends Record<string, ColumnSource>, B> {
   readonly layout: BatchLayout<S>
   complete?(columns: Columns<S>, length: number, side: SideRecords): void
   batch(columns: Columns<S>, length: number): B
+  /** Values `complete` gave `UNNAMED_ID` so far: its id table was full (id-table.ts). */
+  unnamed?(): number
 }
 
 /** Rows per delivery: whatever the ring held, up to this many events (~1 MiB of call records). */

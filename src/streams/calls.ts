@@ -141,9 +141,7 @@ export class CallBatch {
    * the code object and reused its memory for another function's.
    */
   function(id: number): FunctionName {
-    const names = this.#functions.names(id)
-    if (!names) throw new TraceError('INVALID_ARGUMENT', `no function has id ${id} in this trace; ids come from batch.functionId`)
-    return names
+    return this.#functions.value(id)
   }
 
   /** Function ids handed out so far in this trace: every id is below this (size arrays by it). */

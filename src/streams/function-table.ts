@@ -1,3 +1,5 @@
+import { IdTable } from './id-table.js'
+
 /** A function's names, as `batch.function(id)` gives them: the same as a call event's. */
 export interface FunctionName {
   /** The function's source file, as the code object names it. */
@@ -9,40 +11,27 @@ export interface FunctionName {
 }
 
 /**
- * The ids `batch.functionId` holds: one per distinct (file, function, truncated), dense from 0
- * and never reused for the life of the trace. The kernel's name ids (bpf/python_names.bpf.h)
- * are not that: one is forgotten when CPython frees the code object, and the same names come
- * back under a new one, so they only lead here.
+ * The ids `batch.functionId` holds, as `IdTable` gives them: one per distinct (file, function,
+ * truncated). There is no cap on them: the functions are those of the code the target runs,
+ * whose names do not grow with the data it handles, as strings and stacks can. The kernel's
+ * name ids (bpf/python_names.bpf.h) are not these ids: one is forgotten when CPython frees the
+ * code object, and the same names come back under a new one, so they only lead here.
  */
-export class FunctionTable {
-  readonly #names: FunctionName[] = []
-  readonly #byNames = new Map<string, number>()
+export class FunctionTable extends IdTable<FunctionName> {
   /**
    * Kernel name id to function id + 1 (0: not known now): a name id is small, dense and never
    * reused, so an array beats a Map in the batch loop, at 4 bytes per name the kernel sent.
    */
   #byNameId = new Int32Array(1024)
 
-  /** How many ids there are so far: every id is below this. */
-  get size(): number {
-    return this.#names.length
-  }
-
-  /** The names behind an id handed out so far. */
-  names(id: number): FunctionName | undefined {
-    return this.#names[id]
+  constructor() {
+    super('function', 'batch.functionId')
   }
 
   /** The id of these names, given on their first sighting. */
   idOf(file: string, func: string, truncated: boolean): number {
     const key = `${truncated ? 't' : 'f'}${file}\0${func}`
-    let id = this.#byNames.get(key)
-    if (id === undefined) {
-      id = this.#names.length
-      this.#names.push(Object.freeze({ file, func, truncated }))
-      this.#byNames.set(key, id)
-    }
-    return id
+    return this.find(key) ?? this.add(key, Object.freeze({ file, func, truncated }))
   }
 
   /** The kernel sent the names behind `nameId` (a CALL_NAMES record). */

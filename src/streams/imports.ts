@@ -5,6 +5,7 @@ import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type StreamOptions } from './trace.js'
 import { columnsOf, computed, eachSideRecord, type BatchReader, type Columns, type SideRecords } from './batch.js'
 import { NameTable } from './name-table.js'
+import { maxIdsOf, type IdTableOptions } from './id-table.js'
 
 /** One module load, reported when it ends: a module's own imports end (and arrive) before it. */
 export interface ImportEvent {
@@ -26,10 +27,10 @@ export interface ImportEvent {
   truncated: boolean
 }
 
-/** The options of `traceImports`: which processes, and those every stream takes. */
-export type TraceImportsOptions = StreamOptions & TargetOptions
+/** The options of `traceImports`: which processes, those every stream takes, and the batches' module ids. */
+export type TraceImportsOptions = StreamOptions & TargetOptions & IdTableOptions
 
-const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS]
+const OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'maxIds']
 
 const load = columnsOf(IMPORT_EVENT)
 const timedLoad = load.test('flags', IMPORT_HAS_START)
@@ -59,7 +60,7 @@ export class ImportBatch {
   readonly pid: Uint32Array
   /** The kernel thread id; the main thread's is the pid. */
   readonly tid: Uint32Array
-  /** Which module: `module(id)` names it; one id per module name for the life of the trace. */
+  /** Which module: `module(id)` names it; one id per module name for the life of the trace, `UNNAMED_ID` past `maxIds`. */
   readonly moduleId: Uint32Array
   /** 1 when the module loaded; 0 when the load failed (e.g. ModuleNotFoundError). */
   readonly found: Uint8Array
@@ -89,10 +90,10 @@ export class ImportBatch {
 
   /** The absolute module name behind an id of this batch or an earlier one of the same trace, e.g. `json.decoder`. */
   module(id: number): string {
-    return this.#modules.name(id)
+    return this.#modules.value(id)
   }
 
-  /** One past the highest module id handed out so far: the ids are dense from 0. */
+  /** One past the highest module id handed out so far: the ids are dense from 0 (`UNNAMED_ID` aside). */
   get moduleCount(): number {
     return this.#modules.size
   }
@@ -112,11 +113,12 @@ export function traceImports(
   maybeOptions?: TraceImportsOptions,
 ): ImportTrace {
   const options = withPid(pidOrOptions, maybeOptions)
-  return new Trace(() => openImportSession(options), decodeImport, options, importBatchReader)
+  return new Trace(() => openImportSession(options), decodeImport, options, () => importBatchReader(maxIdsOf('traceImports', options)))
 }
 
 async function openImportSession(options: TraceImportsOptions): Promise<OpenedSession<ImportEvent>> {
   checkOptions('traceImports', options, OPTIONS)
+  maxIdsOf('traceImports', options)
   const ring = ringBufferSettings(options)
   const { targets, exitPids } = await resolveTargets(options, 'imports')
   const session = await openAttached({ object: 'imports', ...ring }, targets, (session) => {
@@ -148,13 +150,14 @@ function decodeImport(view: DataView, bytes: Buffer, offset: number): ImportEven
 }
 
 /** Reads a trace's module loads as `ImportBatch`es, one row per record, with a table of module ids of its own. */
-function importBatchReader(): BatchReader<typeof IMPORT_COLUMNS, ImportBatch> {
-  const modules = new NameTable('module')
+function importBatchReader(maxIds: number): BatchReader<typeof IMPORT_COLUMNS, ImportBatch> {
+  const modules = new NameTable('module', 'batch.moduleId', maxIds)
   return {
     // Every record is a row, and goes to `complete` for its module name.
     layout: { minSize: IMPORT_EVENT.size, columns: IMPORT_COLUMNS, route: 'row+side' },
     complete: (columns, _length, side) => completeImports(modules, columns, side),
     batch: (columns, length) => new ImportBatch(columns, length, modules),
+    unnamed: () => modules.unnamed,
   }
 }
 

@@ -1,4 +1,4 @@
-import { TraceError } from '../errors.js'
+import { IdTable, UNNAMED_ID } from './id-table.js'
 
 /** FNV-1a's 32-bit offset basis and prime. */
 const FNV_OFFSET = 0x811c9dc5
@@ -6,14 +6,11 @@ const FNV_PRIME = 0x01000193
 
 /**
  * The ids of the strings records carry (module names, audit event names, USDT string
- * arguments): one per distinct string, dense from 0 and never reused for the life of the trace,
- * so a batch's column of ids can index the consumer's arrays. A string already seen is found
- * from its bytes in the record, by a hash over them and a comparison with the bytes it was
- * first seen as: a batch's `complete` step makes no string for it.
+ * arguments), as `IdTable` gives them. A string already seen is found from its bytes in the
+ * record, by a hash over them and a comparison with the bytes it was first seen as: a batch's
+ * `complete` step makes no string for it.
  */
-export class NameTable {
-  readonly #names: string[] = []
-  readonly #byName = new Map<string, number>()
+export class NameTable extends IdTable<string> {
   /** Hash of the bytes to the entry last added with that hash; entries are (bytes, id) pairs. */
   readonly #byHash = new Map<number, number>()
   /** Per entry: the entry added before it with the same hash, or -1. */
@@ -24,28 +21,8 @@ export class NameTable {
   readonly #entryEnd: number[] = []
   #arena = new Uint8Array(4096)
   #arenaLength = 0
-  /** What the ids stand for, in error messages: e.g. 'module'. */
-  readonly #what: string
 
-  constructor(what: string) {
-    this.#what = what
-  }
-
-  /** How many ids there are so far: every id is below this. */
-  get size(): number {
-    return this.#names.length
-  }
-
-  /** The string behind an id handed out so far; an unknown id is a TraceError. */
-  name(id: number): string {
-    const name = this.#names[id]
-    if (name === undefined) {
-      throw new TraceError('INVALID_ARGUMENT', `no ${this.#what} has id ${id} in this trace; ids come from the batch's id column`)
-    }
-    return name
-  }
-
-  /** The id of the UTF-8 string in `bytes[start, end)`, given on its first sighting. */
+  /** The id of the UTF-8 string in `bytes[start, end)`, given on its first sighting (or `UNNAMED_ID`). */
   idOf(bytes: Uint8Array, start: number, end: number): number {
     let hash = FNV_OFFSET
     for (let i = start; i < end; i++) hash = Math.imul(hash ^ bytes[i]!, FNV_PRIME)
@@ -57,21 +34,18 @@ export class NameTable {
       for (let i = 0; i < end - start && same; i++) same = arena[at + i] === bytes[start + i]
       if (same) return this.#entryId[entry]!
     }
-    return this.#add(hash, bytes, start, end)
+    return this.#newEntry(hash, bytes, start, end)
   }
 
   /**
    * A new entry for these bytes: the id of their string, new unless other bytes decoded to the
-   * same string (invalid UTF-8 decodes to U+FFFD), so that there is one id per string.
+   * same string (invalid UTF-8 decodes to U+FFFD), so that there is one id per string. A string
+   * the table had no room for gets no entry: its bytes are looked at again each time.
    */
-  #add(hash: number, bytes: Uint8Array, start: number, end: number): number {
+  #newEntry(hash: number, bytes: Uint8Array, start: number, end: number): number {
     const name = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('utf8')
-    let id = this.#byName.get(name)
-    if (id === undefined) {
-      id = this.#names.length
-      this.#names.push(name)
-      this.#byName.set(name, id)
-    }
+    const id = this.find(name) ?? this.add(name, name)
+    if (id === UNNAMED_ID) return id
     if (this.#arenaLength + end - start > this.#arena.length) {
       const grown = new Uint8Array(Math.max(this.#arena.length * 2, this.#arenaLength + end - start))
       grown.set(this.#arena.subarray(0, this.#arenaLength))

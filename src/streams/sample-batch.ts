@@ -2,7 +2,6 @@
 // stack is interned (stack-table.ts) into an id, so a profiler counts samples per stack with no
 // object per sample.
 import { SAMPLE_ON_CPU, SAMPLE_TRUNCATED, SAMPLE_UNREADABLE, STACK_RECORD_SAMPLE, STACK_SAMPLE } from '../kernel/abi.js'
-import { TraceError } from '../errors.js'
 import { columnsOf, computed, eachSideRecord, type BatchReader, type Columns, type SideRecords } from './batch.js'
 import type { StackDecoder } from './python-stacks.js'
 import { StackTable } from './stack-table.js'
@@ -45,7 +44,7 @@ export class SampleBatch {
   readonly offCpuNs: Float64Array
   /** 1: the stack was deeper than 127 frames (or a frame could not be read): the outermost are missing. */
   readonly truncated: Uint8Array
-  /** Which stack: `stack(id)` gives its frames; ids are dense from 0, see `stackCount`. */
+  /** Which stack: `stack(id)` gives its frames; ids are dense from 0, see `stackCount`; `UNNAMED_ID` past `maxIds`. */
   readonly stackId: Uint32Array
   readonly #stacks: StackTable
 
@@ -69,12 +68,10 @@ export class SampleBatch {
    * function, line) for the life of the trace, whichever process or thread it was sampled in.
    */
   stack(id: number): readonly StackFrame[] {
-    const frames = this.#stacks.frames(id)
-    if (!frames) throw new TraceError('INVALID_ARGUMENT', `no stack has id ${id} in this trace; ids come from batch.stackId`)
-    return frames
+    return this.#stacks.value(id)
   }
 
-  /** Stack ids handed out so far in this trace: every id is below this (size arrays by it). */
+  /** Stack ids handed out so far in this trace: every id but `UNNAMED_ID` is below this (size arrays by it). */
   get stackCount(): number {
     return this.#stacks.size
   }
@@ -85,8 +82,8 @@ export class SampleBatch {
  * in ring order: a sample for its stack id, the others (code names, forgotten codes, processes)
  * to the trace's stack decoder, which names the frames of the samples after them.
  */
-export function sampleBatchReader(decoder: () => StackDecoder): BatchReader<typeof SAMPLE_COLUMNS, SampleBatch> {
-  const stacks = new StackTable((view, offset, depth) => decoder().frames(view, offset, depth))
+export function sampleBatchReader(decoder: () => StackDecoder, maxIds: number): BatchReader<typeof SAMPLE_COLUMNS, SampleBatch> {
+  const stacks = new StackTable((view, offset, depth) => decoder().frames(view, offset, depth), maxIds)
   return {
     layout: {
       // Code records (struct code_record) are shorter than a sample; they make no row.
@@ -97,6 +94,7 @@ export function sampleBatchReader(decoder: () => StackDecoder): BatchReader<type
     },
     complete: (columns, _length, side) => completeSamples(decoder(), stacks, columns, side),
     batch: (columns, length) => new SampleBatch(columns, length, stacks),
+    unnamed: () => stacks.unnamed,
   }
 }
 

@@ -1,4 +1,5 @@
 import { PYTHON_FRAME, STACK_SAMPLE } from '../kernel/abi.js'
+import { IdTable, UNNAMED_ID } from './id-table.js'
 import type { StackFrame } from './stacks.js'
 
 /** Builds the frames behind `depth` python_frame values at `offset` of a record (StackDecoder.frames). */
@@ -14,16 +15,15 @@ const MEMO_MAX_WORDS = 1 << 22
 const EMPTY = -1
 
 /**
- * The ids `SampleBatch.stackId` holds: one per distinct sequence of frames (file, function,
- * line), dense from 0 and never reused for the life of the trace. A sample carries its frames as
- * (code id, offset) words; a memo from those raw words to the stack id makes a stack seen before
- * cost one pass over its words, with no allocation. Distinct words can be the same frames (two
- * offsets on one line, a function's code made anew under another id): only a miss of the memo
- * names the frames and looks them up by their text.
+ * The ids `SampleBatch.stackId` holds, as `IdTable` gives them: one per distinct sequence of
+ * frames (file, function, line). A sample carries its frames as (code id, offset) words; a memo
+ * from those raw words to the stack id makes a stack seen before cost one pass over its words,
+ * with no allocation. Distinct words can be the same frames (two offsets on one line, a
+ * function's code made anew under another id): only a miss of the memo names the frames and
+ * looks them up by their text. A stack the table had no room for is not remembered, so that
+ * each of its samples is counted as unnamed.
  */
-export class StackTable {
-  readonly #stacks: (readonly StackFrame[])[] = []
-  readonly #byText = new Map<string, number>()
+export class StackTable extends IdTable<readonly StackFrame[]> {
   readonly #readFrames: FrameReader
 
   // The memo: an open hash table of raw stacks, chained through `#next`, words in one arena.
@@ -37,18 +37,9 @@ export class StackTable {
   #arena = new Uint32Array(1 << 14)
   #arenaUsed = 0
 
-  constructor(readFrames: FrameReader) {
+  constructor(readFrames: FrameReader, maxIds: number) {
+    super('stack', 'batch.stackId', maxIds)
     this.#readFrames = readFrames
-  }
-
-  /** How many ids there are so far: every id is below this. */
-  get size(): number {
-    return this.#stacks.length
-  }
-
-  /** The frames behind an id handed out so far, frozen. */
-  frames(id: number): readonly StackFrame[] | undefined {
-    return this.#stacks[id]
   }
 
   /** The stack id of the sample record (struct stack_sample, then its frames) at `record`. */
@@ -68,21 +59,15 @@ export class StackTable {
       if (same) return this.#stackOf[entry]!
     }
     const id = this.#idOf(this.#readFrames(view, first, depth))
-    this.#remember(view, first, words, hash, id)
+    if (id !== UNNAMED_ID) this.#remember(view, first, words, hash, id)
     return id
   }
 
-  /** The id of these frames, given on their first sighting. */
+  /** The id of these frames, given on their first sighting (or `UNNAMED_ID`). */
   #idOf(frames: StackFrame[]): number {
     let text = ''
     for (const frame of frames) text += `${frame.file}\0${frame.func}\0${frame.line}\n`
-    let id = this.#byText.get(text)
-    if (id === undefined) {
-      id = this.#stacks.length
-      this.#stacks.push(Object.freeze(frames))
-      this.#byText.set(text, id)
-    }
-    return id
+    return this.find(text) ?? this.add(text, Object.freeze(frames))
   }
 
   #remember(view: DataView, first: number, words: number, hash: number, id: number): void {

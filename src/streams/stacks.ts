@@ -16,6 +16,7 @@ import { STREAM_OPTIONS, TARGET_OPTIONS, checkOptions, withPid } from '../option
 import { AggregateHalves, summaryWithoutBatches } from './aggregate.js'
 import { PythonStacks, type StackDecoder } from './python-stacks.js'
 import { sampleBatchReader, type SampleBatch } from './sample-batch.js'
+import { maxIdsOf, type IdTableOptions } from './id-table.js'
 import { Trace, ringBufferSettings, sumDropped, type OpenedSession, type Sampler, type StreamOptions } from './trace.js'
 
 /** One frame of a Python stack. */
@@ -94,16 +95,16 @@ export interface StackProfileSnapshot {
   final: boolean
 }
 
-/** What sampleStacks takes: the targets, the stream's options, and what to sample. */
-export interface SampleStacksOptions extends StreamOptions, TargetOptions {
+/** What sampleStacks takes: the targets, the stream's options, what to sample, and the cap on its batches' stack ids. */
+export interface SampleStacksOptions extends StreamOptions, TargetOptions, IdTableOptions {
   /** Samples per second of each CPU (default 99). */
   hz?: number
   /** Also take a thread's stack as it blocks, delivered with how long it waited (default false). */
   offCpu?: boolean
 }
 
-/** What stackProfile takes: sampleStacks' options, and the snapshot interval. */
-export interface StackProfileOptions extends SampleStacksOptions {
+/** What stackProfile takes: sampleStacks' options but `maxIds` (it has no batches), and the snapshot interval. */
+export interface StackProfileOptions extends Omit<SampleStacksOptions, 'maxIds'> {
   /** A snapshot every this many ms (default 1000). */
   intervalMs?: number
   /** Distinct stacks one interval can hold (default 16384); samples of more are counted in `dropped`. */
@@ -120,8 +121,9 @@ const DEFAULT_INTERVAL_MS = 1000
 const DEFAULT_MAX_STACKS = 16384
 // Threads one trace keeps a parked (off-CPU) stack for at once.
 const PARKED_THREADS = 16384
-const SAMPLE_OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'hz', 'offCpu']
-const PROFILE_OPTIONS = [...SAMPLE_OPTIONS, 'intervalMs', 'maxStacks']
+const SAMPLING_OPTIONS = [...TARGET_OPTIONS, ...STREAM_OPTIONS, 'hz', 'offCpu']
+const SAMPLE_OPTIONS = [...SAMPLING_OPTIONS, 'maxIds']
+const PROFILE_OPTIONS = [...SAMPLING_OPTIONS, 'intervalMs', 'maxStacks']
 
 /**
  * Every thread's Python stack in the processes named, now: what each thread's own
@@ -172,13 +174,14 @@ export function sampleStacks(pidOrOptions: number | SampleStacksOptions, maybeOp
   return new Trace(
     async () => {
       checkOptions('sampleStacks', options, SAMPLE_OPTIONS)
+      maxIdsOf('sampleStacks', options)
       const opened = await openStackSession(options, { mode: 'sample' })
       decoder = opened.stacks.decoder
       return opened
     },
     (view, bytes, offset) => decoder!.decode(view, bytes, offset),
     options,
-    () => sampleBatchReader(() => decoder!),
+    () => sampleBatchReader(() => decoder!, maxIdsOf('sampleStacks', options)),
   )
 }
 

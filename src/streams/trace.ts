@@ -163,6 +163,14 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
     return Number(this.#lost)
   }
 
+  /**
+   * Values `batches()` delivered without a name so far: first seen once their id table was full
+   * (the stream's `maxIds`), each `UNNAMED_ID` in its id column. 0 for events, which carry names.
+   */
+  get unnamed(): number {
+    return this.#store?.reader.unnamed?.() ?? 0
+  }
+
   /** Deliveries from the addon so far: each is one call, carrying a batch of many records. */
   get deliveries(): number {
     return this.#deliveries

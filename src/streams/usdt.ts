@@ -15,6 +15,7 @@ import { binaryTarget, resolveProcesses, type TargetOptions } from '../process/t
 import { Trace, ringBufferSettings, type OpenedSession, type RecordDecoder, type StreamOptions } from './trace.js'
 import { columnsOf, computed, eachSideRecord, type BatchReader, type ColumnSource, type Columns, type SideRecords } from './batch.js'
 import { NameTable } from './name-table.js'
+import { maxIdsOf, type IdTableOptions } from './id-table.js'
 
 /** How to read one probe argument: an integer of that width and sign, a pointer, or a C string. */
 export type UsdtArgType = 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'u64' | 'i64' | 'str' | 'ptr'
@@ -42,7 +43,7 @@ export interface UsdtEvent {
   truncated: boolean
 }
 
-export interface TraceUsdtOptions extends StreamOptions, TargetOptions {
+export interface TraceUsdtOptions extends StreamOptions, TargetOptions, IdTableOptions {
   /**
    * The ELF file holding the probe. Alone, it is the target, as `binary` is: every process
    * running it or mapping it (a library), now and later. With `pid` or `pids`, it picks which
@@ -61,7 +62,7 @@ export interface TraceUsdtOptions extends StreamOptions, TargetOptions {
  * The column of one declared argument in a `UsdtBatch`, by its type: a `Float64Array` of the
  * values for the 8- to 32-bit integers (numbers in `UsdtEvent.args`, exact in a double), a
  * `BigInt64Array` for i64 and a `BigUint64Array` for u64 and ptr (bigints there), and a
- * `Uint32Array` of string ids for str (`batch.string(id)`).
+ * `Uint32Array` of string ids for str (`batch.string(id)`; `UNNAMED_ID` for a string first seen past `maxIds`).
  */
 export type UsdtColumn = Float64Array | BigInt64Array | BigUint64Array | Uint32Array
 
@@ -147,10 +148,10 @@ export class UsdtBatch {
 
   /** The string behind an id of a str argument's column, of this batch or an earlier one of the same trace. */
   string(id: number): string {
-    return this.#strings.name(id)
+    return this.#strings.value(id)
   }
 
-  /** One past the highest string id handed out so far: the ids are dense from 0. */
+  /** One past the highest string id handed out so far: the ids are dense from 0 (`UNNAMED_ID` aside). */
   get stringCount(): number {
     return this.#strings.size
   }
@@ -170,7 +171,7 @@ export function traceUsdt(options: TraceUsdtOptions): UsdtTrace {
   // decoder only runs after that, on the types it filled in.
   const types: UsdtArgType[] = []
   return new Trace(() => openUsdtSession(given, types), usdtDecoder(given.provider, given.name, types), given, () =>
-    usdtBatchReader(given.provider, given.name, checkProbeOptions(given)),
+    usdtBatchReader(given.provider, given.name, checkProbeOptions(given), maxIdsOf('traceUsdt', given)),
   )
 }
 
@@ -183,6 +184,7 @@ interface ProbeSite {
 
 async function openUsdtSession(options: TraceUsdtOptions, types: UsdtArgType[]): Promise<OpenedSession> {
   types.push(...checkProbeOptions(options))
+  maxIdsOf('traceUsdt', options)
   const ring = ringBufferSettings(options)
   const { sites, exitPids } = await findProbeSites(options)
   checkArgCount(options, types, sites)
@@ -367,8 +369,8 @@ function usdtDecoder(provider: string, name: string, types: UsdtArgType[]): Reco
  * of its own. The argument types are checked by then (batches() calls this): the layout follows
  * from them, and every record carries a value for each declared argument.
  */
-function usdtBatchReader(provider: string, name: string, types: readonly UsdtArgType[]): BatchReader<UsdtColumns, UsdtBatch> {
-  const strings = new NameTable('string argument')
+function usdtBatchReader(provider: string, name: string, types: readonly UsdtArgType[], maxIds: number): BatchReader<UsdtColumns, UsdtBatch> {
+  const strings = new NameTable('string argument', "the batch's str argument columns", maxIds)
   const probe = { provider, name, argCount: types.length }
   const hasStrings = types.includes('str')
   return {
@@ -380,6 +382,7 @@ function usdtBatchReader(provider: string, name: string, types: readonly UsdtArg
     },
     complete: hasStrings ? (columns, _length, side) => completeUsdt(types, strings, columns, side) : undefined,
     batch: (columns, length) => new UsdtBatch(columns, length, probe, strings),
+    unnamed: () => strings.unnamed,
   }
 }
 

@@ -276,6 +276,18 @@ def run_audit_events(count, distinct):
     sys.audit("usdtrace." + "n" * 80)
 
 
+def run_distinct_audits(count, distinct):
+    # sys.audit(f"usdtrace.distinct_{i % distinct}") for i below count: `distinct` names, each
+    # first seen in order; then how many calls were made. Out through os._exit, for finalizing
+    # would fire an audit event of its own.
+    made = 0
+    for i in range(int(count)):
+        sys.audit(f"usdtrace.distinct_{i % int(distinct)}")
+        made += 1
+    print(made, flush=True)
+    os._exit(0)
+
+
 def run_stats(calls, collections, directory, modules, threads):
     # Only the named work calls Python functions: no comprehension (a function of its own in
     # 3.11), no return from here (os._exit), so `calls` leaf() calls are all the returns.
@@ -526,6 +538,7 @@ WORKLOADS = {
     "import_package": run_import_package,
     "audit": run_audit,
     "audit_events": run_audit_events,
+    "distinct_audits": run_distinct_audits,
     "stats": run_stats,
     "serve": run_serve,
     "slow": run_slow,
