@@ -1,11 +1,11 @@
-// sampleStacks(…).batches() on every CPython on this machine, probes or not: stack ids against the
-// events' frames, release as for every trace; and the summaries, which have no batches and say so.
-// Shares and waits, and code objects freed and reused, read either way, are tested over both
-// readers (test/fixtures/readers.ts) in stacks-sample and stacks-codes.
-import { setImmediate as nextTurn } from 'node:timers/promises'
+// What only sampleStacks(…).batches() has, on every CPython on this machine, probes or not: stack
+// ids and stack(id), against the events' frames; one way of reading a trace; and the summaries,
+// which have no batches and say so. What samples show read either way (shares and waits, code
+// objects freed and reused, release) is tested over both readers (test/fixtures/readers.ts) in
+// stacks-sample, stacks-codes and stacks-lifecycle.
 import t from 'tap'
 import { TraceError, callStats, sampleStacks, stackProfile, stats, type SampleBatch, type StackFrame, type StackSample } from '../src/index.js'
-import { STACK_PYTHONS, fdTable } from './fixtures/processes.js'
+import { STACK_PYTHONS } from './fixtures/processes.js'
 import { STACKS_TARGET as TARGET, asTriples, startStacksTarget as start } from './fixtures/stacks.js'
 import { startWorkload } from './targets.js'
 
@@ -76,45 +76,6 @@ for (const python of STACK_PYTHONS) {
     t.same([...fromBatches].sort(), [...fromEvents].sort(), 'the batches saw the same stacks, frame by frame')
   })
 }
-
-
-t.test('sample batches: break, abort and close release every perf event, map and fd', async (t) => {
-  const cycles = 9
-  const { pid } = await start(t, STACK_PYTHONS[2]!, ['busy', '0.01'])
-  const warm = sampleStacks(pid)
-  await warm.ready
-  await warm.close()
-  const before = fdTable()
-  for (let cycle = 0; cycle < cycles; cycle++) {
-    if (cycle % 3 === 0) {
-      const closed = sampleStacks(pid, { offCpu: true })
-      const batches = closed.batches()
-      await closed.ready
-      const pending = batches.next()
-      await closed.close()
-      const result = await pending
-      t.ok(result.done || result.value.length > 0, 'close ends a pending read (or it had a batch already)')
-    } else if (cycle % 3 === 1) {
-      const broken = sampleStacks(pid, { hz: 499, offCpu: true })
-      let rows = 0
-      for await (const batch of broken.batches()) {
-        rows += batch.length
-        break
-      }
-      t.ok(rows > 0, 'a batch before the break')
-    } else {
-      const controller = new AbortController()
-      const aborted = sampleStacks(pid, { signal: controller.signal })
-      await aborted.ready
-      const pending = aborted.batches().next()
-      controller.abort()
-      await t.rejects(pending, { name: 'AbortError' }, 'a pending read rejects with AbortError')
-      await aborted.close()
-    }
-  }
-  await nextTurn()
-  t.same(fdTable(), before, `the fd table after ${cycles} traces is the one before`)
-})
 
 t.test('sampleStacks is read one way: events after batches, or batches after events, is a TraceError', async (t) => {
   const { pid } = await start(t, STACK_PYTHONS[2]!, ['busy', '0.01'])
