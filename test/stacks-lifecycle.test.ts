@@ -7,7 +7,7 @@ import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promi
 import t from 'tap'
 import { TraceError, dumpStacks, sampleStacks, stackProfile } from '../src/index.js'
 import { PYENV, STACK_PYTHONS, deadPid, fdTable, privatePython, startContainerPython, startReady } from './fixtures/processes.js'
-import { eachReader } from './fixtures/readers.js'
+import { abortPendingRead, eachReader } from './fixtures/readers.js'
 import { mapEntries } from './fixtures/maps.js'
 import { startStacksTarget as start } from './fixtures/stacks.js'
 
@@ -33,13 +33,7 @@ t.test('sampleStacks: break, abort and close release every perf event, map and f
         const { rows } = await reader.samples(broken, { until: () => true })
         t.ok(rows.length > 0, 'a read before the break')
       } else {
-        const controller = new AbortController()
-        const aborted = sampleStacks(pid, { signal: controller.signal })
-        await aborted.ready
-        const pending = reader.iterator(aborted).next()
-        controller.abort()
-        await t.rejects(pending, { name: 'AbortError' }, 'a pending read rejects with AbortError')
-        await aborted.close()
+        await abortPendingRead(t, reader, (signal) => sampleStacks(pid, { signal }))
       }
     }
     await nextTurn()
