@@ -11,7 +11,7 @@ import { tmpDir } from './fixtures/package.js'
 import { readSemaphores } from './semaphores.js'
 import { WORKLOADS, collect, fibonacci, startWorkload } from './targets.js'
 import { watchEventLoop } from './fixtures/event-loop.js'
-import { eachReader } from './fixtures/readers.js'
+import { abortPendingRead, eachReader } from './fixtures/readers.js'
 import { eventually } from './fixtures/agent.js'
 import { fdTable } from './fixtures/processes.js'
 
@@ -48,14 +48,7 @@ t.test('break, abort and close detach every probe and leave the fd table as it w
         await reader.calls(broken, { until: () => true })
         clearInterval(timer)
       } else {
-        const controller = new AbortController()
-        const aborted = traceCalls(target.pid, { signal: controller.signal })
-        await aborted.ready
-        const pending = reader.iterator(aborted).next()
-        controller.abort()
-        await t.rejects(pending, { name: 'AbortError' }, 'a pending read rejects with AbortError')
-        // Detaching waits a grace period per uprobe off the event loop; close() says when it is done.
-        await aborted.close()
+        await abortPendingRead(t, reader, (signal) => traceCalls(target.pid, { signal }))
       }
     }
     await nextTurn()

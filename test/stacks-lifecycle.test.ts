@@ -1,15 +1,47 @@
-// What the stack streams follow and leave behind: { binary } over processes started later and
-// processes that come and go, a container's python, bad targets, and every fd given back.
+// What the stack streams follow and leave behind: every fd given back (sampleStacks read as events
+// and as batches, test/fixtures/readers.ts), { binary } over processes started later and processes
+// that come and go, a container's python, bad targets.
 import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { TraceError, dumpStacks, sampleStacks, stackProfile } from '../src/index.js'
-import { PYENV, STACK_PYTHONS, deadPid, privatePython, startContainerPython, startReady } from './fixtures/processes.js'
+import { PYENV, STACK_PYTHONS, deadPid, fdTable, privatePython, startContainerPython, startReady } from './fixtures/processes.js'
+import { abortPendingRead, eachReader } from './fixtures/readers.js'
 import { mapEntries } from './fixtures/maps.js'
 import { startStacksTarget as start } from './fixtures/stacks.js'
 
-t.test('break, abort and close free everything the stack streams hold', async (t) => {
+t.test('sampleStacks: break, abort and close release every perf event, map and fd', (t) =>
+  eachReader(t, async (t, reader) => {
+    const cycles = 9
+    const { pid } = await start(t, STACK_PYTHONS[2]!, ['busy', '0.01'])
+    const warm = sampleStacks(pid)
+    await warm.ready
+    await warm.close()
+    const before = fdTable()
+    for (let cycle = 0; cycle < cycles; cycle++) {
+      if (cycle % 3 === 0) {
+        const closed = sampleStacks(pid, { offCpu: true })
+        await closed.ready
+        // One read (an event, or a batch) at most: pending when close() comes, unless one was there already.
+        const pending = reader.samples(closed, { until: () => true })
+        await closed.close()
+        const { reads, rows } = await pending
+        t.ok(reads === 0 || rows.length > 0, 'close ends a pending read (or it had a read already)')
+      } else if (cycle % 3 === 1) {
+        const broken = sampleStacks(pid, { hz: 499, offCpu: true })
+        const { rows } = await reader.samples(broken, { until: () => true })
+        t.ok(rows.length > 0, 'a read before the break')
+      } else {
+        await abortPendingRead(t, reader, (signal) => sampleStacks(pid, { signal }))
+      }
+    }
+    await nextTurn()
+    t.same(fdTable(), before, `the fd table after ${cycles} traces is the one before`)
+  }),
+)
+
+t.test('abort and the end of a dump free everything stackProfile and dumpStacks hold', async (t) => {
   const { pid } = await start(t, STACK_PYTHONS[2]!, ['busy', '0.01'])
   const openFds = () => readdirSync('/proc/self/fd').length
   const first = sampleStacks(pid, { offCpu: true })
@@ -17,10 +49,6 @@ t.test('break, abort and close free everything the stack streams hold', async (t
   await first.close()
   const before = openFds()
   for (let cycle = 0; cycle < 5; cycle++) {
-    for await (const sample of sampleStacks(pid, { hz: 499, offCpu: true })) {
-      void sample
-      break
-    }
     const controller = new AbortController()
     const aborted = stackProfile(pid, { intervalMs: 10, signal: controller.signal })
     await aborted.ready
@@ -28,13 +56,10 @@ t.test('break, abort and close free everything the stack streams hold', async (t
     controller.abort()
     await t.rejects(pending, { name: 'AbortError' })
     await aborted.close()
-    const closed = sampleStacks(pid)
-    await closed.ready
-    await closed.close()
     await dumpStacks(pid)
   }
   await sleep(0)
-  t.equal(openFds(), before, 'no fd left behind after 20 streams and dumps')
+  t.equal(openFds(), before, 'no fd left behind after 10 profiles and dumps')
 })
 
 t.test('{ binary } follows every process of a libpython, including those started later and their forks', async (t) => {
