@@ -81,11 +81,15 @@ t.test('--binary: processes started later are followed, exited ones let go; a ch
     target.go()
     await once(target, 'exit')
     const pid = String(target.pid)
-    const samples = await eventually(`process ${pid}'s counts`, async () => {
+    // Both counters, not one then the other: the kernel copies a process's per-CPU counts one
+    // CPU after another, so a read can hold the collections made last on a CPU it read late and
+    // miss calls made first on a CPU it had read already: the next interval has them.
+    const counted = await eventually(`process ${pid}'s counts`, async () => {
       const samples = await scrape(agent.url)
-      return valueOf(samples, 'usdtrace_python_gc_collections_total', { pid })! >= 2 ? samples : undefined
-    })
-    if (valueOf(samples, 'usdtrace_python_calls_total', { pid })! >= calls) followed++
+      const collected = valueOf(samples, 'usdtrace_python_gc_collections_total', { pid })! >= 2
+      return collected && valueOf(samples, 'usdtrace_python_calls_total', { pid })! >= calls ? true : undefined
+    }, 20_000).catch(() => false)
+    if (counted) followed++
   }
   t.equal(followed, churned.length, `each of ${churned.length} processes started later: its two collections and ${calls} calls, and its start-up's`)
   const left = await eventually('every churned process let go of', async () => {
