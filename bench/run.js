@@ -644,7 +644,7 @@ function backlogSection(lines) {
       `records) in a ${BACKLOG_RING_BYTES >> 20} MiB ring; then the consumer drains them as fast as it can, timed ` +
       'from its first take to its last. The C reference reads nothing before then and drains with ' +
       "libbpf's ring_buffer__consume, as libbpf-tools read their rings: the kernel maps a ring's pages on first touch, " +
-      'so its first pass takes a page fault per 4 KiB. The addon reads its ring itself (native/ring.cc) and touches ' +
+      'so its first pass takes a page fault per 4 KiB (what one costs varies from host to host: the floor row below shows it). The addon reads its ring itself (native/ring.cc) and touches ' +
       "every page when the trace opens, so its drains take none; the row 'C, the same with the addon's ring reader' is that reader " +
       "under the C reference's counting callback: the floor of a drain. usdtrace's Trace copies 1 MiB of records out of the ring before it pauses " +
       '(MAX_BATCHES in src/streams/trace.ts), undecoded, and leaves the rest there until its loop starts. Both load the same BPF object with the options traceCalls uses for returns only, ' +
