@@ -2,7 +2,7 @@
 // consumer position published per block of records rather than per record.
 //
 // The kernel maps a ring's pages on first touch: libbpf's ring_buffer takes those faults, one
-// per 4 KiB, in its first pass over a fresh ring (most of a backlog drain's time on a VM), and
+// per 4 KiB, in its first pass over a fresh ring (on a busy VM, most of a backlog drain's time), and
 // it stores the consumer position after every record, a cache line the producing CPUs read on
 // every reserve.
 #pragma once

@@ -270,20 +270,13 @@ def run_audit(path, port):
 
 def run_audit_events(count, distinct):
     # Events of known names in a known rotation, then one whose name is longer than the 62
-    # bytes the kernel side keeps.
-    for i in range(int(count)):
-        sys.audit(f"usdtrace.batch_{i % int(distinct)}", i)
-    sys.audit("usdtrace." + "n" * 80)
-
-
-def run_distinct_audits(count, distinct):
-    # sys.audit(f"usdtrace.distinct_{i % distinct}") for i below count: `distinct` names, each
-    # first seen in order; then how many calls were made. Out through os._exit, for finalizing
-    # would fire an audit event of its own.
+    # bytes the kernel side keeps; then how many rotation events were made. Out through
+    # os._exit, for finalizing would fire audit events of its own.
     made = 0
     for i in range(int(count)):
-        sys.audit(f"usdtrace.distinct_{i % int(distinct)}")
+        sys.audit(f"usdtrace.batch_{i % int(distinct)}", i)
         made += 1
+    sys.audit("usdtrace." + "n" * 80)
     print(made, flush=True)
     os._exit(0)
 
@@ -538,7 +531,6 @@ WORKLOADS = {
     "import_package": run_import_package,
     "audit": run_audit,
     "audit_events": run_audit_events,
-    "distinct_audits": run_distinct_audits,
     "stats": run_stats,
     "serve": run_serve,
     "slow": run_slow,
