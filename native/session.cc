@@ -185,6 +185,7 @@ Napi::Function Session::Define(Napi::Env env) {
                          InstanceMethod<&Session::DecodeColumns>("decodeColumns"),
                          InstanceMethod<&Session::Counters>("counters"),
                          InstanceMethod<&Session::Close>("close"),
+                         InstanceAccessor<&Session::Closed>("closed"),
                      });
 }
 
@@ -709,6 +710,9 @@ Napi::Value Session::Counters(const Napi::CallbackInfo& info) {
   });
   return counters;
 }
+
+// closed: true once close() was called; its maps and programs are gone from then on.
+Napi::Value Session::Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed_); }
 
 // close(): stops draining at once; resolves when every probe is detached.
 Napi::Value Session::Close(const Napi::CallbackInfo& info) {

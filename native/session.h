@@ -39,6 +39,7 @@ class Session : public Napi::ObjectWrap<Session> {
   Napi::Value DecodeColumns(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Closed(const Napi::CallbackInfo& info);
 
   bool SetConstants(Napi::Env env, const std::string& objectName, Napi::Object values);
   struct bpf_program* ProgramNamed(Napi::Env env, const std::string& name);

@@ -40,6 +40,8 @@ export interface NativeSession {
   decodeColumns(records: Uint8Array, bytes: number, count: number, batch: Uint8Array): [number, number, number]
   counters(): Record<string, bigint>
   close(): Promise<void>
+  /** True once close() was called: late work (a process found after the trace ended) checks it. */
+  readonly closed: boolean
 }
 
 /**

@@ -7,7 +7,7 @@
 import { readdirSync } from 'node:fs'
 import { explainNativeError } from '../kernel/attach.js'
 import { requireKernelVersion } from '../kernel/doctor.js'
-import type { SessionWith } from '../kernel/binding.js'
+import type { NativeSession, SessionWith } from '../kernel/binding.js'
 import {
   CODE_FILE_TRUNCATED,
   CODE_FUNC_TRUNCATED,
@@ -41,7 +41,7 @@ import { resolveTargets, type TargetOptions } from '../process/targets.js'
 import type { StackFrame, StackSample } from './stacks.js'
 
 /** A session of an object that includes python_stack.bpf.h. */
-export type StackMapsSession = SessionWith<'forget_code', 'python_layouts' | 'python_processes'>
+export type StackMapsSession = NativeSession & SessionWith<'forget_code', 'python_layouts' | 'python_processes'>
 
 // Processes a { binary } trace follows at once.
 const BINARY_PROCESSES = 4096
@@ -234,6 +234,8 @@ export class StackDecoder {
     this.#follow = (pid) => {
       void locateRuntime(reading, pid, binary).then(
         (located) => {
+          // Found after the trace was closed: its maps are gone, and there is nothing to sample.
+          if (session.closed) return
           if (located && !checkRuntime(reading, located, threadIds(pid))) describe(session, this, layouts, reading, located)
         },
         // Gone already, or not ours to read: nothing to describe.
