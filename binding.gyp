@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/columns.cc",
+        "native/fill_thread.cc",
         "native/globals.cc",
         "native/static_link_fixes.c",
         "native/libbpf_log.cc",

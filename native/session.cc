@@ -4,10 +4,11 @@
 // Draining: BPF submits without waking the reader until a threshold fills, and the ring is
 // watched edge-triggered, so only those wakeups start a drain (level-triggered, a ring that
 // holds any record reads as ready, and a busy target would keep the loop draining a few records
-// at a time); a short repeating timer collects the rest. Each drain copies at most one batch
-// into a JS-owned buffer and hands it over in one call, which gives back the buffer for the next
-// drain (JS decodes its batches lazily, so it keeps each until it is read); when the batch
-// fills, the next drain is scheduled for the next turn of the loop instead of starving it.
+// at a time); a short repeating timer collects the rest. Each drain fills at most one batch of
+// a JS-owned buffer, on the session's fill thread (native/fill_thread.h), and hands it over on
+// the loop in one call, which gives back the buffer for the next drain (JS decodes its batches
+// lazily, so it keeps each until it is read). When the batch was full, the next fill begins
+// before JS is told of this one: JS reads a delivery while the thread fills the next.
 #include "session.h"
 
 #include <bpf/bpf.h>
@@ -26,6 +27,7 @@
 #include <thread>
 
 #include "bytes.h"
+#include "fill_thread.h"
 #include "globals.h"
 #include "libbpf_log.h"
 #include "objects.h"
@@ -123,9 +125,8 @@ struct Session::Watchers {
   int ringWakeups = -1;
   uv_poll_t ring;
   uv_timer_t flush;
-  // A drain that filled its batch goes on in the next turn of the loop, after timers and I/O
-  // had theirs (a zero timer would run again in the same turn, before any other timer).
-  uv_idle_t nextTurn;
+  // The fill thread's word that a fill is done (sessions with a ring only).
+  uv_async_t filled;
   std::vector<Target*> targets;
   size_t running = 0;
   int openHandles = 0;
@@ -143,9 +144,11 @@ struct Session::Watchers {
   static void OnFlushTick(uv_timer_t* handle) {
     if (Session* session = OwnerOf(handle)) session->Drain();
   }
-  static void OnNextTurn(uv_idle_t* handle) {
-    uv_idle_stop(handle);
-    if (Session* session = OwnerOf(handle)) session->Drain();
+  static void OnFilled(uv_async_t* handle) {
+    Session* session = OwnerOf(handle);
+    if (!session || !session->filling_) return;
+    session->filling_ = false;
+    session->Deliver();
   }
   static void OnTargetExit(uv_poll_t* handle, int, int) {
     Watchers* watchers = static_cast<Watchers*>(handle->data);
@@ -560,6 +563,7 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   Napi::Object options = info[0].As<Napi::Object>();
   if (!SetBatch(options.Get("batch"))) return env.Undefined();
   onBatch_ = Napi::Persistent(options.Get("onBatch").As<Napi::Function>());
+  onDelivered_ = Napi::Persistent(options.Get("onDelivered").As<Napi::Function>());
   onEnd_ = Napi::Persistent(options.Get("onEnd").As<Napi::Function>());
   if (options.Get("flushIntervalMs").IsNumber())
     flushIntervalMs_ = options.Get("flushIntervalMs").As<Napi::Number>().Uint32Value();
@@ -591,14 +595,15 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   watchers_->owner = this;
   uv_timer_init(loop, &watchers_->flush);
   watchers_->flush.data = watchers_;
-  uv_idle_init(loop, &watchers_->nextTurn);
-  watchers_->nextTurn.data = watchers_;
-  watchers_->openHandles = 2;
+  watchers_->openHandles = 1;
   if (ring_) {
     watchers_->ringWakeups = ringWakeups;
     uv_poll_init(loop, &watchers_->ring, ringWakeups);
     watchers_->ring.data = watchers_;
-    watchers_->openHandles++;
+    uv_async_init(loop, &watchers_->filled, Watchers::OnFilled);
+    watchers_->filled.data = watchers_;
+    watchers_->openHandles += 2;
+    filler_ = std::make_unique<FillThread>(FillOnThread, this, &watchers_->filled);
   }
 
   Napi::Array exitPids = options.Get("exitPids").As<Napi::Array>();
@@ -629,15 +634,16 @@ Napi::Value Session::Resume(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// useColumns(layout, buffer?): from the next drain on, records fill the columns of `buffer`
-// (src/streams/batch.ts lays them out) and onBatch(rows, sideBytes, sideRecords) delivers them.
-// Without a buffer (the drain is paused), the one resume() brings.
+// useColumns(layout): every buffer given from now on (by onBatch or resume) is filled with the
+// columns `layout` places (src/streams/batch.ts), and onBatch(rows, sideBytes, sideRecords)
+// delivers it. A buffer held already, maybe being filled, still takes records as they are.
 Napi::Value Session::UseColumns(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  // Once only: the fill thread may be reading the layout at any time.
+  if (columns_) return ThrowType(env, "useColumns called twice");
   auto columns = std::make_unique<ColumnLayout>();
   if (!columns->Parse(env, info[0].As<Napi::Object>())) return env.Undefined();
   columns_ = std::move(columns);
-  if (!paused_ && started_ && !closed_) SetBatch(info[1]);
   return env.Undefined();
 }
 
@@ -688,6 +694,7 @@ bool Session::SetBatch(Napi::Value buffer) {
   batchRef_ = Napi::Persistent(batch.As<Napi::Object>());
   batch_ = batch.Data();
   batchCapacity_ = batch.ByteLength();
+  batchTakesColumns_ = columns_ != nullptr;
   return true;
 }
 
@@ -696,8 +703,8 @@ bool Session::SetBatch(Napi::Value buffer) {
 Napi::Value Session::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object counters = Napi::Object::New(env);
-  counters.Set("dropped_oversized", Napi::BigInt::New(env, droppedOversized_));
-  counters.Set("dropped_undecodable", Napi::BigInt::New(env, droppedUndecodable_));
+  counters.Set("dropped_oversized", Napi::BigInt::New(env, droppedOversized_.load(std::memory_order_relaxed)));
+  counters.Set("dropped_undecodable", Napi::BigInt::New(env, droppedUndecodable_.load(std::memory_order_relaxed)));
   struct bpf_map* bss = object_ ? bpf_object__find_map_by_name(object_, ".bss") : nullptr;
   if (!bss) return counters;
   std::vector<uint8_t> value(bpf_map__value_size(bss));
@@ -741,7 +748,6 @@ void Session::Unwatch() {
   if (ring_) uv_poll_stop(&watchers_->ring);
   for (Watchers::Target* target : watchers_->targets) uv_poll_stop(&target->poll);
   uv_timer_stop(&watchers_->flush);
-  uv_idle_stop(&watchers_->nextTurn);
 }
 
 void Session::OnTargetsExited() {
@@ -754,7 +760,7 @@ int Session::OnRecord(void* ctx, const void* data, size_t size) {
 }
 
 int Session::AddRecord(const void* data, size_t size) {
-  if (!columns_) return CopyRecord(data, size);
+  if (!fillColumns_) return CopyRecord(data, size);
   const uint8_t* bytes = static_cast<const uint8_t*>(data);
   switch (columns_->Add(fill_, bytes, size)) {
     case ColumnLayout::kAdded: return 0;
@@ -781,15 +787,33 @@ int Session::CopyRecord(const void* data, size_t size) {
   return 0;
 }
 
+void Session::FillOnThread(void* ctx) { static_cast<Session*>(ctx)->FillBatch(); }
+
+// Begins a fill of the buffer held: on the fill thread, where the session has a ring.
 void Session::Drain() {
   if (!started_ || closed_ || paused_ || ended_) return;
-  Napi::Env env = Env();
-  Napi::HandleScope scope(env);
-
+  if (filling_) {
+    drainAgain_ = true;
+    return;
+  }
+  exitedBeforeFill_ = targetsExited_;
+  fillColumns_ = batchTakesColumns_;
   batchUsed_ = 0;
   batchCount_ = 0;
   fill_ = ColumnLayout::Fill();
   fill_.buffer = batch_;
+  if (!filler_) {
+    FillBatch();
+    Deliver();
+    return;
+  }
+  filling_ = true;
+  filler_->Start();
+}
+
+// The fill itself: the record carried over from the last one, then the ring's, up to a full
+// batch. Touches nothing but the fill's own state and the counters.
+void Session::FillBatch() {
   if (!carry_.empty()) {
     std::vector<uint8_t> record;
     record.swap(carry_);
@@ -799,18 +823,26 @@ void Session::Drain() {
       droppedOversized_++;
     }
   }
-  bool full = !carry_.empty() || (ring_ && ring_->Consume(OnRecord, this) == -ENOSPC);
+  fillFull_ = !carry_.empty() || (ring_ && ring_->Consume(OnRecord, this) == -ENOSPC);
+}
 
-  bool delivered = columns_ ? fill_.rows > 0 || fill_.sideCount > 0 : batchCount_ > 0;
+// Hands a finished fill to JS and decides what comes next: another fill at once if the ring
+// may hold more, the end once it emptied after the targets exited, else the next wakeup.
+void Session::Deliver() {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  bool again = fillFull_ || drainAgain_;
+  drainAgain_ = false;
+  bool delivered = fillColumns_ ? fill_.rows > 0 || fill_.sideCount > 0 : batchCount_ > 0;
   if (delivered) {
     Napi::Value next =
-        columns_ ? onBatch_.MakeCallback(Value(),
-                                         {Napi::Number::New(env, fill_.rows), Napi::Number::New(env, fill_.sideUsed),
-                                          Napi::Number::New(env, fill_.sideCount)},
-                                         *asyncContext_)
-                 : onBatch_.MakeCallback(Value(), {Napi::Number::New(env, static_cast<double>(batchUsed_)),
-                                                   Napi::Number::New(env, batchCount_)},
-                                         *asyncContext_);
+        fillColumns_ ? onBatch_.MakeCallback(Value(),
+                                             {Napi::Number::New(env, fill_.rows), Napi::Number::New(env, fill_.sideUsed),
+                                              Napi::Number::New(env, fill_.sideCount)},
+                                             *asyncContext_)
+                     : onBatch_.MakeCallback(Value(), {Napi::Number::New(env, static_cast<double>(batchUsed_)),
+                                                       Napi::Number::New(env, batchCount_)},
+                                             *asyncContext_);
     if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
     if (closed_) return;
     // None: every buffer JS has is waiting to be read, and the ring holds the rest until resume().
@@ -820,18 +852,24 @@ void Session::Drain() {
       batch_ = nullptr;
       paused_ = true;
       Unwatch();
-      return;
+    } else if (again) {
+      Drain();
     }
-  }
-  if (full) {
-    uv_idle_start(&watchers_->nextTurn, Watchers::OnNextTurn);
+    // Only now is the reader woken: its work on this batch overlaps the fill just begun.
+    onDelivered_.MakeCallback(Value(), {}, *asyncContext_);
+    if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+    if (closed_ || paused_ || again) return;
+  } else if (again) {
+    Drain();
     return;
   }
-  if (targetsExited_) {
+  if (exitedBeforeFill_) {
     ended_ = true;
     Unwatch();
     onEnd_.MakeCallback(Value(), {}, *asyncContext_);
     if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+  } else if (targetsExited_) {
+    Drain();
   }
 }
 
@@ -839,13 +877,18 @@ void Session::Drain() {
 KernelObjects* Session::Release() {
   if (closed_) return nullptr;
   closed_ = true;
+  // Before anything it reads goes: waits for a fill under way.
+  filler_.reset();
+  filling_ = false;
   if (watchers_) {
     Watchers* watchers = watchers_;
     watchers_ = nullptr;
     watchers->owner = nullptr;
-    if (ring_) uv_close(reinterpret_cast<uv_handle_t*>(&watchers->ring), Watchers::OnClosed);
+    if (ring_) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&watchers->ring), Watchers::OnClosed);
+      uv_close(reinterpret_cast<uv_handle_t*>(&watchers->filled), Watchers::OnClosed);
+    }
     uv_close(reinterpret_cast<uv_handle_t*>(&watchers->flush), Watchers::OnClosed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&watchers->nextTurn), Watchers::OnClosed);
     for (Watchers::Target* target : watchers->targets)
       uv_close(reinterpret_cast<uv_handle_t*>(&target->poll), Watchers::OnClosed);
   }
@@ -853,6 +896,7 @@ KernelObjects* Session::Release() {
   asyncContext_ = nullptr;
   if (!batchRef_.IsEmpty()) batchRef_.Reset();
   if (!onBatch_.IsEmpty()) onBatch_.Reset();
+  if (!onDelivered_.IsEmpty()) onDelivered_.Reset();
   if (!onEnd_.IsEmpty()) onEnd_.Reset();
   // The ring's own epoll fd never was in libuv's, so another thread may free the ring.
   KernelObjects* kernel = new KernelObjects();

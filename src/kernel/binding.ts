@@ -19,11 +19,13 @@ type Constants<O extends BpfObjectName> = Partial<BpfObjects[O]['constants']>
 export interface NativeSession {
   /**
    * Drains the ring into `batch`: each filled batch goes to onBatch, which returns the buffer to
-   * fill next, or none to pause the drain until resume() brings one.
+   * fill next, or none to pause the drain until resume() brings one. onDelivered follows each
+   * onBatch once the next fill has begun (on the addon's fill thread): the time to wake a reader.
    */
   start(options: {
     batch: Uint8Array
     onBatch(bytesOrRows: number, count: number, sideRecords?: number): Uint8Array | undefined
+    onDelivered(): void
     onEnd(): void
     /** The stream ends once all of these have exited; never when empty. */
     exitPids: number[]
@@ -31,11 +33,11 @@ export interface NativeSession {
   }): void
   resume(batch: Uint8Array): void
   /**
-   * From the next drain on, records fill the columns of `batch` by `layout` (src/streams/batch.ts
-   * builds it) and onBatch takes (rows, sideBytes, sideRecords); without `batch` (paused), the
-   * one resume() brings.
+   * Every buffer given from now on (by onBatch's return or resume) is filled with the columns
+   * `layout` places (src/streams/batch.ts builds it), and onBatch takes (rows, sideBytes,
+   * sideRecords) for it; the buffer held now still takes records as they are. Once per session.
    */
-  useColumns(layout: object, batch: Uint8Array | undefined): void
+  useColumns(layout: object): void
   /** Fills records a drain delivered raw ([u32 length][record], `count` of them) into `batch`'s columns: [rows, sideBytes, sideRecords]. */
   decodeColumns(records: Uint8Array, bytes: number, count: number, batch: Uint8Array): [number, number, number]
   counters(): Record<string, bigint>

@@ -286,6 +286,7 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
       exitPids: opened.exitPids,
       flushIntervalMs: FLUSH_INTERVAL_MS,
       onBatch: (bytesOrRows, count, sideRecords) => this.#onBatch(bytesOrRows, count, sideRecords),
+      onDelivered: () => this.#wake(),
       onEnd: sampler ? () => this.#sample(sampler, true) : () => this.#finish(),
     })
     if (sampler) this.#scheduleSample(sampler, performance.now() + sampler.intervalMs)
@@ -324,24 +325,20 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
   }
 
   /**
-   * From the next drain on, the addon fills columns: the raw buffer it holds now (empty between
-   * drains) gives way to a column buffer; raw deliveries already pending are refilled as columns
-   * when the consumer reaches them.
+   * The addon fills columns into every buffer it is given from now on. The raw buffer it holds
+   * (maybe being filled on its thread) is delivered raw, and raw deliveries are refilled as
+   * columns when the consumer reaches them; spare raw buffers have no further use.
    */
   #useColumns(session: NativeSession, store: ColumnStore<Record<string, ColumnSource>, B>): void {
-    if (this.#filling) {
-      this.#filling = this.#newBatch()
-      session.useColumns(store.native, this.#filling.buffer)
-    } else {
-      session.useColumns(store.native, undefined)
-    }
+    session.useColumns(store.native)
     this.#spare = []
   }
 
   /**
    * Takes the batch the addon filled: raw records (`bytesOrRows` bytes of `count` records), or
    * columns (`bytesOrRows` rows, then `count` bytes of `sideRecords` side records). Returns the
-   * buffer to fill next, none while every one is pending.
+   * buffer to fill next, none while every one is pending. The reader is woken by onDelivered,
+   * once the addon has begun that next fill.
    */
   #onBatch(bytesOrRows: number, count: number, sideRecords?: number): Uint8Array | undefined {
     this.#deliveries++
@@ -362,7 +359,6 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
     this.#pending.push(batch)
     // With no spare, every batch made so far is pending.
     this.#filling = this.#spare.pop() ?? (this.#pending.length < (this.#store ? MAX_COLUMN_BATCHES : MAX_BATCHES) ? this.#newBatch() : undefined)
-    this.#wake()
     return this.#filling?.buffer
   }
 
