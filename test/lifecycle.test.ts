@@ -1,9 +1,10 @@
 // How a trace ends and what it leaves behind: break, abort, close and the target's exit detach
-// every probe (the target's semaphores drop to 0) and leave the fd table as it was, read as
+// every probe (the target's semaphores drop to 0) and leave the fd table and the threads as they were, read as
 // events or as batches (test/fixtures/readers.ts); traces can follow each other and run side by
 // side; draining never starves the event loop.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readFile } from 'node:fs/promises'
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { traceCalls } from '../src/index.js'
@@ -13,12 +14,12 @@ import { WORKLOADS, collect, fibonacci, startWorkload } from './targets.js'
 import { watchEventLoop } from './fixtures/event-loop.js'
 import { abortPendingRead, eachReader } from './fixtures/readers.js'
 import { eventually } from './fixtures/agent.js'
-import { fdTable } from './fixtures/processes.js'
+import { fdTable, threadCount } from './fixtures/processes.js'
 
 const fibEntries = (events: { kind: string; func: string; file: string }[]) =>
   events.filter((e) => e.kind === 'entry' && e.func === 'fib' && e.file === WORKLOADS).length
 
-t.test('break, abort and close detach every probe and leave the fd table as it was, trace after trace', (t) =>
+t.test('break, abort and close detach every probe and leave the fd table and the threads as they were, trace after trace', (t) =>
   eachReader(t, async (t, reader) => {
     // 150 per reader: 300 traces in all, as many as the events alone had before (50 per way of ending, per reader).
     const cycles = 150
@@ -27,10 +28,14 @@ t.test('break, abort and close detach every probe and leave the fd table as it w
     t.same(readSemaphores(target.pid), { entry: 0, return: 0, line: 0 }, 'untraced: every semaphore is 0')
     // Taken before the first trace: anything the first one opened and kept would show.
     const before = fdTable()
+    // libuv starts its whole thread pool (which detaches probes) on first use: started now, it is in the count.
+    await readFile('/proc/self/stat')
+    const threadsBefore = threadCount()
 
     const probe = traceCalls(target.pid)
     await probe.ready
     t.same(readSemaphores(target.pid), { entry: 1, return: 1, line: 1 }, 'traced: entry, return and line raised')
+    t.equal(threadCount(), threadsBefore + 1, 'a trace runs one thread of its own, the one that fills its batches')
     await probe.close()
 
     for (let cycle = 0; cycle < cycles; cycle++) {
@@ -53,6 +58,7 @@ t.test('break, abort and close detach every probe and leave the fd table as it w
     }
     await nextTurn()
     t.same(fdTable(), before, `the fd table after ${cycles + 1} traces is the one before the first`)
+    t.equal(threadCount(), threadsBefore, `as many threads after ${cycles + 1} traces as before the first`)
     t.same(readSemaphores(target.pid), { entry: 0, return: 0, line: 0 }, 'every semaphore back to 0')
   }),
 )
