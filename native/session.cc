@@ -602,6 +602,8 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
     watchers_->ring.data = watchers_;
     uv_async_init(loop, &watchers_->filled, Watchers::OnFilled);
     watchers_->filled.data = watchers_;
+    // The flush timer keeps the loop alive while the drain runs; a paused or ended trace does not.
+    uv_unref(reinterpret_cast<uv_handle_t*>(&watchers_->filled));
     watchers_->openHandles += 2;
     filler_ = std::make_unique<FillThread>(FillOnThread, this, &watchers_->filled);
   }
