@@ -13,7 +13,7 @@ import { listProbes } from '../process/probes.js'
 import { attachUsdtSites, usdtArguments } from '../kernel/usdt-args.js'
 import { binaryTarget, resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type RecordDecoder, type StreamOptions } from './trace.js'
-import { columnsOf, computed, eachSideRecord, type BatchReader, type ColumnSource, type Columns, type SideRecords } from './batch.js'
+import { columnsOf, computed, eachSideRecord, type BatchReader, type ColumnName, type ColumnSource, type Columns, type SideRecords } from './batch.js'
 import { NameTable } from './name-table.js'
 import { maxIdsOf, type IdTableOptions } from './id-table.js'
 
@@ -167,7 +167,7 @@ export type UsdtTrace = Trace<UsdtEvent, UsdtBatch, UsdtColumnName>
  * The names `batches({ columns })` chooses a `UsdtBatch`'s columns by: the fixed ones, and
  * `arg0`, `arg1`, … for the declared arguments (`args[0]`, `args[1]`, …).
  */
-export type UsdtColumnName = keyof typeof USDT_COLUMNS | `arg${number}`
+export type UsdtColumnName = ColumnName<UsdtBatch> | `arg${number}`
 
 /**
  * Streams the hits of any USDT probe of any program, its arguments decoded by the declared types.
