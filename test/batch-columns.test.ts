@@ -51,6 +51,24 @@ t.test("calls with columns ['kind', 'functionId', 'durationNs']: fib(n)'s calls,
   t.equal(trace.lost, 0, 'nothing lost')
 })
 
+t.test('calls with columns []: the batches\' lengths alone count the rows', async (t) => {
+  // Only returns, and only of functions named leaf…, filtered in the kernel: one row per leaf() call.
+  const count = 50_000
+  const target = await startWorkload(t, ['calls', String(count)])
+  const trace = traceCalls(target.pid, { entries: false, functionPrefix: 'leaf' })
+  await trace.ready
+  target.go()
+  let rows = 0
+  let columns = 0
+  for await (const batch of trace.batches({ columns: [] })) {
+    rows += batch.length
+    columns += present(batch, CALL_COLUMNS).length
+  }
+  t.equal(rows, count, `${count} rows, one per leaf() call`)
+  t.equal(columns, 0, 'and no column in any batch')
+  t.equal(trace.lost, 0, 'nothing lost')
+})
+
 t.test("usdt with columns ['arg1', 'arg2'] of (file, function, line): the file strings are stepped over, never named", async (t) => {
   const count = 25
   const target = await startWorkload(t, ['calls', String(count)])
@@ -120,7 +138,7 @@ t.test('bad columns are TraceErrors naming the cause and the columns there are; 
     code: 'INVALID_ARGUMENT',
     message: /chosen by its first batches\(\) call \(kind, durationNs\), not kind/,
   })
-  t.throws(() => trace.batches({ columns: [] }), { code: 'INVALID_ARGUMENT' }, 'no columns is a choice of its own too')
+  t.throws(() => trace.batches({ columns: [] }), { code: 'INVALID_ARGUMENT', message: /\(kind, durationNs\), not none/ }, 'no columns is a choice of its own too')
   await t.rejects(trace.next(), { name: 'TraceError', code: 'ALREADY_CONSUMED' }, 'next() after batches({ columns })')
   await trace.ready
   target.stdin!.write('\n')

@@ -195,10 +195,11 @@ export class Trace<T, B = unknown, C extends string = ColumnName<B>> implements 
     if (this.#consumer === 'events') throw mixedConsumers('events')
     if (this.#batchIterator) {
       const chosen = chosenColumns(options, Object.keys(this.#store!.reader.layout.columns))
-      if (chosen && chosen.join() !== this.#store!.columns.join()) {
+      const list = (names: readonly string[]) => names.join(', ') || 'none'
+      if (chosen && list(chosen) !== list(this.#store!.columns)) {
         throw new TraceError(
           'INVALID_ARGUMENT',
-          `this trace's columns were chosen by its first batches() call (${this.#store!.columns.join(', ')}), not ${chosen.join(', ')}: ` +
+          `this trace's columns were chosen by its first batches() call (${list(this.#store!.columns)}), not ${list(chosen)}: ` +
             'call batches() without options for its batches, or start another trace for other columns',
         )
       }
