@@ -265,7 +265,7 @@ function auditBatchReader(maxIds: number): BatchReader<typeof AUDIT_COLUMNS, Aud
   const names = new NameTable('audit event name', 'batch.nameId', maxIds)
   return {
     // Every record is a row, and goes to `complete` for its event name.
-    layout: { minSize: AUDIT_EVENT.size, columns: AUDIT_COLUMNS, route: 'row+side' },
+    layout: { minSize: AUDIT_EVENT.size, columns: AUDIT_COLUMNS, route: 'row+side', rowSideFor: ['nameId'] },
     complete: (columns, _length, side) => completeAudit(names, columns, side),
     batch: (columns, length) => new AuditBatch(columns, length, names),
     unnamed: () => names.unnamed,
@@ -273,12 +273,13 @@ function auditBatchReader(maxIds: number): BatchReader<typeof AUDIT_COLUMNS, Aud
 }
 
 /** Sets each row's name id from the event name its record carries after the header (the arguments follow the name). */
-function completeAudit(names: NameTable, columns: Columns<typeof AUDIT_COLUMNS>, side: SideRecords): void {
+function completeAudit(names: NameTable, columns: Partial<Columns<typeof AUDIT_COLUMNS>>, side: SideRecords): void {
   const { view, bytes } = side
   const nameId = columns.nameId
   eachSideRecord(side, (offset, _length, row) => {
     const name = offset + AUDIT_EVENT.size
-    nameId[row] = names.idOf(bytes, name, name + view.getUint16(offset + fields.name_len, true))
+    // Records come here only when nameId is chosen (`rowSideFor`).
+    nameId![row] = names.idOf(bytes, name, name + view.getUint16(offset + fields.name_len, true))
   })
 }
 

@@ -2,7 +2,10 @@
 // declares a layout: which record fields each column is copied from and which records become
 // rows. The addon fills the columns straight from the ring (native/columns.cc), so the hot loop
 // runs no JavaScript; what needs JavaScript (names, strings, stacks) is a stream's `complete`
-// step, over the raw "side" records the layout routes to it.
+// step, over the raw "side" records the layout routes to it. A consumer may choose the columns
+// it reads (`batches({ columns })`): the others are neither filled nor handed out.
+
+import { TraceError } from '../errors.js'
 
 /** The typed array a column is, by its element type. */
 const COLUMN_ARRAYS = {
@@ -78,11 +81,63 @@ export interface BatchLayout<S extends Record<string, ColumnSource>> {
   route?: Route
   /** Rows whose field here is 0 go to `complete` too (e.g. a call that carries its own names). */
   sideWhenZero?: { offset: number; size: number }
+  /**
+   * The columns rows go to `complete` for (`row+side`, `sideWhenZero`): with none of them
+   * chosen, no row is copied to the side. Records routed to the side alone still go there:
+   * they keep the stream's tables (names, processes) current.
+   */
+  rowSideFor?: readonly (keyof S & string)[]
 }
 
 /** The typed arrays of a batch, one per declared column. */
 export type Columns<S extends Record<string, ColumnSource>> = {
   readonly [K in keyof S]: InstanceType<(typeof COLUMN_ARRAYS)[S[K]['type']]>
+}
+
+/** Options of `trace.batches()`. */
+export interface BatchOptions<K extends string = string> {
+  /**
+   * Only these columns, by their names in the batch (e.g. `['kind', 'functionId', 'durationNs']`);
+   * every column when left out. The others are not filled (fewer bytes copied per row) and are
+   * undefined in each batch. A trace's columns are chosen by its first `batches()` call.
+   */
+  columns?: readonly K[]
+}
+
+/** The names of a batch's typed-array columns, e.g. `'kind' | 'pid' | …` of a `CallBatch`. */
+export type ColumnName<B> = { [P in keyof B]-?: B[P] extends ArrayBufferView ? P : never }[keyof B] & string
+
+/**
+ * A batch with only the columns `K` (`batches({ columns })`): the others are left out of its
+ * type, as they are left unfilled; `length` and its methods (`function(id)`, …) are as in `B`.
+ */
+export type Selected<B, K extends string> = Omit<B, Exclude<ColumnName<B>, K>>
+
+/**
+ * The columns `options.columns` chooses of `names`, in the order of `names`; undefined when it
+ * chooses none (every column). A name given twice is chosen once. Anything else is a TraceError
+ * that names the cause and the columns there are.
+ */
+export function chosenColumns(options: unknown, names: readonly string[]): string[] | undefined {
+  const there = `this stream's batches have the columns ${names.join(', ')}`
+  if (options === undefined) return undefined
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TraceError('INVALID_ARGUMENT', `batches() takes { columns: [names] } or nothing, got ${describe(options)}; ${there}`)
+  }
+  const { columns } = options as BatchOptions
+  if (columns === undefined) return undefined
+  if (!Array.isArray(columns)) {
+    throw new TraceError('INVALID_ARGUMENT', `batches({ columns }) takes an array of column names, got ${describe(columns)}; ${there}`)
+  }
+  const unknown = columns.filter((name) => !names.includes(name))
+  if (unknown.length > 0) {
+    throw new TraceError('INVALID_ARGUMENT', `batches({ columns }): ${unknown.map(describe).join(', ')} ${unknown.length === 1 ? 'is not a column' : 'are not columns'}; ${there}`)
+  }
+  return names.filter((name) => columns.includes(name))
+}
+
+function describe(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : Array.isArray(value) ? 'an array' : String(value)
 }
 
 /** The records a delivery routed to `complete`, in ring order: [u32 length][u32 row][record]... */
@@ -112,7 +167,9 @@ export function eachSideRecord(side: SideRecords, visit: (offset: number, length
  */
 export interface BatchReader<S extends Record<string, ColumnSource>, B> {
   readonly layout: BatchLayout<S>
-  complete?(columns: Columns<S>, length: number, side: SideRecords): void
+  /** Given only the chosen columns: it fills those of them it computes, and learns from every side record. */
+  complete?(columns: Partial<Columns<S>>, length: number, side: SideRecords): void
+  /** Given only the chosen columns, the others undefined: the batch's type (`Selected`) omits them. */
   batch(columns: Columns<S>, length: number): B
   /** Values `complete` gave `UNNAMED_ID` so far: its id table was full (id-table.ts). */
   unnamed?(): number
@@ -135,20 +192,25 @@ export interface ColumnBuffer<S extends Record<string, ColumnSource>> {
 }
 
 /**
- * A layout placed in memory: each column's offset (widest first, so that each is aligned for
- * its element type), the side region after them, and the form the addon reads.
+ * A layout placed in memory, for the columns chosen of it: each column's offset (widest first,
+ * so that each is aligned for its element type), the side region after them, and the form the
+ * addon reads. A column not chosen has no place and is not filled.
  */
 export class ColumnStore<S extends Record<string, ColumnSource>, B> {
   readonly reader: BatchReader<S, B>
+  /** The chosen columns, in the layout's order. */
+  readonly columns: readonly string[]
   /** What `session.useColumns` takes. */
   readonly native: object
   readonly #at: Record<string, number> = {}
   readonly #sideOffset: number
 
-  constructor(reader: BatchReader<S, B>) {
+  /** `options` are those of `batches()`, checked here. */
+  constructor(reader: BatchReader<S, B>, options?: BatchOptions) {
     this.reader = reader
     const { layout } = reader
-    const names = Object.keys(layout.columns).sort(
+    this.columns = chosenColumns(options, Object.keys(layout.columns)) ?? Object.keys(layout.columns)
+    const names = [...this.columns].sort(
       (a, b) => COLUMN_ARRAYS[layout.columns[b]!.type].BYTES_PER_ELEMENT - COLUMN_ARRAYS[layout.columns[a]!.type].BYTES_PER_ELEMENT,
     )
     let at = 0
@@ -157,12 +219,14 @@ export class ColumnStore<S extends Record<string, ColumnSource>, B> {
       at += Math.ceil((COLUMN_ARRAYS[layout.columns[name]!.type].BYTES_PER_ELEMENT * ROWS_PER_DELIVERY) / 8) * 8
     }
     this.#sideOffset = at
-    const routes = new Uint8Array(256).fill(ROUTE_BITS[layout.route ?? 'row'])
-    for (const [kind, route] of Object.entries(layout.kind?.routes ?? {})) routes[Number(kind)] = ROUTE_BITS[route!]
+    const rowsToSide = !layout.rowSideFor || layout.rowSideFor.some((name) => this.columns.includes(name))
+    const routeBits = (route: Route) => (route === 'row+side' && !rowsToSide ? ROUTE_BITS.row : ROUTE_BITS[route])
+    const routes = new Uint8Array(256).fill(routeBits(layout.route ?? 'row'))
+    for (const [kind, route] of Object.entries(layout.kind?.routes ?? {})) routes[Number(kind)] = routeBits(route!)
     this.native = {
       kindOffset: layout.kind?.offset,
       routes,
-      sideWhenZero: layout.sideWhenZero,
+      sideWhenZero: rowsToSide ? layout.sideWhenZero : undefined,
       minSize: layout.minSize,
       capacity: ROWS_PER_DELIVERY,
       sideOffset: this.#sideOffset,
@@ -182,8 +246,8 @@ export class ColumnStore<S extends Record<string, ColumnSource>, B> {
   newBuffer(): ColumnBuffer<S> {
     const buffer = new Uint8Array(this.#sideOffset + SIDE_BYTES)
     const columns: Record<string, ArrayBufferView> = {}
-    for (const [name, source] of Object.entries(this.reader.layout.columns)) {
-      columns[name] = new COLUMN_ARRAYS[source.type](buffer.buffer, this.#at[name], ROWS_PER_DELIVERY)
+    for (const name of this.columns) {
+      columns[name] = new COLUMN_ARRAYS[this.reader.layout.columns[name]!.type](buffer.buffer, this.#at[name], ROWS_PER_DELIVERY)
     }
     return { buffer, view: new DataView(buffer.buffer), bytes: Buffer.from(buffer.buffer), columns: columns as Columns<S> }
   }
@@ -193,7 +257,7 @@ export class ColumnStore<S extends Record<string, ColumnSource>, B> {
     const columns: Record<string, ArrayBufferView> = {}
     for (const name in filled.columns) columns[name] = (filled.columns[name] as Uint8Array).subarray(0, rows)
     const side = { view: filled.view, bytes: filled.bytes, start: this.#sideOffset, end: this.#sideOffset + sideBytes, count: sideRecords }
-    this.reader.complete?.(columns as Columns<S>, rows, side)
+    this.reader.complete?.(columns as Partial<Columns<S>>, rows, side)
     return this.reader.batch(columns as Columns<S>, rows)
   }
 }

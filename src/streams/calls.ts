@@ -272,6 +272,7 @@ export function callBatchReader(): BatchReader<typeof CALL_COLUMNS, CallBatch> {
       // Names and their end only inform the table; a call that carries its own names (name id 0) is read there too.
       kind: { offset: fields.kind, routes: { [CALL_NAMES]: 'side', [CALL_FORGET]: 'side' } },
       sideWhenZero: { offset: fields.name_id, size: CALL_EVENT.sizes.name_id },
+      rowSideFor: ['functionId'],
     },
     complete: (columns, length, side) => completeCalls(functions, columns, length, side),
     batch: (columns, length) => new CallBatch(columns, length, functions),
@@ -280,9 +281,11 @@ export function callBatchReader(): BatchReader<typeof CALL_COLUMNS, CallBatch> {
 
 /**
  * Turns the kernel's name ids into function ids. A kernel name id is never reused, so every
- * name a delivery brings can be learned before its rows are mapped, and forgotten after.
+ * name a delivery brings can be learned before its rows are mapped, and forgotten after. The
+ * names are learned and forgotten whether or not `functionId` is chosen: they are one record
+ * per code object, and the table stays the one the events' decoder would keep.
  */
-function completeCalls(functions: FunctionTable, columns: Columns<typeof CALL_COLUMNS>, length: number, side: SideRecords): void {
+function completeCalls(functions: FunctionTable, columns: Partial<Columns<typeof CALL_COLUMNS>>, length: number, side: SideRecords): void {
   const { view, bytes } = side
   const forgotten: number[] = []
   const carryNames: number[] = []
@@ -295,18 +298,21 @@ function completeCalls(functions: FunctionTable, columns: Columns<typeof CALL_CO
       functions.learn(nameId, names.file, names.func, names.truncated)
     } else carryNames.push(offset, row)
   })
-  const byNameId = functions.byNameId
   const functionId = columns.functionId
-  for (let row = 0; row < length; row++) {
-    const nameId = functionId[row]!
-    const id = byNameId[nameId]! - 1
-    if (!(id >= 0) && nameId !== 0) throw unknownNames(nameId)
-    functionId[row] = id
-  }
-  for (let i = 0; i < carryNames.length; i += 2) {
-    const offset = carryNames[i]!
-    const names = readNames(view, bytes, offset, view.getUint8(offset + FLAGS))
-    functionId[carryNames[i + 1]!] = functions.idOf(names.file, names.func, names.truncated)
+  if (functionId) {
+    const byNameId = functions.byNameId
+    for (let row = 0; row < length; row++) {
+      const nameId = functionId[row]!
+      const id = byNameId[nameId]! - 1
+      if (!(id >= 0) && nameId !== 0) throw unknownNames(nameId)
+      functionId[row] = id
+    }
+    // Rows come to the side, carrying their names, only for their function id (`rowSideFor`).
+    for (let i = 0; i < carryNames.length; i += 2) {
+      const offset = carryNames[i]!
+      const names = readNames(view, bytes, offset, view.getUint8(offset + FLAGS))
+      functionId[carryNames[i + 1]!] = functions.idOf(names.file, names.func, names.truncated)
+    }
   }
   for (const nameId of forgotten) functions.forget(nameId)
 }

@@ -154,7 +154,7 @@ function importBatchReader(maxIds: number): BatchReader<typeof IMPORT_COLUMNS, I
   const modules = new NameTable('module', 'batch.moduleId', maxIds)
   return {
     // Every record is a row, and goes to `complete` for its module name.
-    layout: { minSize: IMPORT_EVENT.size, columns: IMPORT_COLUMNS, route: 'row+side' },
+    layout: { minSize: IMPORT_EVENT.size, columns: IMPORT_COLUMNS, route: 'row+side', rowSideFor: ['moduleId'] },
     complete: (columns, _length, side) => completeImports(modules, columns, side),
     batch: (columns, length) => new ImportBatch(columns, length, modules),
     unnamed: () => modules.unnamed,
@@ -162,11 +162,12 @@ function importBatchReader(maxIds: number): BatchReader<typeof IMPORT_COLUMNS, I
 }
 
 /** Sets each row's module id from the name its record carries after the header. */
-function completeImports(modules: NameTable, columns: Columns<typeof IMPORT_COLUMNS>, side: SideRecords): void {
+function completeImports(modules: NameTable, columns: Partial<Columns<typeof IMPORT_COLUMNS>>, side: SideRecords): void {
   const { view, bytes } = side
   const moduleId = columns.moduleId
   eachSideRecord(side, (offset, _length, row) => {
     const name = offset + IMPORT_EVENT.size
-    moduleId[row] = modules.idOf(bytes, name, name + view.getUint16(offset + fields.name_len, true))
+    // Records come here only when moduleId is chosen (`rowSideFor`).
+    moduleId![row] = modules.idOf(bytes, name, name + view.getUint16(offset + fields.name_len, true))
   })
 }

@@ -91,6 +91,7 @@ export function sampleBatchReader(decoder: () => StackDecoder, maxIds: number): 
       columns: SAMPLE_COLUMNS,
       kind: { offset: STACK_SAMPLE.fields.kind, routes: { [STACK_RECORD_SAMPLE]: 'row+side' } },
       route: 'side',
+      rowSideFor: ['stackId'],
     },
     complete: (columns, _length, side) => completeSamples(decoder(), stacks, columns, side),
     batch: (columns, length) => new SampleBatch(columns, length, stacks),
@@ -100,11 +101,16 @@ export function sampleBatchReader(decoder: () => StackDecoder, maxIds: number): 
 
 const KIND = STACK_SAMPLE.fields.kind
 
-function completeSamples(decoder: StackDecoder, stacks: StackTable, columns: Columns<typeof SAMPLE_COLUMNS>, side: SideRecords): void {
+/**
+ * Names each sample's stack, and has the decoder learn from every other record: code names, and
+ * processes to follow, which sampling needs whether or not `stackId` is chosen.
+ */
+function completeSamples(decoder: StackDecoder, stacks: StackTable, columns: Partial<Columns<typeof SAMPLE_COLUMNS>>, side: SideRecords): void {
   const { view, bytes } = side
   const stackId = columns.stackId
   eachSideRecord(side, (offset, _length, row) => {
-    if (view.getUint8(offset + KIND) === STACK_RECORD_SAMPLE) stackId[row] = stacks.intern(view, offset)
+    // Samples come here only when stackId is chosen (`rowSideFor`).
+    if (view.getUint8(offset + KIND) === STACK_RECORD_SAMPLE) stackId![row] = stacks.intern(view, offset)
     else decoder.decode(view, bytes, offset)
   })
 }

@@ -1,7 +1,7 @@
 import { cpus } from 'node:os'
 import type { NativeSession } from '../kernel/binding.js'
 import { TraceError } from '../errors.js'
-import { ColumnStore, type BatchReader, type ColumnBuffer, type ColumnSource } from './batch.js'
+import { ColumnStore, chosenColumns, type BatchOptions, type BatchReader, type ColumnBuffer, type ColumnName, type ColumnSource, type Selected } from './batch.js'
 
 /** Decodes one ring-buffer record that starts at `offset` of the batch; undefined for a record that is not an event. */
 export type RecordDecoder<T> = (view: DataView, bytes: Buffer, offset: number, length: number) => T | undefined
@@ -94,10 +94,10 @@ function mixedConsumers(taken: 'events' | 'batches'): TraceError {
 
 /**
  * A live trace: an async iterator over decoded events or, through `batches()`, over batches of
- * them in columns (`B`). It ends when the traced process exits, and `break`, `close()` or the
- * abort signal detach every probe and free every kernel object.
+ * them in columns (`B`, whose columns are named `C`). It ends when the traced process exits,
+ * and `break`, `close()` or the abort signal detach every probe and free every kernel object.
  */
-export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
+export class Trace<T, B = unknown, C extends string = ColumnName<B>> implements AsyncIterableIterator<T> {
   /** Resolves once every probe is attached; rejects with the TraceError that prevented it. */
   readonly ready: Promise<void>
 
@@ -181,15 +181,31 @@ export class Trace<T, B = unknown> implements AsyncIterableIterator<T> {
    * per delivery from the addon: no object per event. `lost`, `ready`, the end on the target's
    * exit, `break`, `close()` and the abort signal work as for events. A trace is read either
    * this way or as events: the other way throws a TraceError (`ALREADY_CONSUMED`).
+   *
+   * `columns` chooses the columns filled (default: all); the others are undefined. The first
+   * call chooses for the trace: a later one returns the same iterator, and one that chooses
+   * other columns throws a TraceError (`INVALID_ARGUMENT`).
    */
-  batches(): AsyncIterableIterator<B> {
+  batches(): AsyncIterableIterator<B>
+  batches<K extends C>(options?: BatchOptions<K>): AsyncIterableIterator<Selected<B, K>>
+  batches(options?: BatchOptions): AsyncIterableIterator<unknown> {
     if (!this.#batchReader) {
       throw new TraceError('INVALID_ARGUMENT', 'this stream has no batches(): iterate its events with for await instead')
     }
     if (this.#consumer === 'events') throw mixedConsumers('events')
-    if (!this.#batchIterator) {
+    if (this.#batchIterator) {
+      const chosen = chosenColumns(options, Object.keys(this.#store!.reader.layout.columns))
+      const list = (names: readonly string[]) => names.join(', ') || 'none'
+      if (chosen && list(chosen) !== list(this.#store!.columns)) {
+        throw new TraceError(
+          'INVALID_ARGUMENT',
+          `this trace's columns were chosen by its first batches() call (${list(this.#store!.columns)}), not ${list(chosen)}: ` +
+            'call batches() without options for its batches, or start another trace for other columns',
+        )
+      }
+    } else {
       // A stream may refuse batches for its options (it throws the TraceError that says why).
-      const store = new ColumnStore(this.#batchReader())
+      const store = new ColumnStore(this.#batchReader(), options)
       this.#consumer = 'batches'
       this.#store = store
       if (this.#session) this.#useColumns(this.#session, store)

@@ -13,7 +13,7 @@ import { listProbes } from '../process/probes.js'
 import { attachUsdtSites, usdtArguments } from '../kernel/usdt-args.js'
 import { binaryTarget, resolveProcesses, type TargetOptions } from '../process/targets.js'
 import { Trace, ringBufferSettings, type OpenedSession, type RecordDecoder, type StreamOptions } from './trace.js'
-import { columnsOf, computed, eachSideRecord, type BatchReader, type ColumnSource, type Columns, type SideRecords } from './batch.js'
+import { columnsOf, computed, eachSideRecord, type BatchReader, type ColumnName, type ColumnSource, type Columns, type SideRecords } from './batch.js'
 import { NameTable } from './name-table.js'
 import { maxIdsOf, type IdTableOptions } from './id-table.js'
 
@@ -129,7 +129,10 @@ export class UsdtBatch {
   readonly timestampNs: BigInt64Array
   /** 1 when a string argument of the hit was longer than 512 bytes and its id is that of the string cut to 512. */
   readonly truncated: Uint8Array
-  /** One column per declared argument, in order, typed by its declared type (see `UsdtColumn`). */
+  /**
+   * One column per declared argument, in order, typed by its declared type (see `UsdtColumn`);
+   * undefined where `batches({ columns })` did not choose it (`arg0`, `arg1`, …).
+   */
   readonly args: readonly UsdtColumn[]
   readonly #strings: NameTable
 
@@ -158,7 +161,13 @@ export class UsdtBatch {
 }
 
 /** What `traceUsdt` returns: an async iterator of probe hits, or of `UsdtBatch`es through `batches()`. */
-export type UsdtTrace = Trace<UsdtEvent, UsdtBatch>
+export type UsdtTrace = Trace<UsdtEvent, UsdtBatch, UsdtColumnName>
+
+/**
+ * The names `batches({ columns })` chooses a `UsdtBatch`'s columns by: the fixed ones, and
+ * `arg0`, `arg1`, … for the declared arguments (`args[0]`, `args[1]`, …).
+ */
+export type UsdtColumnName = ColumnName<UsdtBatch> | `arg${number}`
 
 /**
  * Streams the hits of any USDT probe of any program, its arguments decoded by the declared types.
@@ -379,6 +388,7 @@ function usdtBatchReader(provider: string, name: string, types: readonly UsdtArg
       columns: usdtColumns(types),
       // Records with strings go to `complete` too, for their string ids.
       route: hasStrings ? 'row+side' : 'row',
+      rowSideFor: types.flatMap((type, i) => (type === 'str' ? [`arg${i}`] : [])),
     },
     complete: hasStrings ? (columns, _length, side) => completeUsdt(types, strings, columns, side) : undefined,
     batch: (columns, length) => new UsdtBatch(columns, length, probe, strings),
@@ -386,17 +396,20 @@ function usdtBatchReader(provider: string, name: string, types: readonly UsdtArg
   }
 }
 
-/** Sets each str argument's column to the id of its string: the strings follow the values, in argument order, each as long as its value says. */
-function completeUsdt(types: readonly UsdtArgType[], strings: NameTable, columns: Columns<UsdtColumns>, side: SideRecords): void {
+/**
+ * Sets each chosen str argument's column to the id of its string: the strings follow the values,
+ * in argument order, each as long as its value says (a string not chosen is stepped over).
+ */
+function completeUsdt(types: readonly UsdtArgType[], strings: NameTable, columns: Partial<Columns<UsdtColumns>>, side: SideRecords): void {
   const { view, bytes } = side
-  const stringColumns = types.map((type, i) => (type === 'str' ? (columns[`arg${i}`] as Uint32Array) : undefined))
+  const stringColumns = types.map((_type, i) => columns[`arg${i}`] as Uint32Array | undefined)
   eachSideRecord(side, (offset, _length, row) => {
     let stringAt = offset + VALUES + types.length * 8
     for (let i = 0; i < types.length; i++) {
-      const ids = stringColumns[i]
-      if (!ids) continue
+      if (types[i] !== 'str') continue
       const length = view.getUint32(offset + VALUES + 8 * i, true)
-      ids[row] = strings.idOf(bytes, stringAt, stringAt + length)
+      const ids = stringColumns[i]
+      if (ids) ids[row] = strings.idOf(bytes, stringAt, stringAt + length)
       stringAt += length
     }
   })
