@@ -185,22 +185,31 @@ t.test('python:function__entry of a python3.11 { binary }: a process started lat
   t.equal(readSemaphores(child.pid).line, 0, 'closed, the trace lowered the semaphore again')
 })
 
-t.test('python:function__entry of python3.11 when another tracer holds both places the semaphore is raised from: PROBE_CONFLICT', async (t) => {
+t.test('python:function__entry of python3.11 where another tracer holds it or the line semaphore\'s places: PROBE_CONFLICT', async (t) => {
   const python = copyExecutable(DEBIAN_PYTHON, tmpDir(t, 'usdt-conflict'), 'python3.11')
-  // What another tracer does: a uprobe with some other semaphore at DT_FINI and at DT_INIT.
+  const target = await startWorkload(t, ['fib', '5'], python)
+  // What another tracer (bcc's python tools) does: a uprobe at the same place with another semaphore.
   const squatter = new binding.Session({ object: 'calls' })
   t.teardown(() => squatter.close())
   const other = probeOffsets(python, 'python', 'gc__start').semaphoreFileOffset
-  for (const tag of ['FINI', 'INIT']) holdUprobe(squatter, -1, python, codeFileOffset(python, dynamicEntry(python, tag)), other)
-  const target = await startWorkload(t, ['fib', '5'], python)
+  const traceEntries = () => rejection(traceUsdt({ pid: target.pid, provider: 'python', name: 'function__entry' }), t)
 
-  const error = await rejection(traceUsdt({ pid: target.pid, provider: 'python', name: 'function__entry' }), t)
-  t.equal(error.code, 'PROBE_CONFLICT')
-  t.match(error.message, /line semaphore/, 'names what could not be attached')
-  t.match(error.message, python, 'names the object')
-  t.match(error.message, /Stop the other tracer/i, 'says how to fix it')
+  // Both places the line semaphore can be raised from: DT_FINI's code, then DT_INIT's.
+  for (const tag of ['FINI', 'INIT']) holdUprobe(squatter, -1, python, codeFileOffset(python, dynamicEntry(python, tag)), other)
+  const line = await traceEntries()
+  t.equal(line.code, 'PROBE_CONFLICT')
+  t.match(line.message, `the line semaphore holder (its _fini and _init code) in ${python}`, 'names what could not be attached, and where')
+  t.match(line.message, /Stop the other tracer/i, 'says how to fix it')
+
+  // function__entry itself, attached before the semaphore is raised.
+  holdUprobe(squatter, -1, python, probeOffsets(python, 'python', 'function__entry').fileOffset, other)
+  const entry = await traceEntries()
+  t.equal(entry.code, 'PROBE_CONFLICT')
+  t.match(entry.message, `python:function__entry in ${python} (process ${target.pid})`, 'names the probe, the object and the process')
+  t.match(entry.message, /Stop the other tracer/i, 'says how to fix it')
+
   t.equal(readSemaphores(target.pid).line, 0, 'nothing left raised')
-  // function__return needs no semaphore: it still traces.
+  // function__return, a place no one holds, still traces.
   const returns = traceUsdt({ pid: target.pid, provider: 'python', name: 'function__return', args: ['str', 'str'] })
   await returns.ready
   target.go()

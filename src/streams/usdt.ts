@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs'
-import { explainNativeError, openAttached, raiseLineSemaphore } from '../kernel/attach.js'
+import { explainProbeAttachError, openAttached, raiseLineSemaphore } from '../kernel/attach.js'
 import { type UsdtProbe, readUsdtProbes } from '../process/elf.js'
 import { TraceError } from '../errors.js'
 import { inspectBinary, type Inspection, type TraceSubject } from '../process/inspect.js'
@@ -196,8 +196,7 @@ async function openUsdtSession(options: TraceUsdtOptions, types: UsdtArgType[]):
       try {
         attachUsdtSites(session, 'on_usdt', site.pid, site.probes, { cookie, argCount: types.length })
       } catch (error) {
-        const probe = `${options.provider}:${options.name}`
-        throw explainNativeError(error, subjectOf(site), `attaching to ${probe} in ${site.object}`)
+        throw explainProbeAttachError(error, subjectOf(site), `${options.provider}:${options.name} in ${site.object}`, site.probes)
       }
       const interpreter = entryNeedingLineSemaphore(options, site)
       if (interpreter) raiseLineSemaphore(session, interpreter, 'hold_semaphore')
