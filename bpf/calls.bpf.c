@@ -13,6 +13,7 @@
 #include "ringbuf.bpf.h"
 #include "read_name.bpf.h"
 #include "python_names.bpf.h"
+#include "line_semaphore.bpf.h"
 #include "hash.bpf.h"
 
 struct frame {
@@ -324,18 +325,6 @@ int forget_code(struct pt_regs *ctx)
 		event->name_id = forgotten.id;
 		commit_event(event, sizeof(*event));
 	}
-	return 0;
-}
-
-/*
- * Attached where the target never runs (its DT_FINI function) with the `line` probe's
- * semaphore as ref_ctr_offset: the kernel raises that semaphore while this link lives and
- * lowers it when the link goes, even if the tracer is killed. CPython 3.11 only reaches
- * function__entry while that semaphore is up.
- */
-SEC("uprobe")
-int hold_semaphore(struct pt_regs *ctx)
-{
 	return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "syscall_filter.bpf.h"
 #include "read_name.bpf.h"
 #include "python_names.bpf.h"
+#include "line_semaphore.bpf.h"
 #include "hash.bpf.h"
 
 #define NAME_WORDS (2 * USDTRACE_NAME_MAX / 8)
@@ -386,13 +387,6 @@ static __always_inline void forget_thread_state(__u32 tid)
 {
 	forget_stack(tid);
 	bpf_map_delete_elem(&syscall_threads, &tid);
-}
-
-/* See calls.bpf.c: raises CPython 3.11's line semaphore, which its function__entry needs. */
-SEC("uprobe")
-int hold_semaphore(struct pt_regs *ctx)
-{
-	return 0;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

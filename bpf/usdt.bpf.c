@@ -12,6 +12,7 @@
 #include "usdt_args.bpf.h"
 #include "ringbuf.bpf.h"
 #include "read_name.bpf.h"
+#include "line_semaphore.bpf.h"
 
 #define VALUES_BYTES (USDT_MAX_ARGS * 8)
 /* The furthest a string can start: after every value and USDT_MAX_ARGS - 1 whole strings. */

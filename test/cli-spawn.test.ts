@@ -1,10 +1,12 @@
 // `usdtrace -- CMD` and `--spawn`: the program is held until the trace is attached, so its very
 // first call is traced; it runs as python would have run it (argv, sys.path[0], __main__), its
-// exit status becomes usdtrace's, and a program that cannot be traced is never let go.
+// exit status becomes usdtrace's, a program that cannot be traced is never let go, and one that
+// dies between its release and its first line ends with its exit status, not a pipe error.
 import { execFileSync } from 'node:child_process'
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { spawnHeld } from '../src/cli/spawn.js'
 import { DEBIAN_PYTHON } from './fixtures/processes.js'
 import { tmpDir } from './programs/tools.js'
 import { WORKLOADS, fibonacci } from './targets.js'
@@ -74,4 +76,18 @@ t.test('what cannot be spawned and traced: one line, exit 1, nothing left runnin
   t.match(lines[0], /--with-dtrace/, 'says how to get a python with probes')
   const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes(mark) && !line.includes('usdtrace'))
   t.same(left, [], 'the held program was killed, never run')
+})
+
+t.test('a program that dies after release() but before it read the go byte: its exit, no pipe error', async (t) => {
+  const program = await spawnHeld([DEBIAN_PYTHON, '-c', 'import time; time.sleep(60)'])
+  t.teardown(() => program.signal('SIGKILL'))
+  // Held still, the go byte stays unread: as when a signal (a forwarded Ctrl-C) ends the
+  // bootstrap before the scheduler lets it read. The kernel then resets usdtrace's end of the pipe.
+  process.kill(program.pid, 'SIGSTOP')
+  program.release()
+  process.kill(program.pid, 'SIGKILL')
+  t.equal(await program.exited, 128 + 9, 'the exit says what happened: SIGKILL')
+  // The reset reaches usdtrace with the exit at the latest; one more turn, and an unhandled error event would have failed the test.
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(program.running, false)
 })

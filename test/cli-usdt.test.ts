@@ -1,13 +1,13 @@
 // `usdtrace usdt` and `usdtrace libcalls` against real processes: a program's own USDT probes
 // with typed and with declared-size arguments, by pid and by path (processes started later
-// included), and the libc calls of a python3.11 workload.
+// included), CPython 3.11's function__entry, and the libc calls of a python3.11 workload.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { join } from 'node:path'
 import t from 'tap'
 import { startReady } from './fixtures/processes.js'
 import { compile, tmpDir } from './programs/tools.js'
-import { startWorkload } from './targets.js'
+import { WORKLOADS, fibonacci, startWorkload } from './targets.js'
 import { runCli, runCliPiped } from './cli.js'
 
 const hitLines = (text: string) => text.split('\n').filter((line) => /^\s+\d+\.\d{3}\s+\d+\s+\d+\s+demoapp:/.test(line))
@@ -58,12 +58,13 @@ t.test('libcalls PID -e lseek: every call into libc, with arguments and result',
   t.same(calls, Array.from({ length: count }, (_, i) => `lseek(${fd}, ${i}, 0) = ${i}`), 'each lseek: fd, offset, SEEK_SET, the new offset')
 })
 
-t.test('usdt PID python:function__entry on 3.11: no hit, and why', async (t) => {
-  const target = await startWorkload(t, ['fib', '5'])
-  const cli = runCli(t, ['usdt', String(target.pid), 'python:function__entry'])
+t.test('usdt PID python:function__entry on 3.11: a line per call', async (t) => {
+  const n = 5
+  const target = await startWorkload(t, ['fib', String(n)])
+  const cli = runCli(t, ['usdt', String(target.pid), 'python:function__entry', '--args', 'str,str'])
   await cli.waitFor(/tracing python:function__entry/)
   target.go()
   t.equal(await cli.exited, 0)
-  t.match(cli.text, /0 hits in /)
-  t.match(cli.text, /CPython 3\.11 fires python:function__entry only while its python:line semaphore is raised.*usdtrace flow/)
+  const fib = cli.text.split('\n').filter((line) => line.endsWith(`python:function__entry  "${WORKLOADS}" "fib"`))
+  t.equal(fib.length, 2 * fibonacci(n + 1) - 1, 'fib(n) calls fib 2F(n+1) - 1 times: a line each')
 })

@@ -1,16 +1,19 @@
 // traceUsdt on probes no one here wrote: PostgreSQL's query__start, libstdc++'s throw and
-// CPython's function__return, in the executable and in libpython, per process and per file.
+// CPython's function__return, in the executable and in libpython, per process and per file; and
+// 3.11's function__entry, which fires only while the trace holds the line probe's semaphore up.
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { TraceError, traceUsdt, type UsdtEvent, type UsdtTrace } from '../src/index.js'
+import { binding } from '../src/kernel/binding.js'
 import { startCluster } from './fixtures/postgres.js'
-import { DEBIAN_PYTHON, startReady } from './fixtures/processes.js'
-import { compile, copyExecutable, tmpDir } from './programs/tools.js'
+import { DEBIAN_PYTHON, privatePython, startReady } from './fixtures/processes.js'
+import { codeFileOffset, compile, copyExecutable, dynamicEntry, holdUprobe, probeOffsets, tmpDir } from './programs/tools.js'
 import { LIBSTDCXX, buildThrower, lines, thrown } from './fixtures/thrower.js'
-import { WORKLOADS, startWorkload, rejection } from './targets.js'
+import { readSemaphores } from './semaphores.js'
+import { WORKLOADS, fibonacci, startWorkload, rejection } from './targets.js'
 
 async function collect(trace: UsdtTrace): Promise<UsdtEvent[]> {
   const events: UsdtEvent[] = []
@@ -132,6 +135,85 @@ t.test('python:function__return of python3.11 decoded as str, str, i32: file, fu
   const runCalls = events.filter((e) => e.args[1] === 'run_calls')
   t.equal(runCalls.length, 1, 'run_calls returned once')
   t.same(runCalls[0]!.args.slice(0, 1), [WORKLOADS])
+})
+
+t.test('python:function__entry of python3.11 { pid }: every call, the line semaphore raised while traced', async (t) => {
+  const n = 12
+  const target = await startWorkload(t, ['fib', String(n)])
+  t.equal(readSemaphores(target.pid).line, 0, 'untraced, the line semaphore is down')
+  const trace = traceUsdt({ pid: target.pid, provider: 'python', name: 'function__entry', args: ['str', 'str', 'i32'] })
+  await trace.ready
+  t.equal(readSemaphores(target.pid).line, 1, 'tracing function__entry raised it')
+  target.go()
+  const events = await collect(trace)
+  // An entry reports the function's first line: its def.
+  const fibLine = readFileSync(WORKLOADS, 'utf8').split('\n').indexOf('def fib(n):') + 1
+  const fib = events.filter((e) => e.args[1] === 'fib')
+  t.equal(fib.length, 2 * fibonacci(n + 1) - 1, 'fib(n) calls fib 2F(n+1) - 1 times: one entry each')
+  t.same(new Set(fib.map((e) => JSON.stringify(e.args))), new Set([JSON.stringify([WORKLOADS, 'fib', fibLine])]))
+  t.equal(events.filter((e) => e.args[1] === 'run_fib').length, 1, 'and run_fib once')
+  t.equal(trace.lost, 0)
+})
+
+t.test('python:function__entry of a python3.11 { binary }: a process started later, the semaphore lowered at close', async (t) => {
+  const CALLS = 40
+  const python = privatePython(t)
+  const script = [
+    'import sys',
+    'def leaf(): return 1',
+    'def done(): pass',
+    'print("ready", flush=True)',
+    'sys.stdin.buffer.readline()',
+    `for _ in range(${CALLS}): leaf()`,
+    'done()',
+    'sys.stdin.buffer.readline()',
+    '',
+  ].join('\n')
+  const trace = traceUsdt({ binary: python, provider: 'python', name: 'function__entry', args: ['str', 'str'] })
+  t.teardown(() => trace.close())
+  await trace.ready
+  const child = await startReady(t, python, ['-c', script])
+  t.equal(readSemaphores(child.pid).line, 1, 'the process started after the trace has the line semaphore raised')
+  child.stdin!.write('go\n')
+  // One thread: its entries arrive in order, so done() comes after every leaf().
+  const events = await collectUntil(trace, (e) => e.pid === child.pid && e.args[1] === 'done')
+  t.same(
+    events.filter((e) => e.pid === child.pid && e.args[1] === 'leaf').map((e) => e.args),
+    Array.from({ length: CALLS }, () => ['<string>', 'leaf']),
+    'one entry per call of leaf',
+  )
+  t.equal(readSemaphores(child.pid).line, 0, 'closed, the trace lowered the semaphore again')
+})
+
+t.test('python:function__entry of python3.11 where another tracer holds it or the line semaphore\'s places: PROBE_CONFLICT', async (t) => {
+  const python = copyExecutable(DEBIAN_PYTHON, tmpDir(t, 'usdt-conflict'), 'python3.11')
+  const target = await startWorkload(t, ['fib', '5'], python)
+  // What another tracer (bcc's python tools) does: a uprobe at the same place with another semaphore.
+  const squatter = new binding.Session({ object: 'calls' })
+  t.teardown(() => squatter.close())
+  const other = probeOffsets(python, 'python', 'gc__start').semaphoreFileOffset
+  const traceEntries = () => rejection(traceUsdt({ pid: target.pid, provider: 'python', name: 'function__entry' }), t)
+
+  // Both places the line semaphore can be raised from: DT_FINI's code, then DT_INIT's.
+  for (const tag of ['FINI', 'INIT']) holdUprobe(squatter, -1, python, codeFileOffset(python, dynamicEntry(python, tag)), other)
+  const line = await traceEntries()
+  t.equal(line.code, 'PROBE_CONFLICT')
+  t.match(line.message, `the line semaphore holder (its _fini and _init code) in ${python}`, 'names what could not be attached, and where')
+  t.match(line.message, /Stop the other tracer/i, 'says how to fix it')
+
+  // function__entry itself, attached before the semaphore is raised.
+  holdUprobe(squatter, -1, python, probeOffsets(python, 'python', 'function__entry').fileOffset, other)
+  const entry = await traceEntries()
+  t.equal(entry.code, 'PROBE_CONFLICT')
+  t.match(entry.message, `python:function__entry in ${python} (process ${target.pid})`, 'names the probe, the object and the process')
+  t.match(entry.message, /Stop the other tracer/i, 'says how to fix it')
+
+  t.equal(readSemaphores(target.pid).line, 0, 'nothing left raised')
+  // function__return, a place no one holds, still traces.
+  const returns = traceUsdt({ pid: target.pid, provider: 'python', name: 'function__return', args: ['str', 'str'] })
+  await returns.ready
+  target.go()
+  t.equal((await collect(returns)).filter((e) => e.args[1] === 'fib').length, 2 * fibonacci(6) - 1, 'every fib return')
 })
 
 t.test('a string argument longer than 512 bytes arrives cut to 512 and flagged', async (t) => {

@@ -134,6 +134,10 @@ export async function spawnHeld(command: string[], relay?: (line: string) => voi
     rmSync(dir, { recursive: true, force: true })
   }
   const go = child.stdio[4] as Writable
+  // A program that dies before it reads the go byte (a forwarded Ctrl-C while the bootstrap
+  // still waits, or any kill then) leaves the kernel to reset this pipe: ECONNRESET, or EPIPE on
+  // the write. Its exit status reports that; unhandled, the error would crash usdtrace (exit 1).
+  go.on('error', () => {})
   let released = false
   const running = () => child.exitCode === null && child.signalCode === null
   let hurry = () => {}

@@ -1,15 +1,15 @@
 /**
  * `usdtrace usdt PID...|PATH provider:name`: any USDT probe, one line per hit with its arguments
  * decoded by the given types (by default by their sizes in the probe's notes), like a bpftrace
- * one-liner; no hit at all is explained where it can be (CPython 3.11's entry probe).
+ * one-liner.
  */
-import { formatMilliseconds, inspect, listProbes, traceUsdt, type UsdtArgType, type UsdtEvent } from '../index.js'
+import { formatMilliseconds, listProbes, traceUsdt, type UsdtArgType, type UsdtEvent } from '../index.js'
 import { seconds, text, type ParsedArgs } from './args.js'
 import type { Command } from './command.js'
 import { UsageError } from './errors.js'
 import { probeArguments } from './probes.js'
 import { count, type Run } from './run.js'
-import { TARGET_HELP, TARGET_OPTIONS, resolveTargets, type Targets } from './target.js'
+import { TARGET_HELP, TARGET_OPTIONS, resolveTargets } from './target.js'
 import { processesTraced, traceAll } from './traces.js'
 
 const NAME = 'usdt'
@@ -24,7 +24,9 @@ Prints every hit of one USDT probe with its arguments, like the bpftrace one-lin
 With PIDs: those processes (the probe is looked for in every file each has mapped), until they
 exit. With a PATH (an executable or library, or --binary PATH): every process running or
 mapping it, now and later, until Ctrl-C. \`usdtrace probes PID|PATH\` lists the probes and their
-arguments. Each hit costs its process a uprobe trap into the kernel.
+arguments. Each hit costs its process a uprobe trap into the kernel. CPython 3.11 fires
+python:function__entry only while its line probe's semaphore is raised, so tracing that probe
+raises it, which slows every call of the traced processes several times.
 
 Options:
   -a, --args TYPES       how to decode the first arguments, comma-separated, from u8 i8 u16 i16
@@ -68,8 +70,6 @@ async function runUsdt(run: Run, args: ParsedArgs): Promise<void> {
   const where = targets.initial.binary ?? targets.initial.pids![0]!
   const types = argumentTypes(text(args.values, 'args')) ?? (await declaredTypes(where, provider, name))
   run.stopAfter(seconds(NAME, args.values, 'duration'))
-  // Asked now: by the end the process may be gone.
-  const silence = await noHitReason(targets, provider, name)
   let startNs: bigint | undefined
   let hits = 0
   const result = await traceAll(
@@ -91,19 +91,6 @@ async function runUsdt(run: Run, args: ParsedArgs): Promise<void> {
     },
   )
   run.summary([`${count(hits, 'hit')} in ${run.elapsed()}`, `${count(result.lost, 'event')} lost`, ...processesTraced(targets, result)])
-  if (hits === 0 && silence !== undefined && run.reason !== 'output-closed') run.status.note(silence)
-}
-
-/** Why a probe may not have fired: CPython 3.11 reaches function__entry only while its line semaphore is raised. */
-async function noHitReason(targets: Targets, provider: string, name: string): Promise<string | undefined> {
-  if (provider !== 'python' || name !== 'function__entry') return undefined
-  const pid = targets.initial.pids?.[0]
-  const inspection = pid === undefined ? undefined : await inspect(pid).catch(() => undefined)
-  if (inspection?.capabilities.calls.mode !== 'line-semaphore') return undefined
-  return (
-    'no hit: CPython 3.11 fires python:function__entry only while its python:line semaphore is raised (or a ' +
-    'tracing function is set), which this command does not do; `usdtrace flow` and `usdtrace calls -L` raise it'
-  )
 }
 
 function argumentTypes(value: string | undefined): UsdtArgType[] | undefined {

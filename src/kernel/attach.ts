@@ -9,6 +9,7 @@ import {
 import { requireKernelSupport } from './doctor.js'
 import { TraceError, noSuchProcess, permissionDenied } from '../errors.js'
 import { findLineSemaphore, subjectOf, type Inspection, type TraceSubject } from '../process/inspect.js'
+import type { UsdtProbe } from '../process/elf.js'
 import type { CodeDeallocHooks } from '../cpython/layout.js'
 import { attachUsdtSites, encodeUsdtSpec, parseUsdtArgs, type UsdtSession } from './usdt-args.js'
 
@@ -92,9 +93,20 @@ export function attachPythonProbe<Program extends string>(
     }
     attachUsdtSites(session, program, target.pid, sites)
   } catch (error) {
-    if (isNativeError(error) && error.code === 'EINVAL') throw probeConflict(target, `python:${probe}`, error)
-    throw explainNativeError(error, target, `attaching to python:${probe}`)
+    throw explainProbeAttachError(error, target, `python:${probe} in ${target.probeObject}`, pythonSites(target, probe))
   }
+}
+
+/**
+ * Why attaching `what` (a probe, and where) to `sites` failed. The kernel keeps one
+ * ref_ctr_offset per probed location, so EINVAL at a probe with a semaphore means another tracer
+ * registered it with another.
+ */
+export function explainProbeAttachError(error: unknown, target: TraceSubject, what: string, sites: UsdtProbe[]): unknown {
+  if (isNativeError(error) && error.code === 'EINVAL' && sites.some((site) => site.semaphoreFileOffset !== 0n)) {
+    return probeConflict(target, what, error)
+  }
+  return explainNativeError(error, target, `attaching to ${what}`)
 }
 
 /**
@@ -119,7 +131,7 @@ export function raiseLineSemaphore<Program extends string>(session: SessionWith<
       conflict = error
     }
   }
-  throw probeConflict(target, 'the line semaphore holder (its _fini and _init code)', conflict)
+  throw probeConflict(target, `the line semaphore holder (its _fini and _init code) in ${line.object}`, conflict)
 }
 
 /** Attaches `program` to code_dealloc in every target (bpf/python_names.bpf.h). */
@@ -149,10 +161,10 @@ export function attachThreadExit(session: SessionWith<'forget_thread'>, target: 
   }
 }
 
-function probeConflict(target: Inspection, what: string, cause: unknown): TraceError {
+function probeConflict(target: TraceSubject, what: string, cause: unknown): TraceError {
   return new TraceError(
     'PROBE_CONFLICT',
-    `cannot attach to ${what} in ${target.probeObject} (${subjectOf(target)}): another tracer holds ` +
+    `cannot attach to ${what} (${subjectOf(target)}): another tracer holds ` +
       'that location with a different semaphore offset (the kernel keeps one per probe and logs ' +
       "`ref_ctr_offset mismatch`; bcc's python tools register a wrong one). Stop the other tracer " +
       '(e.g. pythoncalls, pythonflow, ucalls) and try again.',

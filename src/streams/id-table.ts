@@ -19,7 +19,11 @@ export interface IdTableOptions {
   maxIds?: number
 }
 
-/** The `maxIds` option, checked: ids stay below `UNNAMED_ID`. */
+/**
+ * The `maxIds` option, checked: ids stay below `UNNAMED_ID`. A stream calls it while opening, so
+ * that a bad value rejects `ready` even when the trace is read as events, and again in its batch
+ * reader for the value, so that `batches()` throws the same TraceError (as for its other options).
+ */
 export function maxIdsOf(fn: string, options: IdTableOptions): number {
   const { maxIds = DEFAULT_MAX_IDS } = options
   if (!Number.isInteger(maxIds) || maxIds < 1 || maxIds > UNNAMED_ID) {

@@ -1,8 +1,8 @@
 import { statSync } from 'node:fs'
-import { explainNativeError, openAttached } from '../kernel/attach.js'
+import { explainProbeAttachError, openAttached, raiseLineSemaphore } from '../kernel/attach.js'
 import { type UsdtProbe, readUsdtProbes } from '../process/elf.js'
 import { TraceError } from '../errors.js'
-import type { TraceSubject } from '../process/inspect.js'
+import { inspectBinary, type Inspection, type TraceSubject } from '../process/inspect.js'
 import {
   USDT_COOKIE_STR_SHIFT,
   USDT_EVENT,
@@ -172,7 +172,9 @@ export type UsdtColumnName = ColumnName<UsdtBatch> | `arg${number}`
 /**
  * Streams the hits of any USDT probe of any program, its arguments decoded by the declared types.
  * The trace attaches at once (`await trace.ready` to know when) and ends when every traced
- * process has exited; one that follows a binary runs until closed.
+ * process has exited; one that follows a binary runs until closed. CPython 3.11 fires
+ * `python:function__entry` only while its line probe's semaphore is raised, so tracing that
+ * probe raises it too, which makes every call of the traced processes slower (docs/api.md).
  */
 export function traceUsdt(options: TraceUsdtOptions): UsdtTrace {
   const given: TraceUsdtOptions = typeof options === 'object' && options !== null ? options : ({} as TraceUsdtOptions)
@@ -203,12 +205,24 @@ async function openUsdtSession(options: TraceUsdtOptions, types: UsdtArgType[]):
       try {
         attachUsdtSites(session, 'on_usdt', site.pid, site.probes, { cookie, argCount: types.length })
       } catch (error) {
-        const probe = `${options.provider}:${options.name}`
-        throw explainNativeError(error, subjectOf(site), `attaching to ${probe} in ${site.object}`)
+        throw explainProbeAttachError(error, subjectOf(site), `${options.provider}:${options.name} in ${site.object}`, site.probes)
       }
+      const interpreter = entryNeedingLineSemaphore(options, site)
+      if (interpreter) raiseLineSemaphore(session, interpreter, 'hold_semaphore')
     }
   })
   return { session, exitPids }
+}
+
+/**
+ * The interpreter of a site of CPython 3.11's python:function__entry, as the object alone
+ * describes it for the site's process(es): that probe fires only while the line probe's
+ * semaphore is raised, as traceCalls raises it. Undefined for any other probe or version.
+ */
+function entryNeedingLineSemaphore(options: TraceUsdtOptions, site: ProbeSite): Inspection | undefined {
+  if (options.provider !== 'python' || options.name !== 'function__entry') return undefined
+  const interpreter = { ...inspectBinary(site.object), pid: site.pid }
+  return interpreter.capabilities.calls.mode === 'line-semaphore' ? interpreter : undefined
 }
 
 function checkProbeOptions(options: TraceUsdtOptions): UsdtArgType[] {
