@@ -21,7 +21,15 @@ FillThread::~FillThread() {
   thread_.join();
 }
 
-void FillThread::Start() {
+void FillThread::Lend(const FillBuffer& buffer) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    lent_.push_back(buffer);
+  }
+  wake_.notify_one();
+}
+
+void FillThread::Request() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     requested_ = true;
@@ -29,16 +37,35 @@ void FillThread::Start() {
   wake_.notify_one();
 }
 
+void FillThread::TargetsExited() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  targetsExited_ = true;
+}
+
+bool FillThread::Take(Filled* filled) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (filled_.empty()) return false;
+  *filled = filled_.front();
+  filled_.pop_front();
+  return true;
+}
+
 void FillThread::Run() {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [this] { return requested_ || stopping_; });
-    // Stopping: a fill asked for but not begun has nobody left to deliver to.
+    wake_.wait(lock, [this] { return stopping_ || (requested_ && !lent_.empty()); });
     if (stopping_) return;
-    lock.unlock();
-    fill_(context_);
-    lock.lock();
+    // Taken before the fill: a request that comes during it asks for another look.
     requested_ = false;
+    FillBuffer buffer = lent_.front();
+    lent_.pop_front();
+    bool afterExit = targetsExited_;
+    lock.unlock();
+    Filled filled = fill_(context_, buffer);
+    filled.afterExit = afterExit;
+    lock.lock();
+    if (filled.full) requested_ = true;
+    filled_.push_back(filled);
     uv_async_send(done_);
   }
 }

@@ -4,11 +4,11 @@
 // Draining: BPF submits without waking the reader until a threshold fills, and the ring is
 // watched edge-triggered, so only those wakeups start a drain (level-triggered, a ring that
 // holds any record reads as ready, and a busy target would keep the loop draining a few records
-// at a time); a short repeating timer collects the rest. Each drain fills at most one batch of
-// a JS-owned buffer, on the session's fill thread (native/fill_thread.h), and hands it over on
-// the loop in one call, which gives back the buffer for the next drain (JS decodes its batches
-// lazily, so it keeps each until it is read). When the batch was full, the next fill begins
-// before JS is told of this one: JS reads a delivery while the thread fills the next.
+// at a time); a short repeating timer collects the rest. The records are copied (or laid out in
+// columns) into buffers JS lends, on the session's fill thread (native/fill_thread.h), one
+// buffer after another while the ring holds more; each filled buffer is handed to JS on the loop
+// in one call, which lends another in its place (JS decodes lazily, so it keeps each until it
+// is read). JS is woken only after that, so it reads a delivery while the next is filled.
 #include "session.h"
 
 #include <bpf/bpf.h>
@@ -145,10 +145,7 @@ struct Session::Watchers {
     if (Session* session = OwnerOf(handle)) session->Drain();
   }
   static void OnFilled(uv_async_t* handle) {
-    Session* session = OwnerOf(handle);
-    if (!session || !session->filling_) return;
-    session->filling_ = false;
-    session->Deliver();
+    if (Session* session = OwnerOf(handle)) session->OnFilled();
   }
   static void OnTargetExit(uv_poll_t* handle, int, int) {
     Watchers* watchers = static_cast<Watchers*>(handle->data);
@@ -183,7 +180,7 @@ Napi::Function Session::Define(Napi::Env env) {
                          InstanceMethod<&Session::DumpMap>("dumpMap"),
                          InstanceMethod<&Session::UpdateMap>("updateMap"),
                          InstanceMethod<&Session::Start>("start"),
-                         InstanceMethod<&Session::Resume>("resume"),
+                         InstanceMethod<&Session::LendBuffer>("lend"),
                          InstanceMethod<&Session::UseColumns>("useColumns"),
                          InstanceMethod<&Session::DecodeColumns>("decodeColumns"),
                          InstanceMethod<&Session::Counters>("counters"),
@@ -553,15 +550,16 @@ Napi::Value Session::UpdateMap(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// start({ batch: Uint8Array, onBatch(bytes, count), onEnd(), exitPids, flushIntervalMs }): the
-// stream ends once every process in exitPids has exited (never, when there is none). onBatch
-// takes the filled buffer and returns the one to fill next; returning none pauses the drain
-// until resume(buffer).
+// start({ batches: [Uint8Array], onBatch(...), onDelivered(), onEnd(), exitPids, flushIntervalMs }):
+// the stream ends once every process in exitPids has exited (never, when there is none). The
+// buffers in `batches` are filled in turn; onBatch(buffer, ...counts) takes each filled one and
+// returns a buffer to lend in its place, or none; with none lent, the drain pauses until
+// lend(buffer). One that came back empty is lent again, behind the others.
+// onDelivered follows the onBatch calls of a turn, once the next fills are under way.
 Napi::Value Session::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (started_ || closed_) return ThrowType(env, "session already started or closed");
   Napi::Object options = info[0].As<Napi::Object>();
-  if (!SetBatch(options.Get("batch"))) return env.Undefined();
   onBatch_ = Napi::Persistent(options.Get("onBatch").As<Napi::Function>());
   onDelivered_ = Napi::Persistent(options.Get("onDelivered").As<Napi::Function>());
   onEnd_ = Napi::Persistent(options.Get("onEnd").As<Napi::Function>());
@@ -621,22 +619,28 @@ Napi::Value Session::Start(const Napi::CallbackInfo& info) {
     watchers_->running++;
   }
   targetsExited_ = exitPids.Length() > 0 && watchers_->running == 0;
+  if (targetsExited_ && filler_) filler_->TargetsExited();
 
   started_ = true;
-  Watch();
+  Napi::Array batches = options.Get("batches").As<Napi::Array>();
+  for (uint32_t i = 0; i < batches.Length(); i++)
+    if (!Lend(batches.Get(i))) return env.Undefined();
+  paused_ = filler_ && lent_.empty();
+  if (!paused_) Watch();
   return env.Undefined();
 }
 
-// resume(buffer): the drain goes on into `buffer` after onBatch returned none.
-Napi::Value Session::Resume(const Napi::CallbackInfo& info) {
-  if (started_ && !closed_ && paused_ && SetBatch(info[0])) {
+// lend(buffer): one more buffer to fill, after those lent before; the drain resumes if it had none.
+Napi::Value Session::LendBuffer(const Napi::CallbackInfo& info) {
+  if (!started_ || closed_ || ended_ || !Lend(info[0])) return info.Env().Undefined();
+  if (paused_) {
     paused_ = false;
     Watch();
   }
   return info.Env().Undefined();
 }
 
-// useColumns(layout): every buffer given from now on (by onBatch or resume) is filled with the
+// useColumns(layout): every buffer lent from now on (by onBatch or lend) is filled with the
 // columns `layout` places (src/streams/batch.ts), and onBatch(rows, sideBytes, sideRecords)
 // delivers it. A buffer held already, maybe being filled, still takes records as they are.
 Napi::Value Session::UseColumns(const Napi::CallbackInfo& info) {
@@ -682,8 +686,9 @@ Napi::Value Session::DecodeColumns(const Napi::CallbackInfo& info) {
   return made;
 }
 
-// False after throwing: a buffer smaller than the column layout would be written past its end.
-bool Session::SetBatch(Napi::Value buffer) {
+// Lends `buffer` to the fill thread; false after throwing: a buffer smaller than the column
+// layout would be written past its end. A session without a ring fills nothing and keeps none.
+bool Session::Lend(Napi::Value buffer) {
   if (!buffer.IsTypedArray()) {
     ThrowType(Env(), "a batch must be a Uint8Array");
     return false;
@@ -693,10 +698,9 @@ bool Session::SetBatch(Napi::Value buffer) {
     ThrowType(Env(), "a batch buffer is smaller than its column layout");
     return false;
   }
-  batchRef_ = Napi::Persistent(batch.As<Napi::Object>());
-  batch_ = batch.Data();
-  batchCapacity_ = batch.ByteLength();
-  batchTakesColumns_ = columns_ != nullptr;
+  if (!filler_) return true;
+  lent_.push_back(Napi::Persistent(batch.As<Napi::Object>()));
+  filler_->Lend({batch.Data(), batch.ByteLength(), columns_ != nullptr});
   return true;
 }
 
@@ -754,6 +758,7 @@ void Session::Unwatch() {
 
 void Session::OnTargetsExited() {
   targetsExited_ = true;
+  if (filler_) filler_->TargetsExited();
   Drain();
 }
 
@@ -762,7 +767,7 @@ int Session::OnRecord(void* ctx, const void* data, size_t size) {
 }
 
 int Session::AddRecord(const void* data, size_t size) {
-  if (!fillColumns_) return CopyRecord(data, size);
+  if (!filling_.columns) return CopyRecord(data, size);
   const uint8_t* bytes = static_cast<const uint8_t*>(data);
   switch (columns_->Add(fill_, bytes, size)) {
     case ColumnLayout::kAdded: return 0;
@@ -775,47 +780,38 @@ int Session::AddRecord(const void* data, size_t size) {
 }
 
 int Session::CopyRecord(const void* data, size_t size) {
-  if (batchUsed_ + kLengthPrefix + size > batchCapacity_) {
+  if (batchUsed_ + kLengthPrefix + size > filling_.capacity) {
     // The ring has already let go of this record: keep it for the next batch, stop this one.
     const uint8_t* bytes = static_cast<const uint8_t*>(data);
     carry_.assign(bytes, bytes + size);
     return -ENOSPC;
   }
   uint32_t length = static_cast<uint32_t>(size);
-  memcpy(batch_ + batchUsed_, &length, kLengthPrefix);
-  memcpy(batch_ + batchUsed_ + kLengthPrefix, data, size);
+  memcpy(filling_.data + batchUsed_, &length, kLengthPrefix);
+  memcpy(filling_.data + batchUsed_ + kLengthPrefix, data, size);
   batchUsed_ += kLengthPrefix + size;
   batchCount_++;
   return 0;
 }
 
-void Session::FillOnThread(void* ctx) { static_cast<Session*>(ctx)->FillBatch(); }
+Filled Session::FillOnThread(void* ctx, const FillBuffer& buffer) { return static_cast<Session*>(ctx)->Fill(buffer); }
 
-// Begins a fill of the buffer held: on the fill thread, where the session has a ring.
+// A wakeup, a tick or the targets' exit: the fill thread looks at the ring again.
 void Session::Drain() {
   if (!started_ || closed_ || paused_ || ended_) return;
-  if (filling_) {
-    drainAgain_ = true;
-    return;
-  }
-  exitedBeforeFill_ = targetsExited_;
-  fillColumns_ = batchTakesColumns_;
+  if (filler_) filler_->Request();
+  // Without a ring there is nothing to fill: the targets' exit is the end.
+  else if (targetsExited_) End();
+}
+
+// One fill, on the fill thread: the record carried over from the last one, then the ring's, up
+// to a full buffer. Touches nothing but the fill thread's own state and the counters.
+Filled Session::Fill(const FillBuffer& buffer) {
+  filling_ = buffer;
   batchUsed_ = 0;
   batchCount_ = 0;
   fill_ = ColumnLayout::Fill();
-  fill_.buffer = batch_;
-  if (!filler_) {
-    FillBatch();
-    Deliver();
-    return;
-  }
-  filling_ = true;
-  filler_->Start();
-}
-
-// The fill itself: the record carried over from the last one, then the ring's, up to a full
-// batch. Touches nothing but the fill's own state and the counters.
-void Session::FillBatch() {
+  fill_.buffer = buffer.data;
   if (!carry_.empty()) {
     std::vector<uint8_t> record;
     record.swap(carry_);
@@ -825,54 +821,72 @@ void Session::FillBatch() {
       droppedOversized_++;
     }
   }
-  fillFull_ = !carry_.empty() || (ring_ && ring_->Consume(OnRecord, this) == -ENOSPC);
+  Filled filled;
+  filled.columns = buffer.columns;
+  filled.full = !carry_.empty() || ring_->Consume(OnRecord, this) == -ENOSPC;
+  filled.bytes = static_cast<uint32_t>(batchUsed_);
+  filled.records = batchCount_;
+  filled.rows = fill_.rows;
+  filled.sideBytes = fill_.sideUsed;
+  filled.sideRecords = fill_.sideCount;
+  return filled;
 }
 
-// Hands a finished fill to JS and decides what comes next: another fill at once if the ring
-// may hold more, the end once it emptied after the targets exited, else the next wakeup.
-void Session::Deliver() {
+// On the loop: hands every finished fill to JS in order, each buffer with one to lend in its
+// place; then wakes the reader, whose work overlaps the fills under way; then ends the stream
+// if a fill begun after the targets exited emptied the ring.
+void Session::OnFilled() {
+  if (closed_ || ended_) return;
   Napi::Env env = Env();
   Napi::HandleScope scope(env);
-  bool again = fillFull_ || drainAgain_;
-  drainAgain_ = false;
-  bool delivered = fillColumns_ ? fill_.rows > 0 || fill_.sideCount > 0 : batchCount_ > 0;
-  if (delivered) {
+  bool delivered = false;
+  bool last = false;
+  Filled filled;
+  while (!last && filler_->Take(&filled)) {
+    last = filled.afterExit && !filled.full;
+    Napi::ObjectReference buffer = std::move(lent_.front());
+    lent_.pop_front();
+    // A buffer lent for records before useColumns() goes back to JS even empty: JS lends a
+    // column buffer in its place.
+    bool outdated = !filled.columns && columns_;
+    if (!filled.delivers() && !outdated) {
+      // Nothing in it: lent again, behind the others.
+      if (!last) Lend(buffer.Value());
+      continue;
+    }
+    delivered = true;
     Napi::Value next =
-        fillColumns_ ? onBatch_.MakeCallback(Value(),
-                                             {Napi::Number::New(env, fill_.rows), Napi::Number::New(env, fill_.sideUsed),
-                                              Napi::Number::New(env, fill_.sideCount)},
-                                             *asyncContext_)
-                     : onBatch_.MakeCallback(Value(), {Napi::Number::New(env, static_cast<double>(batchUsed_)),
-                                                       Napi::Number::New(env, batchCount_)},
-                                             *asyncContext_);
+        filled.columns ? onBatch_.MakeCallback(Value(),
+                                               {buffer.Value(), Napi::Number::New(env, filled.rows),
+                                                Napi::Number::New(env, filled.sideBytes), Napi::Number::New(env, filled.sideRecords)},
+                                               *asyncContext_)
+                       : onBatch_.MakeCallback(Value(),
+                                               {buffer.Value(), Napi::Number::New(env, filled.bytes), Napi::Number::New(env, filled.records)},
+                                               *asyncContext_);
     if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
     if (closed_) return;
-    // None: every buffer JS has is waiting to be read, and the ring holds the rest until resume().
-    if (next.IsUndefined() || !SetBatch(next)) {
-      if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
-      batchRef_.Reset();
-      batch_ = nullptr;
-      paused_ = true;
-      Unwatch();
-    } else if (again) {
-      Drain();
-    }
-    // Only now is the reader woken: its work on this batch overlaps the fill just begun.
+    if (!next.IsUndefined() && !Lend(next) && env.IsExceptionPending())
+      napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+  }
+  // None lent: every buffer JS has is waiting to be read, and the ring holds the rest until lend().
+  if (lent_.empty() && !last) {
+    paused_ = true;
+    Unwatch();
+  }
+  if (delivered) {
     onDelivered_.MakeCallback(Value(), {}, *asyncContext_);
     if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
-    if (closed_ || paused_ || again) return;
-  } else if (again) {
-    Drain();
-    return;
   }
-  if (exitedBeforeFill_) {
-    ended_ = true;
-    Unwatch();
-    onEnd_.MakeCallback(Value(), {}, *asyncContext_);
-    if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
-  } else if (targetsExited_) {
-    Drain();
-  }
+  if (last && !closed_) End();
+}
+
+void Session::End() {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  ended_ = true;
+  Unwatch();
+  onEnd_.MakeCallback(Value(), {}, *asyncContext_);
+  if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
 }
 
 // Stops every watcher and callback now; hands over what must still be freed in the kernel.
@@ -881,7 +895,6 @@ KernelObjects* Session::Release() {
   closed_ = true;
   // Before anything it reads goes: waits for a fill under way.
   filler_.reset();
-  filling_ = false;
   if (watchers_) {
     Watchers* watchers = watchers_;
     watchers_ = nullptr;
@@ -896,7 +909,7 @@ KernelObjects* Session::Release() {
   }
   delete asyncContext_;
   asyncContext_ = nullptr;
-  if (!batchRef_.IsEmpty()) batchRef_.Reset();
+  lent_.clear();
   if (!onBatch_.IsEmpty()) onBatch_.Reset();
   if (!onDelivered_.IsEmpty()) onDelivered_.Reset();
   if (!onEnd_.IsEmpty()) onEnd_.Reset();

@@ -4,18 +4,19 @@
 #include <uv.h>
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "columns.h"
+#include "fill_thread.h"
 
 struct bpf_object;
 struct bpf_program;
 struct bpf_map;
 struct bpf_link;
 class RingReader;
-class FillThread;
 struct KernelObjects;
 
 class Session : public Napi::ObjectWrap<Session> {
@@ -36,7 +37,7 @@ class Session : public Napi::ObjectWrap<Session> {
   Napi::Value DumpMap(const Napi::CallbackInfo& info);
   Napi::Value UpdateMap(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
-  Napi::Value Resume(const Napi::CallbackInfo& info);
+  Napi::Value LendBuffer(const Napi::CallbackInfo& info);
   Napi::Value UseColumns(const Napi::CallbackInfo& info);
   Napi::Value DecodeColumns(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
@@ -46,19 +47,20 @@ class Session : public Napi::ObjectWrap<Session> {
   bool SetConstants(Napi::Env env, const std::string& objectName, Napi::Object values);
   struct bpf_program* ProgramNamed(Napi::Env env, const std::string& name);
   struct bpf_map* MapNamed(Napi::Env env, const std::string& name);
-  bool SetBatch(Napi::Value buffer);
+  bool Lend(Napi::Value buffer);
   void Watch();
   void Unwatch();
   void Drain();
-  void FillBatch();
-  void Deliver();
+  Filled Fill(const FillBuffer& buffer);
+  void OnFilled();
+  void End();
   void OnTargetsExited();
   int CopyRecord(const void* data, size_t size);
   int AddRecord(const void* data, size_t size);
   KernelObjects* Release();
 
   static int OnRecord(void* ctx, const void* data, size_t size);
-  static void FillOnThread(void* ctx);
+  static Filled FillOnThread(void* ctx, const FillBuffer& buffer);
 
   struct bpf_object* object_ = nullptr;
   std::vector<struct bpf_link*> links_;
@@ -69,29 +71,19 @@ class Session : public Napi::ObjectWrap<Session> {
   RingReader* ring_ = nullptr;
   Watchers* watchers_ = nullptr;
 
-  Napi::ObjectReference batchRef_;
-  uint8_t* batch_ = nullptr;
-  size_t batchCapacity_ = 0;
-  // Set once the trace is read through batches(): records fill columns instead of being copied.
+  // The buffers lent to the fill thread, oldest first: each is delivered in its turn. None: paused.
+  std::deque<Napi::ObjectReference> lent_;
+  // Set once the trace is read through batches(): buffers lent from then on take its columns.
   std::unique_ptr<ColumnLayout> columns_;
-  // Whether the buffer held takes columns: one given before useColumns() still takes records.
-  bool batchTakesColumns_ = false;
+  std::unique_ptr<FillThread> filler_;
 
-  // A fill's own state: while one is under way (filling_), only the fill thread touches it.
-  bool fillColumns_ = false;
+  // The fill thread's own: the buffer it fills and where that stands.
+  FillBuffer filling_ = {};
   size_t batchUsed_ = 0;
   uint32_t batchCount_ = 0;
   ColumnLayout::Fill fill_;
-  // A record consumed from the ring that did not fit the batch; it opens the next one.
+  // A record consumed from the ring that did not fit the buffer; it opens the next one.
   std::vector<uint8_t> carry_;
-  bool fillFull_ = false;
-  // The targets had all exited before the fill began: a fill that empties the ring then ends it.
-  bool exitedBeforeFill_ = false;
-
-  std::unique_ptr<FillThread> filler_;
-  bool filling_ = false;
-  // A wakeup, tick or exit came while a fill was under way: look at the ring again after it.
-  bool drainAgain_ = false;
   std::atomic<uint64_t> droppedOversized_{0};
   std::atomic<uint64_t> droppedUndecodable_{0};
 

@@ -15,11 +15,13 @@ for (const python of STACK_PYTHONS) {
       const { child, pid } = await start(t, python, ['unique', String(functions), '1'])
       let output = ''
       child.stdout!.on('data', (d: Buffer) => (output += d))
+      // Listened for before the read: the trace ends on the exit, and may do so after node saw it.
+      const exited = once(child, 'exit')
       const trace = sampleStacks(pid, { hz: 997 })
       await trace.ready
       child.stdin!.write('go\n')
       const { rows } = await reader.samples(trace)
-      await once(child, 'exit')
+      await exited
       const ran = new Map((JSON.parse(output.trim()) as [number, string, string][]).map(([n, start, end]) => [n, [BigInt(start), BigInt(end)]]))
       t.equal(ran.size, functions)
       let checked = 0

@@ -18,24 +18,26 @@ type Constants<O extends BpfObjectName> = Partial<BpfObjects[O]['constants']>
  */
 export interface NativeSession {
   /**
-   * Drains the ring into `batch`: each filled batch goes to onBatch, which returns the buffer to
-   * fill next, or none to pause the drain until resume() brings one. onDelivered follows each
-   * onBatch once the next fill has begun (on the addon's fill thread): the time to wake a reader.
+   * Drains the ring into the buffers lent to it, in turn, on the addon's fill thread: onBatch
+   * takes each filled buffer and returns one to lend in its place, or none; with none lent, the
+   * drain pauses until lend() brings one. onDelivered follows the onBatch calls of a loop turn,
+   * once the next fills are under way: the time to wake a reader.
    */
   start(options: {
-    batch: Uint8Array
-    onBatch(bytesOrRows: number, count: number, sideRecords?: number): Uint8Array | undefined
+    batches: Uint8Array[]
+    onBatch(buffer: Uint8Array, bytesOrRows: number, count: number, sideRecords?: number): Uint8Array | undefined
     onDelivered(): void
     onEnd(): void
     /** The stream ends once all of these have exited; never when empty. */
     exitPids: number[]
     flushIntervalMs: number
   }): void
-  resume(batch: Uint8Array): void
+  /** One more buffer to fill, after those lent before. */
+  lend(batch: Uint8Array): void
   /**
-   * Every buffer given from now on (by onBatch's return or resume) is filled with the columns
+   * Every buffer lent from now on (by onBatch's return or lend) is filled with the columns
    * `layout` places (src/streams/batch.ts builds it), and onBatch takes (rows, sideBytes,
-   * sideRecords) for it; the buffer held now still takes records as they are. Once per session.
+   * sideRecords) for it; the buffers lent before still take records as they are. Once per session.
    */
   useColumns(layout: object): void
   /** Fills records a drain delivered raw ([u32 length][record], `count` of them) into `batch`'s columns: [rows, sideBytes, sideRecords]. */

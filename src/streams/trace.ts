@@ -68,6 +68,9 @@ const BATCH_BYTES = 1 << 16
 const MAX_BATCHES = 16
 // The same bound for `batches()`, whose deliveries are some 16 times larger (src/streams/batch.ts).
 const MAX_COLUMN_BATCHES = 4
+// Buffers lent to the addon at once: while it fills one, the next waits, so that its fill
+// thread goes on from one to the next without waiting for the event loop.
+const LENT_BUFFERS = 2
 const FLUSH_INTERVAL_MS = 5
 // Events handed out without a turn of the event loop: a consumer that keeps up with a flood
 // would otherwise run on microtasks alone and starve timers and I/O.
@@ -120,8 +123,8 @@ export class Trace<T, B = unknown, C extends string = ColumnName<B>> implements 
 
   /** Filled batches not read to their end yet, oldest first. */
   #pending: Batch[] = []
-  /** The batch the addon fills; none once the trace started while every batch is pending. */
-  #filling: Batch | undefined
+  /** The batches lent to the addon to fill; none while every batch is pending. */
+  #filling: Batch[] = []
   #spare: Batch[] = []
   /** A summary trace's items, from its sampler. */
   #summaries: T[] = []
@@ -295,13 +298,14 @@ export class Trace<T, B = unknown, C extends string = ColumnName<B>> implements 
     this.#session = opened.session
     const sampler = opened.sampler
     this.#informsSampler = sampler !== undefined && this.#decode !== null
-    if (this.#store) this.#useColumns(this.#session, this.#store)
-    this.#filling = this.#newBatch()
+    // Before start: the buffers it is lent then are column buffers already.
+    if (this.#store) this.#session.useColumns(this.#store.native)
+    this.#filling = Array.from({ length: LENT_BUFFERS }, () => this.#newBatch())
     this.#session.start({
-      batch: this.#filling.buffer,
+      batches: this.#filling.map((batch) => batch.buffer),
       exitPids: opened.exitPids,
       flushIntervalMs: FLUSH_INTERVAL_MS,
-      onBatch: (bytesOrRows, count, sideRecords) => this.#onBatch(bytesOrRows, count, sideRecords),
+      onBatch: (buffer, bytesOrRows, count, sideRecords) => this.#onBatch(buffer, bytesOrRows, count, sideRecords),
       onDelivered: () => this.#wake(),
       onEnd: sampler ? () => this.#sample(sampler, true) : () => this.#finish(),
     })
@@ -341,25 +345,37 @@ export class Trace<T, B = unknown, C extends string = ColumnName<B>> implements 
   }
 
   /**
-   * The addon fills columns into every buffer it is given from now on. The raw buffer it holds
-   * (maybe being filled on its thread) is delivered raw, and raw deliveries are refilled as
-   * columns when the consumer reaches them; spare raw buffers have no further use.
+   * The addon fills columns into every buffer lent from now on. The raw buffers it holds (maybe
+   * being filled on its thread) are delivered raw, and raw deliveries are refilled as columns
+   * when the consumer reaches them; spare raw buffers have no further use. Column buffers are
+   * lent at once, so the addon fills while the loop reads what came raw (a trace paused on a
+   * backlog has none lent).
    */
   #useColumns(session: NativeSession, store: ColumnStore<Record<string, ColumnSource>, B>): void {
     session.useColumns(store.native)
     this.#spare = []
+    while (this.#filling.length < LENT_BUFFERS) this.#lend(session, this.#newBatch())
+  }
+
+  #lend(session: NativeSession, batch: Batch): void {
+    this.#filling.push(batch)
+    session.lend(batch.buffer)
   }
 
   /**
-   * Takes the batch the addon filled: raw records (`bytesOrRows` bytes of `count` records), or
-   * columns (`bytesOrRows` rows, then `count` bytes of `sideRecords` side records). Returns the
-   * buffer to fill next, none while every one is pending. The reader is woken by onDelivered,
-   * once the addon has begun that next fill.
+   * Takes the batch the addon filled in `buffer`: raw records (`bytesOrRows` bytes of `count`
+   * records), or columns (`bytesOrRows` rows, then `count` bytes of `sideRecords` side records).
+   * Returns a buffer to lend in its place, none while every other one is pending. The reader is
+   * woken by onDelivered, once the addon has gone on with its next fills.
    */
-  #onBatch(bytesOrRows: number, count: number, sideRecords?: number): Uint8Array | undefined {
+  #onBatch(buffer: Uint8Array, bytesOrRows: number, count: number, sideRecords?: number): Uint8Array | undefined {
     this.#deliveries++
     this.#servedThisTurn = 0
-    const batch = this.#filling!
+    // The addon lends again at the back a buffer that came back empty: found by identity, not order.
+    const batch = this.#filling.splice(
+      this.#filling.findIndex((lent) => lent.buffer === buffer),
+      1,
+    )[0]!
     if (batch.columns) {
       batch.records = bytesOrRows
       batch.end = count
@@ -370,12 +386,16 @@ export class Trace<T, B = unknown, C extends string = ColumnName<B>> implements 
     }
     if (this.#informsSampler) {
       this.#inform(batch)
+      this.#filling.push(batch)
       return batch.buffer
     }
     this.#pending.push(batch)
-    // With no spare, every batch made so far is pending.
-    this.#filling = this.#spare.pop() ?? (this.#pending.length < (this.#store ? MAX_COLUMN_BATCHES : MAX_BATCHES) ? this.#newBatch() : undefined)
-    return this.#filling?.buffer
+    // With no spare, every batch made so far is pending or lent: those lent count toward the
+    // bound, as they are filled whether or not the consumer reads.
+    const bound = this.#store ? MAX_COLUMN_BATCHES : MAX_BATCHES
+    const next = this.#spare.pop() ?? (this.#pending.length + this.#filling.length < bound ? this.#newBatch() : undefined)
+    if (next) this.#filling.push(next)
+    return next?.buffer
   }
 
   /** Decodes every record of a summary's batch now: they only inform its reads. */
@@ -481,14 +501,13 @@ export class Trace<T, B = unknown, C extends string = ColumnName<B>> implements 
     return filled
   }
 
-  /** A read batch goes back to the addon if it waits for one, else to the spares. */
+  /** A read batch is lent to the addon if it has fewer than it takes, else goes to the spares. */
   #recycle(batch: Batch): void {
     // A raw buffer, made before the trace was known to be read as batches, has no further use.
     if (this.#store && !batch.columns) return
     batch.at = 0
-    if (!this.#filling && this.#session && !this.#done) {
-      this.#filling = batch
-      this.#session.resume(batch.buffer)
+    if (this.#filling.length < LENT_BUFFERS && this.#session && !this.#done) {
+      this.#lend(this.#session, batch)
     } else {
       this.#spare.push(batch)
     }
