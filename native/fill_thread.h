@@ -1,7 +1,8 @@
 // A thread of a session's own that fills the buffers JS lends it: records are taken from the
 // ring and laid out for JS off the event loop, one buffer after another while the ring holds
-// more, so that JS reads one delivery while the next ones are filled. Each filled buffer is
-// reported on the loop through a uv_async_t the caller owns, in the order the buffers came.
+// more, so that JS reads one delivery while the next ones are filled. Each fill is reported on
+// the loop through a uv_async_t the caller owns, in the order the buffers came, unless it found
+// nothing and ended nothing: then its buffer waits, first in line, for the next.
 #pragma once
 #include <uv.h>
 
