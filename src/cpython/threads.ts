@@ -34,12 +34,18 @@ export function threadNames(reading: StackReading, located: LocatedRuntime): Map
       const threading = modules && objects.get(modules, 'threading')
       const globals = threading && objects.moduleDict(threading)
       const active = globals && objects.get(globals, '_active')
+      const read: [thread: bigint, tid: number, name: string][] = []
       for (const [, thread] of active ? objects.items(active) : []) {
         const attributes = objects.attributes(thread, ['_native_id', '_name'])
         const tid = attributes.has('_native_id') ? objects.int(attributes.get('_native_id')!) : undefined
         const name = attributes.has('_name') ? objects.str(attributes.get('_name')!, MAX_NAME_CHARS) : undefined
-        if (tid && name !== undefined) names.set(tid, name)
+        if (tid && name !== undefined) read.push([thread, tid, name])
       }
+      // The target runs on while it is read: a thread that ended meanwhile left _active, and its
+      // object (and name) may be freed memory by the time it was read. _active holds every
+      // thread in it alive, so only a thread still there after the read is named.
+      const still = new Set(active ? Array.from(objects.items(active), ([, thread]) => thread) : [])
+      for (const [thread, tid, name] of read) if (still.has(thread)) names.set(tid, name)
       interpreter = memory.pointer(interpreter + BigInt(reading.layout.interpreter_next))
     }
     return names
