@@ -354,7 +354,7 @@ export class Trace<T, B = unknown, C extends string = ColumnName<B>> implements 
   #useColumns(session: NativeSession, store: ColumnStore<Record<string, ColumnSource>, B>): void {
     session.useColumns(store.native)
     this.#spare = []
-    while (this.#filling.length < LENT_BUFFERS) this.#lend(session, this.#newBatch())
+    while (this.#filling.length < LENT_BUFFERS && !this.#done) this.#lend(session, this.#newBatch())
   }
 
   #lend(session: NativeSession, batch: Batch): void {
