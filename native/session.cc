@@ -80,6 +80,11 @@ Napi::Value ThrowErrno(Napi::Env env, int err, const std::string& what) {
   return env.Undefined();
 }
 
+// An exception pending after a call made from the loop goes where Node sends uncaught ones.
+void ReportUncaught(Napi::Env env) {
+  if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+}
+
 Napi::Value ThrowType(Napi::Env env, const std::string& message) {
   Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
   return env.Undefined();
@@ -855,38 +860,35 @@ void Session::OnFilled() {
       continue;
     }
     delivered = true;
-    Napi::Value next =
-        filled.columns ? onBatch_.MakeCallback(Value(),
-                                               {buffer.Value(), Napi::Number::New(env, filled.rows),
-                                                Napi::Number::New(env, filled.sideBytes), Napi::Number::New(env, filled.sideRecords)},
-                                               *asyncContext_)
-                       : onBatch_.MakeCallback(Value(),
-                                               {buffer.Value(), Napi::Number::New(env, filled.bytes), Napi::Number::New(env, filled.records)},
-                                               *asyncContext_);
-    if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+    Napi::Value next = filled.columns ? CallBack(onBatch_, {buffer.Value(), Napi::Number::New(env, filled.rows),
+                                                            Napi::Number::New(env, filled.sideBytes),
+                                                            Napi::Number::New(env, filled.sideRecords)})
+                                      : CallBack(onBatch_, {buffer.Value(), Napi::Number::New(env, filled.bytes),
+                                                            Napi::Number::New(env, filled.records)});
     if (closed_) return;
-    if (!next.IsUndefined() && !Lend(next) && env.IsExceptionPending())
-      napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+    if (!next.IsUndefined() && !Lend(next)) ReportUncaught(env);
   }
   // None lent: every buffer JS has is waiting to be read, and the ring holds the rest until lend().
   if (lent_.empty() && !last) {
     paused_ = true;
     Unwatch();
   }
-  if (delivered) {
-    onDelivered_.MakeCallback(Value(), {}, *asyncContext_);
-    if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
-  }
+  if (delivered) CallBack(onDelivered_, {});
   if (last && !closed_) End();
 }
 
 void Session::End() {
-  Napi::Env env = Env();
-  Napi::HandleScope scope(env);
+  Napi::HandleScope scope(Env());
   ended_ = true;
   Unwatch();
-  onEnd_.MakeCallback(Value(), {}, *asyncContext_);
-  if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+  CallBack(onEnd_, {});
+}
+
+// Calls JS from the loop: what it throws is the process's uncaught exception, as from any callback.
+Napi::Value Session::CallBack(const Napi::FunctionReference& callback, const std::initializer_list<napi_value>& args) {
+  Napi::Value result = callback.MakeCallback(Value(), args, *asyncContext_);
+  ReportUncaught(Env());
+  return result;
 }
 
 // Stops every watcher and callback now; hands over what must still be freed in the kernel.

@@ -54,6 +54,7 @@ class Session : public Napi::ObjectWrap<Session> {
   Filled Fill(const FillBuffer& buffer);
   void OnFilled();
   void End();
+  Napi::Value CallBack(const Napi::FunctionReference& callback, const std::initializer_list<napi_value>& args);
   void OnTargetsExited();
   int CopyRecord(const void* data, size_t size);
   int AddRecord(const void* data, size_t size);
