@@ -48,6 +48,11 @@ int CountReturn(void* context, const void* data, size_t size) {
 
 int CountReturnFromLibbpf(void* context, void* data, size_t size) { return CountReturn(context, data, size); }
 
+size_t CountReturns(void* context, const RingRecord* records, size_t count) {
+  for (size_t i = 0; i < count; i++) CountReturn(context, records[i].data, records[i].size);
+  return count;
+}
+
 // One of the two ways to read the ring, as USDTRACE_REFERENCE_READER picks.
 class Consumer {
  public:
@@ -65,7 +70,7 @@ class Consumer {
     if (libbpf_) ring_buffer__free(libbpf_);
   }
   void Consume() {
-    if (addon_) addon_->Consume(CountReturn, nullptr);
+    if (addon_) addon_->Consume(CountReturns, nullptr);
     else ring_buffer__consume(libbpf_);
   }
   void Poll(int timeoutMs) {

@@ -1,5 +1,6 @@
 #include "columns.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -29,8 +30,18 @@ uint32_t U32(Napi::Object object, const char* key) {
 
 bool ValidSize(uint32_t size) { return size == 1 || size == 2 || size == 4 || size == 8; }
 
-// Index of a valid size in the runs of copies: 1, 2, 4, 8 bytes -> 0..3.
-int WidthIndex(uint8_t width) { return __builtin_ctz(width); }
+// Rows gathered before their columns are filled: the records' lines are still in cache when
+// each column's loop reads them again.
+constexpr uint32_t kRowsPerPass = 256;
+
+template <typename T>
+void CopyColumn(uint8_t* to, const uint8_t* const* rows, uint32_t count, uint32_t from) {
+  for (uint32_t i = 0; i < count; i++) {
+    T value;
+    memcpy(&value, rows[i] + from, sizeof value);
+    memcpy(to + i * sizeof value, &value, sizeof value);
+  }
+}
 
 }  // namespace
 
@@ -57,7 +68,7 @@ bool ColumnLayout::Parse(Napi::Env env, Napi::Object layout) {
   Napi::Value given = layout.Get("columns");
   if (!given.IsArray()) return Fail(env, "columns must be an array");
   Napi::Array columns = given.As<Napi::Array>();
-  for (std::vector<Copy>& run : copies_) run.clear();
+  copies_.clear();
   converted_.clear();
   for (uint32_t i = 0; i < columns.Length(); i++) {
     Napi::Object spec = columns.Get(i).As<Napi::Object>();
@@ -88,7 +99,7 @@ bool ColumnLayout::Parse(Napi::Env env, Napi::Object layout) {
       return Fail(env, "unknown column code " + how);
     }
     if (column.code == kBits && column.fromSize == column.width && !column.conditional)
-      copies_[WidthIndex(column.width)].push_back({column.from, column.at});
+      copies_.push_back({column.from, column.at, column.width});
     else
       converted_.push_back(column);
   }
@@ -96,76 +107,96 @@ bool ColumnLayout::Parse(Napi::Env env, Napi::Object layout) {
   return true;
 }
 
-uint8_t ColumnLayout::RouteOf(const uint8_t* record) const {
+uint8_t ColumnLayout::RouteOf(const uint8_t* record, size_t size) const {
+  if (hasKind_ && size <= kindOffset_) return kUndecodable;
   uint8_t route = routes_[hasKind_ ? record[kindOffset_] : 0];
-  if ((route & kRow) && hasSideWhenZero_ && ReadUnsigned(record + sideWhenZeroOffset_, sideWhenZeroSize_) == 0)
-    route |= kSide;
+  // A row is read at fixed offsets below minSize; a record that only goes to the side (a stack
+  // trace's code names, shorter than its samples) need only reach its kind byte.
+  bool row = route & kRow;
+  if (size < minSize_ && (row || !hasKind_)) return kUndecodable;
+  if (row && hasSideWhenZero_ && ReadUnsigned(record + sideWhenZeroOffset_, sideWhenZeroSize_) == 0) route |= kSide;
   return route;
 }
 
-template <typename T>
-void ColumnLayout::CopyRun(const std::vector<Copy>& run, uint8_t* buffer, uint32_t row, const uint8_t* record) {
-  // Bounds held in locals: the byte stores below may alias any memory, the vector's included.
-  const Copy* copy = run.data();
-  const Copy* end = copy + run.size();
-  size_t rowOffset = static_cast<size_t>(row) * sizeof(T);
-  for (; copy != end; copy++) {
-    T value;
-    memcpy(&value, record + copy->from, sizeof value);
-    memcpy(buffer + copy->at + rowOffset, &value, sizeof value);
+// The hot loop of batches(): a pass of rows at a time, one loop per column, so that what a
+// column is and how it is filled is decided once per pass rather than once per row.
+void ColumnLayout::FillRows(uint8_t* buffer, uint32_t firstRow, const uint8_t* const* rows, uint32_t count) const {
+  for (const Copy& copy : copies_) {
+    uint8_t* to = buffer + copy.at + static_cast<size_t>(firstRow) * copy.width;
+    switch (copy.width) {
+      case 1: CopyColumn<uint8_t>(to, rows, count, copy.from); break;
+      case 2: CopyColumn<uint16_t>(to, rows, count, copy.from); break;
+      case 4: CopyColumn<uint32_t>(to, rows, count, copy.from); break;
+      default: CopyColumn<uint64_t>(to, rows, count, copy.from); break;
+    }
   }
-}
-
-// The hot loop of batches(): runs of fixed-size copies per row, then the few columns that
-// convert or test a flag; no allocation.
-void ColumnLayout::FillRow(uint8_t* buffer, uint32_t row, const uint8_t* record) const {
-  CopyRun<uint64_t>(copies_[3], buffer, row, record);
-  CopyRun<uint32_t>(copies_[2], buffer, row, record);
-  CopyRun<uint16_t>(copies_[1], buffer, row, record);
-  CopyRun<uint8_t>(copies_[0], buffer, row, record);
-  for (const Column& column : converted_) {
-    const uint8_t* from = record + column.from;
-    uint8_t* to = buffer + column.at + static_cast<size_t>(row) * column.width;
-    bool present = !column.conditional || (((record[column.whenOffset] & column.whenMask) != 0) != column.whenClear);
+  for (const Column& each : converted_) {
+    // A copy in a local: the stores below may alias any memory, the layout's included.
+    const Column column = each;
+    uint8_t* to = buffer + column.at + static_cast<size_t>(firstRow) * column.width;
     switch (column.code) {
-      case kBits: {
-        uint64_t value = present ? ReadUnsigned(from, column.fromSize) : 0;
-        WriteUnsigned(to, column.width, column.isSigned ? SignExtended(value, column.fromSize) : value);
+      case kBits:
+        for (uint32_t i = 0; i < count; i++) {
+          uint64_t value = column.PresentIn(rows[i]) ? ReadUnsigned(rows[i] + column.from, column.fromSize) : 0;
+          WriteUnsigned(to + i * column.width, column.width, column.isSigned ? SignExtended(value, column.fromSize) : value);
+        }
         break;
-      }
-      case kDouble: {
-        uint64_t bits = ReadUnsigned(from, column.fromSize);
-        double value = !present          ? NAN
-                       : column.isSigned ? static_cast<double>(static_cast<int64_t>(SignExtended(bits, column.fromSize)))
-                                         : static_cast<double>(bits);
-        memcpy(to, &value, 8);
+      case kDouble:
+        for (uint32_t i = 0; i < count; i++) {
+          uint64_t bits = ReadUnsigned(rows[i] + column.from, column.fromSize);
+          double value = !column.PresentIn(rows[i]) ? NAN
+                         : column.isSigned ? static_cast<double>(static_cast<int64_t>(SignExtended(bits, column.fromSize)))
+                                           : static_cast<double>(bits);
+          memcpy(to + i * sizeof value, &value, sizeof value);
+        }
         break;
-      }
-      case kFlag: *to = present ? 1 : 0; break;
+      case kFlag:
+        for (uint32_t i = 0; i < count; i++) to[i] = column.PresentIn(rows[i]) ? 1 : 0;
+        break;
     }
   }
 }
 
-ColumnLayout::Result ColumnLayout::Add(Fill& fill, const uint8_t* record, size_t size) const {
-  // A row is read at fixed offsets below minSize; a record that only goes to the side (a stack
-  // trace's code names, shorter than its samples) need only reach its kind byte.
-  bool makesNoRow = hasKind_ && size > kindOffset_ && !(routes_[record[kindOffset_]] & kRow);
-  if (size < minSize_ && !makesNoRow) return kUndecodable;
-  uint8_t route = RouteOf(record);
-  bool row = route & kRow;
-  if (route & kSide) {
-    if (size + kSideHeader > sideBytes_) return kUndecodable;
-    if (fill.sideUsed + kSideHeader + size > sideBytes_) return kFull;
+size_t ColumnLayout::Add(Fill& fill, const RingRecord* records, size_t count, uint64_t& undecodable) const {
+  size_t taken = 0;
+  bool full = false;
+  while (taken < count && !full) {
+    const uint8_t* rows[kRowsPerPass];
+    uint32_t firstRow = fill.rows;
+    uint32_t passLimit = std::min(kRowsPerPass, capacity_ - firstRow);
+    uint32_t passRows = 0;
+    for (; taken < count; taken++) {
+      const uint8_t* record = records[taken].data;
+      uint32_t size = records[taken].size;
+      uint8_t route = RouteOf(record, size);
+      // Most records are a row and nothing else.
+      if (route == kRow && passRows < passLimit) {
+        rows[passRows++] = record;
+        continue;
+      }
+      // A row past the pass's limit ends the pass; the buffer is full if that limit was its capacity.
+      if ((route & kRow) && passRows == passLimit) {
+        full = firstRow + passRows == capacity_;
+        break;
+      }
+      if ((route & kUndecodable) || ((route & kSide) && size + kSideHeader > sideBytes_)) {
+        undecodable++;
+        continue;
+      }
+      if (route & kSide) {
+        full = fill.sideUsed + kSideHeader + size > sideBytes_;
+        if (full) break;
+        uint8_t* at = fill.buffer + sideOffset_ + fill.sideUsed;
+        uint32_t header[2] = {size, firstRow + passRows};
+        memcpy(at, header, kSideHeader);
+        memcpy(at + kSideHeader, record, size);
+        fill.sideUsed += kSideHeader + size;
+        fill.sideCount++;
+      }
+      if (route & kRow) rows[passRows++] = record;
+    }
+    FillRows(fill.buffer, firstRow, rows, passRows);
+    fill.rows += passRows;
   }
-  if (row && fill.rows == capacity_) return kFull;
-  if (route & kSide) {
-    uint8_t* at = fill.buffer + sideOffset_ + fill.sideUsed;
-    uint32_t header[2] = {static_cast<uint32_t>(size), fill.rows};
-    memcpy(at, header, kSideHeader);
-    memcpy(at + kSideHeader, record, size);
-    fill.sideUsed += kSideHeader + static_cast<uint32_t>(size);
-    fill.sideCount++;
-  }
-  if (row) FillRow(fill.buffer, fill.rows++, record);
-  return kAdded;
+  return taken;
 }

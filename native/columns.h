@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "ring.h"
+
 class ColumnLayout {
  public:
   // Parses the layout JS built (src/streams/batch.ts, nativeLayout); false after throwing.
@@ -27,14 +29,15 @@ class ColumnLayout {
     uint32_t sideCount = 0;
   };
 
-  enum Result { kAdded, kFull, kUndecodable };
-  // Adds one record: kFull leaves `fill` as it was (the record opens the next delivery);
-  // kUndecodable: a row shorter than minSize (a side-only record need only reach its kind byte),
-  // or a side record larger than a whole side region.
-  Result Add(Fill& fill, const uint8_t* record, size_t size) const;
+  // Adds records in order until one does not fit (it opens the next delivery); returns how
+  // many it took. Those it cannot decode are taken and counted in `undecodable`: a row shorter
+  // than minSize (a side-only record need only reach its kind byte), or a side record larger
+  // than a whole side region.
+  size_t Add(Fill& fill, const RingRecord* records, size_t count, uint64_t& undecodable) const;
 
  private:
-  enum Route : uint8_t { kRow = 1, kSide = 2 };
+  // kUndecodable is the walk's own: routes_ holds the rest, as JS set them.
+  enum Route : uint8_t { kRow = 1, kSide = 2, kUndecodable = 4 };
   enum Code : uint8_t { kBits, kDouble, kFlag };
   struct Column {
     uint32_t from;
@@ -48,19 +51,21 @@ class ColumnLayout {
     bool whenClear;
     uint32_t whenOffset;
     uint8_t whenMask;
+
+    bool PresentIn(const uint8_t* record) const {
+      return !conditional || (((record[whenOffset] & whenMask) != 0) != whenClear);
+    }
   };
 
-  // A field copied as it is into a column as wide, on every row: most columns are these, and the
-  // hot loop takes them in runs of one width, with no decision per column.
+  // A field copied as it is into a column as wide, on every row: most columns are these.
   struct Copy {
     uint32_t from;
     uint32_t at;
+    uint8_t width;
   };
 
-  uint8_t RouteOf(const uint8_t* record) const;
-  template <typename T>
-  static void CopyRun(const std::vector<Copy>& run, uint8_t* buffer, uint32_t row, const uint8_t* record);
-  void FillRow(uint8_t* buffer, uint32_t row, const uint8_t* record) const;
+  uint8_t RouteOf(const uint8_t* record, size_t size) const;
+  void FillRows(uint8_t* buffer, uint32_t firstRow, const uint8_t* const* rows, uint32_t count) const;
 
   bool hasKind_ = false;
   uint32_t kindOffset_ = 0;
@@ -73,6 +78,6 @@ class ColumnLayout {
   uint32_t capacity_ = 0;
   uint32_t sideOffset_ = 0;
   uint32_t sideBytes_ = 0;
-  std::vector<Copy> copies_[4];  // by width: 1, 2, 4, 8 bytes
+  std::vector<Copy> copies_;
   std::vector<Column> converted_;  // the rest: widened, converted to doubles, flags, conditional
 };

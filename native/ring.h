@@ -1,5 +1,6 @@
-// A BPF ring buffer read in place: the map's pages mapped once and touched up front, and the
-// consumer position published per block of records rather than per record.
+// A BPF ring buffer read in place: the map's pages mapped once and touched up front, records
+// handed over a block at a time, and the consumer position published per run of blocks rather
+// than per record.
 //
 // The kernel maps a ring's pages on first touch: libbpf's ring_buffer takes those faults, one
 // per 4 KiB, in its first pass over a fresh ring (on a busy VM, most of a backlog drain's time), and
@@ -10,10 +11,17 @@
 #include <cstddef>
 #include <cstdint>
 
+// One committed record, in place in the ring: valid until the read that found it returns.
+struct RingRecord {
+  const uint8_t* data;
+  uint32_t size;
+};
+
 class RingReader {
  public:
-  // Called with each record; a negative return stops the read after that record (it is consumed).
-  using OnRecord = int (*)(void* context, const void* record, size_t size);
+  // Called with the next committed records, in order, a block at a time; returns how many it
+  // took, from the first. Those it left stay in the ring, and the read stops there.
+  using OnRecords = size_t (*)(void* context, const RingRecord* records, size_t count);
 
   RingReader() = default;
   RingReader(const RingReader&) = delete;
@@ -22,9 +30,8 @@ class RingReader {
 
   // Maps the ring of a BPF_MAP_TYPE_RINGBUF map; returns 0, or a negative errno.
   int Open(int mapFd);
-  // Reads every committed record there is; returns the callback's negative value if it stopped
-  // the read, else 0.
-  int Consume(OnRecord onRecord, void* context);
+  // Reads every committed record there is; true if the callback left some in the ring.
+  bool Consume(OnRecords onRecords, void* context);
 
  private:
   void Publish(uint64_t position);

@@ -670,8 +670,8 @@ Napi::Value Session::DecodeColumns(const Napi::CallbackInfo& info) {
   Napi::Uint8Array target = info[3].As<Napi::Uint8Array>();
   if (bytes > records.ByteLength() || target.ByteLength() < columns_->bufferBytes())
     return ThrowType(env, "decodeColumns: buffer too small");
-  ColumnLayout::Fill fill;
-  fill.buffer = target.Data();
+  std::vector<RingRecord> views;
+  views.reserve(count);
   size_t at = 0;
   for (uint32_t i = 0; i < count; i++) {
     uint32_t length;
@@ -679,11 +679,15 @@ Napi::Value Session::DecodeColumns(const Napi::CallbackInfo& info) {
     memcpy(&length, records.Data() + at, kLengthPrefix);
     at += kLengthPrefix;
     if (at + length > bytes) return ThrowType(env, "decodeColumns: records end early");
-    ColumnLayout::Result added = columns_->Add(fill, records.Data() + at, length);
-    if (added == ColumnLayout::kFull) return ThrowType(env, "decodeColumns: the records do not fit the buffer");
-    if (added == ColumnLayout::kUndecodable) droppedUndecodable_++;
+    views.push_back({records.Data() + at, length});
     at += length;
   }
+  ColumnLayout::Fill fill;
+  fill.buffer = target.Data();
+  uint64_t undecodable = 0;
+  size_t taken = columns_->Add(fill, views.data(), views.size(), undecodable);
+  droppedUndecodable_ += undecodable;
+  if (taken < views.size()) return ThrowType(env, "decodeColumns: the records do not fit the buffer");
   Napi::Array made = Napi::Array::New(env, 3);
   made.Set(0u, Napi::Number::New(env, fill.rows));
   made.Set(1u, Napi::Number::New(env, fill.sideUsed));
@@ -767,36 +771,35 @@ void Session::OnTargetsExited() {
   Drain();
 }
 
-int Session::OnRecord(void* ctx, const void* data, size_t size) {
-  return static_cast<Session*>(ctx)->AddRecord(data, size);
+size_t Session::OnRecords(void* ctx, const RingRecord* records, size_t count) {
+  return static_cast<Session*>(ctx)->TakeRecords(records, count);
 }
 
-int Session::AddRecord(const void* data, size_t size) {
-  if (!filling_.columns) return CopyRecord(data, size);
-  const uint8_t* bytes = static_cast<const uint8_t*>(data);
-  switch (columns_->Add(fill_, bytes, size)) {
-    case ColumnLayout::kAdded: return 0;
-    case ColumnLayout::kUndecodable: droppedUndecodable_++; return 0;
-    case ColumnLayout::kFull: break;
-  }
-  // The ring has already let go of this record: keep it for the next batch, stop this one.
-  carry_.assign(bytes, bytes + size);
-  return -ENOSPC;
+// Takes records into the buffer being filled until one does not fit: that one stays in the
+// ring and opens the next buffer.
+size_t Session::TakeRecords(const RingRecord* records, size_t count) {
+  if (!filling_.columns) return CopyRecords(records, count);
+  uint64_t undecodable = 0;
+  size_t taken = columns_->Add(fill_, records, count, undecodable);
+  if (undecodable) droppedUndecodable_ += undecodable;
+  return taken;
 }
 
-int Session::CopyRecord(const void* data, size_t size) {
-  if (batchUsed_ + kLengthPrefix + size > filling_.capacity) {
-    // The ring has already let go of this record: keep it for the next batch, stop this one.
-    const uint8_t* bytes = static_cast<const uint8_t*>(data);
-    carry_.assign(bytes, bytes + size);
-    return -ENOSPC;
+size_t Session::CopyRecords(const RingRecord* records, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    uint32_t size = records[i].size;
+    if (batchUsed_ + kLengthPrefix + size > filling_.capacity) {
+      if (batchUsed_ > 0) return i;
+      // Larger than a whole batch: it can never be delivered, so it is counted, not kept.
+      droppedOversized_++;
+      continue;
+    }
+    memcpy(filling_.data + batchUsed_, &size, kLengthPrefix);
+    memcpy(filling_.data + batchUsed_ + kLengthPrefix, records[i].data, size);
+    batchUsed_ += kLengthPrefix + size;
+    batchCount_++;
   }
-  uint32_t length = static_cast<uint32_t>(size);
-  memcpy(filling_.data + batchUsed_, &length, kLengthPrefix);
-  memcpy(filling_.data + batchUsed_ + kLengthPrefix, data, size);
-  batchUsed_ += kLengthPrefix + size;
-  batchCount_++;
-  return 0;
+  return count;
 }
 
 Filled Session::FillOnThread(void* ctx, const FillBuffer& buffer) { return static_cast<Session*>(ctx)->Fill(buffer); }
@@ -809,26 +812,17 @@ void Session::Drain() {
   else if (targetsExited_) End();
 }
 
-// One fill, on the fill thread: the record carried over from the last one, then the ring's, up
-// to a full buffer. Touches nothing but the fill thread's own state and the counters.
+// One fill, on the fill thread: the ring's records, up to a full buffer. Touches nothing but the
+// fill thread's own state and the counters.
 Filled Session::Fill(const FillBuffer& buffer) {
   filling_ = buffer;
   batchUsed_ = 0;
   batchCount_ = 0;
   fill_ = ColumnLayout::Fill();
   fill_.buffer = buffer.data;
-  if (!carry_.empty()) {
-    std::vector<uint8_t> record;
-    record.swap(carry_);
-    if (AddRecord(record.data(), record.size()) != 0) {
-      // Larger than a whole batch: it can never be delivered, so it is counted, not retried.
-      carry_.clear();
-      droppedOversized_++;
-    }
-  }
   Filled filled;
   filled.columns = buffer.columns;
-  filled.full = !carry_.empty() || ring_->Consume(OnRecord, this) == -ENOSPC;
+  filled.full = ring_->Consume(OnRecords, this);
   filled.bytes = static_cast<uint32_t>(batchUsed_);
   filled.records = batchCount_;
   filled.rows = fill_.rows;

@@ -11,12 +11,12 @@
 
 #include "columns.h"
 #include "fill_thread.h"
+#include "ring.h"
 
 struct bpf_object;
 struct bpf_program;
 struct bpf_map;
 struct bpf_link;
-class RingReader;
 struct KernelObjects;
 
 class Session : public Napi::ObjectWrap<Session> {
@@ -56,11 +56,11 @@ class Session : public Napi::ObjectWrap<Session> {
   void End();
   Napi::Value CallBack(const Napi::FunctionReference& callback, const std::initializer_list<napi_value>& args);
   void OnTargetsExited();
-  int CopyRecord(const void* data, size_t size);
-  int AddRecord(const void* data, size_t size);
+  size_t TakeRecords(const RingRecord* records, size_t count);
+  size_t CopyRecords(const RingRecord* records, size_t count);
   KernelObjects* Release();
 
-  static int OnRecord(void* ctx, const void* data, size_t size);
+  static size_t OnRecords(void* ctx, const RingRecord* records, size_t count);
   static Filled FillOnThread(void* ctx, const FillBuffer& buffer);
 
   struct bpf_object* object_ = nullptr;
@@ -83,8 +83,6 @@ class Session : public Napi::ObjectWrap<Session> {
   size_t batchUsed_ = 0;
   uint32_t batchCount_ = 0;
   ColumnLayout::Fill fill_;
-  // A record consumed from the ring that did not fit the buffer; it opens the next one.
-  std::vector<uint8_t> carry_;
   std::atomic<uint64_t> droppedOversized_{0};
   std::atomic<uint64_t> droppedUndecodable_{0};
 
