@@ -11,7 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 
-// One committed record, in place in the ring: valid until the read that found it returns.
+// One record where it lies: read in place from the ring, it is valid only while the callback
+// that was handed it runs.
 struct RingRecord {
   const uint8_t* data;
   uint32_t size;
