@@ -62,6 +62,8 @@ bool ColumnLayout::Parse(Napi::Env env, Napi::Object layout) {
   minSize_ = U32(layout, "minSize");
   if (hasSideWhenZero_ && sideWhenZeroOffset_ + sideWhenZeroSize_ > minSize_) return Fail(env, "sideWhenZero reads past minSize");
   capacity_ = U32(layout, "capacity");
+  // A delivery with room for no row would end before its first record, every time.
+  if (capacity_ == 0) return Fail(env, "capacity must be at least 1");
   sideOffset_ = U32(layout, "sideOffset");
   sideBytes_ = U32(layout, "sideBytes");
 
