@@ -658,41 +658,44 @@ Napi::Value Session::UseColumns(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// decodeColumns(records, bytes, count, buffer): [rows, sideBytes, sideRecords] of the records
-// ([u32 length][record], `count` of them, in `bytes` bytes) a drain delivered before useColumns,
-// filled into `buffer` by the same layout; throws where they do not all fit.
+// decodeColumns(records, from, end, buffer, filled): fills the records ([u32 length][record],
+// from byte `from` to `end`) a drain delivered before useColumns into `buffer` by the same
+// layout, after the rows and side records `filled` ([rows, sideBytes, sideRecords], updated)
+// says it holds; stops at the first record that does not fit. Returns the offset it stopped at.
 Napi::Value Session::DecodeColumns(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!columns_) return ThrowType(env, "decodeColumns before useColumns");
   Napi::Uint8Array records = info[0].As<Napi::Uint8Array>();
-  size_t bytes = info[1].As<Napi::Number>().Uint32Value();
-  uint32_t count = info[2].As<Napi::Number>().Uint32Value();
+  size_t from = info[1].As<Napi::Number>().Uint32Value();
+  size_t end = info[2].As<Napi::Number>().Uint32Value();
   Napi::Uint8Array target = info[3].As<Napi::Uint8Array>();
-  if (bytes > records.ByteLength() || target.ByteLength() < columns_->bufferBytes())
-    return ThrowType(env, "decodeColumns: buffer too small");
+  Napi::Uint32Array filled = info[4].As<Napi::Uint32Array>();
+  if (from > end || end > records.ByteLength() || target.ByteLength() < columns_->bufferBytes() || filled.ElementLength() != 3)
+    return ThrowType(env, "decodeColumns: bad arguments");
   std::vector<RingRecord> views;
-  views.reserve(count);
-  size_t at = 0;
-  for (uint32_t i = 0; i < count; i++) {
+  for (size_t at = from; at < end;) {
     uint32_t length;
-    if (at + kLengthPrefix > bytes) return ThrowType(env, "decodeColumns: records end early");
+    if (at + kLengthPrefix > end) return ThrowType(env, "decodeColumns: records end early");
     memcpy(&length, records.Data() + at, kLengthPrefix);
     at += kLengthPrefix;
-    if (at + length > bytes) return ThrowType(env, "decodeColumns: records end early");
+    if (at + length > end) return ThrowType(env, "decodeColumns: records end early");
     views.push_back({records.Data() + at, length});
     at += length;
   }
   ColumnLayout::Fill fill;
   fill.buffer = target.Data();
+  fill.rows = filled[0];
+  fill.sideUsed = filled[1];
+  fill.sideCount = filled[2];
+  if (fill.rows > columns_->capacity()) return ThrowType(env, "decodeColumns: bad arguments");
   uint64_t undecodable = 0;
   size_t taken = columns_->Add(fill, views.data(), views.size(), undecodable);
   droppedUndecodable_ += undecodable;
-  if (taken < views.size()) return ThrowType(env, "decodeColumns: the records do not fit the buffer");
-  Napi::Array made = Napi::Array::New(env, 3);
-  made.Set(0u, Napi::Number::New(env, fill.rows));
-  made.Set(1u, Napi::Number::New(env, fill.sideUsed));
-  made.Set(2u, Napi::Number::New(env, fill.sideCount));
-  return made;
+  filled[0] = fill.rows;
+  filled[1] = fill.sideUsed;
+  filled[2] = fill.sideCount;
+  size_t stopped = taken < views.size() ? static_cast<size_t>(views[taken].data - records.Data()) - kLengthPrefix : end;
+  return Napi::Number::New(env, static_cast<double>(stopped));
 }
 
 // Lends `buffer` to the fill thread; false after throwing: a buffer smaller than the column

@@ -2,11 +2,13 @@
 // function ids right across code-object reuse, one way of reading a trace, a bounded backlog.
 // What both ways share (exact counts, nesting, ending, release) is tested once over both
 // readers (test/fixtures/readers.ts) in the calls, lifecycle, syscalls and libcalls tests.
+import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { CallKind, TraceError, stats, traceCalls, traceLibraryCalls, traceSyscalls, type CallBatch } from '../src/index.js'
 import { startWorkload, traceUniqueFunctions } from './targets.js'
 import { eventually } from './fixtures/agent.js'
+import { CALL_EVENT } from '../src/kernel/abi.js'
 
 /** Each column's element type, as docs/batches.md lists it. */
 const CALL_COLUMNS = {
@@ -155,6 +157,39 @@ t.test('a trace is read one way: events after batches, or batches after events, 
   const stackedLibrary = traceLibraryCalls(target.pid, { library: 'libc', symbols: ['write'], stack: true })
   t.throws(() => stackedLibrary.batches(), { name: 'TraceError', code: 'INVALID_ARGUMENT', message: /stack/ }, 'library calls with stack: true have none either')
   await stackedLibrary.close()
+})
+
+t.test('the raw deliveries made before batches() was called come many to a batch, every call in order', async (t) => {
+  const calls = 100_000
+  const target = await startWorkload(t, ['calls', String(calls)])
+  const exited = once(target, 'exit')
+  const trace = traceCalls(target.pid, { entries: false, ringBufferBytes: 64 << 20 })
+  await trace.ready
+  target.go()
+  await exited
+  // docs/batches.md: before batches(), records come in the events' 64 KiB batches, 16 at most.
+  await eventually('the raw deliveries', async () => (trace.deliveries >= 16 ? true : undefined), 10_000)
+  t.equal(trace.deliveries, 16, 'the trace holds the 16 raw deliveries the bound allows')
+  // A raw record is a 4-byte length and a call_event (test/abi.test.ts checks its size against
+  // bpf/usdtrace.h): at most this many calls fit one raw batch.
+  const rawRows = Math.floor((64 << 10) / (4 + CALL_EVENT.size))
+  const lengths: number[] = []
+  let leaves = 0
+  let previous = 0n
+  let ordered = true
+  for await (const batch of trace.batches()) {
+    lengths.push(batch.length)
+    for (let i = 0; i < batch.length; i++) {
+      if (batch.function(batch.functionId[i]!).func === 'leaf') leaves++
+      ordered &&= batch.timestampNs[i]! >= previous
+      previous = batch.timestampNs[i]!
+    }
+  }
+  t.ok(lengths[0]! > rawRows, `the first batch (${lengths[0]} rows) holds more than one raw batch could (${rawRows})`)
+  t.ok(lengths.every((length) => length <= 16_384), 'none holds more than a delivery (16,384 rows, docs/batches.md)')
+  t.equal(leaves, calls, 'every leaf return, those delivered raw and those after')
+  t.ok(ordered, 'in the order they happened')
+  t.equal(trace.lost, 0, 'nothing lost')
 })
 
 t.test('a slow batch consumer loses nothing silently: rows taken and lost account for every call', async (t) => {

@@ -40,8 +40,12 @@ export interface NativeSession {
    * sideRecords) for it; the buffers lent before still take records as they are. Once per session.
    */
   useColumns(layout: object): void
-  /** Fills records a drain delivered raw ([u32 length][record], `count` of them) into `batch`'s columns: [rows, sideBytes, sideRecords]. */
-  decodeColumns(records: Uint8Array, bytes: number, count: number, batch: Uint8Array): [number, number, number]
+  /**
+   * Fills records a drain delivered raw ([u32 length][record], from byte `from` to `end`) into
+   * `batch`'s columns, after the rows and side records `filled` ([rows, sideBytes, sideRecords],
+   * updated) says it holds; stops at the first that does not fit. Returns the offset it stopped at.
+   */
+  decodeColumns(records: Uint8Array, from: number, end: number, batch: Uint8Array, filled: Uint32Array): number
   counters(): Record<string, bigint>
   close(): Promise<void>
   /** True once close() was called: late work (a process found after the trace ended) checks it. */

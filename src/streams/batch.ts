@@ -178,8 +178,8 @@ export interface BatchReader<S extends Record<string, ColumnSource>, B> {
 /** Rows per delivery: whatever the ring held, up to this many events (~1 MiB of call records). */
 const ROWS_PER_DELIVERY = 1 << 14
 /**
- * Side records per delivery, in bytes: more than a drain of the events' raw batches (64 KiB) can
- * hold, so one made before `batches()` was called is refilled as columns in one piece.
+ * Side records per delivery, in bytes: a delivery ends early once they fill it. Four raw batches
+ * of events (64 KiB each) fit, so those made before `batches()` was called fill a few to a buffer.
  */
 const SIDE_BYTES = 1 << 18
 

@@ -470,10 +470,10 @@ export class Trace<T, B = unknown, C extends string = ColumnName<B>> implements 
     if (this.#lent) this.#recycle(this.#lent)
     this.#lent = undefined
     while (this.#pending.length > 0) {
-      let delivery = this.#pending.shift()!
+      let delivery: Batch
       let batch: B
       try {
-        if (!delivery.columns) delivery = this.#refilled(delivery)
+        delivery = this.#pending[0]!.columns ? this.#pending.shift()! : this.#refilled()
         batch = store.batch(delivery as Batch & ColumnBuffer<Record<string, ColumnSource>>, delivery.records, delivery.end, delivery.sideRecords)
       } catch (error) {
         this.#discardQueued()
@@ -491,13 +491,21 @@ export class Trace<T, B = unknown, C extends string = ColumnName<B>> implements 
     return undefined
   }
 
-  /** A raw delivery, made before `batches()` was called, filled into columns by the same layout. */
-  #refilled(raw: Batch): Batch {
+  /**
+   * The raw deliveries at the head of the queue, made before `batches()` was called, filled into
+   * one buffer of columns by the same layout, as many as it holds: a raw delivery is some 16
+   * times smaller. One that does not fit whole stays first in line, read up to where it stopped.
+   */
+  #refilled(): Batch {
     const filled = this.#spare.pop() ?? this.#newBatch()
-    const [rows, sideBytes, sideRecords] = this.#session!.decodeColumns(raw.buffer, raw.end, raw.records, filled.buffer)
-    filled.records = rows
-    filled.end = sideBytes
-    filled.sideRecords = sideRecords
+    const counts = new Uint32Array(3)
+    while (this.#pending.length > 0 && !this.#pending[0]!.columns) {
+      const raw = this.#pending[0]!
+      raw.at = this.#session!.decodeColumns(raw.buffer, raw.at, raw.end, filled.buffer, counts)
+      if (raw.at < raw.end) break
+      this.#pending.shift()
+    }
+    ;[filled.records, filled.end, filled.sideRecords] = counts
     return filled
   }
 
