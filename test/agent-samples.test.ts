@@ -110,15 +110,18 @@ t.test('a churn of sampled processes (--no-call-profiles): each is pushed, then 
   const dir = tmpDir(t, 'agent-samples-churn')
   const churned: number[] = []
   for (let i = 0; i < 12; i++) {
-    // Started after the agent attached; spins half a second, then exits by itself.
-    const { child, pid } = await startStacksTarget(t, python, ['exit', '0.5'])
+    // Started after the agent attached; spins until its samples are pushed (the agent finds a
+    // process by its first sample, so a busy host may take a while), then exits by itself.
+    const { child, pid } = await startStacksTarget(t, python, ['exit', '60'])
     churned.push(pid)
     child.stdin!.write('go\n')
-    await once(child, 'exit')
     await eventually(`process ${pid}'s samples of spin() pushed`, async () => {
       const own = (await pushedProfiles(pyroscope.received, dir, 'samples/count')).filter((push) => push.pid === pid)
       return own.some((push) => push.profile.samples.some((sample) => sample.funcs[0] === 'spin')) ? true : undefined
     })
+    const exited = once(child, 'exit')
+    child.stdin!.end()
+    await exited
   }
   t.pass(`each of ${churned.length} processes started later was sampled in spin()`)
   const left = await eventually('every churned process let go of', async () => {

@@ -170,12 +170,20 @@ def run_crowd(count):
 
 
 def run_exit(seconds):
-    """Spins for `seconds` once a line arrives on stdin, then exits by itself."""
+    """Spins once a line arrives on stdin, for `seconds` or until stdin ends, then exits by itself."""
     report({})
     sys.stdin.readline()
     stop = [False]
-    threading.Timer(float(seconds), lambda: stop.__setitem__(0, True)).start()
+    timer = threading.Timer(float(seconds), lambda: stop.__setitem__(0, True))
+    timer.start()
+
+    def until_stdin_ends():
+        sys.stdin.read()
+        stop[0] = True
+
+    threading.Thread(target=until_stdin_ends, daemon=True).start()
     spin(stop)
+    timer.cancel()
 
 
 def run_fork(children):
