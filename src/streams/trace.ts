@@ -501,8 +501,14 @@ export class Trace<T, B = unknown, C extends string = ColumnName<B>> implements 
     const counts = new Uint32Array(3)
     while (this.#pending.length > 0 && !this.#pending[0]!.columns) {
       const raw = this.#pending[0]!
+      const from = raw.at
       raw.at = this.#session!.decodeColumns(raw.buffer, raw.at, raw.end, filled.buffer, counts)
-      if (raw.at < raw.end) break
+      if (raw.at < raw.end) {
+        // An empty buffer takes a record or counts it undecodable (native/columns.cc): were it
+        // to take none, this delivery would be refilled forever.
+        if (raw.at === from && counts[0] === 0 && counts[2] === 0) throw new Error(`usdtrace: a raw record at ${from} fits no column buffer`)
+        break
+      }
       this.#pending.shift()
     }
     ;[filled.records, filled.end, filled.sideRecords] = counts
