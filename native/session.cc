@@ -670,7 +670,8 @@ Napi::Value Session::DecodeColumns(const Napi::CallbackInfo& info) {
   size_t end = info[2].As<Napi::Number>().Uint32Value();
   Napi::Uint8Array target = info[3].As<Napi::Uint8Array>();
   Napi::Uint32Array filled = info[4].As<Napi::Uint32Array>();
-  if (from > end || end > records.ByteLength() || target.ByteLength() < columns_->bufferBytes() || filled.ElementLength() != 3)
+  if (from > end || end > records.ByteLength() || target.ByteLength() < columns_->bufferBytes() || filled.ElementLength() != 3 ||
+      filled[0] > columns_->capacity())
     return ThrowType(env, "decodeColumns: bad arguments");
   std::vector<RingRecord> views;
   for (size_t at = from; at < end;) {
@@ -687,7 +688,6 @@ Napi::Value Session::DecodeColumns(const Napi::CallbackInfo& info) {
   fill.rows = filled[0];
   fill.sideUsed = filled[1];
   fill.sideCount = filled[2];
-  if (fill.rows > columns_->capacity()) return ThrowType(env, "decodeColumns: bad arguments");
   uint64_t undecodable = 0;
   size_t taken = columns_->Add(fill, views.data(), views.size(), undecodable);
   droppedUndecodable_ += undecodable;
